@@ -1,0 +1,47 @@
+//! `dualplane`: the thin binary. Parses the command line and calls into the
+//! libraries; all logic worth testing lives in sim-core (and later net,
+//! replays).
+
+mod alloc_count;
+mod bench;
+mod clock;
+mod simulate;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[global_allocator]
+static ALLOC: alloc_count::CountingAlloc = alloc_count::CountingAlloc;
+
+#[derive(Parser, Debug)]
+#[command(name = "dualplane", version, about = "Deterministic simulation server for authoritative multiplayer")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a scenario headless and print world hashes.
+    Simulate(simulate::SimulateArgs),
+    /// Benchmarks that print numbers (no thresholds unless asked).
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Simulate(args) => simulate::run(&args),
+        Command::Bench { what } => bench::run(&what),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("dualplane: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! `dualplane simulate`: a headless run that prints world hashes.
+
+use crate::clock::{mean_p99, MonotonicClock};
+use anyhow::Context;
+use sim_core::{Scenario, World};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct SimulateArgs {
+    /// Scenario file (TOML); the embedded default arena when omitted.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Ticks to simulate.
+    #[arg(long, default_value_t = 600)]
+    ticks: u64,
+    /// Overrides the scenario's seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Print `tick=<T> hash=0x<16 hex>` every K ticks (0 = never).
+    #[arg(long, default_value_t = 60)]
+    hash_every: u64,
+    /// Start from a snapshot file instead of a scenario.
+    #[arg(long, conflicts_with_all = ["scenario", "seed"])]
+    from_snapshot: Option<PathBuf>,
+    /// Write a snapshot after tick T: `T:FILE` (repeatable).
+    #[arg(long, value_parser = parse_snapshot_at)]
+    snapshot_at: Vec<(u64, PathBuf)>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_snapshot_at(s: &str) -> Result<(u64, PathBuf), String> {
+    let (t, f) = s.split_once(':').ok_or_else(|| format!("expected TICK:FILE, found {s:?}"))?;
+    let t = t.parse::<u64>().map_err(|e| format!("expected TICK:FILE with an integer tick, found {t:?}: {e}"))?;
+    Ok((t, PathBuf::from(f)))
+}
+
+pub fn load_world(scenario: Option<&PathBuf>, seed: Option<u64>) -> anyhow::Result<World> {
+    let s = match scenario {
+        Some(p) => Scenario::load(p)?,
+        None => Scenario::default_arena(),
+    };
+    Ok(World::from_scenario(&s, seed))
+}
+
+pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
+    let mut world = match &a.from_snapshot {
+        Some(p) => {
+            let bytes = std::fs::read(p).with_context(|| format!("{}: cannot read snapshot", p.display()))?;
+            World::restore(&bytes).with_context(|| format!("{}", p.display()))?
+        }
+        None => load_world(a.scenario.as_ref(), a.seed)?,
+    };
+    let start_tick = world.tick().0;
+    let mut clock = MonotonicClock::new();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let progress = (std::io::stderr().is_terminal() && a.ticks >= 1000).then(|| {
+        let pb = indicatif::ProgressBar::new(a.ticks);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} ticks {per_sec} eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        pb
+    });
+    let mut tick_ns = Vec::with_capacity(a.ticks as usize);
+    let wall = std::time::Instant::now();
+    for _ in 0..a.ticks {
+        let j = world.step(&[], &mut clock);
+        tick_ns.push(j.total_ns());
+        let t = j.tick.0;
+        if a.hash_every > 0 && t % a.hash_every == 0 {
+            writeln!(out, "tick={t} hash={:#018x}", j.world_hash)?;
+        }
+        for (at, path) in &a.snapshot_at {
+            if *at == t {
+                let bytes = world.snapshot()?;
+                std::fs::write(path, &bytes).with_context(|| format!("{}: cannot write snapshot", path.display()))?;
+            }
+        }
+        if let Some(pb) = &progress {
+            pb.inc(1);
+        }
+    }
+    if let Some(pb) = progress {
+        pb.finish_and_clear();
+    }
+    let secs = wall.elapsed().as_secs_f64();
+    let (mean, p99) = mean_p99(&mut tick_ns);
+    let ticks_per_s = a.ticks as f64 / secs.max(1e-9);
+    if a.json {
+        let v = serde_json::json!({
+            "start_tick": start_tick,
+            "ticks": a.ticks,
+            "final_tick": world.tick().0,
+            "final_hash": format!("{:#018x}", world.world_hash()),
+            "entities": world.entity_count(),
+            "ticks_per_s": ticks_per_s,
+            "tick_ms_mean": mean / 1e6,
+            "tick_ms_p99": p99 / 1e6,
+        });
+        writeln!(out, "{v}")?;
+    } else {
+        writeln!(
+            out,
+            "summary: ticks={} final_tick={} entities={} ticks_per_s={ticks_per_s:.1} tick_ms_mean={:.3} tick_ms_p99={:.3}",
+            a.ticks,
+            world.tick().0,
+            world.entity_count(),
+            mean / 1e6,
+            p99 / 1e6
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

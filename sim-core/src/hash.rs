@@ -1,0 +1,53 @@
+//! Per-tick hashing: xxh3-64 of every column's bytes in row order, and a
+//! world hash over (tick, column hashes, rng state).
+
+use crate::ids::{Archetype, Tick};
+use crate::schema::ColumnId;
+use crate::table::Table;
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+
+/// The hash of one column of one archetype's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ColumnHash {
+    pub archetype: Archetype,
+    pub column: ColumnId,
+    pub rows: u32,
+    pub hash: u64,
+}
+
+/// All of a tick's hashes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorldHashes {
+    pub tick: Tick,
+    pub world: u64,
+    /// In hash order: archetype order, then each table's column order.
+    pub columns: Vec<ColumnHash>,
+}
+
+impl WorldHashes {
+    /// Recomputes into `self`, reusing its allocation.
+    pub fn compute(&mut self, tick: Tick, tables: &[Table], rng_state: u64) {
+        self.tick = tick;
+        self.columns.clear();
+        let mut world = Xxh3::new();
+        world.update(b"dualplane/world/v1");
+        world.update(&tick.to_le_bytes());
+        for t in tables {
+            for (id, data) in t.columns() {
+                let ch = ColumnHash { archetype: t.archetype(), column: id, rows: data.len() as u32, hash: xxh3_64(data.bytes()) };
+                world.update(&[ch.archetype as u8]);
+                world.update(&(ch.column as u16).to_le_bytes());
+                world.update(&ch.rows.to_le_bytes());
+                world.update(&ch.hash.to_le_bytes());
+                self.columns.push(ch);
+            }
+        }
+        world.update(&rng_state.to_le_bytes());
+        self.world = world.digest();
+    }
+
+    #[must_use]
+    pub fn get(&self, archetype: Archetype, column: ColumnId) -> Option<u64> {
+        self.columns.iter().find(|c| c.archetype == archetype && c.column == column).map(|c| c.hash)
+    }
+}

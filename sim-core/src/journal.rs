@@ -1,0 +1,111 @@
+//! Per-tick journals and the injected clock.
+//!
+//! sim-core reads no clock: the caller passes one in, and the journal records
+//! how long each phase took by it. Tests pass [`NoClock`] (all zeros); the
+//! server passes a monotonic clock. Durations are never hashed.
+
+use crate::ids::{Archetype, Handle, SourceId, Tick};
+use crate::plan::PlanStatus;
+
+/// Version of the journal layout (bumped when fields change meaning).
+pub const JOURNAL_SCHEMA_VERSION: u32 = 1;
+
+/// A monotonic nanosecond clock supplied by the caller.
+pub trait Clock {
+    fn now_ns(&mut self) -> u64;
+}
+
+/// A clock that always reads zero: journals get no timings, nothing else
+/// changes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoClock;
+
+impl Clock for NoClock {
+    fn now_ns(&mut self) -> u64 {
+        0
+    }
+}
+
+/// The tick pipeline's phases, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    Ingest = 0,
+    Apply = 1,
+    Physics = 2,
+    Sync = 3,
+    Rules = 4,
+    Hash = 5,
+    Journal = 6,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 7] =
+        [Phase::Ingest, Phase::Apply, Phase::Physics, Phase::Sync, Phase::Rules, Phase::Hash, Phase::Journal];
+
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        ["ingest", "apply", "physics", "sync", "rules", "hash", "journal"][self as usize]
+    }
+}
+
+/// Counters for one tick.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub bodies_per_archetype: [u32; Archetype::COUNT],
+    pub active_bodies: u32,
+    pub contact_pairs: u32,
+    pub plans_received: u32,
+    pub plans_applied: u32,
+    pub plans_rejected: u32,
+    pub ops_applied: u32,
+    pub spawned: u32,
+    pub despawned: u32,
+    pub despawned_out_of_bounds: u32,
+    pub out_of_bounds_damage: u32,
+    pub npc_retargets: u32,
+}
+
+/// The outcome of one plan at one tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanResult {
+    pub source: SourceId,
+    pub seq: u32,
+    pub correlation: u64,
+    pub status: PlanStatus,
+    /// For a rejected plan: the index of the first op that failed.
+    pub failed_op: Option<u32>,
+}
+
+/// What happened in one tick.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TickJournal {
+    pub schema_version: u32,
+    pub tick: Tick,
+    /// Nanoseconds per phase by the injected clock, indexed by `Phase`.
+    pub phase_ns: [u64; 7],
+    pub counters: Counters,
+    pub world_hash: u64,
+    /// One entry per plan received, in application order.
+    pub plans: Vec<PlanResult>,
+    /// Handles created by spawn ops this tick, in application order.
+    pub spawned: Vec<Handle>,
+}
+
+impl TickJournal {
+    pub(crate) fn reset(&mut self, tick: Tick) {
+        self.schema_version = JOURNAL_SCHEMA_VERSION;
+        self.tick = tick;
+        self.phase_ns = [0; 7];
+        self.counters = Counters::default();
+        self.world_hash = 0;
+        self.plans.clear();
+        self.spawned.clear();
+    }
+
+    /// Total nanoseconds across phases.
+    #[must_use]
+    pub fn total_ns(&self) -> u64 {
+        self.phase_ns.iter().sum()
+    }
+}

@@ -1,0 +1,622 @@
+//! The world and its fixed-step tick pipeline.
+//!
+//! Phase order (journaled): 1 ingest plans for this tick, sorted by
+//! (source, seq) — 2 validate and apply each plan atomically — 3 physics
+//! step — 4 sync physics state into columns — 5 game rules — 6 hash —
+//! 7 journal.
+
+use crate::hash::WorldHashes;
+use crate::ids::{Archetype, Handle, SourceId, Tick};
+use crate::journal::{Clock, Phase, PlanResult, TickJournal};
+use crate::physics::{BodyDesc, BodyKey, Motion, PhysicsPort, RapierPhysics, Shape, ShapeSpec};
+use crate::plan::{finite_within, Op, Plan, PlanStatus, MAX_COORD, MAX_IMPULSE, MAX_SPEED};
+use crate::rng::WorldRng;
+use crate::scenario::{BodyKind, Scenario, ShapeKind};
+use crate::schema::ColumnId;
+use crate::table::{EntityIndex, Location, RowInit, Table};
+
+/// Health lost per tick while out of bounds.
+pub const OUT_OF_BOUNDS_DAMAGE: i32 = 20;
+
+/// World-level settings fixed at creation (part of snapshots).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorldConfig {
+    pub world_id: u8,
+    pub tick_rate: u32,
+    pub gravity: [f32; 3],
+    /// In-bounds area: |x| <= half_extents[0], |z| <= half_extents[1].
+    pub half_extents: [f32; 2],
+    pub kill_y: f32,
+    /// Server-owned NPCs pick new targets within this radius of the centre.
+    pub wander_radius: f32,
+    pub seed: u64,
+}
+
+/// Scratch memory reused across ticks (never serialized).
+#[derive(Debug, Default)]
+struct Scratch {
+    order: Vec<u32>,
+    doomed: Vec<Handle>,
+    despawned_in_plan: Vec<Handle>,
+}
+
+/// The whole simulation state plus scratch.
+#[derive(Debug)]
+pub struct World {
+    pub(crate) tick: Tick,
+    pub(crate) config: WorldConfig,
+    pub(crate) rng: WorldRng,
+    pub(crate) shapes: Vec<ShapeSpec>,
+    pub(crate) shape_names: Vec<String>,
+    pub(crate) tables: Vec<Table>,
+    pub(crate) index: EntityIndex,
+    pub(crate) physics: RapierPhysics,
+    hashes: WorldHashes,
+    journal: TickJournal,
+    scratch: Scratch,
+}
+
+fn shape_spec(def: &crate::scenario::ShapeDef) -> ShapeSpec {
+    let kind = def.shape().unwrap_or(ShapeKind::Ball { radius: 0.5 });
+    let shape = match kind {
+        ShapeKind::Cuboid { half_extents } => Shape::Cuboid { half_extents },
+        ShapeKind::Ball { radius } => Shape::Ball { radius },
+        ShapeKind::Capsule { half_height, radius } => Shape::Capsule { half_height, radius },
+    };
+    ShapeSpec { shape, density: def.density, friction: def.friction, restitution: def.restitution }
+}
+
+impl World {
+    /// Builds tick 0 from a validated scenario. `seed` overrides the
+    /// scenario's seed when given.
+    #[must_use]
+    pub fn from_scenario(s: &Scenario, seed: Option<u64>) -> World {
+        let seed = seed.unwrap_or(s.seed);
+        let config = WorldConfig {
+            world_id: 0,
+            tick_rate: s.tick_rate,
+            gravity: s.gravity,
+            half_extents: s.arena.half_extents,
+            kill_y: s.arena.kill_y,
+            wander_radius: s.npcs.first().map_or(10.0, |n| n.wander_radius),
+            seed,
+        };
+        let mut physics = RapierPhysics::new(s.gravity, s.tick_rate);
+        let [hx, hz] = s.arena.half_extents;
+        if s.arena.ground {
+            physics.add_fixed_box([0.0, -0.5, 0.0], [hx, 0.5, hz], 0.7);
+        }
+        let wh = s.arena.wall_height;
+        if wh > 0.0 {
+            for (c, he) in [
+                ([hx + 0.25, wh * 0.5, 0.0], [0.25, wh * 0.5, hz]),
+                ([-hx - 0.25, wh * 0.5, 0.0], [0.25, wh * 0.5, hz]),
+                ([0.0, wh * 0.5, hz + 0.25], [hx, wh * 0.5, 0.25]),
+                ([0.0, wh * 0.5, -hz - 0.25], [hx, wh * 0.5, 0.25]),
+            ] {
+                physics.add_fixed_box(c, he, 0.7);
+            }
+        }
+        let mut w = World {
+            tick: Tick::ZERO,
+            rng: WorldRng::from_seed(seed),
+            config,
+            shapes: s.shapes.iter().map(shape_spec).collect(),
+            shape_names: s.shapes.iter().map(|d| d.name.clone()).collect(),
+            tables: Archetype::ALL.iter().map(|&a| Table::new(a)).collect(),
+            index: EntityIndex::new(0),
+            physics,
+            hashes: WorldHashes::default(),
+            journal: TickJournal::default(),
+            scratch: Scratch::default(),
+        };
+        w.tables[Archetype::Prop as usize].reserve(s.body_count() as usize);
+        let shape_of = |name: &str| s.shape_index(name).unwrap_or(0);
+        for g in &s.grids {
+            let mut i = 0usize;
+            for y in 0..g.count[1] {
+                for z in 0..g.count[2] {
+                    for x in 0..g.count[0] {
+                        let shape = shape_of(&g.shapes[i % g.shapes.len()]);
+                        i += 1;
+                        let j = g.jitter;
+                        let jit = [w.rng.range_f32(-j, j), w.rng.range_f32(-j, j), w.rng.range_f32(-j, j)];
+                        let p = [
+                            g.origin[0] + x as f32 * g.spacing[0] + jit[0],
+                            g.origin[1] + y as f32 * g.spacing[1] + jit[1],
+                            g.origin[2] + z as f32 * g.spacing[2] + jit[2],
+                        ];
+                        w.spawn_body(Archetype::Prop, shape, Motion::Dynamic, p, [0.0, 0.0, 0.0, 1.0], [0.0; 3], [0.0; 3], SourceId::SERVER, g.health);
+                    }
+                }
+            }
+        }
+        for b in &s.bodies {
+            let (arch, motion) = match b.body {
+                BodyKind::Dynamic => (Archetype::Prop, Motion::Dynamic),
+                BodyKind::Kinematic => (Archetype::Npc, Motion::Kinematic),
+                BodyKind::Fixed => (Archetype::Prop, Motion::Fixed),
+            };
+            w.spawn_body(arch, shape_of(&b.shape), motion, b.position, b.rotation, b.linvel, b.angvel, SourceId::SERVER, b.health);
+        }
+        for n in &s.npcs {
+            for k in 0..n.count {
+                // Evenly around a square ring of half-size `radius`, with
+                // basic arithmetic only (no libm: trig differs across libcs).
+                let u = 4.0 * k as f32 / n.count as f32;
+                let side = u.floor();
+                let f = u - side;
+                let (r, t) = (n.radius, 2.0 * n.radius * f);
+                let (x, z) = match side as u32 {
+                    0 => (-r + t, -r),
+                    1 => (r, -r + t),
+                    2 => (r - t, r),
+                    _ => (-r, r - t),
+                };
+                let p = [x, n.height, z];
+                let h = w.spawn_body(Archetype::Npc, shape_of(&n.shape), Motion::Kinematic, p, [0.0, 0.0, 0.0, 1.0], [0.0; 3], [0.0; 3], SourceId::SERVER, n.health);
+                if let Some(loc) = w.index.get(h) {
+                    let t = &mut w.tables[Archetype::Npc as usize];
+                    let row = loc.row as usize;
+                    let [tx, ty, tz, ms] = t.f32_many_mut([ColumnId::TargetX, ColumnId::TargetY, ColumnId::TargetZ, ColumnId::MaxSpeed]);
+                    (tx[row], ty[row], tz[row], ms[row]) = (p[0], p[1], p[2], n.speed);
+                }
+            }
+        }
+        w.hashes.compute(w.tick, &w.tables, w.rng.state());
+        w
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_body(
+        &mut self,
+        archetype: Archetype,
+        shape: u32,
+        motion: Motion,
+        position: [f32; 3],
+        rotation: [f32; 4],
+        linvel: [f32; 3],
+        angvel: [f32; 3],
+        owner: SourceId,
+        health: i32,
+    ) -> Handle {
+        let spec = self.shapes[shape as usize];
+        let key = self.physics.add_body(&BodyDesc { motion, shape: spec, position, rotation, linvel, angvel });
+        let table = &mut self.tables[archetype as usize];
+        let row = table.len();
+        let handle = self.index.alloc(Location { archetype, row: row as u32 });
+        table.push(handle, key_bits(key), RowInit { shape, owner: owner.0, health });
+        if let Some(state) = self.physics.body_state(key) {
+            let (_, mut cols) = table.physics_columns_mut();
+            write_state(&mut cols, row, &state);
+        }
+        handle
+    }
+
+    /// Despawns a live handle; returns false for dead ones.
+    fn despawn(&mut self, h: Handle) -> bool {
+        let Some(loc) = self.index.get(h) else { return false };
+        let table = &mut self.tables[loc.archetype as usize];
+        let row = loc.row as usize;
+        self.physics.remove_body(key_from_bits(table.keys()[row]));
+        if let Some(moved) = table.swap_remove(row) {
+            self.index.set_row(moved, loc.row);
+        }
+        self.index.free(h)
+    }
+
+    /// Advances one tick. `plans` may hold plans for any tick; those not
+    /// targeting this tick are rejected with `WrongTick`.
+    pub fn step(&mut self, plans: &[Plan], clock: &mut dyn Clock) -> &TickJournal {
+        let tick = self.tick.next();
+        let mut journal = std::mem::take(&mut self.journal);
+        journal.reset(tick);
+        let mut t = clock.now_ns();
+        let mut mark = |j: &mut TickJournal, phase: Phase, clock: &mut dyn Clock| {
+            let now = clock.now_ns();
+            j.phase_ns[phase as usize] = now.saturating_sub(t);
+            t = now;
+        };
+
+        // 1. Ingest: order by (source, seq); index order breaks exact ties.
+        let order = &mut self.scratch.order;
+        order.clear();
+        order.extend(0..plans.len() as u32);
+        order.sort_by_key(|&i| (plans[i as usize].source, plans[i as usize].seq, i));
+        journal.counters.plans_received = plans.len() as u32;
+        mark(&mut journal, Phase::Ingest, clock);
+
+        // 2. Validate and apply, each plan whole or not at all.
+        let order = std::mem::take(&mut self.scratch.order);
+        for &i in &order {
+            let plan = &plans[i as usize];
+            let result = self.apply_plan(plan, tick, &mut journal);
+            if result.status == PlanStatus::Applied {
+                journal.counters.plans_applied += 1;
+            } else {
+                journal.counters.plans_rejected += 1;
+            }
+            journal.plans.push(result);
+        }
+        self.scratch.order = order;
+        mark(&mut journal, Phase::Apply, clock);
+
+        // 3. Physics.
+        self.physics.step();
+        mark(&mut journal, Phase::Physics, clock);
+
+        // 4. Sync physics state into columns.
+        self.sync_physics();
+        mark(&mut journal, Phase::Sync, clock);
+
+        // 5. Game rules.
+        self.tick = tick;
+        self.rule_out_of_bounds(&mut journal);
+        self.rule_npc_steering(&mut journal);
+        mark(&mut journal, Phase::Rules, clock);
+
+        // 6. Hash.
+        self.hashes.compute(tick, &self.tables, self.rng.state());
+        journal.world_hash = self.hashes.world;
+        mark(&mut journal, Phase::Hash, clock);
+
+        // 7. Journal.
+        for (i, t) in self.tables.iter().enumerate() {
+            journal.counters.bodies_per_archetype[i] = t.len() as u32;
+        }
+        journal.counters.contact_pairs = self.physics.active_contact_pairs();
+        journal.counters.active_bodies = self.physics.active_bodies();
+        mark(&mut journal, Phase::Journal, clock);
+        self.journal = journal;
+        &self.journal
+    }
+
+    fn validate_op(&mut self, source: SourceId, op: &Op) -> Result<(), PlanStatus> {
+        let live = |w: &World, h: Handle| -> Result<Location, PlanStatus> {
+            let loc = w.index.get(h).ok_or(PlanStatus::DeadHandle)?;
+            if w.scratch.despawned_in_plan.contains(&h) {
+                return Err(PlanStatus::DuplicateHandle);
+            }
+            let owner = w.tables[loc.archetype as usize].u32(ColumnId::Owner)[loc.row as usize];
+            if source != SourceId::SERVER && owner != source.0 {
+                return Err(PlanStatus::NotOwner);
+            }
+            Ok(loc)
+        };
+        match *op {
+            Op::Spawn { shape, position, rotation, linvel, .. } => {
+                if shape as usize >= self.shapes.len() {
+                    return Err(PlanStatus::UnknownShape);
+                }
+                let n2: f32 = rotation.iter().map(|x| x * x).sum();
+                if !finite_within(&position, MAX_COORD)
+                    || !finite_within(&linvel, MAX_SPEED)
+                    || !finite_within(&rotation, 2.0)
+                    || !(0.5..=1.5).contains(&n2)
+                {
+                    return Err(PlanStatus::BadValue);
+                }
+            }
+            Op::Despawn { handle } => {
+                live(self, handle)?;
+                self.scratch.despawned_in_plan.push(handle);
+            }
+            Op::SetVelocity { handle, linvel, angvel } => {
+                let loc = live(self, handle)?;
+                if loc.archetype.is_kinematic() {
+                    return Err(PlanStatus::WrongArchetype);
+                }
+                if !finite_within(&linvel, MAX_SPEED) || !finite_within(&angvel, MAX_SPEED) {
+                    return Err(PlanStatus::BadValue);
+                }
+            }
+            Op::ApplyImpulse { handle, impulse } => {
+                let loc = live(self, handle)?;
+                if loc.archetype.is_kinematic() {
+                    return Err(PlanStatus::WrongArchetype);
+                }
+                if !finite_within(&impulse, MAX_IMPULSE) {
+                    return Err(PlanStatus::BadValue);
+                }
+            }
+            Op::MoveTo { handle, target, max_speed } => {
+                let loc = live(self, handle)?;
+                if !loc.archetype.is_kinematic() {
+                    return Err(PlanStatus::WrongArchetype);
+                }
+                if !finite_within(&target, MAX_COORD) || !(max_speed.is_finite() && (0.0..=MAX_SPEED).contains(&max_speed)) {
+                    return Err(PlanStatus::BadValue);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_plan(&mut self, plan: &Plan, tick: Tick, journal: &mut TickJournal) -> PlanResult {
+        let mut result = PlanResult {
+            source: plan.source,
+            seq: plan.seq,
+            correlation: plan.correlation,
+            status: PlanStatus::Applied,
+            failed_op: None,
+        };
+        if plan.target_tick != tick {
+            result.status = PlanStatus::WrongTick;
+            return result;
+        }
+        self.scratch.despawned_in_plan.clear();
+        for (i, op) in plan.ops.iter().enumerate() {
+            if let Err(code) = self.validate_op(plan.source, op) {
+                result.status = code;
+                result.failed_op = Some(i as u32);
+                return result;
+            }
+        }
+        for op in &plan.ops {
+            self.apply_op(plan.source, op, journal);
+        }
+        journal.counters.ops_applied += plan.ops.len() as u32;
+        result
+    }
+
+    fn apply_op(&mut self, source: SourceId, op: &Op, journal: &mut TickJournal) {
+        match *op {
+            Op::Spawn { archetype, shape, position, rotation, linvel } => {
+                let motion = if archetype.is_kinematic() { Motion::Kinematic } else { Motion::Dynamic };
+                let h = self.spawn_body(archetype, shape, motion, position, rotation, linvel, [0.0; 3], source, 100);
+                if archetype.is_kinematic() {
+                    self.set_move_target(h, position, 0.0);
+                }
+                journal.spawned.push(h);
+                journal.counters.spawned += 1;
+            }
+            Op::Despawn { handle } => {
+                if self.despawn(handle) {
+                    journal.counters.despawned += 1;
+                }
+            }
+            Op::SetVelocity { handle, linvel, angvel } => {
+                if let Some(key) = self.key_of(handle) {
+                    self.physics.set_velocity(key, linvel, angvel);
+                }
+            }
+            Op::ApplyImpulse { handle, impulse } => {
+                if let Some(key) = self.key_of(handle) {
+                    self.physics.apply_impulse(key, impulse);
+                }
+            }
+            Op::MoveTo { handle, target, max_speed } => self.set_move_target(handle, target, max_speed),
+        }
+    }
+
+    fn set_move_target(&mut self, h: Handle, target: [f32; 3], max_speed: f32) {
+        let Some(loc) = self.index.get(h) else { return };
+        let t = &mut self.tables[loc.archetype as usize];
+        if !t.has(ColumnId::TargetX) {
+            return;
+        }
+        let row = loc.row as usize;
+        let [tx, ty, tz, ms] = t.f32_many_mut([ColumnId::TargetX, ColumnId::TargetY, ColumnId::TargetZ, ColumnId::MaxSpeed]);
+        (tx[row], ty[row], tz[row], ms[row]) = (target[0], target[1], target[2], max_speed);
+    }
+
+    fn key_of(&self, h: Handle) -> Option<BodyKey> {
+        let loc = self.index.get(h)?;
+        Some(key_from_bits(self.tables[loc.archetype as usize].keys()[loc.row as usize]))
+    }
+
+    fn sync_physics(&mut self) {
+        for table in &mut self.tables {
+            let (keys, mut cols) = table.physics_columns_mut();
+            for (row, &k) in keys.iter().enumerate() {
+                if let Some(state) = self.physics.body_state(key_from_bits(k)) {
+                    write_state(&mut cols, row, &state);
+                }
+            }
+        }
+    }
+
+    /// Rule: bodies outside the arena lose health every tick and are
+    /// despawned when it reaches zero.
+    fn rule_out_of_bounds(&mut self, journal: &mut TickJournal) {
+        let [hx, hz] = self.config.half_extents;
+        let kill_y = self.config.kill_y;
+        let doomed = &mut self.scratch.doomed;
+        doomed.clear();
+        for table in &mut self.tables {
+            let n = table.len();
+            for row in 0..n {
+                let (x, y, z) =
+                    (table.f32(ColumnId::PosX)[row], table.f32(ColumnId::PosY)[row], table.f32(ColumnId::PosZ)[row]);
+                let inside = x.abs() <= hx && z.abs() <= hz && y >= kill_y;
+                if inside {
+                    continue;
+                }
+                journal.counters.out_of_bounds_damage += 1;
+                let health = &mut table.i32_mut(ColumnId::Health)[row];
+                *health = health.saturating_sub(OUT_OF_BOUNDS_DAMAGE);
+                if *health <= 0 {
+                    doomed.push(Handle::from_bits(table.handles()[row]));
+                }
+            }
+        }
+        let doomed = std::mem::take(&mut self.scratch.doomed);
+        for &h in &doomed {
+            if self.despawn(h) {
+                journal.counters.despawned += 1;
+                journal.counters.despawned_out_of_bounds += 1;
+            }
+        }
+        self.scratch.doomed = doomed;
+    }
+
+    /// Rule: kinematic NPCs advance toward their move target at their max
+    /// speed; server-owned NPCs that arrive pick a new random target (world
+    /// RNG), others stop.
+    fn rule_npc_steering(&mut self, journal: &mut TickJournal) {
+        let dt = 1.0 / self.config.tick_rate as f32;
+        let r = self.config.wander_radius;
+        let table = &mut self.tables[Archetype::Npc as usize];
+        for row in 0..table.len() {
+            let owner = table.u32(ColumnId::Owner)[row];
+            let key = key_from_bits(table.keys()[row]);
+            let p = [table.f32(ColumnId::PosX)[row], table.f32(ColumnId::PosY)[row], table.f32(ColumnId::PosZ)[row]];
+            let [tx, ty, tz, ms] =
+                table.f32_many_mut([ColumnId::TargetX, ColumnId::TargetY, ColumnId::TargetZ, ColumnId::MaxSpeed]);
+            if ms[row] <= 0.0 {
+                continue;
+            }
+            let d = [tx[row] - p[0], ty[row] - p[1], tz[row] - p[2]];
+            let dist = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
+            let step = ms[row] * dt;
+            let next = if dist <= step {
+                let arrived = [tx[row], ty[row], tz[row]];
+                if owner == SourceId::SERVER.0 {
+                    tx[row] = self.rng.range_f32(-r, r);
+                    tz[row] = self.rng.range_f32(-r, r);
+                    journal.counters.npc_retargets += 1;
+                } else {
+                    ms[row] = 0.0;
+                }
+                arrived
+            } else {
+                let s = step / dist;
+                [p[0] + d[0] * s, p[1] + d[1] * s, p[2] + d[2] * s]
+            };
+            self.physics.set_kinematic_target(key, next);
+        }
+    }
+
+    // ---- read access ----
+
+    #[must_use]
+    pub fn tick(&self) -> Tick {
+        self.tick
+    }
+
+    #[must_use]
+    pub fn config(&self) -> &WorldConfig {
+        &self.config
+    }
+
+    #[must_use]
+    pub fn hashes(&self) -> &WorldHashes {
+        &self.hashes
+    }
+
+    #[must_use]
+    pub fn world_hash(&self) -> u64 {
+        self.hashes.world
+    }
+
+    #[must_use]
+    pub fn journal(&self) -> &TickJournal {
+        &self.journal
+    }
+
+    #[must_use]
+    pub fn tables(&self) -> &[Table] {
+        &self.tables
+    }
+
+    #[must_use]
+    pub fn table(&self, a: Archetype) -> &Table {
+        &self.tables[a as usize]
+    }
+
+    #[must_use]
+    pub fn shapes(&self) -> &[ShapeSpec] {
+        &self.shapes
+    }
+
+    #[must_use]
+    pub fn shape_names(&self) -> &[String] {
+        &self.shape_names
+    }
+
+    #[must_use]
+    pub fn rng_state(&self) -> u64 {
+        self.rng.state()
+    }
+
+    #[must_use]
+    pub fn entity_count(&self) -> usize {
+        self.tables.iter().map(Table::len).sum()
+    }
+
+    /// Where a handle lives, if it is live.
+    #[must_use]
+    pub fn locate(&self, h: Handle) -> Option<Location> {
+        self.index.get(h)
+    }
+
+    /// The physics adapter (benchmarks step it raw).
+    pub fn physics_mut(&mut self) -> &mut RapierPhysics {
+        &mut self.physics
+    }
+
+    #[must_use]
+    pub fn physics(&self) -> &RapierPhysics {
+        &self.physics
+    }
+
+    /// Recomputes hashes without stepping (after external edits in tests
+    /// and fault injection).
+    pub fn rehash(&mut self) -> u64 {
+        self.hashes.compute(self.tick, &self.tables, self.rng.state());
+        self.hashes.world
+    }
+
+    /// Mutable table access for fault injection in tests and tools. Edits
+    /// made here bypass physics; the next sync overwrites physics columns.
+    pub fn table_mut_for_fault_injection(&mut self, a: Archetype) -> &mut Table {
+        &mut self.tables[a as usize]
+    }
+
+    pub(crate) fn assemble(
+        tick: Tick,
+        config: WorldConfig,
+        rng: WorldRng,
+        shapes: Vec<ShapeSpec>,
+        shape_names: Vec<String>,
+        tables: Vec<Table>,
+        index: EntityIndex,
+        physics: RapierPhysics,
+    ) -> World {
+        let mut w = World {
+            tick,
+            config,
+            rng,
+            shapes,
+            shape_names,
+            tables,
+            index,
+            physics,
+            hashes: WorldHashes::default(),
+            journal: TickJournal::default(),
+            scratch: Scratch::default(),
+        };
+        w.rehash();
+        w
+    }
+}
+
+fn write_state(cols: &mut [&mut [f32]; 13], row: usize, s: &crate::physics::BodyState) {
+    let v = [
+        s.position[0], s.position[1], s.position[2],
+        s.rotation[0], s.rotation[1], s.rotation[2], s.rotation[3],
+        s.linvel[0], s.linvel[1], s.linvel[2],
+        s.angvel[0], s.angvel[1], s.angvel[2],
+    ];
+    for (c, x) in cols.iter_mut().zip(v) {
+        c[row] = x;
+    }
+}
+
+pub(crate) fn key_bits(k: BodyKey) -> u64 {
+    u64::from(k.index) | (u64::from(k.generation) << 32)
+}
+
+pub(crate) fn key_from_bits(b: u64) -> BodyKey {
+    BodyKey { index: b as u32, generation: (b >> 32) as u32 }
+}
