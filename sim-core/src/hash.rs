@@ -35,10 +35,14 @@ impl WorldHashes {
         for t in tables {
             for (id, data) in t.columns() {
                 let ch = ColumnHash { archetype: t.archetype(), column: id, rows: data.len() as u32, hash: xxh3_64(data.bytes()) };
-                world.update(&[ch.archetype as u8]);
-                world.update(&(ch.column as u16).to_le_bytes());
-                world.update(&ch.rows.to_le_bytes());
-                world.update(&ch.hash.to_le_bytes());
+                // One fixed 15-byte record per column: archetype, column id,
+                // row count, hash (all little-endian).
+                let mut rec = [0u8; 15];
+                rec[0] = ch.archetype as u8;
+                rec[1..3].copy_from_slice(&(ch.column as u16).to_le_bytes());
+                rec[3..7].copy_from_slice(&ch.rows.to_le_bytes());
+                rec[7..15].copy_from_slice(&ch.hash.to_le_bytes());
+                world.update(&rec);
                 self.columns.push(ch);
             }
         }

@@ -278,8 +278,10 @@ impl Scenario {
 
     #[must_use]
     pub fn body_count(&self) -> u64 {
-        let grids: u64 = self.grids.iter().map(|g| g.count.iter().map(|&c| u64::from(c)).product::<u64>()).sum();
-        grids + self.bodies.len() as u64 + self.npcs.iter().map(|n| u64::from(n.count)).sum::<u64>()
+        let grid = |g: &GridDef| g.count.iter().fold(1u64, |acc, &c| acc.saturating_mul(u64::from(c)));
+        let grids = self.grids.iter().fold(0u64, |acc, g| acc.saturating_add(grid(g)));
+        let npcs = self.npcs.iter().fold(0u64, |acc, n| acc.saturating_add(u64::from(n.count)));
+        grids.saturating_add(self.bodies.len() as u64).saturating_add(npcs)
     }
 
     fn validate(&self, file: &str) -> Result<(), ScenarioError> {

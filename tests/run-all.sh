@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the tests need (idempotently) and
+# runs every test. `.ci/run` calls exactly this. Exits non-zero on the first
+# failure and ends with a plain "N passed, N failed" line.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export CARGO_TERM_COLOR=never
+
+passed=0
+failed=0
+step() { echo; echo "=== $*"; }
+ok() { passed=$((passed + 1)); echo "ok: $*"; }
+fail() { failed=$((failed + 1)); echo "FAILED: $*"; echo "$passed passed, $failed failed"; exit 1; }
+
+step "toolchain"
+cargo --version
+rustc --version
+
+step "build (debug, with optimized dependencies) and release"
+cargo build --workspace --all-targets || fail "debug build"
+cargo build --release -p server || fail "release build"
+
+step "cargo test (unit, contract, integration, determinism)"
+cargo test --workspace 2>&1 | tee /tmp/dualplane-cargo-test.log || fail "cargo test"
+ok "cargo test"
+
+step "sim-core depends on no IO crate"
+if cargo tree -p sim-core -e normal --prefix none | grep -E '^(tokio|quinn|wgpu|pyo3|prometheus|mio|socket2) '; then
+    fail "sim-core pulls in an IO crate"
+fi
+ok "cargo tree -p sim-core is IO-free"
+
+step "debug vs release: identical hash lines for 3,000 ticks of the default scenario"
+./target/debug/dualplane simulate --ticks 3000 --hash-every 100 | grep '^tick=' > /tmp/dualplane-debug.txt &
+dbg=$!
+./target/release/dualplane simulate --ticks 3000 --hash-every 100 | grep '^tick=' > /tmp/dualplane-release.txt
+wait "$dbg"
+[ "$(wc -l < /tmp/dualplane-release.txt)" -eq 30 ] || fail "expected 30 hash lines"
+diff /tmp/dualplane-debug.txt /tmp/dualplane-release.txt || fail "debug and release hashes differ"
+ok "debug == release"
+
+step "perf smoke: full tick vs raw rapier on the same scene, one run (ratio, not wall-clock)"
+./target/release/dualplane bench tick --bodies 1000 --ticks 200 --json --max-tick-over-raw 1.5 \
+    || fail "tick_over_raw_physics above 1.5"
+ok "perf smoke"
+
+echo
+echo "$passed passed, $failed failed"
