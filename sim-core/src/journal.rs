@@ -5,7 +5,7 @@
 //! server passes a monotonic clock. Durations are never hashed.
 
 use crate::ids::{Archetype, Handle, SourceId, Tick};
-use crate::plan::PlanStatus;
+use crate::ports::Status;
 
 /// Version of the journal layout (bumped when fields change meaning).
 pub const JOURNAL_SCHEMA_VERSION: u32 = 1;
@@ -66,19 +66,62 @@ pub struct Counters {
     pub npc_retargets: u32,
 }
 
-/// The outcome of one plan at one tick.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PlanResult {
+/// The outcome of one plan at one tick (the IDL's `journal.plan`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanJournal {
     pub source: SourceId,
-    pub seq: u32,
+    pub sequence: u32,
     pub correlation: u64,
-    pub status: PlanStatus,
-    /// For a rejected plan: the index of the first op that failed.
-    pub failed_op: Option<u32>,
+    pub status: Status,
+    /// Rejected ops as two columns: op index and code (at most
+    /// `MAX_REJECTIONS_LISTED` listed; the status is the first one's code).
+    pub rejected_index: Vec<u32>,
+    pub rejected_code: Vec<Status>,
+    /// Handles created by spawn ops, in op order.
+    pub spawned: Vec<Handle>,
+    /// Per raycast: 0 = no hit, 1 = entity, 2 = static geometry.
+    pub ray_hit: Vec<u32>,
+    pub ray_handle: Vec<u64>,
+    pub ray_distance: Vec<f32>,
+    /// CSR offsets (queries + 1) into `overlap_handles`.
+    pub overlap_offsets: Vec<u32>,
+    pub overlap_handles: Vec<u64>,
+}
+
+/// At most this many rejected ops are listed per plan.
+pub const MAX_REJECTIONS_LISTED: usize = 1024;
+
+impl PlanJournal {
+    pub(crate) fn new(source: SourceId, sequence: u32, correlation: u64) -> PlanJournal {
+        PlanJournal {
+            source,
+            sequence,
+            correlation,
+            status: Status::Ok,
+            rejected_index: Vec::new(),
+            rejected_code: Vec::new(),
+            spawned: Vec::new(),
+            ray_hit: Vec::new(),
+            ray_handle: Vec::new(),
+            ray_distance: Vec::new(),
+            overlap_offsets: Vec::new(),
+            overlap_handles: Vec::new(),
+        }
+    }
+
+    pub(crate) fn reject(&mut self, index: u32, code: Status) {
+        if self.status == Status::Ok {
+            self.status = code;
+        }
+        if self.rejected_index.len() < MAX_REJECTIONS_LISTED {
+            self.rejected_index.push(index);
+            self.rejected_code.push(code);
+        }
+    }
 }
 
 /// What happened in one tick.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct TickJournal {
     pub schema_version: u32,
     pub tick: Tick,
@@ -87,9 +130,7 @@ pub struct TickJournal {
     pub counters: Counters,
     pub world_hash: u64,
     /// One entry per plan received, in application order.
-    pub plans: Vec<PlanResult>,
-    /// Handles created by spawn ops this tick, in application order.
-    pub spawned: Vec<Handle>,
+    pub plans: Vec<PlanJournal>,
 }
 
 impl TickJournal {
@@ -100,7 +141,6 @@ impl TickJournal {
         self.counters = Counters::default();
         self.world_hash = 0;
         self.plans.clear();
-        self.spawned.clear();
     }
 
     /// Total nanoseconds across phases.

@@ -37,8 +37,10 @@ compile_error!("sim-core hashes column bytes in native order and assumes little-
 pub mod hash;
 pub mod ids;
 pub mod journal;
+pub mod microplan;
 pub mod physics;
 pub mod plan;
+pub mod ports;
 pub mod rng;
 pub mod scenario;
 pub mod schema;
@@ -48,9 +50,11 @@ pub mod world;
 
 pub use hash::{ColumnHash, WorldHashes};
 pub use ids::{Archetype, Handle, SourceId, Tick};
-pub use journal::{Clock, Counters, NoClock, Phase, PlanResult, TickJournal, JOURNAL_SCHEMA_VERSION};
+pub use journal::{Clock, Counters, NoClock, Phase, PlanJournal, TickJournal, JOURNAL_SCHEMA_VERSION};
+pub use microplan::{DecodeError, MicroPlan, Op, PlanBuilder, PlanHeader};
 pub use physics::{PhysicsPort, RapierPhysics};
-pub use plan::{Op, Plan, PlanStatus};
+pub use plan::PlanQueue;
+pub use ports::{OpKind, Status, PORTS_SCHEMA_HASH, PORTS_SEMVER};
 pub use scenario::{Scenario, ScenarioError, DEFAULT_SCENARIO};
 pub use schema::{ColumnId, ColumnType};
 pub use snapshot::SnapshotError;

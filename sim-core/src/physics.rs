@@ -86,7 +86,9 @@ pub enum PhysicsError {
 
 /// What sim-core needs from a physics engine.
 pub trait PhysicsPort {
-    fn add_body(&mut self, desc: &BodyDesc) -> BodyKey;
+    /// Adds a body tagged with `tag` (the entity handle's bits), which
+    /// queries report back.
+    fn add_body(&mut self, desc: &BodyDesc, tag: u64) -> BodyKey;
     fn remove_body(&mut self, key: BodyKey) -> bool;
     fn contains(&self, key: BodyKey) -> bool;
     /// One fixed step of `1 / tick_rate` seconds.
@@ -100,11 +102,18 @@ pub trait PhysicsPort {
     fn active_contact_pairs(&self) -> u32;
     /// Bodies currently awake.
     fn active_bodies(&self) -> u32;
+    /// First hit along a ray: (tag of the body hit, or `STATIC_TAG`; distance).
+    fn raycast(&self, origin: [f32; 3], dir: [f32; 3], max_distance: f32) -> Option<(u64, f32)>;
+    /// Tags of bodies whose collider AABBs overlap the box (unsorted).
+    fn overlap(&self, min: [f32; 3], max: [f32; 3], out: &mut Vec<u64>);
     fn save(&self) -> Result<Vec<u8>, PhysicsError>;
     fn load(bytes: &[u8]) -> Result<Self, PhysicsError>
     where
         Self: Sized;
 }
+
+/// The tag of static geometry (ground, walls).
+pub const STATIC_TAG: u64 = u64::MAX;
 
 /// rapier3d behind the physics port.
 pub struct RapierPhysics {
@@ -136,9 +145,18 @@ impl RapierPhysics {
 
     /// A static box (ground, walls).
     pub fn add_fixed_box(&mut self, center: [f32; 3], half_extents: [f32; 3], friction: f32) {
-        let body = RigidBodyBuilder::fixed().translation(v3(center));
+        let body = RigidBodyBuilder::fixed().translation(v3(center)).user_data(u128::from(STATIC_TAG));
         let collider = ColliderBuilder::cuboid(half_extents[0], half_extents[1], half_extents[2]).friction(friction);
         self.world.insert(body, collider);
+    }
+
+    fn tag_of(&self, collider: ColliderHandle) -> u64 {
+        self.world
+            .colliders
+            .get(collider)
+            .and_then(|c| c.parent())
+            .and_then(|b| self.world.bodies.get(b))
+            .map_or(STATIC_TAG, |b| b.user_data as u64)
     }
 
     /// Raw rapier access, for benchmarks that measure rapier alone.
@@ -153,7 +171,7 @@ impl RapierPhysics {
 }
 
 impl PhysicsPort for RapierPhysics {
-    fn add_body(&mut self, d: &BodyDesc) -> BodyKey {
+    fn add_body(&mut self, d: &BodyDesc, tag: u64) -> BodyKey {
         let builder = match d.motion {
             Motion::Dynamic => RigidBodyBuilder::dynamic(),
             Motion::Kinematic => RigidBodyBuilder::kinematic_position_based(),
@@ -161,7 +179,7 @@ impl PhysicsPort for RapierPhysics {
         };
         let [x, y, z, w] = d.rotation;
         let pose = Pose::from_parts(v3(d.position), Rotation::from_xyzw(x, y, z, w).normalize());
-        let body = builder.pose(pose).linvel(v3(d.linvel)).angvel(v3(d.angvel));
+        let body = builder.pose(pose).linvel(v3(d.linvel)).angvel(v3(d.angvel)).user_data(u128::from(tag));
         let s = &d.shape;
         let collider = match s.shape {
             Shape::Cuboid { half_extents: [hx, hy, hz] } => ColliderBuilder::cuboid(hx, hy, hz),
@@ -226,6 +244,22 @@ impl PhysicsPort for RapierPhysics {
 
     fn active_bodies(&self) -> u32 {
         self.world.islands.active_bodies().count() as u32
+    }
+
+    fn raycast(&self, origin: [f32; 3], dir: [f32; 3], max_distance: f32) -> Option<(u64, f32)> {
+        let ray = Ray::new(v3(origin), v3(dir));
+        let (collider, toi) = self.world.cast_ray(&ray, max_distance, true, QueryFilter::default())?;
+        Some((self.tag_of(collider), toi))
+    }
+
+    fn overlap(&self, min: [f32; 3], max: [f32; 3], out: &mut Vec<u64>) {
+        let aabb = Aabb::new(v3(min), v3(max));
+        for (h, _) in self.world.intersect_aabb_conservative(aabb, QueryFilter::default()) {
+            let tag = self.tag_of(h);
+            if tag != STATIC_TAG {
+                out.push(tag);
+            }
+        }
     }
 
     fn save(&self) -> Result<Vec<u8>, PhysicsError> {

@@ -411,6 +411,25 @@ impl EntityIndex {
         Some(Location { archetype: Archetype::from_u8(a)?, row })
     }
 
+    /// Like `get`, but says why a handle is not live.
+    pub fn check(&self, h: Handle) -> Result<Location, crate::ports::Status> {
+        use crate::ports::Status;
+        if h.world() != self.world {
+            return Err(Status::ForeignHandle);
+        }
+        let i = h.index() as usize;
+        let Some(&(a, row)) = self.locations.get(i) else { return Err(Status::DeadHandle) };
+        let current = self.generations[i] & Handle::GENERATION_MASK;
+        if current != h.generation() {
+            // A handle from an older generation of the slot (freed or reused).
+            return Err(if h.generation() < current { Status::StaleHandle } else { Status::DeadHandle });
+        }
+        if a == FREE {
+            return Err(Status::DeadHandle);
+        }
+        Archetype::from_u8(a).map(|archetype| Location { archetype, row }).ok_or(Status::DeadHandle)
+    }
+
     pub fn set_row(&mut self, h: Handle, row: u32) {
         if let Some(l) = self.locations.get_mut(h.index() as usize) {
             l.1 = row;

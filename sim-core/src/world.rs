@@ -7,9 +7,11 @@
 
 use crate::hash::WorldHashes;
 use crate::ids::{Archetype, Handle, SourceId, Tick};
-use crate::journal::{Clock, Phase, PlanResult, TickJournal};
-use crate::physics::{BodyDesc, BodyKey, Motion, PhysicsPort, RapierPhysics, Shape, ShapeSpec};
-use crate::plan::{finite_within, Op, Plan, PlanStatus, MAX_COORD, MAX_IMPULSE, MAX_SPEED};
+use crate::journal::{Clock, Counters, Phase, PlanJournal, TickJournal};
+use crate::microplan::{MicroPlan, Section};
+use crate::physics::{BodyDesc, BodyKey, Motion, PhysicsPort, RapierPhysics, Shape, ShapeSpec, STATIC_TAG};
+use crate::plan::{finite_within, MAX_COORD, MAX_IMPULSE, MAX_SPEED};
+use crate::ports::{OpKind, Status, MAX_BYTES_PER_SOURCE_TICK, MAX_OPS_PER_SOURCE_TICK, MAX_OVERLAP_HITS};
 use crate::rng::WorldRng;
 use crate::scenario::{BodyKind, Scenario, ShapeKind};
 use crate::schema::ColumnId;
@@ -17,6 +19,8 @@ use crate::table::{EntityIndex, Location, RowInit, Table};
 
 /// Health lost per tick while out of bounds.
 pub const OUT_OF_BOUNDS_DAMAGE: i32 = 20;
+/// Health of entities spawned by plans.
+pub const SPAWN_HEALTH: i32 = 100;
 
 /// World-level settings fixed at creation (part of snapshots).
 #[derive(Clone, Debug, PartialEq)]
@@ -37,7 +41,9 @@ pub struct WorldConfig {
 struct Scratch {
     order: Vec<u32>,
     doomed: Vec<Handle>,
-    despawned_in_plan: Vec<Handle>,
+    /// (handle bits, op index) of the current plan's despawns, sorted.
+    despawned_in_plan: Vec<(u64, u32)>,
+    overlap: Vec<u64>,
 }
 
 /// The whole simulation state plus scratch.
@@ -181,10 +187,10 @@ impl World {
         health: i32,
     ) -> Handle {
         let spec = self.shapes[shape as usize];
-        let key = self.physics.add_body(&BodyDesc { motion, shape: spec, position, rotation, linvel, angvel });
-        let table = &mut self.tables[archetype as usize];
-        let row = table.len();
+        let row = self.tables[archetype as usize].len();
         let handle = self.index.alloc(Location { archetype, row: row as u32 });
+        let key = self.physics.add_body(&BodyDesc { motion, shape: spec, position, rotation, linvel, angvel }, handle.to_bits());
+        let table = &mut self.tables[archetype as usize];
         table.push(handle, key_bits(key), RowInit { shape, owner: owner.0, health });
         if let Some(state) = self.physics.body_state(key) {
             let (_, mut cols) = table.physics_columns_mut();
@@ -205,9 +211,10 @@ impl World {
         self.index.free(h)
     }
 
-    /// Advances one tick. `plans` may hold plans for any tick; those not
-    /// targeting this tick are rejected with `WrongTick`.
-    pub fn step(&mut self, plans: &[Plan], clock: &mut dyn Clock) -> &TickJournal {
+    /// Advances one tick. Plans not targeting this tick are rejected
+    /// (`TICK_IN_PAST` / `TICK_TOO_FAR_AHEAD`); use a [`crate::PlanQueue`]
+    /// to hold plans for later ticks.
+    pub fn step(&mut self, plans: &[MicroPlan], clock: &mut dyn Clock) -> &TickJournal {
         let tick = self.tick.next();
         let mut journal = std::mem::take(&mut self.journal);
         journal.reset(tick);
@@ -218,25 +225,53 @@ impl World {
             t = now;
         };
 
-        // 1. Ingest: order by (source, seq); index order breaks exact ties.
-        let order = &mut self.scratch.order;
+        // 1. Ingest: order by (source, sequence); the checksum breaks ties
+        // between duplicates so the outcome never depends on arrival order.
+        let mut order = std::mem::take(&mut self.scratch.order);
         order.clear();
         order.extend(0..plans.len() as u32);
-        order.sort_by_key(|&i| (plans[i as usize].source, plans[i as usize].seq, i));
+        order.sort_by_key(|&i| {
+            let p = &plans[i as usize];
+            (p.header().source, p.header().sequence, p.checksum(), i)
+        });
         journal.counters.plans_received = plans.len() as u32;
         mark(&mut journal, Phase::Ingest, clock);
 
         // 2. Validate and apply, each plan whole or not at all.
-        let order = std::mem::take(&mut self.scratch.order);
+        let mut prev: Option<(SourceId, u32)> = None;
+        let (mut src_ops, mut src_bytes) = (0u64, 0u64);
         for &i in &order {
-            let plan = &plans[i as usize];
-            let result = self.apply_plan(plan, tick, &mut journal);
-            if result.status == PlanStatus::Applied {
+            let p = &plans[i as usize];
+            let h = *p.header();
+            let mut pj = PlanJournal::new(h.source, h.sequence, h.correlation);
+            if prev.is_none_or(|(s, _)| s != h.source) {
+                (src_ops, src_bytes) = (0, 0);
+            }
+            if h.target_tick < tick {
+                pj.status = Status::TickInPast;
+            } else if h.target_tick > tick {
+                pj.status = Status::TickTooFarAhead;
+            } else if prev == Some((h.source, h.sequence)) {
+                pj.status = Status::DuplicateSequence;
+            } else if src_ops + u64::from(p.op_count()) > u64::from(MAX_OPS_PER_SOURCE_TICK) {
+                pj.status = Status::SourceOpsCap;
+            } else if src_bytes + p.bytes().len() as u64 > u64::from(MAX_BYTES_PER_SOURCE_TICK) {
+                pj.status = Status::SourceBytesCap;
+            } else {
+                src_ops += u64::from(p.op_count());
+                src_bytes += p.bytes().len() as u64;
+                self.validate_plan(p, &mut pj);
+                if pj.status == Status::Ok {
+                    self.apply_plan(p, &mut pj, &mut journal.counters);
+                }
+            }
+            prev = Some((h.source, h.sequence));
+            if pj.status == Status::Ok {
                 journal.counters.plans_applied += 1;
             } else {
                 journal.counters.plans_rejected += 1;
             }
-            journal.plans.push(result);
+            journal.plans.push(pj);
         }
         self.scratch.order = order;
         mark(&mut journal, Phase::Apply, clock);
@@ -271,121 +306,232 @@ impl World {
         &self.journal
     }
 
-    fn validate_op(&mut self, source: SourceId, op: &Op) -> Result<(), PlanStatus> {
-        let live = |w: &World, h: Handle| -> Result<Location, PlanStatus> {
-            let loc = w.index.get(h).ok_or(PlanStatus::DeadHandle)?;
-            if w.scratch.despawned_in_plan.contains(&h) {
-                return Err(PlanStatus::DuplicateHandle);
+    /// Checks a handle for a plan from `source`: live, this world's,
+    /// owned (or the server), not despawned earlier in the plan.
+    fn check_handle(&self, source: SourceId, h: Handle, despawned: &[(u64, u32)]) -> Result<Location, Status> {
+        let loc = self.index.check(h)?;
+        if despawned.binary_search_by_key(&h.to_bits(), |&(b, _)| b).is_ok() {
+            return Err(Status::DuplicateHandle);
+        }
+        let owner = self.tables[loc.archetype as usize].u32(ColumnId::Owner)[loc.row as usize];
+        if source != SourceId::SERVER && owner != source.0 {
+            return Err(Status::NotOwner);
+        }
+        Ok(loc)
+    }
+
+    /// Validates every op against the world as it is now; rejections go to
+    /// the plan journal as (index, code).
+    fn validate_plan(&mut self, p: &MicroPlan, pj: &mut PlanJournal) {
+        let source = p.header().source;
+        let mut despawned = std::mem::take(&mut self.scratch.despawned_in_plan);
+        despawned.clear();
+        for s in p.sections() {
+            let idx = |i: usize| s.first_op + i as u32;
+            match s.kind {
+                OpKind::Spawn => {
+                    for i in 0..s.count {
+                        if let Err(code) = self.check_spawn(&s, i) {
+                            pj.reject(idx(i), code);
+                        }
+                    }
+                }
+                OpKind::Despawn => {
+                    for i in 0..s.count {
+                        let h = s.handle(0, i);
+                        match self.check_handle(source, h, &[]) {
+                            Ok(_) => despawned.push((h.to_bits(), idx(i))),
+                            Err(code) => pj.reject(idx(i), code),
+                        }
+                    }
+                    despawned.sort_unstable();
+                    let mut dups: Vec<u32> = Vec::new();
+                    for w in despawned.windows(2) {
+                        if w[0].0 == w[1].0 {
+                            dups.push(w[1].1);
+                        }
+                    }
+                    dups.sort_unstable();
+                    for d in dups {
+                        pj.reject(d, Status::DuplicateHandle);
+                    }
+                }
+                OpKind::SetVelocity | OpKind::ApplyImpulse | OpKind::MoveTo => {
+                    for i in 0..s.count {
+                        if let Err(code) = self.check_entity_op(source, &s, i, &despawned) {
+                            pj.reject(idx(i), code);
+                        }
+                    }
+                }
+                OpKind::Raycast => {
+                    for i in 0..s.count {
+                        let (o, d, m) = (s.f32x3(0, i), s.f32x3(1, i), s.f32(2, i));
+                        let len2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
+                        if !finite_within(&o, MAX_COORD) || !finite_within(&d, MAX_COORD) || !(len2 > 1e-12) || !(m > 0.0 && m <= MAX_COORD) {
+                            pj.reject(idx(i), Status::BadValue);
+                        }
+                    }
+                }
+                OpKind::Overlap => {
+                    for i in 0..s.count {
+                        let (lo, hi) = (s.f32x3(0, i), s.f32x3(1, i));
+                        if !finite_within(&lo, MAX_COORD) || !finite_within(&hi, MAX_COORD) || (0..3).any(|k| lo[k] > hi[k]) {
+                            pj.reject(idx(i), Status::BadValue);
+                        }
+                    }
+                }
             }
-            let owner = w.tables[loc.archetype as usize].u32(ColumnId::Owner)[loc.row as usize];
-            if source != SourceId::SERVER && owner != source.0 {
-                return Err(PlanStatus::NotOwner);
-            }
-            Ok(loc)
-        };
-        match *op {
-            Op::Spawn { shape, position, rotation, linvel, .. } => {
-                if shape as usize >= self.shapes.len() {
-                    return Err(PlanStatus::UnknownShape);
+        }
+        self.scratch.despawned_in_plan = despawned;
+    }
+
+    fn check_spawn(&self, s: &Section<'_>, i: usize) -> Result<(), Status> {
+        let a = s.u32(0, i);
+        if u8::try_from(a).ok().and_then(Archetype::from_u8).is_none() {
+            return Err(Status::UnknownArchetype);
+        }
+        if s.u32(1, i) as usize >= self.shapes.len() {
+            return Err(Status::UnknownShape);
+        }
+        let rot = s.f32x4(3, i);
+        let n2: f32 = rot.iter().map(|x| x * x).sum();
+        if !finite_within(&s.f32x3(2, i), MAX_COORD)
+            || !finite_within(&rot, 2.0)
+            || !(0.5..=1.5).contains(&n2)
+            || !finite_within(&s.f32x3(4, i), MAX_SPEED)
+            || !finite_within(&s.f32x3(5, i), MAX_SPEED)
+        {
+            return Err(Status::BadValue);
+        }
+        Ok(())
+    }
+
+    fn check_entity_op(&self, source: SourceId, s: &Section<'_>, i: usize, despawned: &[(u64, u32)]) -> Result<(), Status> {
+        let loc = self.check_handle(source, s.handle(0, i), despawned)?;
+        let kinematic = loc.archetype.is_kinematic();
+        match s.kind {
+            OpKind::SetVelocity => {
+                if kinematic {
+                    return Err(Status::WrongArchetype);
                 }
-                let n2: f32 = rotation.iter().map(|x| x * x).sum();
-                if !finite_within(&position, MAX_COORD)
-                    || !finite_within(&linvel, MAX_SPEED)
-                    || !finite_within(&rotation, 2.0)
-                    || !(0.5..=1.5).contains(&n2)
-                {
-                    return Err(PlanStatus::BadValue);
-                }
-            }
-            Op::Despawn { handle } => {
-                live(self, handle)?;
-                self.scratch.despawned_in_plan.push(handle);
-            }
-            Op::SetVelocity { handle, linvel, angvel } => {
-                let loc = live(self, handle)?;
-                if loc.archetype.is_kinematic() {
-                    return Err(PlanStatus::WrongArchetype);
-                }
-                if !finite_within(&linvel, MAX_SPEED) || !finite_within(&angvel, MAX_SPEED) {
-                    return Err(PlanStatus::BadValue);
-                }
-            }
-            Op::ApplyImpulse { handle, impulse } => {
-                let loc = live(self, handle)?;
-                if loc.archetype.is_kinematic() {
-                    return Err(PlanStatus::WrongArchetype);
-                }
-                if !finite_within(&impulse, MAX_IMPULSE) {
-                    return Err(PlanStatus::BadValue);
+                if !finite_within(&s.f32x3(1, i), MAX_SPEED) || !finite_within(&s.f32x3(2, i), MAX_SPEED) {
+                    return Err(Status::BadValue);
                 }
             }
-            Op::MoveTo { handle, target, max_speed } => {
-                let loc = live(self, handle)?;
-                if !loc.archetype.is_kinematic() {
-                    return Err(PlanStatus::WrongArchetype);
+            OpKind::ApplyImpulse => {
+                if kinematic {
+                    return Err(Status::WrongArchetype);
                 }
-                if !finite_within(&target, MAX_COORD) || !(max_speed.is_finite() && (0.0..=MAX_SPEED).contains(&max_speed)) {
-                    return Err(PlanStatus::BadValue);
+                if !finite_within(&s.f32x3(1, i), MAX_IMPULSE) {
+                    return Err(Status::BadValue);
+                }
+            }
+            _ => {
+                if !kinematic {
+                    return Err(Status::WrongArchetype);
+                }
+                let m = s.f32(2, i);
+                if !finite_within(&s.f32x3(1, i), MAX_COORD) || !(m.is_finite() && (0.0..=MAX_SPEED).contains(&m)) {
+                    return Err(Status::BadValue);
                 }
             }
         }
         Ok(())
     }
 
-    fn apply_plan(&mut self, plan: &Plan, tick: Tick, journal: &mut TickJournal) -> PlanResult {
-        let mut result = PlanResult {
-            source: plan.source,
-            seq: plan.seq,
-            correlation: plan.correlation,
-            status: PlanStatus::Applied,
-            failed_op: None,
-        };
-        if plan.target_tick != tick {
-            result.status = PlanStatus::WrongTick;
-            return result;
-        }
-        self.scratch.despawned_in_plan.clear();
-        for (i, op) in plan.ops.iter().enumerate() {
-            if let Err(code) = self.validate_op(plan.source, op) {
-                result.status = code;
-                result.failed_op = Some(i as u32);
-                return result;
+    /// Applies a validated plan: sections in kind order, ops in index order.
+    fn apply_plan(&mut self, p: &MicroPlan, pj: &mut PlanJournal, counters: &mut Counters) {
+        let source = p.header().source;
+        for s in p.sections() {
+            match s.kind {
+                OpKind::Spawn => {
+                    for i in 0..s.count {
+                        let archetype = Archetype::from_u8(s.u32(0, i) as u8).unwrap_or(Archetype::Prop);
+                        let motion = if archetype.is_kinematic() { Motion::Kinematic } else { Motion::Dynamic };
+                        let position = s.f32x3(2, i);
+                        let h = self.spawn_body(archetype, s.u32(1, i), motion, position, s.f32x4(3, i), s.f32x3(4, i), s.f32x3(5, i), source, SPAWN_HEALTH);
+                        if archetype.is_kinematic() {
+                            self.set_move_target(h, position, 0.0);
+                        }
+                        pj.spawned.push(h);
+                        counters.spawned += 1;
+                    }
+                }
+                OpKind::Despawn => {
+                    for i in 0..s.count {
+                        if self.despawn(s.handle(0, i)) {
+                            counters.despawned += 1;
+                        }
+                    }
+                }
+                OpKind::SetVelocity => {
+                    for i in 0..s.count {
+                        if let Some(key) = self.key_of(s.handle(0, i)) {
+                            self.physics.set_velocity(key, s.f32x3(1, i), s.f32x3(2, i));
+                        }
+                    }
+                }
+                OpKind::ApplyImpulse => {
+                    for i in 0..s.count {
+                        if let Some(key) = self.key_of(s.handle(0, i)) {
+                            self.physics.apply_impulse(key, s.f32x3(1, i));
+                        }
+                    }
+                }
+                OpKind::MoveTo => {
+                    for i in 0..s.count {
+                        self.set_move_target(s.handle(0, i), s.f32x3(1, i), s.f32(2, i));
+                    }
+                }
+                OpKind::Raycast => {
+                    for i in 0..s.count {
+                        let d = s.f32x3(1, i);
+                        let len = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
+                        let dir = [d[0] / len, d[1] / len, d[2] / len];
+                        match self.physics.raycast(s.f32x3(0, i), dir, s.f32(2, i)) {
+                            Some((tag, dist)) => {
+                                pj.ray_hit.push(if tag == STATIC_TAG { 2 } else { 1 });
+                                pj.ray_handle.push(if tag == STATIC_TAG { Handle::NONE.to_bits() } else { tag });
+                                pj.ray_distance.push(dist);
+                            }
+                            None => {
+                                pj.ray_hit.push(0);
+                                pj.ray_handle.push(Handle::NONE.to_bits());
+                                pj.ray_distance.push(f32::INFINITY);
+                            }
+                        }
+                    }
+                }
+                OpKind::Overlap => {
+                    pj.overlap_offsets.push(pj.overlap_handles.len() as u32);
+                    for i in 0..s.count {
+                        let mut hits = std::mem::take(&mut self.scratch.overlap);
+                        hits.clear();
+                        self.physics.overlap(s.f32x3(0, i), s.f32x3(1, i), &mut hits);
+                        hits.sort_unstable();
+                        hits.dedup();
+                        hits.truncate(MAX_OVERLAP_HITS as usize);
+                        pj.overlap_handles.extend_from_slice(&hits);
+                        pj.overlap_offsets.push(pj.overlap_handles.len() as u32);
+                        self.scratch.overlap = hits;
+                    }
+                }
             }
         }
-        for op in &plan.ops {
-            self.apply_op(plan.source, op, journal);
-        }
-        journal.counters.ops_applied += plan.ops.len() as u32;
-        result
+        counters.ops_applied += p.op_count();
     }
 
-    fn apply_op(&mut self, source: SourceId, op: &Op, journal: &mut TickJournal) {
-        match *op {
-            Op::Spawn { archetype, shape, position, rotation, linvel } => {
-                let motion = if archetype.is_kinematic() { Motion::Kinematic } else { Motion::Dynamic };
-                let h = self.spawn_body(archetype, shape, motion, position, rotation, linvel, [0.0; 3], source, 100);
-                if archetype.is_kinematic() {
-                    self.set_move_target(h, position, 0.0);
-                }
-                journal.spawned.push(h);
-                journal.counters.spawned += 1;
+    /// Gives an entity to a source (e.g. NPCs granted to a policy worker):
+    /// ownership is a hashed column, so grants are part of the world.
+    pub fn grant(&mut self, h: Handle, to: SourceId) -> bool {
+        let Some(loc) = self.index.get(h) else { return false };
+        let t = &mut self.tables[loc.archetype as usize];
+        match t.column_mut(ColumnId::Owner) {
+            Some(crate::table::ColumnData::U32(v)) => {
+                v[loc.row as usize] = to.0;
+                true
             }
-            Op::Despawn { handle } => {
-                if self.despawn(handle) {
-                    journal.counters.despawned += 1;
-                }
-            }
-            Op::SetVelocity { handle, linvel, angvel } => {
-                if let Some(key) = self.key_of(handle) {
-                    self.physics.set_velocity(key, linvel, angvel);
-                }
-            }
-            Op::ApplyImpulse { handle, impulse } => {
-                if let Some(key) = self.key_of(handle) {
-                    self.physics.apply_impulse(key, impulse);
-                }
-            }
-            Op::MoveTo { handle, target, max_speed } => self.set_move_target(handle, target, max_speed),
+            _ => false,
         }
     }
 

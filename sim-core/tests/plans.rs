@@ -1,9 +1,11 @@
-//! Plan application: atomicity, ordering, ownership, stale handles.
+//! Microplans against a live world: every status code, atomicity, ordering.
 
 mod common;
 
 use common::small_world;
-use sim_core::{Archetype, Handle, NoClock, Op, Plan, PlanStatus, SourceId, Tick, World};
+use sim_core::microplan::reseal;
+use sim_core::{Archetype, Handle, MicroPlan, NoClock, Op, OpKind, PlanBuilder, PlanQueue, SourceId, Status, Tick, World};
+use std::collections::BTreeSet;
 
 fn prop(w: &World, i: usize) -> Handle {
     Handle::from_bits(w.table(Archetype::Prop).handles()[i])
@@ -13,106 +15,303 @@ fn npc(w: &World, i: usize) -> Handle {
     Handle::from_bits(w.table(Archetype::Npc).handles()[i])
 }
 
-fn plan(source: u32, seq: u32, tick: u64, ops: Vec<Op>) -> Plan {
-    Plan { source: SourceId(source), seq, correlation: u64::from(seq), target_tick: Tick(tick), ops }
+fn plan(source: u32, seq: u32, tick: u64, ops: &[Op]) -> MicroPlan {
+    let mut b = PlanBuilder::new(Tick(tick), SourceId(source), seq).correlation(1000 + u64::from(seq));
+    for op in ops {
+        b.push(*op);
+    }
+    MicroPlan::decode(b.build()).expect("builder output decodes")
+}
+
+fn decode_status(bytes: Vec<u8>) -> Status {
+    match MicroPlan::decode(bytes) {
+        Ok(_) => Status::Ok,
+        Err(e) => e.status,
+    }
+}
+
+/// Steps `w` with `plans` and a twin with none; returns the plan statuses
+/// and asserts the twin's hash equals ours when every plan was rejected.
+fn step_and_check(plans: &[MicroPlan]) -> Vec<(Status, Vec<(u32, Status)>)> {
+    let mut w = small_world();
+    let mut twin = small_world();
+    let j = w.step(plans, &mut NoClock);
+    let out: Vec<_> = j
+        .plans
+        .iter()
+        .map(|p| (p.status, p.rejected_index.iter().copied().zip(p.rejected_code.iter().copied()).collect()))
+        .collect();
+    if j.plans.iter().all(|p| p.status != Status::Ok) {
+        assert_eq!(j.world_hash, twin.step(&[], &mut NoClock).world_hash, "rejected plans must leave the world unchanged");
+    }
+    out
+}
+
+fn base() -> (World, Handle, Handle) {
+    let w = small_world();
+    let (a, n) = (prop(&w, 0), npc(&w, 0));
+    (w, a, n)
 }
 
 #[test]
 fn a_plan_whose_last_op_is_invalid_changes_nothing() {
-    let mut a = small_world();
-    let mut b = small_world();
-    let h = prop(&a, 0);
-    let bad = plan(0, 1, 1, vec![
-        Op::SetVelocity { handle: h, linvel: [5.0, 0.0, 0.0], angvel: [0.0; 3] },
-        Op::Despawn { handle: prop(&a, 1) },
-        Op::ApplyImpulse { handle: prop(&a, 2), impulse: [0.0, f32::NAN, 0.0] },
-    ]);
-    let j = a.step(std::slice::from_ref(&bad), &mut NoClock);
-    assert_eq!(j.plans[0].status, PlanStatus::BadValue);
-    assert_eq!(j.plans[0].failed_op, Some(2));
-    let ha = j.world_hash;
-    assert_eq!(ha, b.step(&[], &mut NoClock).world_hash, "rejected plan must leave no trace");
-}
-
-#[test]
-fn applied_plans_change_the_world_and_spawn_and_despawn() {
-    let mut a = small_world();
-    let mut b = small_world();
-    let n = a.entity_count();
-    let p = plan(0, 1, 1, vec![
-        Op::Spawn { archetype: Archetype::Prop, shape: 1, position: [0.0, 4.0, 0.0], rotation: [0.0, 0.0, 0.0, 1.0], linvel: [0.0; 3] },
-        Op::Despawn { handle: prop(&a, 3) },
-        Op::MoveTo { handle: npc(&a, 0), target: [1.0, 0.6, 1.0], max_speed: 1.0 },
-    ]);
-    let j = a.step(std::slice::from_ref(&p), &mut NoClock);
-    assert_eq!(j.plans[0].status, PlanStatus::Applied);
-    assert_eq!(j.spawned.len(), 1);
-    let spawned = j.spawned[0];
-    assert_ne!(j.world_hash, b.step(&[], &mut NoClock).world_hash);
-    assert_eq!(a.entity_count(), n);
-    assert!(a.locate(spawned).is_some());
+    let (w, a, _) = base();
+    let ops = [
+        Op::spawn(Archetype::Prop, 1, [0.0, 4.0, 0.0]),
+        Op::Despawn { handle: prop(&w, 1) },
+        Op::SetVelocity { handle: a, linvel: [5.0, 0.0, 0.0], angvel: [0.0; 3] },
+        Op::ApplyImpulse { handle: prop(&w, 2), impulse: [0.0, f32::NAN, 0.0] },
+    ];
+    let r = step_and_check(&[plan(0, 1, 1, &ops)]);
+    assert_eq!(r[0], (Status::BadValue, vec![(3, Status::BadValue)]));
+    // Without the bad op the same plan applies and changes the world.
+    let mut w2 = small_world();
+    let j = w2.step(&[plan(0, 1, 1, &ops[..3])], &mut NoClock);
+    assert_eq!(j.plans[0].status, Status::Ok);
+    assert_eq!(j.plans[0].spawned.len(), 1);
+    assert_ne!(j.world_hash, small_world().step(&[], &mut NoClock).world_hash);
 }
 
 #[test]
 fn arrival_order_does_not_matter() {
-    let mut a = small_world();
-    let mut b = small_world();
-    let p1 = plan(3, 1, 1, vec![Op::Spawn { archetype: Archetype::Prop, shape: 0, position: [1.0, 3.0, 0.0], rotation: [0.0, 0.0, 0.0, 1.0], linvel: [0.0; 3] }]);
-    let p2 = plan(3, 2, 1, vec![Op::Spawn { archetype: Archetype::Prop, shape: 1, position: [-1.0, 3.0, 0.0], rotation: [0.0, 0.0, 0.0, 1.0], linvel: [0.0; 3] }]);
-    let p3 = plan(1, 9, 1, vec![Op::Spawn { archetype: Archetype::Prop, shape: 2, position: [0.0, 3.0, 1.0], rotation: [0.0, 0.0, 0.0, 1.0], linvel: [0.0; 3] }]);
-    let ha = a.step(&[p1.clone(), p2.clone(), p3.clone()], &mut NoClock).world_hash;
-    let hb = b.step(&[p2, p3, p1], &mut NoClock).world_hash;
-    assert_eq!(ha, hb);
+    let w = small_world();
+    let plans = [
+        plan(3, 1, 1, &[Op::spawn(Archetype::Prop, 0, [1.0, 3.0, 0.0])]),
+        plan(3, 2, 1, &[Op::spawn(Archetype::Prop, 1, [-1.0, 3.0, 0.0])]),
+        plan(1, 9, 1, &[Op::spawn(Archetype::Prop, 2, [0.0, 3.0, 1.0]), Op::Raycast { origin: [0.0, 10.0, 0.0], direction: [0.0, -1.0, 0.0], max_distance: 50.0 }]),
+        plan(0, 4, 1, &[Op::SetVelocity { handle: prop(&w, 3), linvel: [0.0, 5.0, 0.0], angvel: [1.0, 0.0, 0.0] }]),
+    ];
+    let orders: [[usize; 4]; 3] = [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]];
+    let hashes: Vec<u64> = orders
+        .iter()
+        .map(|o| {
+            let ps: Vec<MicroPlan> = o.iter().map(|&i| plans[i].clone()).collect();
+            let mut w = small_world();
+            let mut h = w.step(&ps, &mut NoClock).world_hash;
+            for _ in 0..30 {
+                h = w.step(&[], &mut NoClock).world_hash;
+            }
+            h
+        })
+        .collect();
+    assert!(hashes.windows(2).all(|x| x[0] == x[1]), "{hashes:x?}");
 }
 
 #[test]
-fn ownership_is_enforced_and_spawned_entities_belong_to_their_source() {
+fn queries_return_soa_results() {
     let mut w = small_world();
-    // Source 5 does not own server props.
-    let j = w.step(&[plan(5, 1, 1, vec![Op::Despawn { handle: prop(&w, 0) }])], &mut NoClock);
-    assert_eq!(j.plans[0].status, PlanStatus::NotOwner);
-    let j = w.step(&[plan(5, 2, 2, vec![Op::Spawn { archetype: Archetype::Avatar, shape: 0, position: [0.0, 2.0, 0.0], rotation: [0.0, 0.0, 0.0, 1.0], linvel: [0.0; 3] }])], &mut NoClock);
-    let mine = j.spawned[0];
-    let j = w.step(&[plan(5, 3, 3, vec![Op::ApplyImpulse { handle: mine, impulse: [0.0, 5.0, 0.0] }])], &mut NoClock);
-    assert_eq!(j.plans[0].status, PlanStatus::Applied);
-    let j = w.step(&[plan(6, 1, 4, vec![Op::ApplyImpulse { handle: mine, impulse: [0.0, 5.0, 0.0] }])], &mut NoClock);
-    assert_eq!(j.plans[0].status, PlanStatus::NotOwner);
+    for _ in 0..60 {
+        w.step(&[], &mut NoClock);
+    }
+    let t = w.tick().0 + 1;
+    let p = plan(0, 1, t, &[
+        Op::Raycast { origin: [0.0, 20.0, 0.0], direction: [0.0, -2.0, 0.0], max_distance: 100.0 },
+        Op::Raycast { origin: [100.0, 20.0, 100.0], direction: [0.0, 1.0, 0.0], max_distance: 10.0 },
+        Op::Raycast { origin: [5.9, 5.0, -5.9], direction: [0.0, -1.0, 0.0], max_distance: 100.0 },
+        Op::Overlap { min: [-10.0, -1.0, -10.0], max: [10.0, 10.0, 10.0] },
+        Op::Overlap { min: [50.0, 50.0, 50.0], max: [51.0, 51.0, 51.0] },
+    ]);
+    let live = w.entity_count();
+    let j = w.step(&[p], &mut NoClock);
+    let pj = &j.plans[0];
+    assert_eq!(pj.status, Status::Ok);
+    assert_eq!(pj.ray_hit, vec![1, 0, 2], "entity pile, nothing, bare ground corner");
+    assert!(pj.ray_distance[0] > 0.0 && pj.ray_distance[0] < 20.0);
+    assert!((pj.ray_distance[2] - 5.0).abs() < 1e-3, "ground top is y=0: {}", pj.ray_distance[2]);
+    assert_eq!(pj.overlap_offsets.len(), 3);
+    let first = &pj.overlap_handles[pj.overlap_offsets[0] as usize..pj.overlap_offsets[1] as usize];
+    assert!(first.len() >= live - 2 && first.len() <= live, "{} of {live}", first.len());
+    assert!(first.windows(2).all(|x| x[0] < x[1]), "ascending, unique");
+    assert_eq!(pj.overlap_offsets[1], pj.overlap_offsets[2], "empty box");
+}
+
+/// Produces every status code in the IDL, each from the situation it names,
+/// and checks rejected plans leave the world hash unchanged.
+#[test]
+fn every_status_code_is_produced() {
+    let mut seen = BTreeSet::new();
+    let (w, a, n) = base();
+    let good = plan(0, 1, 1, &[Op::SetVelocity { handle: a, linvel: [1.0, 0.0, 0.0], angvel: [0.0; 3] }]);
+    let bytes = good.bytes().to_vec();
+
+    // --- structural (decode) ---
+    seen.insert(decode_status(bytes.clone()));
+    seen.insert(decode_status(bytes[..40].to_vec()));
+    let mut m = bytes.clone();
+    m[0] = b'X';
+    seen.insert(decode_status(m));
+    let mut m = bytes.clone();
+    m[4] = 2;
+    reseal(&mut m);
+    seen.insert(decode_status(m));
+    let mut m = bytes.clone();
+    m[70] ^= 1;
+    seen.insert(decode_status(m));
+    let mut m = bytes.clone();
+    m[64] = 99; // unknown kind
+    reseal(&mut m);
+    seen.insert(decode_status(m));
+    let mut m = bytes.clone();
+    m[68..72].copy_from_slice(&70_000u32.to_le_bytes()); // huge count
+    reseal(&mut m);
+    seen.insert(decode_status(m));
+    let mut m = bytes.clone();
+    m[32..36].copy_from_slice(&(64u32 << 20).to_le_bytes()); // declared 64 MiB
+    reseal(&mut m);
+    seen.insert(decode_status(m));
+    let mut m = bytes.clone();
+    m[72..76].copy_from_slice(&88u32.to_le_bytes()); // misaligned section
+    reseal(&mut m);
+    seen.insert(decode_status(m));
+    let all_layout = {
+        let mut v = Vec::new();
+        // overlapping: the second section starts inside the first
+        let two = PlanBuilder::new(Tick(1), SourceId(0), 1)
+            .push(Op::Despawn { handle: a })
+            .push(Op::Raycast { origin: [0.0; 3], direction: [0.0, 1.0, 0.0], max_distance: 1.0 })
+            .build();
+        let mut o = two.clone();
+        o[64 + 16 + 8..64 + 16 + 12].copy_from_slice(&96u32.to_le_bytes());
+        reseal(&mut o);
+        v.push(decode_status(o));
+        // unordered kinds
+        let mut u = two.clone();
+        u[64..66].copy_from_slice(&6u16.to_le_bytes());
+        u[80..82].copy_from_slice(&2u16.to_le_bytes());
+        reseal(&mut u);
+        v.push(decode_status(u));
+        // flags set
+        let mut f = two.clone();
+        f[6] = 1;
+        reseal(&mut f);
+        v.push(decode_status(f));
+        // trailing bytes
+        let mut t = two.clone();
+        t.push(0);
+        v.push(decode_status(t));
+        v
+    };
+    assert_eq!(all_layout, vec![Status::BadLayout; 4]);
+    seen.extend(all_layout);
+
+    // --- tick window ---
+    let mut q = PlanQueue::default();
+    assert_eq!(q.submit(plan(1, 1, 0, &[]), Tick(0)), Err(Status::TickInPast));
+    assert_eq!(q.submit(plan(1, 1, 500, &[]), Tick(0)), Err(Status::TickTooFarAhead));
+    assert_eq!(q.submit(plan(1, 1, 100, &[]), Tick(0)), Ok(()));
+    let r = step_and_check(&[plan(0, 1, 0, &[]), plan(0, 2, 7, &[])]);
+    assert_eq!((r[0].0, r[1].0), (Status::TickInPast, Status::TickTooFarAhead));
+    seen.extend([r[0].0, r[1].0]);
+
+    // --- per-source caps (checked before validation) ---
+    let rays = |seq: u32, n: usize| {
+        let mut b = PlanBuilder::new(Tick(1), SourceId(9), seq);
+        for _ in 0..n {
+            b.push(Op::Raycast { origin: [0.0; 3], direction: [0.0; 3], max_distance: 1.0 });
+        }
+        MicroPlan::decode(b.build()).expect("ray plan")
+    };
+    let r = step_and_check(&[rays(1, 65_536), rays(2, 65_536), rays(3, 10)]);
+    assert_eq!(r.iter().map(|x| x.0).collect::<Vec<_>>(), vec![Status::BadValue, Status::BadValue, Status::SourceOpsCap]);
+    seen.insert(Status::SourceOpsCap);
+    let spawns = |seq: u32| {
+        let mut b = PlanBuilder::new(Tick(1), SourceId(8), seq);
+        for _ in 0..55_000 {
+            b.push(Op::spawn(Archetype::Prop, 99, [0.0; 3]));
+        }
+        MicroPlan::decode(b.build()).expect("spawn plan")
+    };
+    let r = step_and_check(&[spawns(1), spawns(2)]);
+    assert_eq!((r[0].0, r[1].0), (Status::UnknownShape, Status::SourceBytesCap));
+    seen.extend([r[0].0, r[1].0]);
+
+    // --- semantic ---
+    let mut w2 = small_world();
+    let victim = prop(&w2, 5);
+    w2.step(&[plan(0, 1, 1, &[Op::Despawn { handle: victim }])], &mut NoClock);
+    let reused = w2.step(&[plan(0, 1, 2, &[Op::spawn(Archetype::Prop, 0, [0.0, 3.0, 0.0])])], &mut NoClock).plans[0].spawned[0];
+    assert_eq!(reused.index(), victim.index(), "slot reused with a new generation");
+    let j = w2.step(&[plan(0, 1, 3, &[Op::ApplyImpulse { handle: victim, impulse: [1.0, 0.0, 0.0] }])], &mut NoClock);
+    assert_eq!(j.plans[0].status, Status::StaleHandle);
+    seen.insert(Status::StaleHandle);
+    let j = w2.step(&[plan(0, 1, 4, &[Op::Despawn { handle: reused }]), plan(0, 2, 4, &[Op::Despawn { handle: reused }])], &mut NoClock);
+    assert_eq!((j.plans[0].status, j.plans[1].status), (Status::Ok, Status::StaleHandle));
+
+    let never = Handle::new(10_000, 0, 0);
+    let cases: Vec<(Op, Status)> = vec![
+        (Op::Despawn { handle: never }, Status::DeadHandle),
+        (Op::Despawn { handle: Handle::new(a.index(), a.generation(), 3) }, Status::ForeignHandle),
+        (Op::SetVelocity { handle: a, linvel: [f32::INFINITY, 0.0, 0.0], angvel: [0.0; 3] }, Status::BadValue),
+        (Op::SetVelocity { handle: a, linvel: [1e9, 0.0, 0.0], angvel: [0.0; 3] }, Status::BadValue),
+        (Op::SetVelocity { handle: n, linvel: [1.0, 0.0, 0.0], angvel: [0.0; 3] }, Status::WrongArchetype),
+        (Op::MoveTo { handle: a, target: [0.0; 3], max_speed: 1.0 }, Status::WrongArchetype),
+        (Op::spawn(Archetype::Prop, 42, [0.0; 3]), Status::UnknownShape),
+        (Op::Spawn { archetype: 7, shape: 0, position: [0.0; 3], rotation: [0.0, 0.0, 0.0, 1.0], linvel: [0.0; 3], angvel: [0.0; 3] }, Status::UnknownArchetype),
+        (Op::Spawn { archetype: 0, shape: 0, position: [0.0; 3], rotation: [0.0; 4], linvel: [0.0; 3], angvel: [0.0; 3] }, Status::BadValue),
+        (Op::Overlap { min: [1.0, 0.0, 0.0], max: [0.0, 1.0, 1.0] }, Status::BadValue),
+    ];
+    for (op, want) in cases {
+        let r = step_and_check(&[plan(0, 1, 1, &[op])]);
+        assert_eq!(r[0], (want, vec![(0, want)]), "{op:?}");
+        seen.insert(want);
+    }
+    // Ownership: source 5 commands a server prop.
+    let r = step_and_check(&[plan(5, 1, 1, &[Op::ApplyImpulse { handle: a, impulse: [0.0, 1.0, 0.0] }])]);
+    assert_eq!(r[0].0, Status::NotOwner);
+    seen.insert(Status::NotOwner);
+    // Despawned twice / used after despawn in one plan.
+    let r = step_and_check(&[plan(0, 1, 1, &[
+        Op::Despawn { handle: a },
+        Op::Despawn { handle: a },
+        Op::ApplyImpulse { handle: a, impulse: [0.0, 1.0, 0.0] },
+    ])]);
+    assert_eq!(r[0], (Status::DuplicateHandle, vec![(1, Status::DuplicateHandle), (2, Status::DuplicateHandle)]));
+    seen.insert(Status::DuplicateHandle);
+    // The same (source, sequence) twice in one tick.
+    let r = step_and_check(&[plan(2, 5, 1, &[Op::spawn(Archetype::Prop, 99, [0.0; 3])]), plan(2, 5, 1, &[])]);
+    assert!(r.iter().any(|x| x.0 == Status::DuplicateSequence), "{r:?}");
+    seen.insert(Status::DuplicateSequence);
+    drop(w);
+
+    let missing: Vec<_> = Status::ALL.iter().filter(|s| !seen.contains(s)).collect();
+    assert!(missing.is_empty(), "status codes never produced: {missing:?}");
 }
 
 #[test]
-fn dead_stale_and_duplicate_handles_and_wrong_ticks_are_rejected() {
+fn ownership_grants_and_spawned_entities_belong_to_their_source() {
     let mut w = small_world();
-    let h = prop(&w, 0);
-    let j = w.step(&[plan(0, 1, 1, vec![Op::Despawn { handle: h }])], &mut NoClock);
-    assert_eq!(j.plans[0].status, PlanStatus::Applied);
-    // Stale: same index, old generation (the slot may have been reused).
-    let j = w.step(&[plan(0, 2, 2, vec![Op::ApplyImpulse { handle: h, impulse: [1.0, 0.0, 0.0] }])], &mut NoClock);
-    assert_eq!(j.plans[0].status, PlanStatus::DeadHandle);
-    let g = prop(&w, 1);
-    let j = w.step(&[plan(0, 3, 3, vec![Op::Despawn { handle: g }, Op::Despawn { handle: g }])], &mut NoClock);
-    assert_eq!((j.plans[0].status, j.plans[0].failed_op), (PlanStatus::DuplicateHandle, Some(1)));
-    let j = w.step(&[plan(0, 4, 99, vec![])], &mut NoClock);
-    assert_eq!(j.plans[0].status, PlanStatus::WrongTick);
-    let j = w.step(&[plan(0, 5, 5, vec![Op::MoveTo { handle: g, target: [0.0; 3], max_speed: 1.0 }])], &mut NoClock);
-    assert_eq!(j.plans[0].status, PlanStatus::WrongArchetype);
-    let j = w.step(&[plan(0, 6, 6, vec![Op::Spawn { archetype: Archetype::Prop, shape: 99, position: [0.0; 3], rotation: [0.0, 0.0, 0.0, 1.0], linvel: [0.0; 3] }])], &mut NoClock);
-    assert_eq!(j.plans[0].status, PlanStatus::UnknownShape);
-    assert_eq!(j.counters.plans_rejected, 1);
+    let j = w.step(&[plan(5, 1, 1, &[Op::spawn(Archetype::Avatar, 0, [0.0, 2.0, 0.0])])], &mut NoClock);
+    let mine = j.plans[0].spawned[0];
+    let j = w.step(&[plan(5, 2, 2, &[Op::ApplyImpulse { handle: mine, impulse: [0.0, 5.0, 0.0] }])], &mut NoClock);
+    assert_eq!(j.plans[0].status, Status::Ok);
+    let j = w.step(&[plan(6, 1, 3, &[Op::ApplyImpulse { handle: mine, impulse: [0.0, 5.0, 0.0] }])], &mut NoClock);
+    assert_eq!(j.plans[0].status, Status::NotOwner);
+    let n = npc(&w, 1);
+    assert!(w.grant(n, SourceId(6)));
+    let j = w.step(&[plan(6, 2, 4, &[Op::MoveTo { handle: n, target: [1.0, 0.6, 1.0], max_speed: 2.0 }])], &mut NoClock);
+    assert_eq!(j.plans[0].status, Status::Ok);
 }
 
 #[test]
 fn npcs_reach_move_targets_and_stop() {
     let mut w = small_world();
-    let h = npc(&w, 0);
-    // Give the NPC to source 4 by spawning a fresh one as source 4.
-    let j = w.step(&[plan(4, 1, 1, vec![Op::Spawn { archetype: Archetype::Npc, shape: 2, position: [0.0, 0.6, 0.0], rotation: [0.0, 0.0, 0.0, 1.0], linvel: [0.0; 3] }])], &mut NoClock);
-    let mine = j.spawned[0];
-    assert_ne!(mine, h);
-    w.step(&[plan(4, 2, 2, vec![Op::MoveTo { handle: mine, target: [2.0, 0.6, 0.0], max_speed: 3.0 }])], &mut NoClock);
+    let j = w.step(&[plan(4, 1, 1, &[Op::spawn(Archetype::Npc, 2, [0.0, 3.0, 0.0])])], &mut NoClock);
+    let mine = j.plans[0].spawned[0];
+    w.step(&[plan(4, 2, 2, &[Op::MoveTo { handle: mine, target: [2.0, 3.0, 0.0], max_speed: 3.0 }])], &mut NoClock);
     for _ in 0..120 {
         w.step(&[], &mut NoClock);
     }
     let loc = w.locate(mine).expect("live");
     let x = w.table(Archetype::Npc).f32(sim_core::ColumnId::PosX)[loc.row as usize];
     assert!((x - 2.0).abs() < 1e-4, "NPC should stand at its target, x = {x}");
+}
+
+#[test]
+fn op_kinds_apply_in_section_order() {
+    let p = plan(0, 1, 1, &[
+        Op::Raycast { origin: [0.0; 3], direction: [0.0, 1.0, 0.0], max_distance: 1.0 },
+        Op::spawn(Archetype::Prop, 0, [0.0, 3.0, 0.0]),
+    ]);
+    let kinds: Vec<OpKind> = p.sections().map(|s| s.kind).collect();
+    assert_eq!(kinds, vec![OpKind::Spawn, OpKind::Raycast]);
 }
