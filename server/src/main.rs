@@ -5,6 +5,8 @@
 mod alloc_count;
 mod bench;
 mod clock;
+mod plan_cmd;
+mod ports_cmd;
 mod simulate;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +31,16 @@ enum Command {
         #[command(subcommand)]
         what: bench::BenchCommand,
     },
+    /// Microplan files: inspect, script.
+    Plan {
+        #[command(subcommand)]
+        what: plan_cmd::PlanCommand,
+    },
+    /// The port IDL: generated Python constants and stubs.
+    Ports {
+        #[command(subcommand)]
+        what: ports_cmd::PortsCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -36,6 +48,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Simulate(args) => simulate::run(&args),
         Command::Bench { what } => bench::run(&what),
+        Command::Plan { what } => plan_cmd::run(&what),
+        Command::Ports { what } => ports_cmd::run(&what),
     };
     match result {
         Ok(code) => code,

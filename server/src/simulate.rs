@@ -27,6 +27,10 @@ pub struct SimulateArgs {
     /// Write a snapshot after tick T: `T:FILE` (repeatable).
     #[arg(long, value_parser = parse_snapshot_at)]
     snapshot_at: Vec<(u64, PathBuf)>,
+    /// Apply recorded plan files (a file, or a directory of `*.plan`) at
+    /// their target ticks.
+    #[arg(long)]
+    plans: Option<PathBuf>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -55,6 +59,20 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
         None => load_world(a.scenario.as_ref(), a.seed)?,
     };
     let start_tick = world.tick().0;
+    let mut queue = sim_core::PlanQueue::default();
+    let mut bad_files = Vec::new();
+    if let Some(p) = &a.plans {
+        let (plans, errors) = crate::plan_cmd::load_plans(p)?;
+        for e in &errors {
+            eprintln!("dualplane: skipping invalid plan file {e}");
+        }
+        bad_files = errors;
+        for plan in plans {
+            queue.insert_unchecked(plan);
+        }
+    }
+    let (mut plans_applied, mut plans_rejected) = (0u64, 0u64);
+    let mut rejected_by_status = std::collections::BTreeMap::<&'static str, u64>::new();
     let mut clock = MonotonicClock::new();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let progress = (std::io::stderr().is_terminal() && a.ticks >= 1000).then(|| {
@@ -68,7 +86,16 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
     let mut tick_ns = Vec::with_capacity(a.ticks as usize);
     let wall = std::time::Instant::now();
     for _ in 0..a.ticks {
-        let j = world.step(&[], &mut clock);
+        let due = queue.take(world.tick().next());
+        let j = world.step(&due, &mut clock);
+        for p in &j.plans {
+            if p.status == sim_core::Status::Ok {
+                plans_applied += 1;
+            } else {
+                plans_rejected += 1;
+                *rejected_by_status.entry(p.status.name()).or_default() += 1;
+            }
+        }
         tick_ns.push(j.total_ns());
         let t = j.tick.0;
         if a.hash_every > 0 && t % a.hash_every == 0 {
@@ -100,6 +127,11 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
             "ticks_per_s": ticks_per_s,
             "tick_ms_mean": mean / 1e6,
             "tick_ms_p99": p99 / 1e6,
+            "plans_applied": plans_applied,
+            "plans_rejected": plans_rejected,
+            "plans_rejected_by_status": rejected_by_status,
+            "plans_left_unapplied": queue.len(),
+            "invalid_plan_files": bad_files.len(),
         });
         writeln!(out, "{v}")?;
     } else {
@@ -112,6 +144,14 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
             mean / 1e6,
             p99 / 1e6
         )?;
+        if a.plans.is_some() {
+            writeln!(
+                out,
+                "plans: applied={plans_applied} rejected={plans_rejected} {rejected_by_status:?} unapplied={} invalid_files={}",
+                queue.len(),
+                bad_files.len()
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
