@@ -40,6 +40,14 @@ wait "$dbg"
 diff /tmp/dualplane-debug.txt /tmp/dualplane-release.txt || fail "debug and release hashes differ"
 ok "debug == release"
 
+step "generated Python port constants are current"
+./target/release/dualplane ports gen-python --check || fail "policy-py/python/dualplane/_ports.py(i) stale"
+ok "ports gen-python --check"
+
+step "fuzz every decoder of untrusted bytes (bounded)"
+./tests/fuzz.sh "${FUZZ_SECONDS:-20}" || fail "fuzzing"
+ok "fuzz"
+
 step "perf smoke: full tick vs raw rapier on the same scene, one run (ratio, not wall-clock)"
 ./target/release/dualplane bench tick --bodies 1000 --ticks 200 --json --max-tick-over-raw 1.5 \
     || fail "tick_over_raw_physics above 1.5"

@@ -13,6 +13,20 @@ use std::time::Instant;
 pub enum BenchCommand {
     /// Full tick vs raw rapier stepping; per-tick hashing vs raw xxh3.
     Tick(TickArgs),
+    /// Encode, decode, and validate + apply a large set-velocity microplan.
+    Plan(PlanArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PlanArgs {
+    /// Ops in the plan (and bodies in the world).
+    #[arg(long, default_value_t = 10_000)]
+    ops: u32,
+    /// Repetitions (the median is reported).
+    #[arg(long, default_value_t = 15)]
+    reps: u32,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -39,6 +53,7 @@ pub struct TickArgs {
 pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Tick(a) => bench_tick(a),
+        BenchCommand::Plan(a) => bench_plan(a),
     }
 }
 
@@ -162,6 +177,86 @@ fn bench_tick(a: &TickArgs) -> anyhow::Result<ExitCode> {
         if tick_over_raw > max {
             eprintln!("bench tick: tick_over_raw_physics {tick_over_raw:.4} exceeds the bound {max}");
             return Ok(ExitCode::from(1));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn median(v: &mut [u64]) -> f64 {
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or(0) as f64
+}
+
+fn bench_plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
+    use sim_core::{Archetype, Handle, MicroPlan, Op, OpKind, PlanBuilder, SourceId, Status, Tick};
+    let scenario = Scenario::generated(a.ops, 11);
+    let mut world = World::from_scenario(&scenario, None);
+    let handles: Vec<Handle> = world.table(Archetype::Prop).handles().iter().take(a.ops as usize).map(|&h| Handle::from_bits(h)).collect();
+    let n = handles.len();
+    let (mut enc, mut enc_batch, mut dec, mut apply, mut step_plain, mut step_plan) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut validate = vec![];
+    let mut clock = MonotonicClock::new();
+    let mut bytes_len = 0;
+    for rep in 0..a.reps {
+        let tick = Tick(world.tick().0 + 1);
+        let v = [0.0, 0.5 + rep as f32 * 0.01, 0.0];
+        let t0 = Instant::now();
+        let mut b = PlanBuilder::new(tick, SourceId::SERVER, rep);
+        for &h in &handles {
+            b.push(Op::SetVelocity { handle: h, linvel: v, angvel: [0.0; 3] });
+        }
+        let bytes = b.build();
+        enc.push(t0.elapsed().as_nanos() as u64);
+        // The batch path the Python bindings use: whole field arrays at once.
+        let hs: Vec<u8> = handles.iter().flat_map(|h| h.to_le_bytes()).collect();
+        let lv: Vec<u8> = (0..n).flat_map(|_| v.iter().flat_map(|x| x.to_le_bytes())).collect();
+        let av = vec![0u8; n * 12];
+        let t0 = Instant::now();
+        let mut bb = PlanBuilder::new(tick, SourceId::SERVER, rep);
+        bb.push_batch(OpKind::SetVelocity, n as u32, &[&hs, &lv, &av]).map_err(anyhow::Error::msg)?;
+        let batch_bytes = bb.build();
+        enc_batch.push(t0.elapsed().as_nanos() as u64);
+        anyhow::ensure!(batch_bytes == bytes, "batch and per-op encodings differ");
+        bytes_len = bytes.len();
+        let t0 = Instant::now();
+        let plan = MicroPlan::decode(bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+        dec.push(t0.elapsed().as_nanos() as u64);
+        let t0 = Instant::now();
+        let j = world.step(std::slice::from_ref(&plan), &mut clock);
+        step_plan.push(t0.elapsed().as_nanos() as u64);
+        anyhow::ensure!(j.plans[0].status == Status::Ok, "plan rejected: {:?}", j.plans[0].status);
+        apply.push(j.phase_ns[Phase::Apply as usize]);
+        // The same ops with the last one invalid: validation runs over all
+        // of them, nothing is applied (atomicity), so this times validation.
+        let mut bad = PlanBuilder::new(Tick(world.tick().0 + 1), SourceId::SERVER, rep);
+        for (i, &h) in handles.iter().enumerate() {
+            let lin = if i + 1 == n { [f32::NAN, 0.0, 0.0] } else { v };
+            bad.push(Op::SetVelocity { handle: h, linvel: lin, angvel: [0.0; 3] });
+        }
+        let bad = MicroPlan::decode(bad.build()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let t0 = Instant::now();
+        let j = world.step(std::slice::from_ref(&bad), &mut clock);
+        step_plain.push(t0.elapsed().as_nanos() as u64);
+        anyhow::ensure!(j.plans[0].status == Status::BadValue, "bad plan not rejected");
+        validate.push(j.phase_ns[Phase::Apply as usize]);
+    }
+    let report = serde_json::json!({
+        "ops": n,
+        "plan_bytes": bytes_len,
+        "encode_us": median(&mut enc) / 1e3,
+        "encode_batch_us": median(&mut enc_batch) / 1e3,
+        "decode_us": median(&mut dec) / 1e3,
+        "validate_apply_us": median(&mut apply) / 1e3,
+        "validate_only_us": median(&mut validate) / 1e3,
+        "tick_with_plan_ms": median(&mut step_plan) / 1e6,
+        "tick_with_rejected_plan_ms": median(&mut step_plain) / 1e6,
+    });
+    if a.json {
+        println!("{report}");
+    } else {
+        println!("bench plan: {n} set_velocity ops, {bytes_len} bytes");
+        for k in ["encode_us", "encode_batch_us", "decode_us", "validate_apply_us", "validate_only_us", "tick_with_plan_ms", "tick_with_rejected_plan_ms"] {
+            println!("  {k:<22} {:.2}", report[k].as_f64().unwrap_or(f64::NAN));
         }
     }
     Ok(ExitCode::SUCCESS)

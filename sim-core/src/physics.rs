@@ -267,8 +267,11 @@ impl PhysicsPort for RapierPhysics {
     }
 
     fn load(bytes: &[u8]) -> Result<RapierPhysics, PhysicsError> {
+        // The limit bounds every length prefix, so hostile bytes cannot ask
+        // for a huge allocation: nothing decoded can exceed the input size.
+        let config = bincode_config().with_limit::<{ 1 << 30 }>();
         let (world, used): (PhysicsWorld, usize) =
-            bincode::serde::decode_from_slice(bytes, bincode_config()).map_err(|e| PhysicsError::Decode(e.to_string()))?;
+            bincode::serde::decode_from_slice(bytes, config).map_err(|e| PhysicsError::Decode(e.to_string()))?;
         if used != bytes.len() {
             return Err(PhysicsError::Decode(format!("{} trailing bytes", bytes.len() - used)));
         }

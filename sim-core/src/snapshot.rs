@@ -70,6 +70,17 @@ struct SnapshotV1 {
     physics: Vec<u8>,
 }
 
+/// Recomputes a snapshot's payload checksum and length (fuzzing and
+/// fault-injection tools that edit payloads).
+pub fn reseal(bytes: &mut [u8]) {
+    if bytes.len() >= HEADER_LEN {
+        let sum = xxhash_rust::xxh3::xxh3_64(&bytes[HEADER_LEN..]);
+        let len = (bytes.len() - HEADER_LEN) as u64;
+        bytes[16..24].copy_from_slice(&sum.to_le_bytes());
+        bytes[24..32].copy_from_slice(&len.to_le_bytes());
+    }
+}
+
 impl World {
     /// The whole world as bytes.
     pub fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Bounded fuzzing of every decoder of untrusted bytes (cargo-fuzz/libFuzzer).
+# Usage: tests/fuzz.sh [seconds per target]   (default 20)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-20}
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
+fi
+# cargo-fuzz needs nightly-only flags; the stable toolchain accepts them
+# with RUSTC_BOOTSTRAP (see shared/FACTS.md).
+export RUSTC_BOOTSTRAP=1
+cd sim-core/fuzz
+mkdir -p corpus/plan_apply corpus/snapshot_restore corpus/scenario_parse
+cp ../ports/vectors/*.plan corpus/plan_apply/
+cp ../scenarios/default.toml ../../tests/scenarios/small.toml corpus/scenario_parse/
+../../target/release/dualplane simulate --scenario ../../tests/scenarios/small.toml --ticks 5 \
+    --snapshot-at 5:corpus/snapshot_restore/small5.snap > /dev/null
+cargo fuzz build -O
+for t in plan_apply snapshot_restore scenario_parse; do
+    echo "--- fuzz $t for ${SECS}s"
+    rc=0
+    cargo fuzz run -O "$t" "corpus/$t" -- -max_total_time="$SECS" -rss_limit_mb=4096 > "/tmp/dualplane-fuzz-$t.log" 2>&1 || rc=$?
+    grep -E "^Done|ERROR|panicked|SUMMARY" "/tmp/dualplane-fuzz-$t.log" || true
+    if [ "$rc" -ne 0 ]; then
+        tail -40 "/tmp/dualplane-fuzz-$t.log"
+        echo "fuzz target $t failed (rc=$rc); reproducer in sim-core/fuzz/artifacts/$t"
+        exit 1
+    fi
+done
