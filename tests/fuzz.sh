@@ -10,21 +10,24 @@ fi
 # cargo-fuzz needs nightly-only flags; the stable toolchain accepts them
 # with RUSTC_BOOTSTRAP (see shared/FACTS.md).
 export RUSTC_BOOTSTRAP=1
-cd sim-core/fuzz
-mkdir -p corpus/plan_apply corpus/snapshot_restore corpus/scenario_parse
-cp ../ports/vectors/*.plan corpus/plan_apply/
-cp ../scenarios/default.toml ../../tests/scenarios/small.toml corpus/scenario_parse/
-../../target/release/dualplane simulate --scenario ../../tests/scenarios/small.toml --ticks 5 \
+cd tests/fuzz
+mkdir -p corpus/plan_apply corpus/snapshot_restore corpus/scenario_parse corpus/replay_read
+cp ../../sim-core/ports/vectors/*.plan corpus/plan_apply/
+cp ../../sim-core/scenarios/default.toml ../scenarios/small.toml corpus/scenario_parse/
+DP=../../target/release/dualplane
+$DP simulate --scenario ../scenarios/small.toml --ticks 5 \
     --snapshot-at 5:corpus/snapshot_restore/small5.snap > /dev/null
+$DP simulate --scenario ../scenarios/small.toml --ticks 40 --keyframe-every 20 --flush-every 7 \
+    --record corpus/replay_read/small40.rpl > /dev/null
 cargo fuzz build -O
-for t in plan_apply snapshot_restore scenario_parse; do
+for t in plan_apply snapshot_restore scenario_parse replay_read; do
     echo "--- fuzz $t for ${SECS}s"
     rc=0
     cargo fuzz run -O "$t" "corpus/$t" -- -max_total_time="$SECS" -rss_limit_mb=4096 > "/tmp/dualplane-fuzz-$t.log" 2>&1 || rc=$?
     grep -E "^Done|ERROR|panicked|SUMMARY" "/tmp/dualplane-fuzz-$t.log" || true
     if [ "$rc" -ne 0 ]; then
         tail -40 "/tmp/dualplane-fuzz-$t.log"
-        echo "fuzz target $t failed (rc=$rc); reproducer in sim-core/fuzz/artifacts/$t"
+        echo "fuzz target $t failed (rc=$rc); reproducer in tests/fuzz/artifacts/$t"
         exit 1
     fi
 done

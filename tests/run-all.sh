@@ -40,6 +40,16 @@ wait "$dbg"
 diff /tmp/dualplane-debug.txt /tmp/dualplane-release.txt || fail "debug and release hashes differ"
 ok "debug == release"
 
+step "replays: record 10,000 ticks of the default scenario with scripted plans, verify"
+RP=$(mktemp -d)
+./target/release/dualplane plan script --ticks 10000 --every 10 --out "$RP/plans" > /dev/null || fail "plan script"
+./target/release/dualplane simulate --ticks 10000 --plans "$RP/plans" --record "$RP/run.rpl" \
+    --keyframe-every 600 --hash-every 0 --json > "$RP/sim.json" || fail "recording"
+./target/release/dualplane replay info "$RP/run.rpl" || fail "replay info"
+./target/release/dualplane replay verify "$RP/run.rpl" --jobs 2 || fail "replay verify"
+rm -rf "$RP"
+ok "10,000-tick replay verifies"
+
 step "generated Python port constants are current"
 ./target/release/dualplane ports gen-python --check || fail "policy-py/python/dualplane/_ports.py(i) stale"
 ok "ports gen-python --check"

@@ -7,6 +7,7 @@ mod bench;
 mod clock;
 mod plan_cmd;
 mod ports_cmd;
+mod replay_cmd;
 mod simulate;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +37,11 @@ enum Command {
         #[command(subcommand)]
         what: plan_cmd::PlanCommand,
     },
+    /// Replays: info, verify, diff, seek, bisect.
+    Replay {
+        #[command(subcommand)]
+        what: replay_cmd::ReplayCommand,
+    },
     /// The port IDL: generated Python constants and stubs.
     Ports {
         #[command(subcommand)]
@@ -50,6 +56,7 @@ fn main() -> ExitCode {
         Command::Bench { what } => bench::run(&what),
         Command::Plan { what } => plan_cmd::run(&what),
         Command::Ports { what } => ports_cmd::run(&what),
+        Command::Replay { what } => replay_cmd::run(&what),
     };
     match result {
         Ok(code) => code,

@@ -31,6 +31,18 @@ pub struct SimulateArgs {
     /// their target ticks.
     #[arg(long)]
     plans: Option<PathBuf>,
+    /// Record a replay to this file.
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Replay keyframe interval, ticks.
+    #[arg(long, default_value_t = 600)]
+    keyframe_every: u64,
+    /// Tick records per replay chunk (what a crash can lose at most).
+    #[arg(long, default_value_t = 30)]
+    flush_every: u64,
+    /// When the replay writer fsyncs: always | keyframe | close | never.
+    #[arg(long, default_value = "keyframe")]
+    fsync: replays::FsyncPolicy,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -43,21 +55,35 @@ fn parse_snapshot_at(s: &str) -> Result<(u64, PathBuf), String> {
 }
 
 pub fn load_world(scenario: Option<&PathBuf>, seed: Option<u64>) -> anyhow::Result<World> {
+    Ok(load_scenario_world(scenario, seed)?.0)
+}
+
+/// The world, the scenario's name and its hash.
+pub fn load_scenario_world(scenario: Option<&PathBuf>, seed: Option<u64>) -> anyhow::Result<(World, String, u64)> {
     let s = match scenario {
         Some(p) => Scenario::load(p)?,
         None => Scenario::default_arena(),
     };
-    Ok(World::from_scenario(&s, seed))
+    Ok((World::from_scenario(&s, seed), s.name.clone(), s.hash()))
 }
 
 pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
-    let mut world = match &a.from_snapshot {
+    let (mut world, name, scenario_hash) = match &a.from_snapshot {
         Some(p) => {
             let bytes = std::fs::read(p).with_context(|| format!("{}: cannot read snapshot", p.display()))?;
-            World::restore(&bytes).with_context(|| format!("{}", p.display()))?
+            let w = World::restore(&bytes).with_context(|| format!("{}", p.display()))?;
+            (w, format!("snapshot {}", p.display()), xxhash_rust::xxh3::xxh3_64(&bytes))
         }
-        None => load_world(a.scenario.as_ref(), a.seed)?,
+        None => load_scenario_world(a.scenario.as_ref(), a.seed)?,
     };
+    let recorder = match &a.record {
+        Some(path) => {
+            let config = replays::RecorderConfig { keyframe_every: a.keyframe_every, flush_every: a.flush_every, fsync: a.fsync, ..Default::default() };
+            Some(replays::Recorder::create(path, &world, &name, scenario_hash, config).with_context(|| format!("{}: cannot record", path.display()))?)
+        }
+        None => None,
+    };
+    let mut record_stalls = 0u64;
     let start_tick = world.tick().0;
     let mut queue = sim_core::PlanQueue::default();
     let mut bad_files = Vec::new();
@@ -98,8 +124,14 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
         }
         tick_ns.push(j.total_ns());
         let t = j.tick.0;
+        let hash = j.world_hash;
+        if let Some(r) = &recorder {
+            if r.record(&world, &due)?.stalled {
+                record_stalls += 1;
+            }
+        }
         if a.hash_every > 0 && t % a.hash_every == 0 {
-            writeln!(out, "tick={t} hash={:#018x}", j.world_hash)?;
+            writeln!(out, "tick={t} hash={hash:#018x}")?;
         }
         for (at, path) in &a.snapshot_at {
             if *at == t {
@@ -114,6 +146,13 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
     if let Some(pb) = progress {
         pb.finish_and_clear();
     }
+    let record_bytes = match recorder {
+        Some(r) => {
+            r.close()?;
+            a.record.as_ref().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len())
+        }
+        None => 0,
+    };
     let secs = wall.elapsed().as_secs_f64();
     let (mean, p99) = mean_p99(&mut tick_ns);
     let ticks_per_s = a.ticks as f64 / secs.max(1e-9);
@@ -132,6 +171,8 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
             "plans_rejected_by_status": rejected_by_status,
             "plans_left_unapplied": queue.len(),
             "invalid_plan_files": bad_files.len(),
+            "replay_bytes": record_bytes,
+            "replay_stalls": record_stalls,
         });
         writeln!(out, "{v}")?;
     } else {

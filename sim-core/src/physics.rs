@@ -130,8 +130,10 @@ fn v3(a: [f32; 3]) -> Vector {
     Vector::new(a[0], a[1], a[2])
 }
 
-fn bincode_config() -> bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Fixint> {
-    bincode::config::standard().with_fixed_int_encoding()
+/// bincode's standard config: little-endian, varint integers (rapier's
+/// state is mostly small indices; varints halve the snapshot).
+fn bincode_config() -> bincode::config::Configuration {
+    bincode::config::standard()
 }
 
 impl RapierPhysics {

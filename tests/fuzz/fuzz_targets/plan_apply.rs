@@ -8,7 +8,7 @@ use sim_core::{microplan::reseal, MicroPlan, NoClock, Scenario, Status, World};
 use std::sync::LazyLock;
 
 static SNAPSHOT: LazyLock<Vec<u8>> = LazyLock::new(|| {
-    let s = Scenario::parse(include_str!("../../../tests/scenarios/small.toml"), "small.toml").expect("scenario");
+    let s = Scenario::parse(include_str!("../../scenarios/small.toml"), "small.toml").expect("scenario");
     let mut w = World::from_scenario(&s, None);
     for _ in 0..10 {
         w.step(&[], &mut NoClock);

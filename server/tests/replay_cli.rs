@@ -1,0 +1,94 @@
+//! `simulate --record` and `replay ...` as processes, including `kill -9`
+//! of the recording process.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_dualplane"))
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("spawn dualplane")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf8")
+}
+
+#[test]
+fn killed_recording_verifies_up_to_its_last_complete_chunk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("killed.rpl");
+    let small = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/scenarios/small.toml");
+    let mut child = bin()
+        .args(["simulate", "--scenario", small, "--ticks", "100000000", "--hash-every", "0", "--record", s(&f), "--keyframe-every", "100", "--flush-every", "10"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let got = std::fs::read(&f).ok().and_then(|b| replays::Replay::parse(b).ok()).map_or(0, |r| r.range().1);
+        if got >= 350 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "recording did not progress");
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    let o = run(&["replay", "verify", s(&f), "--json", "--jobs", "2"]);
+    assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert!(v["first_divergence"].is_null());
+    assert!(v["ticks_verified"].as_u64().expect("n") >= 350);
+    assert!(v["truncated"]["reason"].is_string(), "a killed recording is reported incomplete: {v}");
+    let o = run(&["replay", "info", s(&f), "--json"]);
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(info["complete"], false);
+}
+
+#[test]
+fn cli_verify_diff_seek_bisect_find_planted_faults() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plans = dir.path().join("plans");
+    let f = dir.path().join("a.rpl");
+    assert!(run(&["plan", "script", "--ticks", "240", "--every", "6", "--out", s(&plans)]).status.success());
+    let o = run(&["simulate", "--ticks", "240", "--plans", s(&plans), "--record", s(&f), "--keyframe-every", "60", "--hash-every", "10"]);
+    assert!(o.status.success());
+    let sim_lines: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.starts_with("tick=")).map(str::to_owned).collect();
+    assert!(run(&["replay", "verify", s(&f)]).status.success());
+
+    // seek: the snapshot continues exactly like the recording.
+    let snap = dir.path().join("t120.snap");
+    assert!(run(&["replay", "seek", s(&f), "--tick", "120", "--out", s(&snap)]).status.success());
+    let o = run(&["simulate", "--from-snapshot", s(&snap), "--ticks", "0", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().expect("json")).expect("json");
+    assert_eq!(v["final_hash"].as_str().map(|h| format!("tick=120 hash={h}")), sim_lines.get(11).cloned());
+
+    let planted = dir.path().join("p.rpl");
+    assert!(run(&["replay", "plant", s(&f), "--out", s(&planted), "--keyframe-f32", "180:prop:linvel_y:9"]).status.success());
+    let o = run(&["replay", "verify", s(&planted), "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["first_divergence"]["tick"], 180);
+    assert_eq!(v["first_divergence"]["columns"][0]["column"], "linvel_y");
+    let report = dir.path().join("desync");
+    let o = run(&["replay", "diff", s(&f), s(&planted), "--json", "--report", s(&report)]);
+    assert_eq!(o.status.code(), Some(1));
+    let d: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(d["tick"], 180);
+    assert_eq!(d["entities"][0]["column"], "linvel_y");
+    for name in ["summary.json", "entities.json", "a.snap", "b.snap"] {
+        assert!(report.join(name).exists(), "{name}");
+    }
+    let o = run(&["replay", "bisect", s(&planted), "--json", "--jobs", "2"]);
+    let b: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(b["first_bad_keyframe"], 180);
+
+    // Not a replay: a clear error, exit 2, no panic.
+    let o = run(&["replay", "info", s(&snap)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a dualplane replay"));
+}
