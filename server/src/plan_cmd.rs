@@ -63,6 +63,7 @@ fn op_json(op: &Op) -> serde_json::Value {
         Op::MoveTo { handle, target, max_speed } => json!({"op": "move_to", "handle": handle.to_bits(), "target": target, "max_speed": max_speed}),
         Op::Raycast { origin, direction, max_distance } => json!({"op": "raycast", "origin": origin, "direction": direction, "max_distance": max_distance}),
         Op::Overlap { min, max } => json!({"op": "overlap", "min": min, "max": max}),
+        Op::Grant { handle, owner } => json!({"op": "grant", "handle": handle.to_bits(), "owner": owner}),
     }
 }
 

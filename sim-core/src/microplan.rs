@@ -335,6 +335,7 @@ impl MicroPlan {
                     OpKind::MoveTo => Op::MoveTo { handle: s.handle(0, i), target: s.f32x3(1, i), max_speed: s.f32(2, i) },
                     OpKind::Raycast => Op::Raycast { origin: s.f32x3(0, i), direction: s.f32x3(1, i), max_distance: s.f32(2, i) },
                     OpKind::Overlap => Op::Overlap { min: s.f32x3(0, i), max: s.f32x3(1, i) },
+                    OpKind::Grant => Op::Grant { handle: s.handle(0, i), owner: s.u32(1, i) },
                 });
             }
         }
@@ -354,6 +355,8 @@ pub enum Op {
     MoveTo { handle: Handle, target: [f32; 3], max_speed: f32 },
     Raycast { origin: [f32; 3], direction: [f32; 3], max_distance: f32 },
     Overlap { min: [f32; 3], max: [f32; 3] },
+    /// Authority only: give an entity to a source.
+    Grant { handle: Handle, owner: u32 },
 }
 
 impl Op {
@@ -367,6 +370,7 @@ impl Op {
             Op::MoveTo { .. } => OpKind::MoveTo,
             Op::Raycast { .. } => OpKind::Raycast,
             Op::Overlap { .. } => OpKind::Overlap,
+            Op::Grant { .. } => OpKind::Grant,
         }
     }
 
@@ -445,6 +449,10 @@ impl PlanBuilder {
             Op::Overlap { min, max } => {
                 push_f32s(&mut f[0], &min);
                 push_f32s(&mut f[1], &max);
+            }
+            Op::Grant { handle, owner } => {
+                f[0].extend_from_slice(&handle.to_le_bytes());
+                f[1].extend_from_slice(&owner.to_le_bytes());
             }
         }
         self

@@ -363,6 +363,15 @@ impl World {
                         }
                     }
                 }
+                OpKind::Grant => {
+                    for i in 0..s.count {
+                        if source != SourceId::SERVER {
+                            pj.reject(idx(i), Status::NotOwner);
+                        } else if let Err(code) = self.check_handle(source, s.handle(0, i), &despawned) {
+                            pj.reject(idx(i), code);
+                        }
+                    }
+                }
                 OpKind::Raycast => {
                     for i in 0..s.count {
                         let (o, d, m) = (s.f32x3(0, i), s.f32x3(1, i), s.f32(2, i));
@@ -483,6 +492,11 @@ impl World {
                         self.set_move_target(s.handle(0, i), s.f32x3(1, i), s.f32(2, i));
                     }
                 }
+                OpKind::Grant => {
+                    for i in 0..s.count {
+                        self.grant(s.handle(0, i), SourceId(s.u32(1, i)));
+                    }
+                }
                 OpKind::Raycast => {
                     for i in 0..s.count {
                         let d = s.f32x3(1, i);
@@ -521,9 +535,9 @@ impl World {
         counters.ops_applied += p.op_count();
     }
 
-    /// Gives an entity to a source (e.g. NPCs granted to a policy worker):
-    /// ownership is a hashed column, so grants are part of the world.
-    pub fn grant(&mut self, h: Handle, to: SourceId) -> bool {
+    /// Gives an entity to a source (the `grant` op): ownership is a hashed
+    /// column, so grants are part of the world and of replays.
+    fn grant(&mut self, h: Handle, to: SourceId) -> bool {
         let Some(loc) = self.index.get(h) else { return false };
         let t = &mut self.tables[loc.archetype as usize];
         match t.column_mut(ColumnId::Owner) {

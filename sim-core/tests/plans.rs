@@ -287,8 +287,11 @@ fn ownership_grants_and_spawned_entities_belong_to_their_source() {
     let j = w.step(&[plan(6, 1, 3, &[Op::ApplyImpulse { handle: mine, impulse: [0.0, 5.0, 0.0] }])], &mut NoClock);
     assert_eq!(j.plans[0].status, Status::NotOwner);
     let n = npc(&w, 1);
-    assert!(w.grant(n, SourceId(6)));
-    let j = w.step(&[plan(6, 2, 4, &[Op::MoveTo { handle: n, target: [1.0, 0.6, 1.0], max_speed: 2.0 }])], &mut NoClock);
+    let j = w.step(&[plan(6, 9, 4, &[Op::Grant { handle: n, owner: 6 }])], &mut NoClock);
+    assert_eq!(j.plans[0].status, Status::NotOwner, "only the authority grants");
+    let j = w.step(&[plan(0, 1, 5, &[Op::Grant { handle: n, owner: 6 }])], &mut NoClock);
+    assert_eq!(j.plans[0].status, Status::Ok);
+    let j = w.step(&[plan(6, 2, 6, &[Op::MoveTo { handle: n, target: [1.0, 0.6, 1.0], max_speed: 2.0 }])], &mut NoClock);
     assert_eq!(j.plans[0].status, Status::Ok);
 }
 

@@ -48,6 +48,7 @@ class OpKind(IntEnum):
     MOVE_TO: int
     RAYCAST: int
     OVERLAP: int
+    GRANT: int
 
 class Archetype(IntEnum):
     PROP: int

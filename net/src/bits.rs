@@ -1,0 +1,182 @@
+//! Bit-level writer and reader for the snapshot codec. The reader never
+//! panics on malformed input: every read past the end is an error.
+
+#[derive(Debug, Default, Clone)]
+pub struct BitWriter {
+    bytes: Vec<u8>,
+    acc: u64,
+    nbits: u32,
+}
+
+impl BitWriter {
+    #[must_use]
+    pub fn new() -> BitWriter {
+        BitWriter::default()
+    }
+
+    /// Writes the low `n` bits of `v` (n <= 64).
+    pub fn write(&mut self, v: u64, n: u32) {
+        debug_assert!(n <= 64);
+        if n == 0 {
+            return;
+        }
+        let v = if n == 64 { v } else { v & ((1u64 << n) - 1) };
+        let mut left = n;
+        let mut val = v;
+        while left > 0 {
+            let take = left.min(64 - self.nbits).min(32);
+            let part = val & ((1u64 << take) - 1);
+            self.acc |= part << self.nbits;
+            self.nbits += take;
+            val >>= take;
+            left -= take;
+            while self.nbits >= 8 {
+                self.bytes.push(self.acc as u8);
+                self.acc >>= 8;
+                self.nbits -= 8;
+            }
+        }
+    }
+
+    pub fn bit(&mut self, b: bool) {
+        self.write(u64::from(b), 1);
+    }
+
+    /// Elias-gamma code of `v + 1` (so 0 costs 1 bit, 1..2 cost 3, ...).
+    pub fn gamma(&mut self, v: u64) {
+        let x = v.saturating_add(1);
+        let n = 63 - x.leading_zeros();
+        self.write(0, n);
+        // The value's bits, most significant (the leading 1) first.
+        for i in (0..=n).rev() {
+            self.bit((x >> i) & 1 == 1);
+        }
+    }
+
+    /// Zigzag + gamma for signed values.
+    pub fn sgamma(&mut self, v: i64) {
+        self.gamma(((v << 1) ^ (v >> 63)) as u64);
+    }
+
+    #[must_use]
+    pub fn bit_len(&self) -> usize {
+        self.bytes.len() * 8 + self.nbits as usize
+    }
+
+    #[must_use]
+    pub fn finish(mut self) -> Vec<u8> {
+        if self.nbits > 0 {
+            self.bytes.push(self.acc as u8);
+        }
+        self.bytes
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("bitstream ends early (wanted {wanted} bits at bit {at}, {len} bits present)")]
+pub struct BitError {
+    pub wanted: u32,
+    pub at: usize,
+    pub len: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct BitReader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> BitReader<'a> {
+    #[must_use]
+    pub fn new(bytes: &'a [u8]) -> BitReader<'a> {
+        BitReader { bytes, pos: 0 }
+    }
+
+    pub fn read(&mut self, n: u32) -> Result<u64, BitError> {
+        if n == 0 {
+            return Ok(0);
+        }
+        let len = self.bytes.len() * 8;
+        if n > 64 || self.pos + n as usize > len {
+            return Err(BitError { wanted: n, at: self.pos, len });
+        }
+        let mut v = 0u64;
+        for i in 0..n {
+            let p = self.pos + i as usize;
+            let b = (self.bytes[p / 8] >> (p % 8)) & 1;
+            v |= u64::from(b) << i;
+        }
+        self.pos += n as usize;
+        Ok(v)
+    }
+
+    pub fn bit(&mut self) -> Result<bool, BitError> {
+        Ok(self.read(1)? == 1)
+    }
+
+    pub fn gamma(&mut self) -> Result<u64, BitError> {
+        let mut zeros = 0u32;
+        while !self.bit()? {
+            zeros += 1;
+            if zeros > 63 {
+                return Err(BitError { wanted: 64, at: self.pos, len: self.bytes.len() * 8 });
+            }
+        }
+        let mut x = 1u64;
+        for _ in 0..zeros {
+            x = (x << 1) | u64::from(self.bit()?);
+        }
+        Ok(x - 1)
+    }
+
+    pub fn sgamma(&mut self) -> Result<i64, BitError> {
+        let z = self.gamma()?;
+        Ok(((z >> 1) as i64) ^ -((z & 1) as i64))
+    }
+
+    #[must_use]
+    pub fn bits_left(&self) -> usize {
+        (self.bytes.len() * 8).saturating_sub(self.pos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn roundtrip(vals in proptest::collection::vec((any::<u64>(), 0u32..=64, any::<i64>()), 0..50)) {
+            let mut w = BitWriter::new();
+            for (v, n, s) in &vals {
+                w.write(*v, *n);
+                w.gamma(*v >> 2);
+                w.sgamma(*s >> 2);
+            }
+            let bytes = w.finish();
+            let mut r = BitReader::new(&bytes);
+            for (v, n, s) in &vals {
+                let mask = if *n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+                prop_assert_eq!(r.read(*n).unwrap(), v & mask);
+                prop_assert_eq!(r.gamma().unwrap(), v >> 2);
+                prop_assert_eq!(r.sgamma().unwrap(), s >> 2);
+            }
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut r = BitReader::new(&bytes);
+            while r.gamma().is_ok() {}
+        }
+    }
+
+    #[test]
+    fn gamma_sizes() {
+        for (v, bits) in [(0u64, 1usize), (1, 3), (2, 3), (3, 5), (6, 5), (7, 7)] {
+            let mut w = BitWriter::new();
+            w.gamma(v);
+            assert_eq!(w.bit_len(), bits, "{v}");
+        }
+    }
+}

@@ -1,0 +1,450 @@
+//! The snapshot delta codec (Quake 3 / Fiedler model).
+//!
+//! A snapshot datagram updates the client's view from a baseline the
+//! client acknowledged (or from nothing: a resync). It carries removals and
+//! the highest-priority changed entities that fit in the byte budget; every
+//! other entity keeps its baseline value. The datagram names the hash of the
+//! exact view the client must hold after applying it.
+//!
+//! Layout (bit-packed, LSB first): type (8) = 1, seq (32), has_baseline (1)
+//! [+ baseline age (6)], tick (64), view hash (64), removals: count (gamma),
+//! handle deltas (gamma); updates: count (gamma), per update: handle delta
+//! (gamma), new (1); new: archetype (2), shape (gamma), position (3 x 32),
+//! rotation (32); existing: per axis zigzag-gamma mm delta, rotation mode
+//! (2: same / per-component delta / full) [+ deltas or 32 bits].
+
+use crate::bits::{BitError, BitReader, BitWriter};
+use crate::quant::{view_hash, QEntity};
+
+pub const SNAPSHOT_TYPE: u8 = 1;
+/// Header bits before removals: type, seq, baseline flag+age, tick, hash.
+const HEADER_BITS: usize = 8 + 32 + 1 + 6 + 64 + 64;
+/// Baselines older than this many snapshots cannot be named (ring size).
+pub const MAX_BASELINE_AGE: u32 = 63;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DeltaError {
+    #[error("not a snapshot datagram (type {0})")]
+    WrongType(u8),
+    #[error(transparent)]
+    Bits(#[from] BitError),
+    #[error("malformed snapshot: {0}")]
+    Malformed(&'static str),
+}
+
+/// A decoded snapshot header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotHeader {
+    pub seq: u32,
+    /// `Some(seq)` of the baseline, `None` for a resync from nothing.
+    pub baseline: Option<u32>,
+    pub tick: u64,
+    pub hash: u64,
+}
+
+/// What one encode produced.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub bytes: Vec<u8>,
+    /// The view the client will hold after applying it.
+    pub view: Vec<QEntity>,
+    pub hash: u64,
+    pub updates: u32,
+    pub new_entities: u32,
+    pub removals: u32,
+    /// Entities that differ from the baseline but did not fit.
+    pub deferred: u32,
+    /// Bits spent on updates of entities already in the baseline.
+    pub changed_bits: u64,
+}
+
+fn rot_parts(r: u32) -> (u32, [i64; 3]) {
+    let b = crate::quant::rot_bits();
+    let m = (1u32 << b) - 1;
+    (r >> 30, [i64::from((r >> (2 * b)) & m), i64::from((r >> b) & m), i64::from(r & m)])
+}
+
+fn write_entity(w: &mut BitWriter, prev_handle: u64, e: &QEntity, base: Option<&QEntity>) {
+    w.gamma(e.handle - prev_handle);
+    match base {
+        None => {
+            w.bit(true);
+            w.write(u64::from(e.archetype), 2);
+            w.gamma(u64::from(e.shape));
+            for p in e.pos {
+                w.write(u64::from(p as u32), 32);
+            }
+            w.write(u64::from(e.rot), 32);
+        }
+        Some(b) => {
+            w.bit(false);
+            for k in 0..3 {
+                w.sgamma(i64::from(e.pos[k]) - i64::from(b.pos[k]));
+            }
+            let (ia, ca) = rot_parts(e.rot);
+            let (ib, cb) = rot_parts(b.rot);
+            if e.rot == b.rot {
+                w.write(0, 2);
+            } else if ia == ib && (0..3).all(|k| (ca[k] - cb[k]).abs() < 64) {
+                w.write(1, 2);
+                for k in 0..3 {
+                    w.sgamma(ca[k] - cb[k]);
+                }
+            } else {
+                w.write(2, 2);
+                w.write(u64::from(e.rot), 32);
+            }
+        }
+    }
+}
+
+/// Per-client priority accumulator: entities that differ from the client's
+/// baseline gain priority every snapshot until sent, so every change is
+/// eventually sent and the most important first.
+#[derive(Debug, Default, Clone)]
+pub struct Priorities {
+    acc: std::collections::HashMap<u64, u32>,
+}
+
+impl Priorities {
+    fn bump(&mut self, handle: u64, by: u32) -> u32 {
+        let p = self.acc.entry(handle).or_insert(0);
+        *p = p.saturating_add(by);
+        *p
+    }
+
+    fn reset(&mut self, handle: u64) {
+        self.acc.remove(&handle);
+    }
+
+    /// Forget entities no longer present.
+    pub fn retain(&mut self, view: &[QEntity]) {
+        if self.acc.len() > view.len() * 2 + 64 {
+            let live: std::collections::HashSet<u64> = view.iter().map(|e| e.handle).collect();
+            self.acc.retain(|h, _| live.contains(h));
+        }
+    }
+}
+
+/// Weight per snapshot for an entity that differs from the baseline.
+fn weight(e: &QEntity, is_new: bool) -> u32 {
+    let base = if is_new { 64 } else { 8 };
+    // Avatars and NPCs (archetypes 1, 2) are what players look at.
+    if e.archetype == 0 { base } else { base * 4 }
+}
+
+/// Encodes a snapshot of `current` against `baseline` within `budget` bytes.
+pub fn encode(
+    seq: u32,
+    tick: u64,
+    baseline: Option<(u32, &[QEntity])>,
+    current: &[QEntity],
+    prio: &mut Priorities,
+    budget: usize,
+) -> Encoded {
+    let empty: &[QEntity] = &[];
+    let (base_seq, base) = baseline.map_or((None, empty), |(s, v)| (Some(s), v));
+    // Merge-join baseline and current (both sorted by handle).
+    let mut removals = Vec::new();
+    let mut candidates: Vec<(u32, usize, bool)> = Vec::new(); // (priority, index in current, new)
+    let (mut i, mut j) = (0, 0);
+    while i < base.len() || j < current.len() {
+        match (base.get(i), current.get(j)) {
+            (Some(b), Some(c)) if b.handle == c.handle => {
+                if b != c {
+                    candidates.push((prio.bump(c.handle, weight(c, false)), j, false));
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(b), Some(c)) if b.handle < c.handle => {
+                removals.push(b.handle);
+                i += 1;
+            }
+            (Some(b), None) => {
+                removals.push(b.handle);
+                i += 1;
+            }
+            (_, Some(c)) => {
+                candidates.push((prio.bump(c.handle, weight(c, true)), j, true));
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    // Highest priority first; handle order breaks ties (reproducible).
+    candidates.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(current[a.1].handle.cmp(&current[b.1].handle)));
+    let budget_bits = budget * 8;
+    // Removals: at most what fits in a quarter of the budget per snapshot.
+    let max_removals = (budget_bits / 4) / 20;
+    let deferred_removals = removals.len().saturating_sub(max_removals);
+    removals.truncate(max_removals);
+    let mut used = HEADER_BITS + 24 + removals.len() * 20 + 24;
+    let mut chosen: Vec<(usize, bool)> = Vec::new();
+    for &(_, idx, is_new) in &candidates {
+        let e = &current[idx];
+        let mut probe = BitWriter::new();
+        let b = if is_new { None } else { base.binary_search_by_key(&e.handle, |x| x.handle).ok().map(|k| &base[k]) };
+        write_entity(&mut probe, e.handle, e, b);
+        // The real handle delta is unknown until sorted: reserve 24 bits.
+        let cost = probe.bit_len() - 1 + 24;
+        if used + cost > budget_bits {
+            continue;
+        }
+        used += cost;
+        chosen.push((idx, is_new));
+    }
+    chosen.sort_unstable_by_key(|c| current[c.0].handle);
+
+    // The view after applying: baseline - removals + chosen updates.
+    let mut view: Vec<QEntity> = Vec::with_capacity(base.len() + chosen.len());
+    {
+        let (mut bi, mut ci, mut ri) = (0, 0, 0);
+        let removals_sorted = &removals;
+        while bi < base.len() || ci < chosen.len() {
+            let b = base.get(bi);
+            let c = chosen.get(ci).map(|(k, _)| &current[*k]);
+            match (b, c) {
+                (Some(b), Some(c)) if b.handle == c.handle => {
+                    view.push(*c);
+                    bi += 1;
+                    ci += 1;
+                }
+                (Some(b), Some(c)) if b.handle > c.handle => {
+                    view.push(*c);
+                    ci += 1;
+                }
+                (Some(b), _) => {
+                    while ri < removals_sorted.len() && removals_sorted[ri] < b.handle {
+                        ri += 1;
+                    }
+                    if removals_sorted.get(ri) != Some(&b.handle) {
+                        view.push(*b);
+                    }
+                    bi += 1;
+                }
+                (None, Some(c)) => {
+                    view.push(*c);
+                    ci += 1;
+                }
+                (None, None) => break,
+            }
+        }
+    }
+    let hash = view_hash(&view);
+    let mut w = BitWriter::new();
+    w.write(u64::from(SNAPSHOT_TYPE), 8);
+    w.write(u64::from(seq), 32);
+    match base_seq {
+        Some(b) => {
+            w.bit(true);
+            w.write(u64::from(seq.wrapping_sub(b)), 6);
+        }
+        None => w.bit(false),
+    }
+    w.write(tick, 64);
+    w.write(hash, 64);
+    w.gamma(removals.len() as u64);
+    let mut prev = 0u64;
+    for &h in &removals {
+        w.gamma(h - prev);
+        prev = h;
+    }
+    w.gamma(chosen.len() as u64);
+    let mut prev = 0u64;
+    let mut changed_bits = 0u64;
+    let mut new_entities = 0;
+    for &(idx, is_new) in &chosen {
+        let e = &current[idx];
+        let b = if is_new { None } else { base.binary_search_by_key(&e.handle, |x| x.handle).ok().map(|k| &base[k]) };
+        let before = w.bit_len();
+        write_entity(&mut w, prev, e, b);
+        if is_new {
+            new_entities += 1;
+        } else {
+            changed_bits += (w.bit_len() - before) as u64;
+        }
+        prev = e.handle;
+        prio.reset(e.handle);
+    }
+    let deferred = (candidates.len() - chosen.len() + deferred_removals) as u32;
+    Encoded {
+        bytes: w.finish(),
+        view,
+        hash,
+        updates: chosen.len() as u32,
+        new_entities,
+        removals: removals.len() as u32,
+        deferred,
+        changed_bits,
+    }
+}
+
+/// Reads just the header (to find the baseline before decoding).
+pub fn read_header(bytes: &[u8]) -> Result<SnapshotHeader, DeltaError> {
+    let mut r = BitReader::new(bytes);
+    let t = r.read(8)? as u8;
+    if t != SNAPSHOT_TYPE {
+        return Err(DeltaError::WrongType(t));
+    }
+    let seq = r.read(32)? as u32;
+    let baseline = if r.bit()? { Some(seq.wrapping_sub(r.read(6)? as u32)) } else { None };
+    if baseline == Some(seq) {
+        return Err(DeltaError::Malformed("baseline age 0"));
+    }
+    let tick = r.read(64)?;
+    let hash = r.read(64)?;
+    Ok(SnapshotHeader { seq, baseline, tick, hash })
+}
+
+/// Applies a snapshot to its baseline view; returns the header and the new
+/// view. The caller checks `view_hash(view) == header.hash`.
+pub fn decode(bytes: &[u8], baseline: &[QEntity]) -> Result<(SnapshotHeader, Vec<QEntity>), DeltaError> {
+    let header = read_header(bytes)?;
+    let mut r = BitReader::new(bytes);
+    r.read(8 + 32)?;
+    if r.bit()? {
+        r.read(6)?;
+    }
+    r.read(64)?;
+    r.read(64)?;
+    let nrem = r.gamma()?;
+    if nrem > baseline.len() as u64 {
+        return Err(DeltaError::Malformed("more removals than baseline entities"));
+    }
+    let mut removals = Vec::with_capacity(nrem as usize);
+    let mut prev = 0u64;
+    for _ in 0..nrem {
+        prev = prev.checked_add(r.gamma()?).ok_or(DeltaError::Malformed("handle overflow"))?;
+        removals.push(prev);
+    }
+    let nupd = r.gamma()?;
+    // Every update takes at least 5 bits: refuse counts the bytes cannot hold.
+    if nupd > r.bits_left() as u64 / 5 {
+        return Err(DeltaError::Malformed("update count exceeds the datagram"));
+    }
+    let mut updates: Vec<QEntity> = Vec::with_capacity(nupd as usize);
+    let mut prev = 0u64;
+    for _ in 0..nupd {
+        let d = r.gamma()?;
+        if !updates.is_empty() && d == 0 {
+            return Err(DeltaError::Malformed("updates not strictly ascending"));
+        }
+        let handle = prev.checked_add(d).ok_or(DeltaError::Malformed("handle overflow"))?;
+        prev = handle;
+        let is_new = r.bit()?;
+        let e = if is_new {
+            let archetype = r.read(2)? as u8;
+            let shape = u32::try_from(r.gamma()?).map_err(|_| DeltaError::Malformed("shape"))?;
+            let pos = [r.read(32)? as u32 as i32, r.read(32)? as u32 as i32, r.read(32)? as u32 as i32];
+            let rot = r.read(32)? as u32;
+            QEntity { handle, archetype, shape, pos, rot }
+        } else {
+            let b = baseline
+                .binary_search_by_key(&handle, |x| x.handle)
+                .ok()
+                .map(|k| baseline[k])
+                .ok_or(DeltaError::Malformed("delta for an entity not in the baseline"))?;
+            let mut pos = [0i32; 3];
+            for k in 0..3 {
+                let d = r.sgamma()?;
+                pos[k] = i32::try_from(i64::from(b.pos[k]) + d).map_err(|_| DeltaError::Malformed("position overflow"))?;
+            }
+            let rot = match r.read(2)? {
+                0 => b.rot,
+                1 => {
+                    let bits = crate::quant::rot_bits();
+                    let (idx, cb) = rot_parts(b.rot);
+                    let mut out = idx << 30;
+                    for k in 0..3 {
+                        let v = cb[k] + r.sgamma()?;
+                        if !(0..(1i64 << bits)).contains(&v) {
+                            return Err(DeltaError::Malformed("rotation component out of range"));
+                        }
+                        out |= (v as u32) << (bits * (2 - k as u32));
+                    }
+                    out
+                }
+                2 => r.read(32)? as u32,
+                _ => return Err(DeltaError::Malformed("rotation mode")),
+            };
+            QEntity { handle, archetype: b.archetype, shape: b.shape, pos, rot }
+        };
+        updates.push(e);
+    }
+    // Merge: baseline - removals, with updates applied/inserted.
+    let mut view = Vec::with_capacity(baseline.len() + updates.len());
+    let (mut bi, mut ui, mut ri) = (0, 0, 0);
+    while bi < baseline.len() || ui < updates.len() {
+        match (baseline.get(bi), updates.get(ui)) {
+            (Some(b), Some(u)) if b.handle == u.handle => {
+                view.push(*u);
+                bi += 1;
+                ui += 1;
+            }
+            (Some(b), Some(u)) if b.handle > u.handle => {
+                view.push(*u);
+                ui += 1;
+            }
+            (Some(b), _) => {
+                while ri < removals.len() && removals[ri] < b.handle {
+                    ri += 1;
+                }
+                if removals.get(ri) != Some(&b.handle) {
+                    view.push(*b);
+                }
+                bi += 1;
+            }
+            (None, Some(u)) => {
+                view.push(*u);
+                ui += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    Ok((header, view))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ent(h: u64, x: i32) -> QEntity {
+        QEntity { handle: h, archetype: 0, shape: 1, pos: [x, 2 * x, -x], rot: crate::quant::quantize_rot([0.0, 0.0, 0.0, 1.0]) }
+    }
+
+    #[test]
+    fn delta_roundtrip_with_removals_and_new_entities() {
+        let base: Vec<QEntity> = (0..50).map(|h| ent(h, h as i32 * 10)).collect();
+        let mut cur: Vec<QEntity> = (5..60).map(|h| ent(h, h as i32 * 10 + (h % 3) as i32)).collect();
+        cur[7].rot = crate::quant::quantize_rot([0.1, 0.2, 0.3, 0.927]);
+        let mut p = Priorities::default();
+        let e = encode(9, 100, Some((7, &base)), &cur, &mut p, 1100);
+        let (h, view) = decode(&e.bytes, &base).expect("decode");
+        assert_eq!(h, SnapshotHeader { seq: 9, baseline: Some(7), tick: 100, hash: e.hash });
+        assert_eq!(view, e.view);
+        assert_eq!(view_hash(&view), h.hash);
+        assert_eq!(view, cur, "everything fits: the client holds the current state");
+    }
+
+    #[test]
+    fn budget_defers_changes_and_priorities_eventually_send_everything() {
+        let base: Vec<QEntity> = Vec::new();
+        let cur: Vec<QEntity> = (0..901).map(|h| ent(h, h as i32)).collect();
+        let mut p = Priorities::default();
+        let mut view = base.clone();
+        let mut seq = 1;
+        for _ in 0..40 {
+            let e = encode(seq, 1, if seq == 1 { None } else { Some((seq - 1, &view)) }, &cur, &mut p, 1100);
+            assert!(e.bytes.len() <= 1100, "{}", e.bytes.len());
+            let (_, v) = decode(&e.bytes, &view).expect("decode");
+            assert_eq!(view_hash(&v), e.hash);
+            view = v;
+            seq += 1;
+            if view == cur {
+                return;
+            }
+        }
+        panic!("never converged: {} of {}", view.len(), cur.len());
+    }
+}

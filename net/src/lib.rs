@@ -1,0 +1,16 @@
+//! # net: the dualplane wire protocol
+//!
+//! Sans-IO at the core (quinn-proto style): [`session::ServerSession`] and
+//! [`session::ClientSession`] are fed bytes and milliseconds and polled for
+//! datagrams; [`delta`] is the snapshot codec (acked baselines, priority
+//! accumulator, byte budget, quantized-view hashes); [`token`] signs and
+//! checks connect tokens; [`proto`] frames the reliable control stream.
+//! [`driver`] is the thin quinn/tokio glue for both ends.
+
+pub mod bits;
+pub mod delta;
+pub mod driver;
+pub mod proto;
+pub mod quant;
+pub mod session;
+pub mod token;

@@ -1,0 +1,269 @@
+//! Control-stream frames and client datagrams. Every decoder checks lengths
+//! against caps before allocating; malformed bytes are errors.
+//!
+//! Control stream: frames of `u32 length | u8 type | body`, length capped at
+//! [`MAX_FRAME`]. Datagrams: first byte is the type (1 = snapshot, see
+//! `delta`; 2 = client ack + redundant inputs).
+
+use crate::token::Role;
+
+pub const ALPN: &[u8] = b"dualplane/1";
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Control frames larger than this are refused (and the connection closed).
+pub const MAX_FRAME: usize = 1 << 20;
+/// Redundant inputs per ack datagram.
+pub const MAX_INPUTS_PER_DATAGRAM: usize = 4;
+pub const ACK_TYPE: u8 = 2;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Hello { version: u16, schema_hash: u64, role: Role, token: String },
+    Welcome { client_id: u32, source_id: u32, role: Role, tick_rate: u32, tick: u64, schema_hash: u64, controlled: Vec<u64> },
+    /// An input plan on the reliable stream.
+    Plan(Vec<u8>),
+    /// What became of a plan (by sequence).
+    PlanStatus { sequence: u32, tick: u64, status: u16 },
+    /// The server refuses or ends the session.
+    Bye { code: u16, reason: String },
+}
+
+/// Why a connection ended (Bye codes).
+pub mod bye {
+    pub const NORMAL: u16 = 0;
+    pub const BAD_TOKEN: u16 = 1;
+    pub const SCHEMA_MISMATCH: u16 = 2;
+    pub const PROTOCOL: u16 = 3;
+    pub const FULL: u16 = 4;
+    pub const SHUTDOWN: u16 = 5;
+    pub const RATE_LIMIT: u16 = 6;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtoError {
+    #[error("frame of {0} bytes exceeds the cap of {MAX_FRAME}")]
+    TooLarge(usize),
+    #[error("truncated: {0}")]
+    Truncated(&'static str),
+    #[error("unknown frame type {0}")]
+    UnknownType(u8),
+    #[error("malformed: {0}")]
+    Malformed(&'static str),
+}
+
+struct R<'a>(&'a [u8]);
+
+impl R<'_> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&[u8], ProtoError> {
+        if self.0.len() < n {
+            return Err(ProtoError::Truncated(what));
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u8(&mut self, w: &'static str) -> Result<u8, ProtoError> {
+        Ok(self.take(1, w)?[0])
+    }
+    fn u16(&mut self, w: &'static str) -> Result<u16, ProtoError> {
+        let b = self.take(2, w)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self, w: &'static str) -> Result<u32, ProtoError> {
+        let b = self.take(4, w)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self, w: &'static str) -> Result<u64, ProtoError> {
+        let b = self.take(8, w)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+    fn bytes(&mut self, w: &'static str) -> Result<Vec<u8>, ProtoError> {
+        let n = self.u32(w)? as usize;
+        if n > MAX_FRAME {
+            return Err(ProtoError::TooLarge(n));
+        }
+        Ok(self.take(n, w)?.to_vec())
+    }
+    fn string(&mut self, w: &'static str) -> Result<String, ProtoError> {
+        String::from_utf8(self.bytes(w)?).map_err(|_| ProtoError::Malformed("string is not UTF-8"))
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+impl Frame {
+    /// `u32 length | type | body`.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::new();
+        match self {
+            Frame::Hello { version, schema_hash, role, token } => {
+                b.push(1);
+                b.extend_from_slice(&version.to_le_bytes());
+                b.extend_from_slice(&schema_hash.to_le_bytes());
+                b.push(*role as u8);
+                put_bytes(&mut b, token.as_bytes());
+            }
+            Frame::Welcome { client_id, source_id, role, tick_rate, tick, schema_hash, controlled } => {
+                b.push(2);
+                b.extend_from_slice(&client_id.to_le_bytes());
+                b.extend_from_slice(&source_id.to_le_bytes());
+                b.push(*role as u8);
+                b.extend_from_slice(&tick_rate.to_le_bytes());
+                b.extend_from_slice(&tick.to_le_bytes());
+                b.extend_from_slice(&schema_hash.to_le_bytes());
+                b.extend_from_slice(&(controlled.len() as u32).to_le_bytes());
+                for h in controlled {
+                    b.extend_from_slice(&h.to_le_bytes());
+                }
+            }
+            Frame::Plan(p) => {
+                b.push(3);
+                put_bytes(&mut b, p);
+            }
+            Frame::PlanStatus { sequence, tick, status } => {
+                b.push(4);
+                b.extend_from_slice(&sequence.to_le_bytes());
+                b.extend_from_slice(&tick.to_le_bytes());
+                b.extend_from_slice(&status.to_le_bytes());
+            }
+            Frame::Bye { code, reason } => {
+                b.push(5);
+                b.extend_from_slice(&code.to_le_bytes());
+                put_bytes(&mut b, reason.as_bytes());
+            }
+        }
+        let mut out = (b.len() as u32).to_le_bytes().to_vec();
+        out.extend_from_slice(&b);
+        out
+    }
+
+    /// Decodes one frame body (the bytes after the length prefix).
+    pub fn decode(body: &[u8]) -> Result<Frame, ProtoError> {
+        if body.len() > MAX_FRAME {
+            return Err(ProtoError::TooLarge(body.len()));
+        }
+        let mut r = R(body);
+        let f = match r.u8("type")? {
+            1 => {
+                let version = r.u16("version")?;
+                let schema_hash = r.u64("schema hash")?;
+                let role = Role::from_u8(r.u8("role")?).ok_or(ProtoError::Malformed("role"))?;
+                let token = r.string("token")?;
+                Frame::Hello { version, schema_hash, role, token }
+            }
+            2 => {
+                let client_id = r.u32("client id")?;
+                let source_id = r.u32("source id")?;
+                let role = Role::from_u8(r.u8("role")?).ok_or(ProtoError::Malformed("role"))?;
+                let tick_rate = r.u32("tick rate")?;
+                let tick = r.u64("tick")?;
+                let schema_hash = r.u64("schema hash")?;
+                let n = r.u32("controlled count")? as usize;
+                if n > r.0.len() / 8 {
+                    return Err(ProtoError::Truncated("controlled handles"));
+                }
+                let mut controlled = Vec::with_capacity(n);
+                for _ in 0..n {
+                    controlled.push(r.u64("handle")?);
+                }
+                Frame::Welcome { client_id, source_id, role, tick_rate, tick, schema_hash, controlled }
+            }
+            3 => Frame::Plan(r.bytes("plan")?),
+            4 => Frame::PlanStatus { sequence: r.u32("sequence")?, tick: r.u64("tick")?, status: r.u16("status")? },
+            5 => Frame::Bye { code: r.u16("code")?, reason: r.string("reason")? },
+            t => return Err(ProtoError::UnknownType(t)),
+        };
+        if !r.0.is_empty() {
+            return Err(ProtoError::Malformed("trailing bytes"));
+        }
+        Ok(f)
+    }
+}
+
+/// Client -> server datagram: the latest snapshot applied (hash-checked),
+/// cumulative hash failures, and the last few input plans (redundantly).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    pub latest: Option<u32>,
+    pub hash_failures: u32,
+    pub inputs: Vec<Vec<u8>>,
+}
+
+impl Ack {
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = vec![ACK_TYPE];
+        match self.latest {
+            Some(s) => {
+                b.push(1);
+                b.extend_from_slice(&s.to_le_bytes());
+            }
+            None => {
+                b.push(0);
+                b.extend_from_slice(&0u32.to_le_bytes());
+            }
+        }
+        b.extend_from_slice(&self.hash_failures.to_le_bytes());
+        b.push(self.inputs.len().min(MAX_INPUTS_PER_DATAGRAM) as u8);
+        for p in self.inputs.iter().take(MAX_INPUTS_PER_DATAGRAM) {
+            b.extend_from_slice(&(p.len() as u16).to_le_bytes());
+            b.extend_from_slice(p);
+        }
+        b
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Ack, ProtoError> {
+        let mut r = R(bytes);
+        if r.u8("type")? != ACK_TYPE {
+            return Err(ProtoError::Malformed("not an ack"));
+        }
+        let has = r.u8("flag")?;
+        let seq = r.u32("seq")?;
+        let hash_failures = r.u32("hash failures")?;
+        let n = r.u8("input count")? as usize;
+        if n > MAX_INPUTS_PER_DATAGRAM {
+            return Err(ProtoError::Malformed("too many inputs"));
+        }
+        let mut inputs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let len = r.u16("input length")? as usize;
+            inputs.push(r.take(len, "input")?.to_vec());
+        }
+        if !r.0.is_empty() {
+            return Err(ProtoError::Malformed("trailing bytes"));
+        }
+        Ok(Ack { latest: (has == 1).then_some(seq), hash_failures, inputs })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_roundtrip_and_reject_garbage() {
+        let frames = [
+            Frame::Hello { version: 1, schema_hash: 9, role: Role::Policy, token: "abc".into() },
+            Frame::Welcome { client_id: 3, source_id: 1003, role: Role::Player, tick_rate: 60, tick: 77, schema_hash: 9, controlled: vec![1, 2] },
+            Frame::Plan(vec![1, 2, 3]),
+            Frame::PlanStatus { sequence: 4, tick: 5, status: 6 },
+            Frame::Bye { code: bye::SHUTDOWN, reason: "bye".into() },
+        ];
+        for f in frames {
+            let enc = f.encode();
+            assert_eq!(Frame::decode(&enc[4..]), Ok(f));
+            for cut in 0..enc.len() - 4 {
+                assert!(Frame::decode(&enc[4..4 + cut]).is_err());
+            }
+        }
+        assert_eq!(Frame::decode(&[9]), Err(ProtoError::UnknownType(9)));
+        let a = Ack { latest: Some(5), hash_failures: 1, inputs: vec![vec![7; 10], vec![]] };
+        assert_eq!(Ack::decode(&a.encode()), Ok(a));
+        assert!(Ack::decode(&[2, 1, 0]).is_err());
+    }
+}

@@ -1,0 +1,189 @@
+//! Quantized replication state: positions to 1 mm, rotations as
+//! smallest-three quaternions (IDL `quant`), entities sorted by handle.
+//! Clients hold exactly this, so the hash of a quantized view is what a
+//! client proves it reconstructed.
+
+use sim_core::schema::Quant;
+use sim_core::{Archetype, ColumnId, World};
+
+/// One replicated entity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct QEntity {
+    pub handle: u64,
+    pub archetype: u8,
+    pub shape: u32,
+    /// Position in units of 1 / scale metres (mm by the IDL).
+    pub pos: [i32; 3],
+    /// Smallest-three: index of the dropped component in bits 30..32, then
+    /// three `ROT_BITS` fields.
+    pub rot: u32,
+}
+
+/// A sorted set of quantized entities (a client's view).
+pub type QView = Vec<QEntity>;
+
+/// Position scale from the IDL (`pos_x` is `fixed` with `scale`).
+#[must_use]
+pub fn pos_scale() -> f32 {
+    match ColumnId::PosX.desc().quant {
+        Quant::Fixed { scale, .. } => scale,
+        _ => 1000.0,
+    }
+}
+
+/// Bits per smallest-three component from the IDL.
+#[must_use]
+pub fn rot_bits() -> u32 {
+    match ColumnId::RotX.desc().quant {
+        Quant::Smallest3 { bits } => u32::from(bits),
+        _ => 10,
+    }
+}
+
+const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+
+/// Quantizes a unit quaternion (x, y, z, w) to smallest-three.
+#[must_use]
+pub fn quantize_rot(q: [f32; 4]) -> u32 {
+    let bits = rot_bits();
+    let max = ((1u32 << bits) - 1) as f32;
+    let mut largest = 0;
+    for i in 1..4 {
+        if q[i].abs() > q[largest].abs() {
+            largest = i;
+        }
+    }
+    let sign = if q[largest] < 0.0 { -1.0 } else { 1.0 };
+    let mut out = (largest as u32) << 30;
+    let mut shift = 0;
+    for (i, &c) in q.iter().enumerate() {
+        if i == largest {
+            continue;
+        }
+        let v = (c * sign / FRAC_1_SQRT_2).clamp(-1.0, 1.0);
+        let qv = ((v * 0.5 + 0.5) * max).round() as u32;
+        out |= qv << (bits * (2 - shift));
+        shift += 1;
+    }
+    out
+}
+
+/// Back to a unit quaternion (for rendering and interpolation).
+#[must_use]
+pub fn dequantize_rot(r: u32) -> [f32; 4] {
+    let bits = rot_bits();
+    let max = ((1u32 << bits) - 1) as f32;
+    let mask = (1u32 << bits) - 1;
+    let largest = (r >> 30) as usize;
+    let mut q = [0.0f32; 4];
+    let mut k = 0;
+    let mut sum = 0.0;
+    for (i, slot) in q.iter_mut().enumerate() {
+        if i == largest {
+            continue;
+        }
+        let v = ((r >> (bits * (2 - k))) & mask) as f32;
+        let c = (v / max * 2.0 - 1.0) * FRAC_1_SQRT_2;
+        *slot = c;
+        sum += c * c;
+        k += 1;
+    }
+    q[largest] = (1.0 - sum).max(0.0).sqrt();
+    q
+}
+
+#[must_use]
+pub fn quantize_pos(p: [f32; 3]) -> [i32; 3] {
+    let s = pos_scale();
+    p.map(|x| (x * s).round().clamp(i32::MIN as f32, i32::MAX as f32) as i32)
+}
+
+#[must_use]
+pub fn dequantize_pos(p: [i32; 3]) -> [f32; 3] {
+    let s = pos_scale();
+    p.map(|x| x as f32 / s)
+}
+
+/// Quantizes every entity of the world, sorted by handle.
+#[must_use]
+pub fn quantize_world(w: &World) -> QView {
+    let mut out = Vec::with_capacity(w.entity_count());
+    for a in Archetype::ALL {
+        let t = w.table(a);
+        let (px, py, pz) = (t.f32(ColumnId::PosX), t.f32(ColumnId::PosY), t.f32(ColumnId::PosZ));
+        let (rx, ry, rz, rw) = (t.f32(ColumnId::RotX), t.f32(ColumnId::RotY), t.f32(ColumnId::RotZ), t.f32(ColumnId::RotW));
+        let shape = t.u32(ColumnId::Shape);
+        for (i, &h) in t.handles().iter().enumerate() {
+            out.push(QEntity {
+                handle: h,
+                archetype: a as u8,
+                shape: shape[i],
+                pos: quantize_pos([px[i], py[i], pz[i]]),
+                rot: quantize_rot([rx[i], ry[i], rz[i], rw[i]]),
+            });
+        }
+    }
+    out.sort_unstable_by_key(|e| e.handle);
+    out
+}
+
+/// Hash of a view: xxh3 over fixed 32-byte little-endian records.
+#[must_use]
+pub fn view_hash(v: &[QEntity]) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for e in v {
+        let mut rec = [0u8; 32];
+        rec[0..8].copy_from_slice(&e.handle.to_le_bytes());
+        rec[8] = e.archetype;
+        rec[12..16].copy_from_slice(&e.shape.to_le_bytes());
+        rec[16..20].copy_from_slice(&e.pos[0].to_le_bytes());
+        rec[20..24].copy_from_slice(&e.pos[1].to_le_bytes());
+        rec[24..28].copy_from_slice(&e.pos[2].to_le_bytes());
+        rec[28..32].copy_from_slice(&e.rot.to_le_bytes());
+        h.update(&rec);
+    }
+    h.digest()
+}
+
+/// The entities within `radius_mm` of `center` (always including `keep`).
+#[must_use]
+pub fn filter_interest(world: &[QEntity], center: [i32; 3], radius_mm: i64, keep: &[u64]) -> QView {
+    let r2 = radius_mm.saturating_mul(radius_mm);
+    world
+        .iter()
+        .filter(|e| {
+            keep.contains(&e.handle) || {
+                let d: i64 = (0..3).map(|k| i64::from(e.pos[k]) - i64::from(center[k])).map(|x| x * x).sum();
+                d <= r2
+            }
+        })
+        .copied()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_roundtrip_is_close_and_requantizes_identically() {
+        let mut rng = sim_core::rng::WorldRng::from_seed(3);
+        for _ in 0..2000 {
+            let mut q = [rng.range_f32(-1.0, 1.0), rng.range_f32(-1.0, 1.0), rng.range_f32(-1.0, 1.0), rng.range_f32(-1.0, 1.0)];
+            let n = q.iter().map(|x| x * x).sum::<f32>().sqrt();
+            if n < 0.1 {
+                continue;
+            }
+            q = q.map(|x| x / n);
+            let r = quantize_rot(q);
+            let d = dequantize_rot(r);
+            let dot: f32 = q.iter().zip(&d).map(|(a, b)| a * b).sum::<f32>().abs();
+            assert!(dot > 0.9995, "{q:?} -> {d:?}");
+        }
+    }
+
+    #[test]
+    fn positions_are_millimetres() {
+        assert_eq!(quantize_pos([1.0, -0.0004, 2.3456]), [1000, 0, 2346]);
+    }
+}

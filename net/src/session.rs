@@ -1,0 +1,471 @@
+//! Sans-IO session state machines: fed bytes and time (milliseconds on any
+//! monotonic clock the caller owns), polled for output. No sockets, no
+//! threads, no sleeping: the quinn driver (`driver`) and the virtual-time
+//! tests feed the same code.
+
+use crate::delta::{self, Priorities};
+use crate::proto::{bye, Ack, Frame, PROTOCOL_VERSION};
+use crate::quant::{filter_interest, view_hash, QEntity, QView};
+use crate::token::{Claims, Role, TokenError, TokenGate};
+use sim_core::{MicroPlan, OpKind};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Snapshots kept per client for baselines (Quake 3 kept 32).
+pub const RING: usize = 32;
+
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// Bytes per snapshot datagram (within QUIC's max datagram size).
+    pub budget: usize,
+    /// A session silent for this long is dropped.
+    pub idle_timeout_ms: u64,
+    pub max_clients: usize,
+    /// Input plans accepted per client per second (token bucket, burst = 1 s).
+    pub inputs_per_sec: u32,
+    /// Datagrams accepted per client per second (floods beyond are dropped).
+    pub datagrams_per_sec: u32,
+    /// Replicate only entities within this radius of the client's first
+    /// controlled entity (None: everything).
+    pub interest_radius_m: Option<f32>,
+    pub schema_hash: u64,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            budget: 1100,
+            idle_timeout_ms: 10_000,
+            max_clients: 256,
+            inputs_per_sec: 240,
+            datagrams_per_sec: 600,
+            interest_radius_m: None,
+            schema_hash: sim_core::PORTS_SCHEMA_HASH,
+        }
+    }
+}
+
+/// Why the server refused or dropped something. Each has a counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reject {
+    NoToken,
+    Token(TokenError),
+    SchemaMismatch,
+    ProtocolVersion,
+    ServerFull,
+    /// A frame other than Hello before the handshake, or garbage.
+    Protocol,
+    RateLimited,
+    /// A plan that does not decode.
+    MalformedInput,
+    /// A plan whose source id is not the session's.
+    SpoofedSource,
+    /// A plan with ops the role may not issue, or for entities it does not control.
+    NotPermitted,
+}
+
+impl Reject {
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Reject::NoToken => "no_token",
+            Reject::Token(e) => e.label(),
+            Reject::SchemaMismatch => "schema_mismatch",
+            Reject::ProtocolVersion => "protocol_version",
+            Reject::ServerFull => "server_full",
+            Reject::Protocol => "protocol",
+            Reject::RateLimited => "rate_limited",
+            Reject::MalformedInput => "malformed_input",
+            Reject::SpoofedSource => "spoofed_source",
+            Reject::NotPermitted => "not_permitted",
+        }
+    }
+
+    #[must_use]
+    pub fn bye_code(self) -> u16 {
+        match self {
+            Reject::NoToken | Reject::Token(_) => bye::BAD_TOKEN,
+            Reject::SchemaMismatch | Reject::ProtocolVersion => bye::SCHEMA_MISMATCH,
+            Reject::ServerFull => bye::FULL,
+            Reject::RateLimited => bye::RATE_LIMIT,
+            _ => bye::PROTOCOL,
+        }
+    }
+}
+
+/// A token bucket in milli-tokens.
+#[derive(Clone, Debug)]
+struct Bucket {
+    rate: u64,
+    level: u64,
+    last_ms: u64,
+}
+
+impl Bucket {
+    fn new(per_sec: u32, now: u64) -> Bucket {
+        Bucket { rate: u64::from(per_sec), level: u64::from(per_sec) * 1000, last_ms: now }
+    }
+
+    fn take(&mut self, now: u64) -> bool {
+        let dt = now.saturating_sub(self.last_ms);
+        self.last_ms = now;
+        self.level = (self.level + dt * self.rate).min(self.rate * 1000);
+        if self.level >= 1000 {
+            self.level -= 1000;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Server-side replication statistics of one session.
+#[derive(Clone, Debug, Default)]
+pub struct SessionStats {
+    pub snapshots_sent: u64,
+    pub bytes_sent: u64,
+    pub resyncs: u64,
+    pub acks: u64,
+    /// Hash failures the client reported (cumulative, as it last said).
+    pub client_hash_failures: u32,
+    pub inputs_accepted: u64,
+    pub rejects: BTreeMap<Reject, u64>,
+    pub rtt_ms: Option<u64>,
+    pub deferred_last: u32,
+}
+
+/// The server's side of one client.
+#[derive(Debug)]
+pub struct ServerSession {
+    pub client_id: u32,
+    pub source: u32,
+    pub role: Role,
+    /// Entities this session may command (avatar, granted NPCs).
+    pub controlled: Vec<u64>,
+    seq: u32,
+    ring: VecDeque<(u32, u64, QView)>,
+    sent_at: VecDeque<(u32, u64)>,
+    acked: Option<u32>,
+    last_input_seq: Option<u32>,
+    prio: Priorities,
+    last_heard_ms: u64,
+    inputs: Bucket,
+    datagrams: Bucket,
+    pub stats: SessionStats,
+}
+
+impl ServerSession {
+    #[must_use]
+    pub fn new(client_id: u32, source: u32, role: Role, controlled: Vec<u64>, config: &CoreConfig, now_ms: u64) -> ServerSession {
+        ServerSession {
+            client_id,
+            source,
+            role,
+            controlled,
+            seq: 0,
+            ring: VecDeque::with_capacity(RING),
+            sent_at: VecDeque::with_capacity(RING),
+            acked: None,
+            last_input_seq: None,
+            prio: Priorities::default(),
+            last_heard_ms: now_ms,
+            inputs: Bucket::new(config.inputs_per_sec, now_ms),
+            datagrams: Bucket::new(config.datagrams_per_sec, now_ms),
+            stats: SessionStats::default(),
+        }
+    }
+
+    fn reject(&mut self, r: Reject) -> Reject {
+        *self.stats.rejects.entry(r).or_default() += 1;
+        r
+    }
+
+    /// Builds the next snapshot datagram for `world` (all entities, sorted).
+    pub fn snapshot(&mut self, now_ms: u64, tick: u64, world: &[QEntity], config: &CoreConfig) -> Vec<u8> {
+        let filtered;
+        let view: &[QEntity] = match (config.interest_radius_m, self.controlled.first()) {
+            (Some(r), Some(&me)) => {
+                let center = world.iter().find(|e| e.handle == me).map_or([0; 3], |e| e.pos);
+                filtered = filter_interest(world, center, (r * crate::quant::pos_scale()) as i64, &self.controlled);
+                &filtered
+            }
+            _ => world,
+        };
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        // Baseline: the client's latest acked snapshot, if still in the ring
+        // and young enough to name; else resync from nothing.
+        let baseline = self.acked.and_then(|a| {
+            let age = seq.wrapping_sub(a);
+            if age == 0 || age > delta::MAX_BASELINE_AGE {
+                return None;
+            }
+            self.ring.iter().find(|(s, _, _)| *s == a).map(|(s, _, v)| (*s, v.as_slice()))
+        });
+        if baseline.is_none() {
+            self.stats.resyncs += 1;
+        }
+        let enc = delta::encode(seq, tick, baseline, view, &mut self.prio, config.budget);
+        self.prio.retain(view);
+        if self.ring.len() == RING {
+            self.ring.pop_front();
+        }
+        self.ring.push_back((seq, tick, enc.view));
+        if self.sent_at.len() == RING {
+            self.sent_at.pop_front();
+        }
+        self.sent_at.push_back((seq, now_ms));
+        self.stats.snapshots_sent += 1;
+        self.stats.bytes_sent += enc.bytes.len() as u64;
+        self.stats.deferred_last = enc.deferred;
+        enc.bytes
+    }
+
+    /// Handles a client datagram (ack + redundant inputs); returns the new,
+    /// permitted input plans.
+    pub fn on_datagram(&mut self, now_ms: u64, bytes: &[u8]) -> Result<Vec<MicroPlan>, Reject> {
+        if !self.datagrams.take(now_ms) {
+            return Err(self.reject(Reject::RateLimited));
+        }
+        let ack = Ack::decode(bytes).map_err(|_| self.reject(Reject::Protocol))?;
+        self.last_heard_ms = now_ms;
+        self.stats.acks += 1;
+        self.stats.client_hash_failures = ack.hash_failures;
+        if let Some(s) = ack.latest {
+            // Only ever move forward (acks arrive reordered and duplicated).
+            if self.acked.is_none_or(|a| (s.wrapping_sub(a) as i32) > 0) && self.ring.iter().any(|(q, _, _)| *q == s) {
+                self.acked = Some(s);
+                if let Some((_, t)) = self.sent_at.iter().find(|(q, _)| *q == s) {
+                    self.stats.rtt_ms = Some(now_ms.saturating_sub(*t));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for p in ack.inputs {
+            match self.input(now_ms, p) {
+                Ok(Some(plan)) => out.push(plan),
+                Ok(None) => {}
+                Err(_) => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks one input plan (from a datagram or the reliable stream):
+    /// decodes, dedups by sequence, enforces source and role, rate-limits.
+    pub fn input(&mut self, now_ms: u64, bytes: Vec<u8>) -> Result<Option<MicroPlan>, Reject> {
+        self.last_heard_ms = now_ms;
+        let plan = MicroPlan::decode(bytes).map_err(|_| self.reject(Reject::MalformedInput))?;
+        let h = *plan.header();
+        if h.source.0 != self.source {
+            return Err(self.reject(Reject::SpoofedSource));
+        }
+        if self.last_input_seq.is_some_and(|last| h.sequence <= last) {
+            return Ok(None); // a redundant copy of something already taken
+        }
+        if !self.permitted(&plan) {
+            self.last_input_seq = Some(h.sequence);
+            return Err(self.reject(Reject::NotPermitted));
+        }
+        if !self.inputs.take(now_ms) {
+            return Err(self.reject(Reject::RateLimited));
+        }
+        self.last_input_seq = Some(h.sequence);
+        self.stats.inputs_accepted += 1;
+        Ok(Some(plan))
+    }
+
+    fn permitted(&self, plan: &MicroPlan) -> bool {
+        let allowed: &[OpKind] = match self.role {
+            Role::Player => &[OpKind::SetVelocity, OpKind::ApplyImpulse, OpKind::Raycast, OpKind::Overlap],
+            Role::Policy => &[OpKind::MoveTo, OpKind::Raycast, OpKind::Overlap],
+            Role::Observer => &[],
+        };
+        plan.sections().all(|s| {
+            allowed.contains(&s.kind)
+                && match s.kind {
+                    OpKind::Raycast | OpKind::Overlap => true,
+                    _ => (0..s.count).all(|i| self.controlled.contains(&s.u64(0, i))),
+                }
+        })
+    }
+
+    #[must_use]
+    pub fn timed_out(&self, now_ms: u64, config: &CoreConfig) -> bool {
+        now_ms.saturating_sub(self.last_heard_ms) > config.idle_timeout_ms
+    }
+
+    #[must_use]
+    pub fn acked(&self) -> Option<u32> {
+        self.acked
+    }
+}
+
+/// Checks a Hello: protocol, schema, token (single use), capacity.
+pub fn admit(gate: &mut TokenGate, config: &CoreConfig, sessions: usize, hello: &Frame, now_unix: u64) -> Result<Claims, Reject> {
+    let Frame::Hello { version, schema_hash, role, token } = hello else { return Err(Reject::Protocol) };
+    if *version != PROTOCOL_VERSION {
+        return Err(Reject::ProtocolVersion);
+    }
+    if *schema_hash != config.schema_hash {
+        return Err(Reject::SchemaMismatch);
+    }
+    if token.is_empty() {
+        return Err(Reject::NoToken);
+    }
+    let claims = gate.admit(token, now_unix).map_err(Reject::Token)?;
+    if claims.role != *role {
+        return Err(Reject::Token(TokenError::Forged));
+    }
+    if sessions >= config.max_clients {
+        return Err(Reject::ServerFull);
+    }
+    Ok(claims)
+}
+
+/// Client-side statistics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    pub snapshots_received: u64,
+    pub snapshots_applied: u64,
+    pub bytes_received: u64,
+    pub hash_failures: u32,
+    pub missing_baseline: u64,
+    pub stale_or_duplicate: u64,
+    pub malformed: u64,
+    /// Snapshot sequence numbers never seen (gaps), an estimate of loss.
+    pub lost: u64,
+    pub resyncs: u64,
+}
+
+/// The client's side: the replicated world, the baseline ring, inputs.
+#[derive(Debug, Default)]
+pub struct ClientSession {
+    ring: VecDeque<(u32, u64, QView)>,
+    latest: Option<u32>,
+    highest_seen: Option<u32>,
+    inputs: VecDeque<(Vec<u8>, u8)>,
+    ack_due: bool,
+    pub stats: ClientStats,
+    /// (tick, view) of recent applied snapshots for interpolation.
+    history: VecDeque<(u64, QView)>,
+}
+
+/// How many times each input is repeated on ack datagrams.
+pub const INPUT_REDUNDANCY: u8 = 4;
+
+impl ClientSession {
+    #[must_use]
+    pub fn new() -> ClientSession {
+        ClientSession::default()
+    }
+
+    /// Handles a snapshot datagram.
+    pub fn on_datagram(&mut self, bytes: &[u8]) {
+        self.stats.snapshots_received += 1;
+        self.stats.bytes_received += bytes.len() as u64;
+        let Ok(h) = delta::read_header(bytes) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        match self.highest_seen {
+            Some(hs) if (h.seq.wrapping_sub(hs) as i32) <= 0 => {}
+            Some(hs) => {
+                self.stats.lost += u64::from(h.seq.wrapping_sub(hs) - 1);
+                self.highest_seen = Some(h.seq);
+            }
+            None => self.highest_seen = Some(h.seq),
+        }
+        if self.latest.is_some_and(|l| (h.seq.wrapping_sub(l) as i32) <= 0) {
+            self.stats.stale_or_duplicate += 1;
+            return;
+        }
+        let empty = Vec::new();
+        let base = match h.baseline {
+            None => {
+                self.stats.resyncs += 1;
+                &empty
+            }
+            Some(b) => match self.ring.iter().find(|(s, _, _)| *s == b) {
+                Some((_, _, v)) => v,
+                None => {
+                    self.stats.missing_baseline += 1;
+                    return;
+                }
+            },
+        };
+        let Ok((h, view)) = delta::decode(bytes, base) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        if view_hash(&view) != h.hash {
+            self.stats.hash_failures += 1;
+            self.ack_due = true;
+            return;
+        }
+        self.stats.snapshots_applied += 1;
+        if self.history.len() == 8 {
+            self.history.pop_front();
+        }
+        self.history.push_back((h.tick, view.clone()));
+        if self.ring.len() == RING {
+            self.ring.pop_front();
+        }
+        self.ring.push_back((h.seq, h.tick, view));
+        self.latest = Some(h.seq);
+        self.ack_due = true;
+    }
+
+    /// Queues an input plan; it rides on the next few ack datagrams.
+    pub fn submit(&mut self, plan: Vec<u8>) {
+        if self.inputs.len() == crate::proto::MAX_INPUTS_PER_DATAGRAM {
+            self.inputs.pop_front();
+        }
+        self.inputs.push_back((plan, INPUT_REDUNDANCY));
+        self.ack_due = true;
+    }
+
+    /// The next ack datagram, if one is due.
+    pub fn poll_ack(&mut self) -> Option<Vec<u8>> {
+        if !self.ack_due {
+            return None;
+        }
+        self.ack_due = false;
+        let inputs: Vec<Vec<u8>> = self.inputs.iter().map(|(p, _)| p.clone()).collect();
+        for i in &mut self.inputs {
+            i.1 -= 1;
+        }
+        self.inputs.retain(|i| i.1 > 0);
+        Some(Ack { latest: self.latest, hash_failures: self.stats.hash_failures, inputs }.encode())
+    }
+
+    /// The latest replicated view (sorted by handle) and its tick.
+    #[must_use]
+    pub fn view(&self) -> Option<(u64, &[QEntity])> {
+        self.ring.back().map(|(_, t, v)| (*t, v.as_slice()))
+    }
+
+    /// Positions at a fractional tick between the two snapshots around it
+    /// (interpolation buffer): (handle, position in metres) for entities in
+    /// both; clamps to the newest snapshot.
+    #[must_use]
+    pub fn interpolate(&self, tick: f64) -> Vec<(u64, [f32; 3])> {
+        let n = self.history.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let idx = self.history.iter().position(|(t, _)| *t as f64 >= tick).unwrap_or(n - 1);
+        let (t1, v1) = &self.history[idx];
+        if idx == 0 || *t1 as f64 <= tick {
+            return v1.iter().map(|e| (e.handle, crate::quant::dequantize_pos(e.pos))).collect();
+        }
+        let (t0, v0) = &self.history[idx - 1];
+        let a = ((tick - *t0 as f64) / (*t1 as f64 - *t0 as f64)) as f32;
+        v1.iter()
+            .filter_map(|e| {
+                let p0 = v0.binary_search_by_key(&e.handle, |x| x.handle).ok().map(|k| v0[k].pos)?;
+                let (x0, x1) = (crate::quant::dequantize_pos(p0), crate::quant::dequantize_pos(e.pos));
+                Some((e.handle, [x0[0] + (x1[0] - x0[0]) * a, x0[1] + (x1[1] - x0[1]) * a, x0[2] + (x1[2] - x0[2]) * a]))
+            })
+            .collect()
+    }
+}
