@@ -10,6 +10,7 @@
 pub mod bits;
 pub mod delta;
 pub mod driver;
+pub mod hub;
 pub mod proto;
 pub mod quant;
 pub mod session;

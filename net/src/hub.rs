@@ -1,0 +1,161 @@
+//! The server's sans-IO hub: admits clients, owns their sessions, turns
+//! joins and departures into world plans (so every world change goes
+//! through plans and is replayable), and expires silent clients.
+
+use crate::proto::Frame;
+use crate::session::{admit, CoreConfig, Reject, ServerSession};
+use crate::token::{Claims, Role, TokenGate};
+use sim_core::{Archetype, ColumnId, Handle, MicroPlan, Op, PlanBuilder, SourceId, Tick, World};
+use std::collections::BTreeMap;
+
+/// NPCs granted to each policy worker on join.
+pub const NPCS_PER_POLICY: usize = 4;
+
+/// A session that ended, with what it controlled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departed {
+    pub client_id: u32,
+    pub source: u32,
+    pub role: Role,
+    pub controlled: Vec<u64>,
+}
+
+/// The source id a client's plans carry.
+#[must_use]
+pub fn source_of(client_id: u32) -> u32 {
+    client_id.saturating_add(1)
+}
+
+/// The plan that brings a client into the world at `tick`: a player's
+/// avatar (spawned by a plan from the player's own source, so the player
+/// owns it) or NPCs granted by the authority to a policy worker.
+#[must_use]
+pub fn join_plan(world: &World, claims: &Claims, tick: Tick) -> Option<MicroPlan> {
+    let source = source_of(claims.client_id);
+    let bytes = match claims.role {
+        Role::Player => {
+            // Spawn points on a ring around the centre, by client id.
+            let k = claims.client_id % 16;
+            let x = [-6.0f32, -3.0, 0.0, 3.0, 6.0, 6.0, 6.0, 6.0, 6.0, 3.0, 0.0, -3.0, -6.0, -6.0, -6.0, -6.0][k as usize];
+            let z = [-6.0f32, -6.0, -6.0, -6.0, -6.0, -3.0, 0.0, 3.0, 6.0, 6.0, 6.0, 6.0, 6.0, 3.0, 0.0, -3.0][k as usize];
+            let mut b = PlanBuilder::new(tick, SourceId(source), 0);
+            b.push(Op::spawn(Archetype::Avatar, 0, [x * 0.4, 2.0 + (claims.client_id / 16 % 8) as f32 * 1.2, z * 0.4]));
+            b.build()
+        }
+        Role::Policy => {
+            let t = world.table(Archetype::Npc);
+            let owners = t.u32(ColumnId::Owner);
+            let free: Vec<u64> = t.handles().iter().zip(owners).filter(|(_, o)| **o == 0).map(|(h, _)| *h).take(NPCS_PER_POLICY).collect();
+            let mut b = PlanBuilder::new(tick, SourceId::SERVER, 1_000_000 + claims.client_id);
+            for h in free {
+                b.push(Op::Grant { handle: Handle::from_bits(h), owner: source });
+            }
+            b.build()
+        }
+        Role::Observer => return None,
+    };
+    MicroPlan::decode(bytes).ok()
+}
+
+/// What a join plan gave the client, read from its plan journal after the
+/// tick that applied it.
+#[must_use]
+pub fn joined_handles(plan: &MicroPlan, journal: &sim_core::PlanJournal) -> Vec<u64> {
+    if journal.status != sim_core::Status::Ok {
+        return Vec::new();
+    }
+    if !journal.spawned.is_empty() {
+        return journal.spawned.iter().map(|h| h.to_bits()).collect();
+    }
+    plan.ops().iter().filter_map(|o| if let Op::Grant { handle, .. } = o { Some(handle.to_bits()) } else { None }).collect()
+}
+
+/// The authority's plan for a departure: despawn a player's avatar, return
+/// a policy worker's NPCs to the server.
+#[must_use]
+pub fn leave_plan(d: &Departed, tick: Tick, seq: u32) -> Option<MicroPlan> {
+    if d.controlled.is_empty() {
+        return None;
+    }
+    let mut b = PlanBuilder::new(tick, SourceId::SERVER, seq);
+    for &h in &d.controlled {
+        let handle = Handle::from_bits(h);
+        b.push(match d.role {
+            Role::Player => Op::Despawn { handle },
+            _ => Op::Grant { handle, owner: 0 },
+        });
+    }
+    MicroPlan::decode(b.build()).ok()
+}
+
+/// Counters of the hub (labels are bounded: reject reasons and outcomes).
+#[derive(Debug, Default, Clone)]
+pub struct HubCounters {
+    pub handshakes: BTreeMap<&'static str, u64>,
+    pub departures: u64,
+    pub expired: u64,
+}
+
+#[derive(Debug)]
+pub struct Hub {
+    pub config: CoreConfig,
+    gate: TokenGate,
+    pub sessions: BTreeMap<u32, ServerSession>,
+    pub counters: HubCounters,
+}
+
+impl Hub {
+    #[must_use]
+    pub fn new(config: CoreConfig, key: Vec<u8>) -> Hub {
+        Hub { config, gate: TokenGate::new(key), sessions: BTreeMap::new(), counters: HubCounters::default() }
+    }
+
+    fn count(&mut self, label: &'static str) {
+        *self.counters.handshakes.entry(label).or_default() += 1;
+    }
+
+    /// Admits a Hello (token single use, schema, capacity). Counted either way.
+    pub fn hello(&mut self, frame: &Frame, now_unix: u64) -> Result<Claims, Reject> {
+        let live = self.sessions.len();
+        match admit(&mut self.gate, &self.config, live, frame, now_unix) {
+            Ok(c) if self.sessions.contains_key(&c.client_id) => {
+                self.count("duplicate_client");
+                Err(Reject::Protocol)
+            }
+            Ok(c) => {
+                self.count("accepted");
+                Ok(c)
+            }
+            Err(r) => {
+                self.count(r.label());
+                Err(r)
+            }
+        }
+    }
+
+    /// Starts the session once the join plan has been applied.
+    pub fn join(&mut self, claims: &Claims, controlled: Vec<u64>, now_ms: u64) {
+        let s = ServerSession::new(claims.client_id, source_of(claims.client_id), claims.role, controlled, &self.config, now_ms);
+        self.sessions.insert(claims.client_id, s);
+    }
+
+    /// Ends a session (disconnect).
+    pub fn leave(&mut self, client_id: u32) -> Option<Departed> {
+        let s = self.sessions.remove(&client_id)?;
+        self.counters.departures += 1;
+        Some(Departed { client_id, source: s.source, role: s.role, controlled: s.controlled })
+    }
+
+    /// Drops sessions silent for longer than the idle timeout.
+    pub fn expire(&mut self, now_ms: u64) -> Vec<Departed> {
+        let dead: Vec<u32> = self.sessions.iter().filter(|(_, s)| s.timed_out(now_ms, &self.config)).map(|(k, _)| *k).collect();
+        self.counters.expired += dead.len() as u64;
+        dead.into_iter().filter_map(|c| self.leave(c)).collect()
+    }
+
+    /// Snapshot datagrams for every session.
+    pub fn snapshots(&mut self, now_ms: u64, tick: u64, world: &[crate::quant::QEntity]) -> Vec<(u32, Vec<u8>)> {
+        let config = self.config.clone();
+        self.sessions.iter_mut().map(|(id, s)| (*id, s.snapshot(now_ms, tick, world, &config))).collect()
+    }
+}

@@ -1,0 +1,299 @@
+//! The protocol on virtual time (quinn-proto `Pair` style): a real World,
+//! the server hub and N client sessions joined by links that drop,
+//! duplicate, delay and reorder datagrams. Nothing sleeps.
+
+use net::hub::{join_plan, joined_handles, leave_plan, Hub};
+use net::proto::Frame;
+use net::quant::{quantize_world, QEntity};
+use net::session::{ClientSession, CoreConfig};
+use net::token::{mint, Role};
+use sim_core::rng::WorldRng;
+use sim_core::{Handle, MicroPlan, NoClock, Op, PlanBuilder, Scenario, SourceId, Tick, World};
+use std::path::PathBuf;
+
+const KEY: &[u8] = b"virtual-time-test-key-0123456789";
+
+/// A one-way lossy link.
+struct Link {
+    rng: WorldRng,
+    loss: f32,
+    dup: f32,
+    delay: (u64, u64),
+    queue: Vec<(u64, u64, Vec<u8>)>,
+    order: u64,
+    pub delivered: u64,
+}
+
+impl Link {
+    fn new(seed: u64) -> Link {
+        Link { rng: WorldRng::from_seed(seed), loss: 0.0, dup: 0.0, delay: (10, 10), queue: Vec::new(), order: 0, delivered: 0 }
+    }
+    fn send(&mut self, now: u64, bytes: Vec<u8>) {
+        if self.rng.next_f32() < self.loss {
+            return;
+        }
+        let copies = if self.rng.next_f32() < self.dup { 2 } else { 1 };
+        for _ in 0..copies {
+            let d = self.delay.0 + (self.rng.next_u64() % (self.delay.1 - self.delay.0 + 1));
+            self.order += 1;
+            self.queue.push((now + d, self.order, bytes.clone()));
+        }
+    }
+    fn poll(&mut self, now: u64) -> Vec<Vec<u8>> {
+        self.queue.sort_by_key(|(t, o, _)| (*t, *o));
+        let n = self.queue.iter().take_while(|(t, _, _)| *t <= now).count();
+        self.delivered += n as u64;
+        self.queue.drain(..n).map(|(_, _, b)| b).collect()
+    }
+}
+
+struct Client {
+    id: u32,
+    session: ClientSession,
+    down: Link,
+    up: Link,
+    avatar: Option<u64>,
+    seq: u32,
+    alive: bool,
+}
+
+struct Net {
+    world: World,
+    hub: Hub,
+    clients: Vec<Client>,
+    pending_admin: Vec<MicroPlan>,
+    admin_seq: u32,
+    last_world: Vec<QEntity>,
+    history: std::collections::BTreeMap<u64, Vec<QEntity>>,
+}
+
+fn ms(tick: u64) -> u64 {
+    tick * 1000 / 60
+}
+
+impl Net {
+    fn new(n: u32, config: CoreConfig) -> Net {
+        let s = Scenario::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios/small.toml")).expect("scenario");
+        let mut world = World::from_scenario(&s, None);
+        let mut hub = Hub::new(config, KEY.to_vec());
+        let mut clients = Vec::new();
+        // Handshake: admit each client and apply its join plan.
+        let mut joins = Vec::new();
+        for id in 1..=n {
+            let token = mint(KEY, id, Role::Player, 10_000, u64::from(id));
+            let hello = Frame::Hello { version: 1, schema_hash: sim_core::PORTS_SCHEMA_HASH, role: Role::Player, token };
+            let claims = hub.hello(&hello, 100).expect("admitted");
+            let plan = join_plan(&world, &claims, Tick(world.tick().0 + 1)).expect("join plan");
+            joins.push((claims, plan));
+        }
+        let plans: Vec<MicroPlan> = joins.iter().map(|(_, p)| p.clone()).collect();
+        let j = world.step(&plans, &mut NoClock).clone();
+        for (k, (claims, plan)) in joins.iter().enumerate() {
+            let pj = j.plans.iter().find(|p| p.source.0 == plan.header().source.0).expect("journal");
+            let controlled = joined_handles(plan, pj);
+            assert_eq!(controlled.len(), 1, "avatar spawned");
+            hub.join(claims, controlled.clone(), ms(world.tick().0));
+            clients.push(Client { id: claims.client_id, session: ClientSession::new(), down: Link::new(10 + k as u64), up: Link::new(100 + k as u64), avatar: Some(controlled[0]), seq: 0, alive: true });
+        }
+        Net { world, hub, clients, pending_admin: Vec::new(), admin_seq: 0, last_world: Vec::new(), history: Default::default() }
+    }
+
+    /// One tick: inputs in, step, snapshots out, deliver both ways.
+    fn tick(&mut self) {
+        let now = ms(self.world.tick().0);
+        let next = Tick(self.world.tick().0 + 1);
+        // Clients: random-walk inputs for their avatars.
+        for c in &mut self.clients {
+            if !c.alive {
+                continue;
+            }
+            if let Some(a) = c.avatar {
+                c.seq += 1;
+                let v = [((c.seq % 7) as f32 - 3.0) * 0.5, 0.0, ((c.seq % 5) as f32 - 2.0) * 0.5];
+                let mut b = PlanBuilder::new(next, SourceId(net::hub::source_of(c.id)), c.seq);
+                b.push(Op::SetVelocity { handle: Handle::from_bits(a), linvel: v, angvel: [0.0; 3] });
+                c.session.submit(b.build());
+            }
+            if let Some(ack) = c.session.poll_ack() {
+                c.up.send(now, ack);
+            }
+        }
+        // Server: receive.
+        let mut plans = std::mem::take(&mut self.pending_admin);
+        for c in &mut self.clients {
+            for d in c.up.poll(now) {
+                if let Some(s) = self.hub.sessions.get_mut(&c.id) {
+                    if let Ok(inputs) = s.on_datagram(now, &d) {
+                        for p in inputs {
+                            // Late inputs are retargeted to the next tick.
+                            let mut bytes = p.into_bytes();
+                            bytes[8..16].copy_from_slice(&next.0.to_le_bytes());
+                            sim_core::microplan::reseal(&mut bytes);
+                            plans.push(MicroPlan::decode(bytes).expect("resealed"));
+                        }
+                    }
+                }
+            }
+        }
+        for d in self.hub.expire(now) {
+            self.admin_seq += 1;
+            if let Some(p) = leave_plan(&d, next, self.admin_seq) {
+                plans.push(p);
+            }
+        }
+        self.world.step(&plans, &mut NoClock);
+        let q = quantize_world(&self.world);
+        let tick = self.world.tick().0;
+        for (id, bytes) in self.hub.snapshots(now, tick, &q) {
+            if let Some(c) = self.clients.iter_mut().find(|c| c.id == id) {
+                c.down.send(now, bytes);
+            }
+        }
+        for c in &mut self.clients {
+            for d in c.down.poll(now) {
+                if c.alive {
+                    c.session.on_datagram(&d);
+                }
+            }
+        }
+        self.history.insert(tick, q.clone());
+        if self.history.len() > 64 {
+            self.history.pop_first();
+        }
+        self.last_world = q;
+    }
+
+    fn set_links(&mut self, loss: f32, dup: f32, delay: (u64, u64)) {
+        for c in &mut self.clients {
+            for l in [&mut c.down, &mut c.up] {
+                (l.loss, l.dup, l.delay) = (loss, dup, delay);
+            }
+        }
+    }
+}
+
+#[test]
+fn clients_reconverge_after_loss_reordering_and_duplicates() {
+    let mut n = Net::new(4, CoreConfig::default());
+    n.set_links(0.2, 0.1, (5, 90));
+    for _ in 0..240 {
+        n.tick();
+    }
+    for c in &n.clients {
+        assert!(c.session.stats.snapshots_applied > 50, "{:?}", c.session.stats);
+        assert!(c.session.stats.lost > 0 && c.session.stats.stale_or_duplicate > 0, "the link really was lossy: {:?}", c.session.stats);
+    }
+    n.set_links(0.0, 0.0, (10, 10));
+    // Within a few snapshots the clients hold exactly the server's quantized world.
+    let mut converged_after = None;
+    for k in 0..30 {
+        n.tick();
+        // Snapshots arrive one tick late on a 10 ms link: compare with the previous world.
+        let all = n.clients.iter().all(|c| c.session.view().is_some_and(|(t, v)| t + 1 == n.world.tick().0 && n.history.get(&t).is_some_and(|w| w.as_slice() == v)));
+        if all && k > 2 {
+            converged_after = Some(k);
+            break;
+        }
+    }
+    assert!(converged_after.is_some_and(|k| k <= 10), "clients did not reconverge: {:?}", n.clients.iter().map(|c| c.session.stats.clone()).collect::<Vec<_>>());
+    for c in &n.clients {
+        assert_eq!(c.session.stats.hash_failures, 0, "every applied snapshot matched the server's hash");
+        let s = &n.hub.sessions[&c.id];
+        assert!(s.stats.inputs_accepted > 100, "inputs got through the lossy link: {}", s.stats.inputs_accepted);
+    }
+}
+
+#[test]
+fn aged_out_baseline_forces_a_resync_and_the_client_recovers() {
+    let mut n = Net::new(2, CoreConfig::default());
+    for _ in 0..30 {
+        n.tick();
+    }
+    let before = n.hub.sessions[&n.clients[0].id].stats.resyncs;
+    // Client 0's acks are lost for 100 ticks: its last ack ages out of the ring.
+    n.clients[0].up.loss = 1.0;
+    for _ in 0..100 {
+        n.tick();
+    }
+    n.clients[0].up.loss = 0.0;
+    for _ in 0..20 {
+        n.tick();
+    }
+    let s = &n.hub.sessions[&n.clients[0].id];
+    assert!(s.stats.resyncs > before, "baseline aged out, server resynced");
+    assert_eq!(n.clients[0].session.stats.hash_failures, 0);
+    let (t, v) = n.clients[0].session.view().expect("view");
+    assert_eq!(t + 1, n.world.tick().0);
+    assert_eq!(Some(v), n.history.get(&t).map(Vec::as_slice), "client converged again after the resync");
+    // The session kept at most RING snapshots throughout (bounded memory).
+    assert!(n.clients[1].session.stats.resyncs <= 3, "only the first snapshots before any ack");
+}
+
+#[test]
+fn a_vanished_client_loses_its_avatar_and_its_session() {
+    let config = CoreConfig { idle_timeout_ms: 1000, ..CoreConfig::default() };
+    let mut n = Net::new(3, config);
+    for _ in 0..20 {
+        n.tick();
+    }
+    let gone = n.clients[1].id;
+    let avatar = Handle::from_bits(n.clients[1].avatar.expect("avatar"));
+    assert!(n.world.locate(avatar).is_some());
+    n.clients[1].alive = false;
+    for _ in 0..90 {
+        n.tick();
+    }
+    assert!(!n.hub.sessions.contains_key(&gone), "session freed");
+    assert_eq!(n.hub.counters.expired, 1);
+    assert!(n.world.locate(avatar).is_none(), "avatar removed from the world");
+    // The others are unaffected.
+    for c in n.clients.iter().filter(|c| c.alive) {
+        assert!(n.hub.sessions.contains_key(&c.id));
+        assert!(n.world.locate(Handle::from_bits(c.avatar.expect("avatar"))).is_some());
+    }
+}
+
+#[test]
+fn bad_hellos_and_inputs_are_rejected_and_counted() {
+    let mut n = Net::new(1, CoreConfig::default());
+    let hello = |token: String, role: Role| Frame::Hello { version: 1, schema_hash: sim_core::PORTS_SCHEMA_HASH, role, token };
+    let now = 100;
+    assert!(n.hub.hello(&hello(String::new(), Role::Player), now).is_err());
+    assert!(n.hub.hello(&hello(mint(b"wrong key", 5, Role::Player, 10_000, 5), Role::Player), now).is_err());
+    assert!(n.hub.hello(&hello(mint(KEY, 6, Role::Player, 50, 6), Role::Player), now).is_err());
+    assert!(n.hub.hello(&hello(mint(KEY, 1, Role::Player, 10_000, 1), Role::Player), now).is_err(), "reused");
+    assert!(n.hub.hello(&Frame::Hello { version: 1, schema_hash: 1, role: Role::Player, token: mint(KEY, 7, Role::Player, 10_000, 7) }, now).is_err());
+    let h = &n.hub.counters.handshakes;
+    for label in ["no_token", "forged", "expired", "reused", "schema_mismatch"] {
+        assert_eq!(h.get(label), Some(&1), "{label}: {h:?}");
+    }
+    // Inputs for entities the role does not control, spoofed sources, floods.
+    let id = n.clients[0].id;
+    let src = net::hub::source_of(id);
+    let other = Handle::from_bits(n.world.table(sim_core::Archetype::Prop).handles()[0]);
+    let s = n.hub.sessions.get_mut(&id).expect("session");
+    let plan = |source: u32, seq: u32, op: Op| {
+        let mut b = PlanBuilder::new(Tick(5), SourceId(source), seq);
+        b.push(op);
+        b.build()
+    };
+    let push = Op::ApplyImpulse { handle: other, impulse: [0.0, 1.0, 0.0] };
+    assert!(s.input(now, plan(src, 1, push)).is_err());
+    assert!(s.input(now, plan(src + 1, 2, Op::Raycast { origin: [0.0; 3], direction: [0.0, 1.0, 0.0], max_distance: 1.0 })).is_err());
+    assert!(s.input(now, vec![1, 2, 3]).is_err());
+    let mut accepted = 0;
+    for k in 0..1000 {
+        if let Ok(Some(_)) = s.input(now, plan(src, 10 + k, Op::Raycast { origin: [0.0; 3], direction: [0.0, 1.0, 0.0], max_distance: 1.0 })) {
+            accepted += 1;
+        }
+    }
+    assert!(accepted <= 240 && accepted > 0, "burst capped by the rate limit: {accepted}");
+    let r = &s.stats.rejects;
+    use net::session::Reject;
+    for (k, at_least) in [(Reject::NotPermitted, 1), (Reject::SpoofedSource, 1), (Reject::MalformedInput, 1), (Reject::RateLimited, 700)] {
+        assert!(r.get(&k).copied().unwrap_or(0) >= at_least, "{k:?}: {r:?}");
+    }
+    // Other clients and the tick are undisturbed.
+    n.tick();
+    assert!(n.hub.sessions.contains_key(&id));
+}
