@@ -1,1 +1,201 @@
-pub fn _placeholder() {}
+//! The thin quinn/tokio glue: TLS and transport configuration for both
+//! ends, dev credentials, control-frame IO, and a client connection.
+//! Everything protocol-shaped lives in the sans-IO modules.
+
+use crate::proto::{Frame, ProtoError, ALPN, MAX_FRAME, PROTOCOL_VERSION};
+use crate::token::Role;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("QUIC connect: {0}")]
+    Connect(String),
+    #[error("QUIC connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    #[error("stream: {0}")]
+    Stream(String),
+    #[error(transparent)]
+    Proto(#[from] ProtoError),
+    #[error("server refused: {reason} (code {code})")]
+    Refused { code: u16, reason: String },
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+}
+
+/// Dev credentials: a token key and a self-signed certificate for
+/// `localhost`, generated once into a directory that `serve`, `bot`,
+/// `token` and the Python client all read.
+#[derive(Debug, Clone)]
+pub struct DevCredentials {
+    pub dir: PathBuf,
+    pub key: Vec<u8>,
+    pub cert_der: Vec<u8>,
+    pub key_der: Vec<u8>,
+}
+
+/// The dev directory: `$DUALPLANE_DEV_DIR`, else `$HOME/.dualplane/dev`.
+#[must_use]
+pub fn default_dev_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("DUALPLANE_DEV_DIR") {
+        return PathBuf::from(d);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".dualplane").join("dev")
+}
+
+fn read_or(path: &Path, make: impl FnOnce() -> Result<Vec<u8>, DriverError>) -> Result<Vec<u8>, DriverError> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let b = make()?;
+            std::fs::write(path, &b).map_err(|e| DriverError::Io(path.display().to_string(), e))?;
+            Ok(b)
+        }
+        Err(e) => Err(DriverError::Io(path.display().to_string(), e)),
+    }
+}
+
+impl DevCredentials {
+    /// Loads the dev credentials, generating any that are missing.
+    pub fn load_or_create(dir: &Path) -> Result<DevCredentials, DriverError> {
+        std::fs::create_dir_all(dir).map_err(|e| DriverError::Io(dir.display().to_string(), e))?;
+        let key_hex = read_or(&dir.join("token.key"), || {
+            let mut k = [0u8; 32];
+            getrandom::fill(&mut k).map_err(|e| DriverError::Tls(format!("no OS entropy for the token key: {e}")))?;
+            Ok(hex::encode(k).into_bytes())
+        })?;
+        let key = hex::decode(String::from_utf8_lossy(&key_hex).trim()).map_err(|e| DriverError::Tls(format!("{}: token.key is not hex: {e}", dir.display())))?;
+        let (cert_path, key_path) = (dir.join("cert.der"), dir.join("key.der"));
+        if !cert_path.exists() || !key_path.exists() {
+            let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).map_err(|e| DriverError::Tls(e.to_string()))?;
+            std::fs::write(&cert_path, ck.cert.der()).map_err(|e| DriverError::Io(cert_path.display().to_string(), e))?;
+            std::fs::write(&key_path, ck.key_pair.serialize_der()).map_err(|e| DriverError::Io(key_path.display().to_string(), e))?;
+        }
+        let cert_der = std::fs::read(&cert_path).map_err(|e| DriverError::Io(cert_path.display().to_string(), e))?;
+        let key_der = std::fs::read(&key_path).map_err(|e| DriverError::Io(key_path.display().to_string(), e))?;
+        Ok(DevCredentials { dir: dir.to_path_buf(), key, cert_der, key_der })
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Transport settings shared by both ends.
+#[derive(Debug, Clone, Copy)]
+pub struct TransportSettings {
+    pub idle_timeout: Duration,
+    pub keep_alive: Duration,
+}
+
+impl Default for TransportSettings {
+    fn default() -> Self {
+        TransportSettings { idle_timeout: Duration::from_secs(10), keep_alive: Duration::from_secs(2) }
+    }
+}
+
+fn transport(t: TransportSettings) -> Result<Arc<quinn::TransportConfig>, DriverError> {
+    let mut tc = quinn::TransportConfig::default();
+    tc.max_idle_timeout(Some(quinn::IdleTimeout::try_from(t.idle_timeout).map_err(|e| DriverError::Tls(e.to_string()))?));
+    tc.keep_alive_interval(Some(t.keep_alive));
+    tc.datagram_receive_buffer_size(Some(1 << 20));
+    tc.max_concurrent_bidi_streams(1u32.into());
+    tc.max_concurrent_uni_streams(0u32.into());
+    Ok(Arc::new(tc))
+}
+
+/// Server endpoint config: TLS 1.3, ALPN `dualplane/1` only, 0-RTT off.
+pub fn server_config(cert_der: &[u8], key_der: &[u8], t: TransportSettings) -> Result<quinn::ServerConfig, DriverError> {
+    let certs = vec![CertificateDer::from(cert_der.to_vec())];
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der.to_vec()));
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| DriverError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| DriverError::Tls(e.to_string()))?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.max_early_data_size = 0;
+    let qc = QuicServerConfig::try_from(tls).map_err(|e| DriverError::Tls(e.to_string()))?;
+    let mut sc = quinn::ServerConfig::with_crypto(Arc::new(qc));
+    sc.transport_config(transport(t)?);
+    Ok(sc)
+}
+
+/// Client config trusting `cert_der`, offering `alpn`.
+pub fn client_config(cert_der: &[u8], alpn: &[u8], t: TransportSettings) -> Result<quinn::ClientConfig, DriverError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(cert_der.to_vec())).map_err(|e| DriverError::Tls(e.to_string()))?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| DriverError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    tls.enable_early_data = false;
+    let qc = QuicClientConfig::try_from(tls).map_err(|e| DriverError::Tls(e.to_string()))?;
+    let mut cc = quinn::ClientConfig::new(Arc::new(qc));
+    cc.transport_config(transport(t)?);
+    Ok(cc)
+}
+
+/// Writes one control frame.
+pub async fn write_frame(send: &mut quinn::SendStream, f: &Frame) -> Result<(), DriverError> {
+    send.write_all(&f.encode()).await.map_err(|e| DriverError::Stream(e.to_string()))
+}
+
+/// Reads one control frame; refuses frames over `MAX_FRAME` before reading them.
+pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Option<Frame>, DriverError> {
+    let mut len = [0u8; 4];
+    match recv.read_exact(&mut len).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(e) => return Err(DriverError::Stream(e.to_string())),
+    }
+    let n = u32::from_le_bytes(len) as usize;
+    if n > MAX_FRAME {
+        return Err(DriverError::Proto(ProtoError::TooLarge(n)));
+    }
+    let mut body = vec![0u8; n];
+    recv.read_exact(&mut body).await.map_err(|e| DriverError::Stream(e.to_string()))?;
+    Ok(Some(Frame::decode(&body)?))
+}
+
+/// A connected, welcomed client.
+#[derive(Debug)]
+pub struct Connected {
+    pub endpoint: quinn::Endpoint,
+    pub conn: quinn::Connection,
+    pub send: quinn::SendStream,
+    pub recv: quinn::RecvStream,
+    pub welcome: Frame,
+}
+
+/// Connects, sends Hello, waits for Welcome (or a Bye, as an error).
+pub async fn connect(addr: std::net::SocketAddr, cert_der: &[u8], role: Role, token: &str) -> Result<Connected, DriverError> {
+    connect_with(addr, cert_der, ALPN, role, token, TransportSettings::default()).await
+}
+
+pub async fn connect_with(addr: std::net::SocketAddr, cert_der: &[u8], alpn: &[u8], role: Role, token: &str, t: TransportSettings) -> Result<Connected, DriverError> {
+    let bind: std::net::SocketAddr = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().map_err(|_| DriverError::Connect("bind address".into()))?;
+    let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| DriverError::Io("client endpoint".into(), e))?;
+    endpoint.set_default_client_config(client_config(cert_der, alpn, t)?);
+    let conn = endpoint.connect(addr, "localhost").map_err(|e| DriverError::Connect(e.to_string()))?.await?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    write_frame(&mut send, &Frame::Hello { version: PROTOCOL_VERSION, schema_hash: sim_core::PORTS_SCHEMA_HASH, role, token: token.to_string() }).await?;
+    let welcome = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut recv)).await.map_err(|_| DriverError::Timeout("welcome"))??;
+    match welcome {
+        Some(w @ Frame::Welcome { .. }) => Ok(Connected { endpoint, conn, send, recv, welcome: w }),
+        Some(Frame::Bye { code, reason }) => Err(DriverError::Refused { code, reason }),
+        Some(_) => Err(DriverError::Proto(ProtoError::Malformed("expected Welcome"))),
+        None => Err(DriverError::Refused { code: crate::proto::bye::PROTOCOL, reason: "stream closed".into() }),
+    }
+}

@@ -4,10 +4,12 @@
 
 mod alloc_count;
 mod bench;
+mod bot;
 mod clock;
 mod plan_cmd;
 mod ports_cmd;
 mod replay_cmd;
+mod serve;
 mod simulate;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +27,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the dedicated server (QUIC) on embedded defaults.
+    Serve(serve::ServeArgs),
+    /// Mint a connect token signed with the server's key.
+    Token(bot::TokenArgs),
+    /// Headless bot clients that walk, verify snapshot hashes and report.
+    Bot(bot::BotArgs),
     /// Run a scenario headless and print world hashes.
     Simulate(simulate::SimulateArgs),
     /// Benchmarks that print numbers (no thresholds unless asked).
@@ -53,6 +61,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Simulate(args) => simulate::run(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::Token(args) => bot::token(&args),
+        Command::Bot(args) => bot::bot(&args),
         Command::Bench { what } => bench::run(&what),
         Command::Plan { what } => plan_cmd::run(&what),
         Command::Ports { what } => ports_cmd::run(&what),

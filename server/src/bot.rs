@@ -1,0 +1,193 @@
+//! `dualplane token` and `dualplane bot`: connect tokens, and N headless
+//! clients in one process that walk their avatars, verify every snapshot's
+//! hash and report what they saw.
+
+use anyhow::Context;
+use net::driver::{connect, DevCredentials};
+use net::proto::Frame;
+use net::session::ClientSession;
+use net::token::{mint, Role};
+use sim_core::{Handle, Op, PlanBuilder, SourceId, Tick};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Debug)]
+pub struct TokenArgs {
+    #[arg(long)]
+    client_id: u32,
+    #[arg(long, default_value = "player")]
+    role: Role,
+    /// Lifetime, e.g. 60s, 5m.
+    #[arg(long, default_value = "60s")]
+    ttl: String,
+    /// Directory holding token.key (the server's dev dir by default).
+    #[arg(long, env = "DUALPLANE_DEV_DIR")]
+    dev_dir: Option<PathBuf>,
+}
+
+fn parse_ttl(s: &str) -> anyhow::Result<u64> {
+    let (n, unit) = s.trim().split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(s.trim().len()));
+    let n: u64 = n.parse().with_context(|| format!("ttl {s:?}: expected a number with s, m or h"))?;
+    Ok(match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        u => anyhow::bail!("ttl {s:?}: unknown unit {u:?} (expected s, m or h)"),
+    })
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn nonce() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b)
+}
+
+pub fn token(a: &TokenArgs) -> anyhow::Result<ExitCode> {
+    let creds = DevCredentials::load_or_create(&a.dev_dir.clone().unwrap_or_else(net::driver::default_dev_dir))?;
+    println!("{}", mint(&creds.key, a.client_id, a.role, unix_now() + parse_ttl(&a.ttl)?, nonce()));
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BotArgs {
+    #[arg(long, default_value = "127.0.0.1:4433")]
+    server: SocketAddr,
+    #[arg(long, default_value_t = 8)]
+    count: u32,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// First client id (bots use id, id+1, ...).
+    #[arg(long, default_value_t = 1000)]
+    first_id: u32,
+    /// Dev dir with cert.der and token.key (bots mint their own tokens).
+    #[arg(long, env = "DUALPLANE_DEV_DIR")]
+    dev_dir: Option<PathBuf>,
+    /// Inputs per second per bot.
+    #[arg(long, default_value_t = 20.0)]
+    input_hz: f64,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct BotReport {
+    client_id: u32,
+    connected: bool,
+    error: Option<String>,
+    seconds: f64,
+    snapshots_received: u64,
+    snapshots_applied: u64,
+    snapshots_per_s: f64,
+    kbit_per_s: f64,
+    hash_failures: u32,
+    lost: u64,
+    loss_pct: f64,
+    rtt_ms: f64,
+    inputs_sent: u64,
+}
+
+async fn one_bot(server: SocketAddr, cert: Vec<u8>, key: Vec<u8>, id: u32, duration: Duration, input_every: Duration) -> BotReport {
+    let mut rep = BotReport { client_id: id, connected: false, error: None, seconds: 0.0, snapshots_received: 0, snapshots_applied: 0, snapshots_per_s: 0.0, kbit_per_s: 0.0, hash_failures: 0, lost: 0, loss_pct: 0.0, rtt_ms: 0.0, inputs_sent: 0 };
+    let token = mint(&key, id, Role::Player, unix_now() + 60, nonce());
+    let c = match connect(server, &cert, Role::Player, &token).await {
+        Ok(c) => c,
+        Err(e) => {
+            rep.error = Some(e.to_string());
+            return rep;
+        }
+    };
+    rep.connected = true;
+    let Frame::Welcome { source_id, controlled, .. } = c.welcome.clone() else { return rep };
+    let avatar = controlled.first().copied();
+    let mut client = ClientSession::new();
+    let mut rng = sim_core::rng::WorldRng::from_seed(u64::from(id));
+    let mut seq = 0u32;
+    let start = Instant::now();
+    let mut ticker = tokio::time::interval(input_every);
+    let mut dir = [0.0f32; 3];
+    while start.elapsed() < duration {
+        tokio::select! {
+            d = c.conn.read_datagram() => {
+                let Ok(d) = d else { rep.error = Some("connection lost".into()); break };
+                client.on_datagram(&d);
+                if let Some(ack) = client.poll_ack() {
+                    let _ = c.conn.send_datagram(ack.into());
+                }
+            }
+            _ = ticker.tick() => {
+                if let (Some(a), Some((tick, _))) = (avatar, client.view()) {
+                    // Random walk: change heading now and then.
+                    if seq % 10 == 0 {
+                        dir = [rng.range_f32(-3.0, 3.0), 0.0, rng.range_f32(-3.0, 3.0)];
+                    }
+                    seq += 1;
+                    let mut b = PlanBuilder::new(Tick(tick + 2), SourceId(source_id), seq);
+                    b.push(Op::SetVelocity { handle: Handle::from_bits(a), linvel: dir, angvel: [0.0; 3] });
+                    client.submit(b.build());
+                    rep.inputs_sent += 1;
+                    if let Some(ack) = client.poll_ack() {
+                        let _ = c.conn.send_datagram(ack.into());
+                    }
+                }
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let s = &client.stats;
+    rep.seconds = secs;
+    rep.snapshots_received = s.snapshots_received;
+    rep.snapshots_applied = s.snapshots_applied;
+    rep.snapshots_per_s = s.snapshots_applied as f64 / secs;
+    rep.kbit_per_s = s.bytes_received as f64 * 8.0 / 1000.0 / secs;
+    rep.hash_failures = s.hash_failures;
+    rep.lost = s.lost;
+    rep.loss_pct = 100.0 * s.lost as f64 / (s.lost + s.snapshots_received).max(1) as f64;
+    rep.rtt_ms = c.conn.rtt().as_secs_f64() * 1000.0;
+    c.conn.close(quinn::VarInt::from_u32(0), b"bot done");
+    c.endpoint.wait_idle().await;
+    rep
+}
+
+pub fn bot(a: &BotArgs) -> anyhow::Result<ExitCode> {
+    let creds = DevCredentials::load_or_create(&a.dev_dir.clone().unwrap_or_else(net::driver::default_dev_dir))?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let reports: Vec<BotReport> = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..a.count {
+            let (cert, key) = (creds.cert_der.clone(), creds.key.clone());
+            let dur = Duration::from_secs_f64(a.duration);
+            let every = Duration::from_secs_f64(1.0 / a.input_hz.max(0.1));
+            tasks.push(tokio::spawn(one_bot(a.server, cert, key, a.first_id + i, dur, every)));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            if let Ok(r) = t.await {
+                out.push(r);
+            }
+        }
+        out
+    });
+    let connected = reports.iter().filter(|r| r.connected).count();
+    let failures: u32 = reports.iter().map(|r| r.hash_failures).sum();
+    let applied: u64 = reports.iter().map(|r| r.snapshots_applied).sum();
+    if a.json {
+        println!("{}", serde_json::json!({"bots": reports, "connected": connected, "hash_failures": failures, "snapshots_applied": applied}));
+    } else {
+        println!("{:>6} {:>9} {:>8} {:>9} {:>6} {:>7} {:>7}", "client", "snap/s", "kbit/s", "applied", "hashf", "loss%", "rtt_ms");
+        for r in &reports {
+            match &r.error {
+                Some(e) if !r.connected => println!("{:>6} error: {e}", r.client_id),
+                _ => println!("{:>6} {:>9.1} {:>8.1} {:>9} {:>6} {:>7.2} {:>7.2}", r.client_id, r.snapshots_per_s, r.kbit_per_s, r.snapshots_applied, r.hash_failures, r.loss_pct, r.rtt_ms),
+            }
+        }
+        println!("{connected}/{} connected, {applied} snapshots applied, {failures} hash failures", reports.len());
+    }
+    Ok(if connected == reports.len() && failures == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

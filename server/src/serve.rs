@@ -1,0 +1,562 @@
+//! `dualplane serve`: the dedicated server.
+//!
+//! Threads: the tick thread owns the World and steps it at a fixed rate; it
+//! never waits on the network (it only `try_recv`s joins, leaves and inputs
+//! queued by the connection tasks, and publishes each tick's quantized world
+//! on a watch channel). The tokio runtime runs one task per connection and a
+//! replication task that encodes every client's snapshot from the published
+//! world and sends it as a datagram.
+
+use crate::clock::{mean_p99, MonotonicClock};
+use anyhow::Context;
+use net::driver::{read_frame, server_config, write_frame, DevCredentials, TransportSettings};
+use net::hub::{join_plan, joined_handles, leave_plan, Departed, Hub};
+use net::proto::{bye, Frame};
+use net::quant::{quantize_world, QEntity};
+use net::session::CoreConfig;
+use net::token::Claims;
+use serde::Deserialize;
+use sim_core::{MicroPlan, PlanQueue, Tick, World};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Every setting: flag > env var > config file > default.
+#[derive(clap::Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML config file with any of the settings below (snake_case keys).
+    #[arg(long, env = "DUALPLANE_CONFIG")]
+    config: Option<PathBuf>,
+    /// UDP address to listen on (default 127.0.0.1:4433; port 0 picks one).
+    #[arg(long, env = "DUALPLANE_BIND")]
+    bind: Option<SocketAddr>,
+    /// Scenario file (default: the embedded arena).
+    #[arg(long, env = "DUALPLANE_SCENARIO")]
+    scenario: Option<PathBuf>,
+    #[arg(long, env = "DUALPLANE_SEED")]
+    seed: Option<u64>,
+    /// Where the dev token key and self-signed certificate live (default
+    /// $HOME/.dualplane/dev); generated when missing.
+    #[arg(long, env = "DUALPLANE_DEV_DIR")]
+    dev_dir: Option<PathBuf>,
+    #[arg(long, env = "DUALPLANE_MAX_CLIENTS")]
+    max_clients: Option<usize>,
+    #[arg(long, env = "DUALPLANE_IDLE_TIMEOUT_MS")]
+    idle_timeout_ms: Option<u64>,
+    #[arg(long, env = "DUALPLANE_KEEP_ALIVE_MS")]
+    keep_alive_ms: Option<u64>,
+    /// Input plans accepted per client per second.
+    #[arg(long, env = "DUALPLANE_INPUTS_PER_SEC")]
+    inputs_per_sec: Option<u32>,
+    /// Datagrams accepted per client per second.
+    #[arg(long, env = "DUALPLANE_DATAGRAMS_PER_SEC")]
+    datagrams_per_sec: Option<u32>,
+    /// Bytes per snapshot datagram.
+    #[arg(long, env = "DUALPLANE_SNAPSHOT_BUDGET")]
+    snapshot_budget: Option<usize>,
+    /// Replicate only entities within this many metres of each client's avatar.
+    #[arg(long, env = "DUALPLANE_INTEREST_RADIUS")]
+    interest_radius: Option<f32>,
+    /// Record every session into this directory (one replay per run).
+    #[arg(long, env = "DUALPLANE_RECORD")]
+    record: Option<PathBuf>,
+    /// Stop after this many ticks (0 = run until SIGTERM/SIGINT).
+    #[arg(long, env = "DUALPLANE_TICKS")]
+    ticks: Option<u64>,
+    /// Write run statistics as JSON here on exit.
+    #[arg(long, env = "DUALPLANE_STATS_JSON")]
+    stats_json: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    bind: Option<SocketAddr>,
+    scenario: Option<PathBuf>,
+    seed: Option<u64>,
+    dev_dir: Option<PathBuf>,
+    max_clients: Option<usize>,
+    idle_timeout_ms: Option<u64>,
+    keep_alive_ms: Option<u64>,
+    inputs_per_sec: Option<u32>,
+    datagrams_per_sec: Option<u32>,
+    snapshot_budget: Option<usize>,
+    interest_radius: Option<f32>,
+    record: Option<PathBuf>,
+    ticks: Option<u64>,
+    stats_json: Option<PathBuf>,
+}
+
+/// Counters shared by the threads.
+#[derive(Debug, Default)]
+struct Stats {
+    ticks: AtomicU64,
+    overruns: AtomicU64,
+    inputs_applied: AtomicU64,
+    inputs_late_retargeted: AtomicU64,
+    inputs_late_dropped: AtomicU64,
+    inputs_queue_full: AtomicU64,
+    plans_rejected: AtomicU64,
+    datagrams_sent: AtomicU64,
+    datagram_bytes_sent: AtomicU64,
+    datagram_send_errors: AtomicU64,
+    handshake_failures: AtomicU64,
+    oversized_frames: AtomicU64,
+    protocol_errors: AtomicU64,
+    tick_ns: Mutex<Vec<u64>>,
+}
+
+struct JoinReq {
+    claims: Claims,
+    reply: tokio::sync::oneshot::Sender<Vec<u64>>,
+}
+
+const LATE_SLACK: u64 = 30;
+
+pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let file: FileConfig = match &a.config {
+        Some(p) => toml::from_str(&std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?)
+            .with_context(|| format!("{}: invalid config", p.display()))?,
+        None => FileConfig::default(),
+    };
+    let bind = a.bind.or(file.bind).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 4433)));
+    let scenario = a.scenario.clone().or(file.scenario);
+    let seed = a.seed.or(file.seed);
+    let dev_dir = a.dev_dir.clone().or(file.dev_dir).unwrap_or_else(net::driver::default_dev_dir);
+    let core = CoreConfig {
+        budget: a.snapshot_budget.or(file.snapshot_budget).unwrap_or(1100),
+        idle_timeout_ms: a.idle_timeout_ms.or(file.idle_timeout_ms).unwrap_or(10_000),
+        max_clients: a.max_clients.or(file.max_clients).unwrap_or(256),
+        inputs_per_sec: a.inputs_per_sec.or(file.inputs_per_sec).unwrap_or(240),
+        datagrams_per_sec: a.datagrams_per_sec.or(file.datagrams_per_sec).unwrap_or(600),
+        interest_radius_m: a.interest_radius.or(file.interest_radius),
+        schema_hash: sim_core::PORTS_SCHEMA_HASH,
+    };
+    let transport = TransportSettings {
+        idle_timeout: Duration::from_millis(core.idle_timeout_ms),
+        keep_alive: Duration::from_millis(a.keep_alive_ms.or(file.keep_alive_ms).unwrap_or(2000)),
+    };
+    let record = a.record.clone().or(file.record);
+    let max_ticks = a.ticks.or(file.ticks).unwrap_or(0);
+    let stats_json = a.stats_json.clone().or(file.stats_json);
+
+    let creds = DevCredentials::load_or_create(&dev_dir)?;
+    let (world, name, scenario_hash) = crate::simulate::load_scenario_world(scenario.as_ref(), seed)?;
+    let tick_rate = world.config().tick_rate;
+    let hub = Arc::new(Mutex::new(Hub::new(core.clone(), creds.key.clone())));
+    let stats = Arc::new(Stats::default());
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let (join_tx, join_rx) = sync_channel::<JoinReq>(256);
+    let (leave_tx, leave_rx) = sync_channel::<Departed>(1024);
+    let (input_tx, input_rx) = sync_channel::<MicroPlan>(16_384);
+    let (world_tx, world_rx) = tokio::sync::watch::channel::<(u64, Arc<Vec<QEntity>>)>((0, Arc::new(Vec::new())));
+    let recorder = match &record {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+            let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let path = dir.join(format!("session-{unix}.rpl"));
+            Some(replays::Recorder::create(&path, &world, &name, scenario_hash, replays::RecorderConfig::default())?)
+        }
+        None => None,
+    };
+
+    let tick_thread = {
+        let (stats, shutdown) = (Arc::clone(&stats), Arc::clone(&shutdown));
+        std::thread::Builder::new().name("tick".into()).spawn(move || {
+            tick_loop(world, recorder, join_rx, leave_rx, input_rx, world_tx, &stats, &shutdown, max_ticks)
+        })?
+    };
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let result = rt.block_on(async {
+        let endpoint = quinn::Endpoint::server(server_config(&creds.cert_der, &creds.key_der, transport)?, bind)
+            .with_context(|| format!("cannot listen on {bind}"))?;
+        let local = endpoint.local_addr()?;
+        println!("dualplane serving {name:?} at {tick_rate} Hz on {local} (QUIC, ALPN dualplane/1)");
+        println!("dev credentials in {} (cert.der, token.key); connect bots with: dualplane bot --server {local} --count 8", creds.dir.display());
+        let conns: Arc<Mutex<BTreeMap<u32, quinn::Connection>>> = Arc::default();
+        let repl = tokio::spawn(replicate(world_rx, Arc::clone(&hub), Arc::clone(&conns), leave_tx.clone(), Arc::clone(&stats)));
+        let accept = {
+            let (endpoint, hub, conns, stats) = (endpoint.clone(), Arc::clone(&hub), Arc::clone(&conns), Arc::clone(&stats));
+            tokio::spawn(async move {
+                while let Some(incoming) = endpoint.accept().await {
+                    let ctx = ConnCtx { tick_rate, hub: Arc::clone(&hub), conns: Arc::clone(&conns), stats: Arc::clone(&stats), join_tx: join_tx.clone(), leave_tx: leave_tx.clone(), input_tx: input_tx.clone() };
+                    tokio::spawn(async move {
+                        match incoming.await {
+                            Ok(conn) => handle(conn, ctx).await,
+                            Err(_) => {
+                                ctx.stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    });
+                }
+            })
+        };
+        let sd = Arc::clone(&shutdown);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            sd.store(true, Ordering::Relaxed);
+        });
+        while !shutdown.load(Ordering::Relaxed) && !tick_thread.is_finished() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        shutdown.store(true, Ordering::Relaxed);
+        // Drain: tell every client why, then close.
+        let all: Vec<quinn::Connection> = conns.lock().map(|c| c.values().cloned().collect()).unwrap_or_default();
+        for c in &all {
+            c.close(quinn::VarInt::from_u32(u32::from(bye::SHUTDOWN)), b"server shutting down");
+        }
+        accept.abort();
+        repl.abort();
+        endpoint.close(quinn::VarInt::from_u32(0), b"shutdown");
+        tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await.ok();
+        anyhow::Ok(())
+    });
+    let tick_result = tick_thread.join().map_err(|_| anyhow::anyhow!("tick thread panicked"))?;
+    result?;
+    tick_result?;
+    let summary = summary(&stats, &hub, tick_rate);
+    println!("{summary}");
+    if let Some(p) = stats_json {
+        std::fs::write(&p, serde_json::to_vec_pretty(&summary)?).with_context(|| format!("{}: cannot write", p.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn summary(stats: &Stats, hub: &Mutex<Hub>, tick_rate: u32) -> serde_json::Value {
+    let mut ns = stats.tick_ns.lock().map(|v| v.clone()).unwrap_or_default();
+    let n = ns.len();
+    let (mean, p99) = mean_p99(&mut ns);
+    let p50 = ns.get(n / 2).copied().unwrap_or(0) as f64;
+    let (handshakes, rejects, clients) = match hub.lock() {
+        Ok(h) => {
+            let mut rejects: BTreeMap<&'static str, u64> = BTreeMap::new();
+            for s in h.sessions.values() {
+                for (k, v) in &s.stats.rejects {
+                    *rejects.entry(k.label()).or_default() += v;
+                }
+            }
+            (h.counters.handshakes.clone(), rejects, h.sessions.len())
+        }
+        Err(_) => (BTreeMap::new(), BTreeMap::new(), 0),
+    };
+    let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    serde_json::json!({
+        "tick_rate": tick_rate,
+        "ticks": l(&stats.ticks),
+        "overruns": l(&stats.overruns),
+        "tick_ms_mean": mean / 1e6,
+        "tick_ms_p50": p50 / 1e6,
+        "tick_ms_p99": p99 / 1e6,
+        "inputs_applied": l(&stats.inputs_applied),
+        "inputs_late_retargeted": l(&stats.inputs_late_retargeted),
+        "inputs_late_dropped": l(&stats.inputs_late_dropped),
+        "inputs_queue_full": l(&stats.inputs_queue_full),
+        "plans_rejected": l(&stats.plans_rejected),
+        "datagrams_sent": l(&stats.datagrams_sent),
+        "datagram_bytes_sent": l(&stats.datagram_bytes_sent),
+        "datagram_send_errors": l(&stats.datagram_send_errors),
+        "handshake_failures": l(&stats.handshake_failures),
+        "oversized_frames": l(&stats.oversized_frames),
+        "protocol_errors": l(&stats.protocol_errors),
+        "handshakes": handshakes,
+        "session_rejects": rejects,
+        "clients_at_exit": clients,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tick_loop(
+    mut world: World,
+    recorder: Option<replays::Recorder>,
+    join_rx: Receiver<JoinReq>,
+    leave_rx: Receiver<Departed>,
+    input_rx: Receiver<MicroPlan>,
+    world_tx: tokio::sync::watch::Sender<(u64, Arc<Vec<QEntity>>)>,
+    stats: &Stats,
+    shutdown: &AtomicBool,
+    max_ticks: u64,
+) -> anyhow::Result<()> {
+    let period = Duration::from_secs_f64(1.0 / f64::from(world.config().tick_rate));
+    let mut clock = MonotonicClock::new();
+    let mut queue = PlanQueue::default();
+    let mut admin_seq = 0u32;
+    let mut next = Instant::now();
+    let _ = world_tx.send((world.tick().0, Arc::new(quantize_world(&world))));
+    while !shutdown.load(Ordering::Relaxed) && (max_ticks == 0 || world.tick().0 < max_ticks) {
+        let t0 = Instant::now();
+        let next_tick = Tick(world.tick().0 + 1);
+        let mut plans = queue.take(next_tick);
+        let mut joins = Vec::new();
+        while let Ok(j) = join_rx.try_recv() {
+            if let Some(p) = join_plan(&world, &j.claims, next_tick) {
+                plans.push(p.clone());
+                joins.push((j, Some(p)));
+            } else {
+                joins.push((j, None));
+            }
+        }
+        while let Ok(d) = leave_rx.try_recv() {
+            admin_seq += 1;
+            if let Some(p) = leave_plan(&d, next_tick, admin_seq) {
+                plans.push(p);
+            }
+        }
+        while let Ok(p) = input_rx.try_recv() {
+            let t = p.header().target_tick;
+            if t == next_tick {
+                plans.push(p);
+            } else if t < next_tick && next_tick.0 - t.0 <= LATE_SLACK {
+                let mut bytes = p.into_bytes();
+                bytes[8..16].copy_from_slice(&next_tick.0.to_le_bytes());
+                sim_core::microplan::reseal(&mut bytes);
+                if let Ok(p) = MicroPlan::decode(bytes) {
+                    plans.push(p);
+                    stats.inputs_late_retargeted.fetch_add(1, Ordering::Relaxed);
+                }
+            } else if t < next_tick {
+                stats.inputs_late_dropped.fetch_add(1, Ordering::Relaxed);
+            } else if queue.submit(p, world.tick()).is_err() {
+                stats.inputs_late_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let j = world.step(&plans, &mut clock);
+        stats.inputs_applied.fetch_add(j.plans.iter().filter(|p| p.status == sim_core::Status::Ok && p.source.0 != 0).count() as u64, Ordering::Relaxed);
+        stats.plans_rejected.fetch_add(u64::from(j.counters.plans_rejected), Ordering::Relaxed);
+        for (req, plan) in joins {
+            let handles = plan
+                .as_ref()
+                .and_then(|p| {
+                    let h = p.header();
+                    j.plans.iter().find(|pj| pj.source == h.source && pj.sequence == h.sequence).map(|pj| joined_handles(p, pj))
+                })
+                .unwrap_or_default();
+            let _ = req.reply.send(handles);
+        }
+        if let Some(r) = &recorder {
+            r.record(&world, &plans)?;
+        }
+        let _ = world_tx.send((world.tick().0, Arc::new(quantize_world(&world))));
+        let spent = t0.elapsed();
+        stats.ticks.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut v) = stats.tick_ns.lock() {
+            if v.len() < 10_000_000 {
+                v.push(spent.as_nanos() as u64);
+            }
+        }
+        next += period;
+        let now = Instant::now();
+        if now > next {
+            stats.overruns.fetch_add(1, Ordering::Relaxed);
+            if now - next > period * 5 {
+                next = now;
+            }
+        } else {
+            std::thread::sleep(next - now);
+        }
+    }
+    if let Some(r) = recorder {
+        r.close()?;
+    }
+    Ok(())
+}
+
+async fn replicate(
+    mut rx: tokio::sync::watch::Receiver<(u64, Arc<Vec<QEntity>>)>,
+    hub: Arc<Mutex<Hub>>,
+    conns: Arc<Mutex<BTreeMap<u32, quinn::Connection>>>,
+    leave_tx: SyncSender<Departed>,
+    stats: Arc<Stats>,
+) {
+    while rx.changed().await.is_ok() {
+        let (tick, world) = rx.borrow_and_update().clone();
+        let now_ms = now_ms();
+        let (out, gone) = match hub.lock() {
+            Ok(mut h) => {
+                let gone = h.expire(now_ms);
+                (h.snapshots(now_ms, tick, &world), gone)
+            }
+            Err(_) => return,
+        };
+        let conns_now: BTreeMap<u32, quinn::Connection> = conns.lock().map(|c| c.clone()).unwrap_or_default();
+        for (id, bytes) in out {
+            if let Some(c) = conns_now.get(&id) {
+                let n = bytes.len() as u64;
+                match c.send_datagram(bytes.into()) {
+                    Ok(()) => {
+                        stats.datagrams_sent.fetch_add(1, Ordering::Relaxed);
+                        stats.datagram_bytes_sent.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        stats.datagram_send_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        for d in gone {
+            if let Some(c) = conns.lock().ok().and_then(|mut c| c.remove(&d.client_id)) {
+                c.close(quinn::VarInt::from_u32(u32::from(bye::NORMAL)), b"idle timeout");
+            }
+            let _ = leave_tx.try_send(d);
+        }
+    }
+}
+
+struct ConnCtx {
+    tick_rate: u32,
+    hub: Arc<Mutex<Hub>>,
+    conns: Arc<Mutex<BTreeMap<u32, quinn::Connection>>>,
+    stats: Arc<Stats>,
+    join_tx: SyncSender<JoinReq>,
+    leave_tx: SyncSender<Departed>,
+    input_tx: SyncSender<MicroPlan>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
+    let Ok(Ok((mut send, mut recv))) = tokio::time::timeout(Duration::from_secs(5), conn.accept_bi()).await else {
+        ctx.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+        conn.close(quinn::VarInt::from_u32(u32::from(bye::PROTOCOL)), b"no control stream");
+        return;
+    };
+    let hello = match tokio::time::timeout(Duration::from_secs(5), read_frame(&mut recv)).await {
+        Ok(Ok(Some(f))) => f,
+        Ok(Err(net::driver::DriverError::Proto(net::proto::ProtoError::TooLarge(_)))) => {
+            ctx.stats.oversized_frames.fetch_add(1, Ordering::Relaxed);
+            refuse(&conn, &mut send, bye::PROTOCOL, "frame too large").await;
+            return;
+        }
+        _ => {
+            ctx.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+            refuse(&conn, &mut send, bye::PROTOCOL, "expected Hello").await;
+            return;
+        }
+    };
+    let admitted = match ctx.hub.lock() {
+        Ok(mut h) => h.hello(&hello, unix_now()),
+        Err(_) => return,
+    };
+    let claims = match admitted {
+        Ok(c) => c,
+        Err(r) => {
+            refuse(&conn, &mut send, r.bye_code(), r.label()).await;
+            return;
+        }
+    };
+    let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+    if ctx.join_tx.try_send(JoinReq { claims, reply: reply_tx }).is_err() {
+        refuse(&conn, &mut send, bye::FULL, "server busy").await;
+        return;
+    }
+    let Ok(Ok(controlled)) = tokio::time::timeout(Duration::from_secs(5), reply_rx).await else {
+        refuse(&conn, &mut send, bye::PROTOCOL, "join failed").await;
+        return;
+    };
+    let id = claims.client_id;
+    match ctx.hub.lock() {
+        Ok(mut h) => h.join(&claims, controlled.clone(), now_ms()),
+        Err(_) => return,
+    }
+    let (tick_rate, source, tick) = (ctx.tick_rate, net::hub::source_of(id), ctx.stats.ticks.load(Ordering::Relaxed));
+    if let Ok(mut c) = ctx.conns.lock() {
+        c.insert(id, conn.clone());
+    }
+    let welcome = Frame::Welcome { client_id: id, source_id: source, role: claims.role, tick_rate, tick, schema_hash: sim_core::PORTS_SCHEMA_HASH, controlled };
+    if write_frame(&mut send, &welcome).await.is_err() {
+        leave(&ctx, id);
+        return;
+    }
+    loop {
+        tokio::select! {
+            d = conn.read_datagram() => {
+                let Ok(d) = d else { break };
+                let inputs = ctx.hub.lock().ok().and_then(|mut h| {
+                    let now = now_ms();
+                    h.sessions.get_mut(&id).map(|s| s.on_datagram(now, &d))
+                });
+                if let Some(Ok(inputs)) = inputs {
+                    for p in inputs {
+                        if ctx.input_tx.try_send(p).is_err() {
+                            ctx.stats.inputs_queue_full.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            f = read_frame(&mut recv) => {
+                match f {
+                    Ok(Some(Frame::Plan(bytes))) => {
+                        let r = ctx.hub.lock().ok().and_then(|mut h| h.sessions.get_mut(&id).map(|s| s.input(now_ms(), bytes)));
+                        if let Some(Ok(Some(p))) = r {
+                            if ctx.input_tx.try_send(p).is_err() {
+                                ctx.stats.inputs_queue_full.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    Ok(Some(Frame::Bye { .. })) | Ok(None) => break,
+                    Ok(Some(_)) => {
+                        ctx.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(net::driver::DriverError::Proto(net::proto::ProtoError::TooLarge(_))) => {
+                        ctx.stats.oversized_frames.fetch_add(1, Ordering::Relaxed);
+                        refuse(&conn, &mut send, bye::PROTOCOL, "frame too large").await;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+    leave(&ctx, id);
+}
+
+/// The one clock of every session: milliseconds since the process started
+/// (the replication task and the connection tasks must agree on "now").
+fn now_ms() -> u64 {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    ORIGIN.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+fn leave(ctx: &ConnCtx, id: u32) {
+    if let Ok(mut c) = ctx.conns.lock() {
+        c.remove(&id);
+    }
+    if let Some(d) = ctx.hub.lock().ok().and_then(|mut h| h.leave(id)) {
+        let _ = ctx.leave_tx.try_send(d);
+    }
+}
+
+async fn refuse(conn: &quinn::Connection, send: &mut quinn::SendStream, code: u16, reason: &str) {
+    let _ = write_frame(send, &Frame::Bye { code, reason: reason.to_string() }).await;
+    let _ = send.finish();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    conn.close(quinn::VarInt::from_u32(u32::from(code)), reason.as_bytes());
+}
