@@ -180,27 +180,55 @@ pub fn encode(
     let deferred_removals = removals.len().saturating_sub(max_removals);
     removals.truncate(max_removals);
     let mut used = HEADER_BITS + 24 + removals.len() * 20 + 24;
+    // (index in current, new, priority rank)
     let mut chosen: Vec<(usize, bool)> = Vec::new();
     for &(_, idx, is_new) in &candidates {
         let e = &current[idx];
         let mut probe = BitWriter::new();
         let b = if is_new { None } else { base.binary_search_by_key(&e.handle, |x| x.handle).ok().map(|k| &base[k]) };
         write_entity(&mut probe, e.handle, e, b);
-        // The real handle delta is unknown until sorted: reserve 24 bits.
-        let cost = probe.bit_len() - 1 + 24;
+        // The real handle delta is known only once sorted: estimate 6 bits
+        // (the final encode below trims if the estimate was short).
+        let cost = probe.bit_len() - 1 + 6;
         if used + cost > budget_bits {
             continue;
         }
         used += cost;
         chosen.push((idx, is_new));
     }
+    // `chosen` is in priority order: trim from the end until it fits.
+    loop {
+        let enc = encode_chosen(seq, tick, base_seq, base, current, &removals, &chosen);
+        if enc.bytes.len() <= budget || chosen.is_empty() {
+            for &(idx, _) in &chosen {
+                prio.reset(current[idx].handle);
+            }
+            let deferred = (candidates.len() - chosen.len() + deferred_removals) as u32;
+            return Encoded { deferred, ..enc };
+        }
+        let over_bits = (enc.bytes.len() - budget) * 8;
+        let drop = (over_bits / 40).clamp(1, chosen.len());
+        chosen.truncate(chosen.len() - drop);
+    }
+}
+
+fn encode_chosen(
+    seq: u32,
+    tick: u64,
+    base_seq: Option<u32>,
+    base: &[QEntity],
+    current: &[QEntity],
+    removals: &[u64],
+    chosen_by_priority: &[(usize, bool)],
+) -> Encoded {
+    let mut chosen = chosen_by_priority.to_vec();
     chosen.sort_unstable_by_key(|c| current[c.0].handle);
 
     // The view after applying: baseline - removals + chosen updates.
     let mut view: Vec<QEntity> = Vec::with_capacity(base.len() + chosen.len());
     {
         let (mut bi, mut ci, mut ri) = (0, 0, 0);
-        let removals_sorted = &removals;
+        let removals_sorted = removals;
         while bi < base.len() || ci < chosen.len() {
             let b = base.get(bi);
             let c = chosen.get(ci).map(|(k, _)| &current[*k]);
@@ -246,7 +274,7 @@ pub fn encode(
     w.write(hash, 64);
     w.gamma(removals.len() as u64);
     let mut prev = 0u64;
-    for &h in &removals {
+    for &h in removals {
         w.gamma(h - prev);
         prev = h;
     }
@@ -265,9 +293,7 @@ pub fn encode(
             changed_bits += (w.bit_len() - before) as u64;
         }
         prev = e.handle;
-        prio.reset(e.handle);
     }
-    let deferred = (candidates.len() - chosen.len() + deferred_removals) as u32;
     Encoded {
         bytes: w.finish(),
         view,
@@ -275,7 +301,7 @@ pub fn encode(
         updates: chosen.len() as u32,
         new_entities,
         removals: removals.len() as u32,
-        deferred,
+        deferred: 0,
         changed_bits,
     }
 }

@@ -94,6 +94,9 @@ pub struct HubCounters {
     pub handshakes: BTreeMap<&'static str, u64>,
     pub departures: u64,
     pub expired: u64,
+    /// Input/datagram rejects of sessions that have ended (live sessions
+    /// keep their own until they leave).
+    pub session_rejects: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Debug)]
@@ -143,6 +146,9 @@ impl Hub {
     pub fn leave(&mut self, client_id: u32) -> Option<Departed> {
         let s = self.sessions.remove(&client_id)?;
         self.counters.departures += 1;
+        for (k, v) in &s.stats.rejects {
+            *self.counters.session_rejects.entry(k.label()).or_default() += v;
+        }
         Some(Departed { client_id, source: s.source, role: s.role, controlled: s.controlled })
     }
 
@@ -151,6 +157,18 @@ impl Hub {
         let dead: Vec<u32> = self.sessions.iter().filter(|(_, s)| s.timed_out(now_ms, &self.config)).map(|(k, _)| *k).collect();
         self.counters.expired += dead.len() as u64;
         dead.into_iter().filter_map(|c| self.leave(c)).collect()
+    }
+
+    /// Session rejects so far, ended and live sessions together.
+    #[must_use]
+    pub fn session_rejects(&self) -> BTreeMap<&'static str, u64> {
+        let mut out = self.counters.session_rejects.clone();
+        for s in self.sessions.values() {
+            for (k, v) in &s.stats.rejects {
+                *out.entry(k.label()).or_default() += v;
+            }
+        }
+        out
     }
 
     /// Snapshot datagrams for every session.

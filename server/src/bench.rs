@@ -15,6 +15,25 @@ pub enum BenchCommand {
     Tick(TickArgs),
     /// Encode, decode, and validate + apply a large set-velocity microplan.
     Plan(PlanArgs),
+    /// The snapshot delta codec on Fiedler's 901-cube scenario, one client.
+    Delta(DeltaArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DeltaArgs {
+    /// Scenario (default: tests/scenarios/fiedler901.toml).
+    #[arg(long, default_value = "tests/scenarios/fiedler901.toml")]
+    scenario: std::path::PathBuf,
+    #[arg(long, default_value_t = 600)]
+    ticks: u32,
+    /// Snapshot datagram budget, bytes.
+    #[arg(long, default_value_t = 1100)]
+    budget: usize,
+    /// Ticks between a snapshot and its ack (0 = acked before the next one).
+    #[arg(long, default_value_t = 6)]
+    ack_delay: u32,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -54,6 +73,7 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Tick(a) => bench_tick(a),
         BenchCommand::Plan(a) => bench_plan(a),
+        BenchCommand::Delta(a) => bench_delta(a),
     }
 }
 
@@ -258,6 +278,84 @@ fn bench_plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
         for k in ["encode_us", "encode_batch_us", "decode_us", "validate_apply_us", "validate_only_us", "tick_with_plan_ms", "tick_with_rejected_plan_ms"] {
             println!("  {k:<22} {:.2}", report[k].as_f64().unwrap_or(f64::NAN));
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Per-packet bytes below our datagram: IPv4 (20) + UDP (8) + QUIC short
+/// header (1 + 8-byte connection id + 2-byte packet number) + AEAD tag (16)
+/// + DATAGRAM frame type and length (3).
+const QUIC_UDP_IP_OVERHEAD: usize = 58;
+
+fn bench_delta(a: &DeltaArgs) -> anyhow::Result<ExitCode> {
+    use net::delta::{decode, encode, Priorities};
+    use net::quant::{quantize_world, view_hash, QEntity};
+    let scenario = Scenario::load(&a.scenario)?;
+    let mut world = World::from_scenario(&scenario, None);
+    let mut prio = Priorities::default();
+    // What the client acked: views by sequence; acks arrive `ack_delay` ticks late.
+    let mut sent: std::collections::VecDeque<(u32, Vec<QEntity>)> = Default::default();
+    let mut acked: Option<(u32, Vec<QEntity>)> = None;
+    let (mut bytes, mut changed_sent, mut changed_bits, mut unchanged, mut deferred, mut snaps) = (0usize, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut new_bits_total = 0u64;
+    let mut max_bytes = 0usize;
+    let mut encode_ns = 0u64;
+    for seq in 1..=a.ticks {
+        world.step(&[], &mut NoClock);
+        let q = quantize_world(&world);
+        if let Some((_, base)) = &acked {
+            unchanged += q.iter().filter(|e| base.binary_search_by_key(&e.handle, |b| b.handle).is_ok_and(|k| base[k] == **e)).count() as u64;
+        }
+        let t0 = Instant::now();
+        let enc = encode(seq, world.tick().0, acked.as_ref().map(|(s, v)| (*s, v.as_slice())), &q, &mut prio, a.budget);
+        encode_ns += t0.elapsed().as_nanos() as u64;
+        let (h, view) = decode(&enc.bytes, acked.as_ref().map_or(&[][..], |(_, v)| v.as_slice())).map_err(|e| anyhow::anyhow!("decode: {e}"))?;
+        anyhow::ensure!(view_hash(&view) == h.hash && view == enc.view, "client reconstruction differs at seq {seq}");
+        bytes += enc.bytes.len();
+        max_bytes = max_bytes.max(enc.bytes.len());
+        changed_sent += u64::from(enc.updates - enc.new_entities);
+        changed_bits += enc.changed_bits;
+        deferred += u64::from(enc.deferred);
+        snaps += 1;
+        if acked.is_none() {
+            new_bits_total += (enc.bytes.len() * 8) as u64;
+        }
+        sent.push_back((seq, enc.view));
+        while sent.front().is_some_and(|(s, _)| s + a.ack_delay <= seq) {
+            acked = sent.pop_front();
+        }
+    }
+    let n = snaps.max(1) as f64;
+    let mean_bytes = bytes as f64 / n;
+    let hz = f64::from(world.config().tick_rate);
+    let report = serde_json::json!({
+        "scenario": scenario.name,
+        "bodies": world.entity_count(),
+        "snapshots": snaps,
+        "budget": a.budget,
+        "ack_delay_ticks": a.ack_delay,
+        "bytes_per_snapshot_mean": mean_bytes,
+        "bytes_per_snapshot_max": max_bytes,
+        "kbit_per_s_payload": mean_bytes * 8.0 * hz / 1000.0,
+        "kbit_per_s_with_quic_udp_ip": (mean_bytes + QUIC_UDP_IP_OVERHEAD as f64) * 8.0 * hz / 1000.0,
+        "bytes_per_changed_body": changed_bits as f64 / 8.0 / changed_sent.max(1) as f64,
+        "changed_bodies_sent_per_snapshot": changed_sent as f64 / n,
+        "unchanged_bodies_per_snapshot": unchanged as f64 / n,
+        "bits_per_unchanged_body": 0.0,
+        "overhead_bits_per_snapshot": ((bytes * 8) as f64 - changed_bits as f64 - new_bits_total as f64) / n,
+        "deferred_changes_per_snapshot": deferred as f64 / n,
+        "encode_us_mean": encode_ns as f64 / n / 1e3,
+    });
+    if a.json {
+        println!("{report}");
+    } else {
+        println!("bench delta: {} ({} bodies), {snaps} snapshots, budget {} B, acks {} ticks late", scenario.name, world.entity_count(), a.budget, a.ack_delay);
+        for (k, v) in report.as_object().into_iter().flatten() {
+            if v.is_number() {
+                println!("  {k:<36} {:.3}", v.as_f64().unwrap_or(f64::NAN));
+            }
+        }
+        println!("  (unchanged bodies are not sent at all: 0 bits each; the header and removals are the per-snapshot overhead)");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -177,8 +177,8 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
         let endpoint = quinn::Endpoint::server(server_config(&creds.cert_der, &creds.key_der, transport)?, bind)
             .with_context(|| format!("cannot listen on {bind}"))?;
         let local = endpoint.local_addr()?;
-        println!("dualplane serving {name:?} at {tick_rate} Hz on {local} (QUIC, ALPN dualplane/1)");
-        println!("dev credentials in {} (cert.der, token.key); connect bots with: dualplane bot --server {local} --count 8", creds.dir.display());
+        say(&format!("dualplane serving {name:?} at {tick_rate} Hz on {local} (QUIC, ALPN dualplane/1)"));
+        say(&format!("dev credentials in {} (cert.der, token.key); connect bots with: dualplane bot --server {local} --count 8", creds.dir.display()));
         let conns: Arc<Mutex<BTreeMap<u32, quinn::Connection>>> = Arc::default();
         let repl = tokio::spawn(replicate(world_rx, Arc::clone(&hub), Arc::clone(&conns), leave_tx.clone(), Arc::clone(&stats)));
         let accept = {
@@ -221,11 +221,20 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     result?;
     tick_result?;
     let summary = summary(&stats, &hub, tick_rate);
-    println!("{summary}");
+    say(&summary.to_string());
     if let Some(p) = stats_json {
         std::fs::write(&p, serde_json::to_vec_pretty(&summary)?).with_context(|| format!("{}: cannot write", p.display()))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a line; a closed stdout (a pipe nobody reads) is not an error
+/// worth dying for.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 async fn wait_for_signal() {
@@ -255,15 +264,7 @@ fn summary(stats: &Stats, hub: &Mutex<Hub>, tick_rate: u32) -> serde_json::Value
     let (mean, p99) = mean_p99(&mut ns);
     let p50 = ns.get(n / 2).copied().unwrap_or(0) as f64;
     let (handshakes, rejects, clients) = match hub.lock() {
-        Ok(h) => {
-            let mut rejects: BTreeMap<&'static str, u64> = BTreeMap::new();
-            for s in h.sessions.values() {
-                for (k, v) in &s.stats.rejects {
-                    *rejects.entry(k.label()).or_default() += v;
-                }
-            }
-            (h.counters.handshakes.clone(), rejects, h.sessions.len())
-        }
+        Ok(h) => (h.counters.handshakes.clone(), h.session_rejects(), h.sessions.len()),
         Err(_) => (BTreeMap::new(), BTreeMap::new(), 0),
     };
     let l = |a: &AtomicU64| a.load(Ordering::Relaxed);

@@ -1,0 +1,139 @@
+//! The real server over real QUIC on loopback: bots verify every snapshot,
+//! and bad clients are rejected and counted without disturbing the others.
+
+use net::driver::{connect, connect_with, DevCredentials, TransportSettings};
+use net::proto::Frame;
+use net::token::{mint, Role};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dev: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dualplane"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--dev-dir", dev.to_str().expect("utf8"), "--scenario", concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/scenarios/small.toml")])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let out = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    let mut reader = BufReader::new(out);
+    reader.read_line(&mut line).expect("banner");
+    // Keep draining stdout so the server never writes into a closed pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while reader.read_line(&mut sink).is_ok_and(|n| n > 0) {
+            sink.clear();
+        }
+    });
+    let addr = line.split(" on ").nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no address in {line:?}"));
+    Server { child, addr }
+}
+
+fn unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[test]
+fn bots_verify_every_snapshot_over_quic() {
+    let dev = tempfile::tempdir().expect("tempdir");
+    let s = start(dev.path(), &[]);
+    let o = Command::new(env!("CARGO_BIN_EXE_dualplane"))
+        .args(["bot", "--server", &s.addr.to_string(), "--count", "6", "--duration", "4", "--dev-dir", dev.path().to_str().expect("utf8"), "--json"])
+        .output()
+        .expect("bot");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    assert_eq!(v["connected"], 6, "{v}");
+    assert_eq!(v["hash_failures"], 0, "{v}");
+    for b in v["bots"].as_array().expect("bots") {
+        assert!(b["snapshots_applied"].as_u64().expect("n") > 150, "{b}");
+    }
+}
+
+#[test]
+fn bad_clients_are_rejected_and_counted_without_disturbing_others() {
+    let dev = tempfile::tempdir().expect("tempdir");
+    let stats = dev.path().join("stats.json");
+    let s = start(dev.path(), &["--stats-json", stats.to_str().expect("utf8"), "--ticks", "420"]);
+    let creds = DevCredentials::load_or_create(dev.path()).expect("creds");
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    rt.block_on(async {
+        // A good client keeps playing throughout.
+        let mut good = connect(s.addr, &creds.cert_der, Role::Player, &mint(&creds.key, 1, Role::Player, unix() + 60, 1)).await.expect("good client");
+        let refused = |r: Result<net::driver::Connected, net::driver::DriverError>| match r {
+            Err(net::driver::DriverError::Refused { reason, .. }) => reason,
+            Err(e) => format!("error: {e}"),
+            Ok(_) => "ADMITTED".into(),
+        };
+        assert_eq!(refused(connect(s.addr, &creds.cert_der, Role::Player, "").await), "no_token");
+        assert_eq!(refused(connect(s.addr, &creds.cert_der, Role::Player, &mint(b"not the key", 2, Role::Player, unix() + 60, 2)).await), "forged");
+        assert_eq!(refused(connect(s.addr, &creds.cert_der, Role::Player, &mint(&creds.key, 3, Role::Player, unix() - 1, 3)).await), "expired");
+        let t = mint(&creds.key, 4, Role::Observer, unix() + 60, 4);
+        let first = connect(s.addr, &creds.cert_der, Role::Observer, &t).await.expect("observer admitted once");
+        assert_eq!(refused(connect(s.addr, &creds.cert_der, Role::Observer, &t).await), "reused");
+        // Wrong ALPN: the TLS handshake itself fails.
+        let r = connect_with(s.addr, &creds.cert_der, b"h3", Role::Player, "x", TransportSettings::default()).await;
+        assert!(matches!(r, Err(net::driver::DriverError::Connection(_) | net::driver::DriverError::Connect(_))), "{r:?}");
+        // An oversized control frame closes only that connection.
+        let mut big = connect(s.addr, &creds.cert_der, Role::Player, &mint(&creds.key, 5, Role::Player, unix() + 60, 5)).await.expect("admitted");
+        let _ = big.send.write_all(&(64u32 << 20).to_le_bytes()).await;
+        let _ = big.send.write_all(&[3u8; 1024]).await;
+        // An observer's plans are not permitted.
+        let mut obs = first;
+        let ray = |source: u32, seq: u32| {
+            let mut b = sim_core::PlanBuilder::new(sim_core::Tick(1), sim_core::SourceId(source), seq);
+            b.push(sim_core::Op::Raycast { origin: [0.0; 3], direction: [0.0, 1.0, 0.0], max_distance: 1.0 });
+            Frame::Plan(b.build())
+        };
+        for k in 0..5u32 {
+            let _ = net::driver::write_frame(&mut obs.send, &ray(net::hub::source_of(4), k + 1)).await;
+        }
+        // A player flooding permitted plans beyond its rate is cut off at the limit.
+        for k in 0..600u32 {
+            let _ = net::driver::write_frame(&mut good.send, &ray(net::hub::source_of(1), k + 1)).await;
+        }
+        // The good client still receives snapshots after all that.
+        let mut n = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        let mut client = net::session::ClientSession::new();
+        while tokio::time::Instant::now() < deadline && n < 60 {
+            if let Ok(Ok(d)) = tokio::time::timeout(Duration::from_millis(500), good.conn.read_datagram()).await {
+                client.on_datagram(&d);
+                if let Some(a) = client.poll_ack() {
+                    let _ = good.conn.send_datagram(a.into());
+                }
+                n += 1;
+            }
+        }
+        assert!(n >= 60, "good client starved: {n}");
+        assert_eq!(client.stats.hash_failures, 0);
+        drop(big);
+    });
+    // Let the server finish its 420 ticks and write its counters.
+    let mut s = s;
+    let status = s.child.wait().expect("wait");
+    assert!(status.success());
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).expect("stats")).expect("json");
+    for k in ["no_token", "forged", "expired", "reused", "accepted"] {
+        assert!(v["handshakes"][k].as_u64().unwrap_or(0) >= 1, "{k}: {v}");
+    }
+    assert!(v["handshake_failures"].as_u64().unwrap_or(0) >= 1, "wrong ALPN counted: {v}");
+    assert!(v["oversized_frames"].as_u64().unwrap_or(0) >= 1, "{v}");
+    assert!(v["session_rejects"]["not_permitted"].as_u64().unwrap_or(0) >= 1, "{v}");
+    assert!(v["session_rejects"]["rate_limited"].as_u64().unwrap_or(0) >= 1, "{v}");
+    assert_eq!(v["ticks"], 420);
+}
