@@ -350,6 +350,19 @@ pub struct ClientSession {
     history: VecDeque<(u64, QView)>,
 }
 
+/// The replicated world as SoA columns.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReplicatedColumns {
+    pub tick: u64,
+    pub handle: Vec<u64>,
+    pub archetype: Vec<u8>,
+    pub shape: Vec<u32>,
+    pub pos_x: Vec<f32>,
+    pub pos_y: Vec<f32>,
+    pub pos_z: Vec<f32>,
+    pub rot: Vec<[f32; 4]>,
+}
+
 /// How many times each input is repeated on ack datagrams.
 pub const INPUT_REDUNDANCY: u8 = 4;
 
@@ -442,6 +455,26 @@ impl ClientSession {
     #[must_use]
     pub fn view(&self) -> Option<(u64, &[QEntity])> {
         self.ring.back().map(|(_, t, v)| (*t, v.as_slice()))
+    }
+
+    /// The latest view as SoA columns (handles, positions in metres,
+    /// rotations as unit quaternions), for renderers and policies.
+    #[must_use]
+    pub fn columns(&self) -> Option<ReplicatedColumns> {
+        let (tick, v) = self.view()?;
+        let mut c = ReplicatedColumns { tick, ..Default::default() };
+        for e in v {
+            let p = crate::quant::dequantize_pos(e.pos);
+            let r = crate::quant::dequantize_rot(e.rot);
+            c.handle.push(e.handle);
+            c.archetype.push(e.archetype);
+            c.shape.push(e.shape);
+            c.pos_x.push(p[0]);
+            c.pos_y.push(p[1]);
+            c.pos_z.push(p[2]);
+            c.rot.push(r);
+        }
+        Some(c)
     }
 
     /// Positions at a fractional tick between the two snapshots around it

@@ -68,7 +68,8 @@ fn bots_verify_every_snapshot_over_quic() {
 fn bad_clients_are_rejected_and_counted_without_disturbing_others() {
     let dev = tempfile::tempdir().expect("tempdir");
     let stats = dev.path().join("stats.json");
-    let s = start(dev.path(), &["--stats-json", stats.to_str().expect("utf8"), "--ticks", "420"]);
+    let rec = dev.path().join("sessions");
+    let s = start(dev.path(), &["--stats-json", stats.to_str().expect("utf8"), "--ticks", "420", "--record", rec.to_str().expect("utf8")]);
     let creds = DevCredentials::load_or_create(dev.path()).expect("creds");
     let rt = tokio::runtime::Runtime::new().expect("rt");
     rt.block_on(async {
@@ -136,4 +137,40 @@ fn bad_clients_are_rejected_and_counted_without_disturbing_others() {
     assert!(v["session_rejects"]["not_permitted"].as_u64().unwrap_or(0) >= 1, "{v}");
     assert!(v["session_rejects"]["rate_limited"].as_u64().unwrap_or(0) >= 1, "{v}");
     assert_eq!(v["ticks"], 420);
+    // The session was recorded, joins and leaves included, and re-simulates exactly.
+    let replay = std::fs::read_dir(&rec).expect("record dir").next().expect("one replay").expect("entry").path();
+    let o = Command::new(env!("CARGO_BIN_EXE_dualplane")).args(["replay", "verify", replay.to_str().expect("utf8"), "--json"]).output().expect("verify");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(r["ticks_verified"], 420);
+    assert!(r["truncated"].is_null(), "a clean shutdown closes the replay: {r}");
+}
+
+#[test]
+fn config_file_env_and_flags_layer_and_bad_config_is_a_clear_error() {
+    let dev = tempfile::tempdir().expect("tempdir");
+    let cfg = dev.path().join("serve.toml");
+    std::fs::write(&cfg, "bind = \"127.0.0.1:0\"\nticks = 30\nmax_clients = 4\n").expect("write");
+    let o = Command::new(env!("CARGO_BIN_EXE_dualplane"))
+        .args(["serve", "--config", cfg.to_str().expect("utf8"), "--dev-dir", dev.path().to_str().expect("utf8")])
+        .env("DUALPLANE_TICKS", "45")
+        .output()
+        .expect("serve");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let last = String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or_default().to_string();
+    let v: serde_json::Value = serde_json::from_str(&last).expect("summary json");
+    assert_eq!(v["ticks"], 45, "env beats the file");
+    let o = Command::new(env!("CARGO_BIN_EXE_dualplane"))
+        .args(["serve", "--config", cfg.to_str().expect("utf8"), "--dev-dir", dev.path().to_str().expect("utf8"), "--ticks", "20"])
+        .env("DUALPLANE_TICKS", "45")
+        .output()
+        .expect("serve");
+    let last = String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or_default().to_string();
+    let v: serde_json::Value = serde_json::from_str(&last).expect("summary json");
+    assert_eq!(v["ticks"], 20, "the flag beats env and file");
+    std::fs::write(&cfg, "bind = \"127.0.0.1:0\"\ntickz = 30\n").expect("write");
+    let o = Command::new(env!("CARGO_BIN_EXE_dualplane")).args(["serve", "--config", cfg.to_str().expect("utf8")]).output().expect("serve");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("serve.toml") && err.contains("tickz"), "{err}");
 }
