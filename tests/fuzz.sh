@@ -10,7 +10,8 @@ fi
 # cargo-fuzz needs nightly-only flags; the stable toolchain accepts them
 # with RUSTC_BOOTSTRAP (see shared/FACTS.md).
 export RUSTC_BOOTSTRAP=1
-cd tests/fuzz
+FD=tests/fuzz
+cd "$FD"
 mkdir -p corpus/plan_apply corpus/snapshot_restore corpus/scenario_parse corpus/replay_read
 cp ../../sim-core/ports/vectors/*.plan corpus/plan_apply/
 cp ../../sim-core/scenarios/default.toml ../scenarios/small.toml corpus/scenario_parse/
@@ -19,11 +20,11 @@ $DP simulate --scenario ../scenarios/small.toml --ticks 5 \
     --snapshot-at 5:corpus/snapshot_restore/small5.snap > /dev/null
 $DP simulate --scenario ../scenarios/small.toml --ticks 40 --keyframe-every 20 --flush-every 7 \
     --record corpus/replay_read/small40.rpl > /dev/null
-cargo fuzz build -O
+cargo fuzz build -O --fuzz-dir .
 for t in plan_apply snapshot_restore scenario_parse replay_read; do
     echo "--- fuzz $t for ${SECS}s"
     rc=0
-    cargo fuzz run -O "$t" "corpus/$t" -- -max_total_time="$SECS" -rss_limit_mb=4096 > "/tmp/dualplane-fuzz-$t.log" 2>&1 || rc=$?
+    cargo fuzz run -O --fuzz-dir . "$t" "corpus/$t" -- -max_total_time="$SECS" -rss_limit_mb=4096 > "/tmp/dualplane-fuzz-$t.log" 2>&1 || rc=$?
     grep -E "^Done|ERROR|panicked|SUMMARY" "/tmp/dualplane-fuzz-$t.log" || true
     if [ "$rc" -ne 0 ]; then
         tail -40 "/tmp/dualplane-fuzz-$t.log"

@@ -6,12 +6,27 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export CARGO_TERM_COLOR=never
+# Mesa wants a private runtime dir; without one it only complains, loudly.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
 passed=0
 failed=0
 step() { echo; echo "=== $*"; }
 ok() { passed=$((passed + 1)); echo "ok: $*"; }
 fail() { failed=$((failed + 1)); echo "FAILED: $*"; echo "$passed passed, $failed failed"; exit 1; }
+
+step "install what the tests need (idempotent)"
+# Mesa's lavapipe (Vulkan on the CPU) for the render tests; python3 for checks.
+need=""
+for pkg in mesa-vulkan-drivers libvulkan1 python3; do
+    dpkg -s "$pkg" > /dev/null 2>&1 || need="$need $pkg"
+done
+if [ -n "$need" ]; then
+    echo "installing:$need"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need; }; then
+        echo "WARNING: could not install$need: render tests will skip loudly"
+    fi
+fi
 
 step "toolchain"
 cargo --version

@@ -11,6 +11,8 @@
 pub mod format;
 pub mod plant;
 pub mod reader;
+#[cfg(feature = "render")]
+pub mod render;
 pub mod verify;
 pub mod writer;
 

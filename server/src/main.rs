@@ -8,6 +8,8 @@ mod bot;
 mod clock;
 mod plan_cmd;
 mod ports_cmd;
+#[cfg(feature = "render")]
+mod render_cmd;
 mod replay_cmd;
 mod serve;
 mod simulate;
@@ -29,6 +31,9 @@ struct Cli {
 enum Command {
     /// Run the dedicated server (QUIC) on embedded defaults.
     Serve(serve::ServeArgs),
+    /// Render a verification frame (PNG), optionally checked against a golden image.
+    #[cfg(feature = "render")]
+    Render(render_cmd::RenderArgs),
     /// Mint a connect token signed with the server's key.
     Token(bot::TokenArgs),
     /// Headless bot clients that walk, verify snapshot hashes and report.
@@ -63,6 +68,8 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Token(args) => bot::token(&args),
+        #[cfg(feature = "render")]
+        Command::Render(args) => render_cmd::run(&args),
         Command::Bot(args) => bot::bot(&args),
         Command::Bench { what } => bench::run(&what),
         Command::Plan { what } => plan_cmd::run(&what),

@@ -247,6 +247,10 @@ fn diff(a: &Path, b: Option<&Path>, report_dir: Option<&Path>, limit: usize, jso
         if let Some((wa, wb)) = &d.states {
             std::fs::write(dir.join("a.snap"), wa.snapshot()?)?;
             std::fs::write(dir.join("b.snap"), wb.snapshot()?)?;
+            #[cfg(feature = "render")]
+            if let Err(e) = desync_frames(dir, wa, wb) {
+                eprintln!("dualplane: desync report without frames: {e}");
+            }
         }
     }
     if json {
@@ -269,4 +273,20 @@ fn diff(a: &Path, b: Option<&Path>, report_dir: Option<&Path>, limit: usize, jso
         }
     }
     Ok(if d.tick.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Both runs' frames at the divergent tick and their difference image.
+#[cfg(feature = "render")]
+fn desync_frames(dir: &Path, a: &sim_core::World, b: &sim_core::World) -> anyhow::Result<()> {
+    use replays::render::{camera, compare, write_png, Renderer, Scene, Tolerance};
+    let r = Renderer::new()?;
+    let (sa, sb) = (Scene::from_world(a), Scene::from_world(b));
+    let cam = camera(&sa, &[], "overview")?;
+    let (ia, _) = r.render(&sa, &cam, 512, 512)?;
+    let (ib, _) = r.render(&sb, &cam, 512, 512)?;
+    let (_, diff) = compare(&ia, &ib, Tolerance { channel: 0, max_fraction: 0.0 });
+    write_png(&dir.join("a.png"), &ia)?;
+    write_png(&dir.join("b.png"), &ib)?;
+    write_png(&dir.join("diff.png"), &diff)?;
+    Ok(())
 }

@@ -71,6 +71,13 @@ pub struct ServeArgs {
     /// Write run statistics as JSON here on exit.
     #[arg(long, env = "DUALPLANE_STATS_JSON")]
     stats_json: Option<PathBuf>,
+    /// Render a verification frame every N ticks, off the tick thread
+    /// (a slow renderer skips frames; it never stalls a tick).
+    #[arg(long, env = "DUALPLANE_VERIFY_FRAMES_EVERY")]
+    verify_frames_every: Option<u64>,
+    /// Where verification frames (PNG) and frames.jsonl are written.
+    #[arg(long, env = "DUALPLANE_FRAMES_DIR")]
+    frames_dir: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -90,6 +97,8 @@ struct FileConfig {
     record: Option<PathBuf>,
     ticks: Option<u64>,
     stats_json: Option<PathBuf>,
+    verify_frames_every: Option<u64>,
+    frames_dir: Option<PathBuf>,
 }
 
 /// Counters shared by the threads.
@@ -109,6 +118,69 @@ struct Stats {
     oversized_frames: AtomicU64,
     protocol_errors: AtomicU64,
     tick_ns: Mutex<Vec<u64>>,
+    frames_rendered: AtomicU64,
+    frames_failed: AtomicU64,
+    frames_skipped: AtomicU64,
+    last_frame: Mutex<Option<(u64, String)>>,
+}
+
+/// Called on the tick thread every N ticks with the world; must not block.
+type FrameSink = Box<dyn FnMut(&World) + Send>;
+
+/// Starts the verification-frame thread; returns the tick thread's sink.
+#[cfg(feature = "render")]
+fn frame_sink(stats: Arc<Stats>, dir: Option<PathBuf>) -> anyhow::Result<FrameSink> {
+    use replays::render::{camera, write_png, Renderer, Scene};
+    if let Some(d) = &dir {
+        std::fs::create_dir_all(d).with_context(|| format!("{}: cannot create", d.display()))?;
+    }
+    let (tx, rx) = sync_channel::<Scene>(2);
+    let st = Arc::clone(&stats);
+    std::thread::Builder::new().name("frames".into()).spawn(move || {
+        let renderer = match Renderer::new() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("dualplane: verification frames disabled: {e}");
+                None
+            }
+        };
+        let mut log = dir.as_ref().and_then(|d| std::fs::OpenOptions::new().create(true).append(true).open(d.join("frames.jsonl")).ok());
+        while let Ok(scene) = rx.recv() {
+            let Some(r) = &renderer else {
+                st.frames_failed.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let done = camera(&scene, &[], "overview").and_then(|cam| r.render(&scene, &cam, 256, 256));
+            match done {
+                Ok((img, journal)) => {
+                    st.frames_rendered.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut l) = st.last_frame.lock() {
+                        *l = Some((journal.tick, journal.frame_hash.clone()));
+                    }
+                    if let Some(d) = &dir {
+                        let _ = write_png(&d.join(format!("frame-{:08}.png", journal.tick)), &img);
+                    }
+                    if let Some(f) = log.as_mut() {
+                        use std::io::Write;
+                        let _ = writeln!(f, "{}", serde_json::json!(journal));
+                    }
+                }
+                Err(_) => {
+                    st.frames_failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    })?;
+    Ok(Box::new(move |w: &World| {
+        if tx.try_send(Scene::from_world(w)).is_err() {
+            stats.frames_skipped.fetch_add(1, Ordering::Relaxed);
+        }
+    }))
+}
+
+#[cfg(not(feature = "render"))]
+fn frame_sink(_stats: Arc<Stats>, _dir: Option<PathBuf>) -> anyhow::Result<FrameSink> {
+    anyhow::bail!("--verify-frames-every needs a build with the `render` feature")
 }
 
 struct JoinReq {
@@ -144,12 +216,15 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     let record = a.record.clone().or(file.record);
     let max_ticks = a.ticks.or(file.ticks).unwrap_or(0);
     let stats_json = a.stats_json.clone().or(file.stats_json);
+    let frames_every = a.verify_frames_every.or(file.verify_frames_every).unwrap_or(0);
+    let frames_dir = a.frames_dir.clone().or(file.frames_dir);
 
     let creds = DevCredentials::load_or_create(&dev_dir)?;
     let (world, name, scenario_hash) = crate::simulate::load_scenario_world(scenario.as_ref(), seed)?;
     let tick_rate = world.config().tick_rate;
     let hub = Arc::new(Mutex::new(Hub::new(core.clone(), creds.key.clone())));
     let stats = Arc::new(Stats::default());
+    let frames = if frames_every > 0 { Some(frame_sink(Arc::clone(&stats), frames_dir)?) } else { None };
     let shutdown = Arc::new(AtomicBool::new(false));
     let (join_tx, join_rx) = sync_channel::<JoinReq>(256);
     let (leave_tx, leave_rx) = sync_channel::<Departed>(1024);
@@ -168,7 +243,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     let tick_thread = {
         let (stats, shutdown) = (Arc::clone(&stats), Arc::clone(&shutdown));
         std::thread::Builder::new().name("tick".into()).spawn(move || {
-            tick_loop(world, recorder, join_rx, leave_rx, input_rx, world_tx, &stats, &shutdown, max_ticks)
+            tick_loop(world, recorder, join_rx, leave_rx, input_rx, world_tx, &stats, &shutdown, max_ticks, frames.map(|f| (frames_every, f)))
         })?
     };
 
@@ -289,6 +364,10 @@ fn summary(stats: &Stats, hub: &Mutex<Hub>, tick_rate: u32) -> serde_json::Value
         "handshakes": handshakes,
         "session_rejects": rejects,
         "clients_at_exit": clients,
+        "frames_rendered": l(&stats.frames_rendered),
+        "frames_failed": l(&stats.frames_failed),
+        "frames_skipped": l(&stats.frames_skipped),
+        "last_frame": stats.last_frame.lock().ok().and_then(|f| f.clone()).map(|(t, h)| serde_json::json!({"tick": t, "hash": h})),
     })
 }
 
@@ -303,6 +382,7 @@ fn tick_loop(
     stats: &Stats,
     shutdown: &AtomicBool,
     max_ticks: u64,
+    mut frames: Option<(u64, FrameSink)>,
 ) -> anyhow::Result<()> {
     let period = Duration::from_secs_f64(1.0 / f64::from(world.config().tick_rate));
     let mut clock = MonotonicClock::new();
@@ -364,6 +444,11 @@ fn tick_loop(
             r.record(&world, &plans)?;
         }
         let _ = world_tx.send((world.tick().0, Arc::new(quantize_world(&world))));
+        if let Some((every, sink)) = frames.as_mut() {
+            if world.tick().0 % *every == 0 {
+                sink(&world);
+            }
+        }
         let spent = t0.elapsed();
         stats.ticks.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut v) = stats.tick_ns.lock() {
