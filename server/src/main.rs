@@ -2,6 +2,7 @@
 //! libraries; all logic worth testing lives in sim-core (and later net,
 //! replays).
 
+mod admin;
 mod alloc_count;
 mod bench;
 mod bot;

@@ -75,6 +75,13 @@ pub struct ServeArgs {
     /// (a slow renderer skips frames; it never stalls a tick).
     #[arg(long, env = "DUALPLANE_VERIFY_FRAMES_EVERY")]
     verify_frames_every: Option<u64>,
+    /// HTTP admin address for /metrics, /healthz, /readyz (default
+    /// 127.0.0.1:9464; port 0 picks one).
+    #[arg(long, env = "DUALPLANE_ADMIN_BIND")]
+    admin_bind: Option<SocketAddr>,
+    /// Longest a SIGTERM/SIGINT drain may take before exiting anyway.
+    #[arg(long, env = "DUALPLANE_DRAIN_TIMEOUT_MS")]
+    drain_timeout_ms: Option<u64>,
     /// Where verification frames (PNG) and frames.jsonl are written.
     #[arg(long, env = "DUALPLANE_FRAMES_DIR")]
     frames_dir: Option<PathBuf>,
@@ -99,6 +106,8 @@ struct FileConfig {
     stats_json: Option<PathBuf>,
     verify_frames_every: Option<u64>,
     frames_dir: Option<PathBuf>,
+    admin_bind: Option<SocketAddr>,
+    drain_timeout_ms: Option<u64>,
 }
 
 /// Counters shared by the threads.
@@ -121,6 +130,8 @@ struct Stats {
     frames_rendered: AtomicU64,
     frames_failed: AtomicU64,
     frames_skipped: AtomicU64,
+    /// Wall time of the tick loop, microseconds.
+    loop_us: AtomicU64,
     last_frame: Mutex<Option<(u64, String)>>,
 }
 
@@ -218,6 +229,10 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     let stats_json = a.stats_json.clone().or(file.stats_json);
     let frames_every = a.verify_frames_every.or(file.verify_frames_every).unwrap_or(0);
     let frames_dir = a.frames_dir.clone().or(file.frames_dir);
+    let admin_bind = a.admin_bind.or(file.admin_bind).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464)));
+    let drain_timeout = Duration::from_millis(a.drain_timeout_ms.or(file.drain_timeout_ms).unwrap_or(5000));
+    let metrics = crate::admin::Metrics::new();
+    let health = Arc::new(crate::admin::Health::default());
 
     let creds = DevCredentials::load_or_create(&dev_dir)?;
     let (world, name, scenario_hash) = crate::simulate::load_scenario_world(scenario.as_ref(), seed)?;
@@ -242,8 +257,9 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
 
     let tick_thread = {
         let (stats, shutdown) = (Arc::clone(&stats), Arc::clone(&shutdown));
+        let obs = TickObserver { metrics: metrics.clone(), health: Arc::clone(&health) };
         std::thread::Builder::new().name("tick".into()).spawn(move || {
-            tick_loop(world, recorder, join_rx, leave_rx, input_rx, world_tx, &stats, &shutdown, max_ticks, frames.map(|f| (frames_every, f)))
+            tick_loop(world, recorder, join_rx, leave_rx, input_rx, world_tx, &stats, &shutdown, max_ticks, frames.map(|f| (frames_every, f)), &obs)
         })?
     };
 
@@ -254,13 +270,23 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
         let local = endpoint.local_addr()?;
         say(&format!("dualplane serving {name:?} at {tick_rate} Hz on {local} (QUIC, ALPN dualplane/1)"));
         say(&format!("dev credentials in {} (cert.der, token.key); connect bots with: dualplane bot --server {local} --count 8", creds.dir.display()));
+        let admin = tokio::net::TcpListener::bind(admin_bind).await.with_context(|| format!("cannot listen on {admin_bind} (admin)"))?;
+        say(&format!("admin http on {} (/metrics /healthz /readyz)", admin.local_addr()?));
+        let admin_task = {
+            let (m, h, sd) = (metrics.clone(), Arc::clone(&health), Arc::clone(&shutdown));
+            tokio::spawn(crate::admin::serve_admin(admin, m, h, now_ms, async move {
+                while !sd.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }))
+        };
         let conns: Arc<Mutex<BTreeMap<u32, quinn::Connection>>> = Arc::default();
-        let repl = tokio::spawn(replicate(world_rx, Arc::clone(&hub), Arc::clone(&conns), leave_tx.clone(), Arc::clone(&stats)));
+        let repl = tokio::spawn(replicate(world_rx, Arc::clone(&hub), Arc::clone(&conns), leave_tx.clone(), Arc::clone(&stats), metrics.clone()));
         let accept = {
-            let (endpoint, hub, conns, stats) = (endpoint.clone(), Arc::clone(&hub), Arc::clone(&conns), Arc::clone(&stats));
+            let (endpoint, hub, conns, stats, metrics, health) = (endpoint.clone(), Arc::clone(&hub), Arc::clone(&conns), Arc::clone(&stats), metrics.clone(), Arc::clone(&health));
             tokio::spawn(async move {
                 while let Some(incoming) = endpoint.accept().await {
-                    let ctx = ConnCtx { tick_rate, hub: Arc::clone(&hub), conns: Arc::clone(&conns), stats: Arc::clone(&stats), join_tx: join_tx.clone(), leave_tx: leave_tx.clone(), input_tx: input_tx.clone() };
+                    let ctx = ConnCtx { tick_rate, metrics: metrics.clone(), health: Arc::clone(&health), hub: Arc::clone(&hub), conns: Arc::clone(&conns), stats: Arc::clone(&stats), join_tx: join_tx.clone(), leave_tx: leave_tx.clone(), input_tx: input_tx.clone() };
                     tokio::spawn(async move {
                         match incoming.await {
                             Ok(conn) => handle(conn, ctx).await,
@@ -272,9 +298,12 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
                 }
             })
         };
-        let sd = Arc::clone(&shutdown);
+        let (sd, hl) = (Arc::clone(&shutdown), Arc::clone(&health));
         tokio::spawn(async move {
             wait_for_signal().await;
+            // Drain: stop admitting (readyz 503, hellos refused), then stop
+            // the tick loop after its current tick (it flushes the replay).
+            hl.draining.store(true, Ordering::Relaxed);
             sd.store(true, Ordering::Relaxed);
         });
         while !shutdown.load(Ordering::Relaxed) && !tick_thread.is_finished() {
@@ -289,7 +318,8 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
         accept.abort();
         repl.abort();
         endpoint.close(quinn::VarInt::from_u32(0), b"shutdown");
-        tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await.ok();
+        tokio::time::timeout(drain_timeout, endpoint.wait_idle()).await.ok();
+        tokio::time::timeout(Duration::from_secs(1), admin_task).await.ok();
         anyhow::Ok(())
     });
     let tick_result = tick_thread.join().map_err(|_| anyhow::anyhow!("tick thread panicked"))?;
@@ -343,8 +373,11 @@ fn summary(stats: &Stats, hub: &Mutex<Hub>, tick_rate: u32) -> serde_json::Value
         Err(_) => (BTreeMap::new(), BTreeMap::new(), 0),
     };
     let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let wall_s = l(&stats.loop_us) as f64 / 1e6;
     serde_json::json!({
         "tick_rate": tick_rate,
+        "wall_s": wall_s,
+        "tick_rate_achieved": l(&stats.ticks) as f64 / wall_s.max(1e-9),
         "ticks": l(&stats.ticks),
         "overruns": l(&stats.overruns),
         "tick_ms_mean": mean / 1e6,
@@ -371,6 +404,12 @@ fn summary(stats: &Stats, hub: &Mutex<Hub>, tick_rate: u32) -> serde_json::Value
     })
 }
 
+/// What the tick thread reports each tick (atomic metrics; never blocks).
+struct TickObserver {
+    metrics: crate::admin::Metrics,
+    health: Arc<crate::admin::Health>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn tick_loop(
     mut world: World,
@@ -383,12 +422,14 @@ fn tick_loop(
     shutdown: &AtomicBool,
     max_ticks: u64,
     mut frames: Option<(u64, FrameSink)>,
+    obs: &TickObserver,
 ) -> anyhow::Result<()> {
     let period = Duration::from_secs_f64(1.0 / f64::from(world.config().tick_rate));
     let mut clock = MonotonicClock::new();
     let mut queue = PlanQueue::default();
     let mut admin_seq = 0u32;
     let mut next = Instant::now();
+    let loop_start = next;
     let _ = world_tx.send((world.tick().0, Arc::new(quantize_world(&world))));
     while !shutdown.load(Ordering::Relaxed) && (max_ticks == 0 || world.tick().0 < max_ticks) {
         let t0 = Instant::now();
@@ -451,6 +492,23 @@ fn tick_loop(
         }
         let spent = t0.elapsed();
         stats.ticks.fetch_add(1, Ordering::Relaxed);
+        let m = &obs.metrics;
+        m.tick_seconds.observe(spent.as_secs_f64());
+        m.ticks.inc();
+        let c = &world.journal().counters;
+        for a in sim_core::Archetype::ALL {
+            m.entities.with_label_values(&[a.name()]).set(i64::from(c.bodies_per_archetype[a as usize]));
+        }
+        for p in &world.journal().plans {
+            m.plans.with_label_values(&[p.status.name()]).inc();
+        }
+        if let Some(r) = &recorder {
+            let rs = r.stats();
+            m.replay_bytes.set(rs.bytes_written.load(Ordering::Relaxed) as i64);
+            m.recorder_queue.set(rs.queued.load(Ordering::Relaxed) as i64);
+            m.recorder_stalls.set(rs.stalls.load(Ordering::Relaxed) as i64);
+        }
+        obs.health.last_tick_ms.store(now_ms(), Ordering::Relaxed);
         if let Ok(mut v) = stats.tick_ns.lock() {
             if v.len() < 10_000_000 {
                 v.push(spent.as_nanos() as u64);
@@ -460,6 +518,7 @@ fn tick_loop(
         let now = Instant::now();
         if now > next {
             stats.overruns.fetch_add(1, Ordering::Relaxed);
+            obs.metrics.tick_overruns.inc();
             if now - next > period * 5 {
                 next = now;
             }
@@ -467,6 +526,7 @@ fn tick_loop(
             std::thread::sleep(next - now);
         }
     }
+    stats.loop_us.store(loop_start.elapsed().as_micros() as u64, Ordering::Relaxed);
     if let Some(r) = recorder {
         r.close()?;
     }
@@ -479,6 +539,7 @@ async fn replicate(
     conns: Arc<Mutex<BTreeMap<u32, quinn::Connection>>>,
     leave_tx: SyncSender<Departed>,
     stats: Arc<Stats>,
+    metrics: crate::admin::Metrics,
 ) {
     while rx.changed().await.is_ok() {
         let (tick, world) = rx.borrow_and_update().clone();
@@ -498,6 +559,9 @@ async fn replicate(
                     Ok(()) => {
                         stats.datagrams_sent.fetch_add(1, Ordering::Relaxed);
                         stats.datagram_bytes_sent.fetch_add(n, Ordering::Relaxed);
+                        metrics.datagrams_out.inc();
+                        metrics.bytes_out.inc_by(n);
+                        metrics.snapshot_bytes.observe(n as f64);
                     }
                     Err(_) => {
                         stats.datagram_send_errors.fetch_add(1, Ordering::Relaxed);
@@ -505,6 +569,7 @@ async fn replicate(
                 }
             }
         }
+        export_counters(&hub, &stats, &metrics);
         for d in gone {
             if let Some(c) = conns.lock().ok().and_then(|mut c| c.remove(&d.client_id)) {
                 c.close(quinn::VarInt::from_u32(u32::from(bye::NORMAL)), b"idle timeout");
@@ -514,8 +579,51 @@ async fn replicate(
     }
 }
 
+/// Raises a counter to a running total kept elsewhere.
+fn raise(c: &prometheus::IntCounter, total: u64) {
+    let now = c.get();
+    if total > now {
+        c.inc_by(total - now);
+    }
+}
+
+/// Copies the hub's and the server's running totals into the metrics.
+fn export_counters(hub: &Mutex<Hub>, stats: &Stats, m: &crate::admin::Metrics) {
+    if let Ok(h) = hub.lock() {
+        for (k, v) in &h.counters.handshakes {
+            raise(&m.handshakes.with_label_values(&[k]), *v);
+        }
+        for (k, v) in h.session_rejects() {
+            raise(&m.rejects.with_label_values(&[k]), v);
+        }
+        let mut roles: BTreeMap<&'static str, i64> = [("player", 0), ("policy", 0), ("observer", 0)].into_iter().collect();
+        let mut failures = 0i64;
+        for s in h.sessions.values() {
+            *roles.entry(s.role.name()).or_default() += 1;
+            failures += i64::from(s.stats.client_hash_failures);
+        }
+        for (r, n) in roles {
+            m.clients.with_label_values(&[r]).set(n);
+        }
+        m.client_hash_failures.set(failures);
+    }
+    let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    raise(&m.handshakes.with_label_values(&["tls_failed"]), l(&stats.handshake_failures));
+    raise(&m.handshakes.with_label_values(&["oversized_frame"]), l(&stats.oversized_frames));
+    raise(&m.handshakes.with_label_values(&["protocol_error"]), l(&stats.protocol_errors));
+    raise(&m.inputs.with_label_values(&["applied"]), l(&stats.inputs_applied));
+    raise(&m.inputs.with_label_values(&["late_retargeted"]), l(&stats.inputs_late_retargeted));
+    raise(&m.inputs.with_label_values(&["late_dropped"]), l(&stats.inputs_late_dropped));
+    raise(&m.inputs.with_label_values(&["queue_full"]), l(&stats.inputs_queue_full));
+    raise(&m.frames.with_label_values(&["rendered"]), l(&stats.frames_rendered));
+    raise(&m.frames.with_label_values(&["failed"]), l(&stats.frames_failed));
+    raise(&m.frames.with_label_values(&["skipped"]), l(&stats.frames_skipped));
+}
+
 struct ConnCtx {
     tick_rate: u32,
+    metrics: crate::admin::Metrics,
+    health: Arc<crate::admin::Health>,
     hub: Arc<Mutex<Hub>>,
     conns: Arc<Mutex<BTreeMap<u32, quinn::Connection>>>,
     stats: Arc<Stats>,
@@ -547,6 +655,10 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
             return;
         }
     };
+    if ctx.health.draining.load(Ordering::Relaxed) {
+        refuse(&conn, &mut send, bye::SHUTDOWN, "server draining").await;
+        return;
+    }
     let admitted = match ctx.hub.lock() {
         Ok(mut h) => h.hello(&hello, unix_now()),
         Err(_) => return,
@@ -585,6 +697,8 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
         tokio::select! {
             d = conn.read_datagram() => {
                 let Ok(d) = d else { break };
+                ctx.metrics.datagrams_in.inc();
+                ctx.metrics.bytes_in.inc_by(d.len() as u64);
                 let inputs = ctx.hub.lock().ok().and_then(|mut h| {
                     let now = now_ms();
                     h.sessions.get_mut(&id).map(|s| s.on_datagram(now, &d))

@@ -76,7 +76,7 @@ fn serve_renders_verification_frames_off_the_tick_thread() {
     let frames = dir.path().join("frames");
     let stats = dir.path().join("stats.json");
     let o = run(&[
-        "serve", "--bind", "127.0.0.1:0", "--dev-dir", &s(dir.path()), "--scenario", &root("tests/scenarios/small.toml"),
+        "serve", "--bind", "127.0.0.1:0", "--admin-bind", "127.0.0.1:0", "--dev-dir", &s(dir.path()), "--scenario", &root("tests/scenarios/small.toml"),
         "--ticks", "150", "--verify-frames-every", "30", "--frames-dir", &s(&frames), "--stats-json", &s(&stats),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

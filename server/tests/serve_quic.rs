@@ -24,7 +24,7 @@ impl Drop for Server {
 
 fn start(dev: &Path, extra: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dualplane"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--dev-dir", dev.to_str().expect("utf8"), "--scenario", concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/scenarios/small.toml")])
+        .args(["serve", "--bind", "127.0.0.1:0", "--admin-bind", "127.0.0.1:0", "--dev-dir", dev.to_str().expect("utf8"), "--scenario", concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/scenarios/small.toml")])
         .args(extra)
         .stdout(Stdio::piped())
         .spawn()
@@ -150,7 +150,7 @@ fn bad_clients_are_rejected_and_counted_without_disturbing_others() {
 fn config_file_env_and_flags_layer_and_bad_config_is_a_clear_error() {
     let dev = tempfile::tempdir().expect("tempdir");
     let cfg = dev.path().join("serve.toml");
-    std::fs::write(&cfg, "bind = \"127.0.0.1:0\"\nticks = 30\nmax_clients = 4\n").expect("write");
+    std::fs::write(&cfg, "bind = \"127.0.0.1:0\"\nadmin_bind = \"127.0.0.1:0\"\nticks = 30\nmax_clients = 4\n").expect("write");
     let o = Command::new(env!("CARGO_BIN_EXE_dualplane"))
         .args(["serve", "--config", cfg.to_str().expect("utf8"), "--dev-dir", dev.path().to_str().expect("utf8")])
         .env("DUALPLANE_TICKS", "45")

@@ -1,0 +1,151 @@
+//! The HTTP admin surface of `dualplane serve`: `/metrics` (Prometheus text
+//! format), `/healthz` (the tick loop is alive and recent) and `/readyz`
+//! (accepting players; 503 while draining). Label values are bounded
+//! (archetypes, roles, outcomes, status names): no per-client labels.
+
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Every metric the server exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub tick_seconds: Histogram,
+    pub ticks: IntCounter,
+    pub tick_overruns: IntCounter,
+    pub entities: IntGaugeVec,
+    pub clients: IntGaugeVec,
+    pub handshakes: IntCounterVec,
+    pub datagrams_out: IntCounter,
+    pub bytes_out: IntCounter,
+    pub datagrams_in: IntCounter,
+    pub bytes_in: IntCounter,
+    pub snapshot_bytes: Histogram,
+    pub client_hash_failures: IntGauge,
+    pub plans: IntCounterVec,
+    pub inputs: IntCounterVec,
+    pub replay_bytes: IntGauge,
+    pub recorder_queue: IntGauge,
+    pub recorder_stalls: IntGauge,
+    pub frames: IntCounterVec,
+    pub rejects: IntCounterVec,
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => unreachable!("static metric definitions are valid: {e}"),
+    }
+}
+
+impl Metrics {
+    #[must_use]
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let h = |name: &str, help: &str, buckets: Vec<f64>| must(Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)));
+        let c = |name: &str, help: &str| must(IntCounter::new(name, help));
+        let cv = |name: &str, help: &str, l: &[&str]| must(IntCounterVec::new(Opts::new(name, help), l));
+        let g = |name: &str, help: &str| must(IntGauge::new(name, help));
+        let gv = |name: &str, help: &str, l: &[&str]| must(IntGaugeVec::new(Opts::new(name, help), l));
+        let m = Metrics {
+            tick_seconds: h("dualplane_tick_duration_seconds", "Wall time of one simulation tick (all phases).", vec![0.001, 0.002, 0.004, 0.006, 0.008, 0.012, 0.0167, 0.025, 0.05, 0.1]),
+            ticks: c("dualplane_ticks_total", "Ticks simulated."),
+            tick_overruns: c("dualplane_tick_overruns_total", "Ticks that started after their deadline."),
+            entities: gv("dualplane_entities", "Live entities by archetype.", &["archetype"]),
+            clients: gv("dualplane_clients", "Connected clients by role.", &["role"]),
+            handshakes: cv("dualplane_handshakes_total", "Connection handshakes by outcome.", &["outcome"]),
+            datagrams_out: c("dualplane_datagrams_sent_total", "Snapshot datagrams sent."),
+            bytes_out: c("dualplane_datagram_sent_bytes_total", "Snapshot datagram bytes sent."),
+            datagrams_in: c("dualplane_datagrams_received_total", "Client datagrams received."),
+            bytes_in: c("dualplane_datagram_received_bytes_total", "Client datagram bytes received."),
+            snapshot_bytes: h("dualplane_snapshot_size_bytes", "Size of snapshot datagrams.", vec![64.0, 128.0, 256.0, 512.0, 768.0, 1024.0, 1200.0]),
+            client_hash_failures: g("dualplane_client_hash_failures", "Reconstruction-hash failures reported by connected clients (sum)."),
+            plans: cv("dualplane_plans_total", "Plans by status (IDL status name).", &["status"]),
+            inputs: cv("dualplane_inputs_total", "Client inputs by outcome.", &["outcome"]),
+            replay_bytes: g("dualplane_replay_written_bytes", "Bytes written to the replay file."),
+            recorder_queue: g("dualplane_recorder_queue_depth", "Replay records queued for the writer thread (recorder lag)."),
+            recorder_stalls: g("dualplane_recorder_stalls", "Ticks that waited for the replay writer."),
+            frames: cv("dualplane_verification_frames_total", "Verification frames by outcome.", &["outcome"]),
+            rejects: cv("dualplane_session_rejects_total", "Per-session rejects by reason.", &["reason"]),
+            registry,
+        };
+        let build = must(IntGaugeVec::new(Opts::new("dualplane_build_info", "Build and protocol versions."), &["version", "ports_semver"]));
+        build.with_label_values(&[env!("CARGO_PKG_VERSION"), sim_core::PORTS_SEMVER]).set(1);
+        let r = &m.registry;
+        for col in [
+            Box::new(m.tick_seconds.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.ticks.clone()),
+            Box::new(m.tick_overruns.clone()),
+            Box::new(m.entities.clone()),
+            Box::new(m.clients.clone()),
+            Box::new(m.handshakes.clone()),
+            Box::new(m.datagrams_out.clone()),
+            Box::new(m.bytes_out.clone()),
+            Box::new(m.datagrams_in.clone()),
+            Box::new(m.bytes_in.clone()),
+            Box::new(m.snapshot_bytes.clone()),
+            Box::new(m.client_hash_failures.clone()),
+            Box::new(m.plans.clone()),
+            Box::new(m.inputs.clone()),
+            Box::new(m.replay_bytes.clone()),
+            Box::new(m.recorder_queue.clone()),
+            Box::new(m.recorder_stalls.clone()),
+            Box::new(m.frames.clone()),
+            Box::new(m.rejects.clone()),
+            Box::new(build),
+        ] {
+            must(r.register(col));
+        }
+        m
+    }
+
+    /// The Prometheus text exposition.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Liveness and readiness state shared with the tick thread.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Milliseconds (process clock) of the last completed tick.
+    pub last_tick_ms: AtomicU64,
+    pub draining: AtomicBool,
+}
+
+/// Serves the admin endpoints until `shutdown` resolves.
+pub async fn serve_admin(listener: tokio::net::TcpListener, metrics: Metrics, health: Arc<Health>, now_ms: fn() -> u64, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let m = metrics.clone();
+    let (h1, h2) = (Arc::clone(&health), Arc::clone(&health));
+    let app = axum::Router::new()
+        .route("/metrics", get(move || {
+            let m = m.clone();
+            async move { ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], m.render()) }
+        }))
+        .route("/healthz", get(move || {
+            let h = Arc::clone(&h1);
+            async move {
+                let age = now_ms().saturating_sub(h.last_tick_ms.load(Ordering::Relaxed));
+                if age < 2000 { (StatusCode::OK, format!("ok: last tick {age} ms ago\n")) } else { (StatusCode::SERVICE_UNAVAILABLE, format!("stalled: last tick {age} ms ago\n")) }
+            }
+        }))
+        .route("/readyz", get(move || {
+            let h = Arc::clone(&h2);
+            async move {
+                if h.draining.load(Ordering::Relaxed) { (StatusCode::SERVICE_UNAVAILABLE, "draining\n") } else { (StatusCode::OK, "ready\n") }
+            }
+        }));
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
