@@ -16,9 +16,10 @@ ok() { passed=$((passed + 1)); echo "ok: $*"; }
 fail() { failed=$((failed + 1)); echo "FAILED: $*"; echo "$passed passed, $failed failed"; exit 1; }
 
 step "install what the tests need (idempotent)"
-# Mesa's lavapipe (Vulkan on the CPU) for the render tests; python3 for checks.
+# Mesa's lavapipe (Vulkan on the CPU) for the render tests; Prometheus and
+# promtool for the monitoring checks; python3 and curl for checks.
 need=""
-for pkg in mesa-vulkan-drivers libvulkan1 python3; do
+for pkg in mesa-vulkan-drivers libvulkan1 prometheus python3 curl; do
     dpkg -s "$pkg" > /dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then
@@ -65,16 +66,28 @@ RP=$(mktemp -d)
 rm -rf "$RP"
 ok "10,000-tick replay verifies"
 
-step "server + 32 bots over QUIC on loopback for 60 s: every snapshot hash-verified, tick rate holds"
+step "server + 32 bots over QUIC for 60 s, scraped by a real Prometheus: hashes verified, tick rate holds, every dashboard and alert expression has data"
 DEV=$(mktemp -d)
-./target/release/dualplane serve --bind 127.0.0.1:0 --admin-bind 127.0.0.1:0 --dev-dir "$DEV" --ticks 4200 \
+./target/release/dualplane serve --bind 127.0.0.1:0 --admin-bind 127.0.0.1:0 --dev-dir "$DEV" --ticks 4800 \
     --stats-json "$DEV/stats.json" > "$DEV/serve.log" 2>&1 &
 SERVER=$!
-for _ in $(seq 100); do grep -q " on 127.0.0.1:" "$DEV/serve.log" && break; sleep 0.1; done
-ADDR=$(sed -n 's/.* on \(127\.0\.0\.1:[0-9]*\).*/\1/p' "$DEV/serve.log" | head -1)
-[ -n "$ADDR" ] || fail "server did not start: $(cat "$DEV/serve.log")"
+for _ in $(seq 100); do grep -q "admin http on" "$DEV/serve.log" && break; sleep 0.1; done
+ADDR=$(sed -n 's/.* on \(127\.0\.0\.1:[0-9]*\) (QUIC.*/\1/p' "$DEV/serve.log" | head -1)
+ADMIN=$(sed -n 's/^admin http on \([0-9.:]*\).*/\1/p' "$DEV/serve.log" | head -1)
+[ -n "$ADDR" ] && [ -n "$ADMIN" ] || fail "server did not start: $(cat "$DEV/serve.log")"
+sed -e "s/127.0.0.1:9464/$ADMIN/" -e "s/scrape_interval: 5s/scrape_interval: 1s/" deploy/prometheus/prometheus.yml > "$DEV/prometheus.yml"
+cp deploy/prometheus/alerts.yml "$DEV/alerts.yml"
+PROM_PORT=19090
+prometheus --config.file="$DEV/prometheus.yml" --storage.tsdb.path="$DEV/tsdb" \
+    --web.listen-address="127.0.0.1:$PROM_PORT" > "$DEV/prometheus.log" 2>&1 &
+PROM=$!
 ./target/release/dualplane bot --server "$ADDR" --count 32 --duration 60 --dev-dir "$DEV" --json > "$DEV/bots.json" \
-    || { cat "$DEV/bots.json"; fail "bots reported failures"; }
+    || { cat "$DEV/bots.json"; kill "$PROM" 2>/dev/null; fail "bots reported failures"; }
+curl -sf "http://$ADMIN/metrics" > "$DEV/metrics.txt" || fail "no /metrics"
+promtool check metrics < "$DEV/metrics.txt" || fail "promtool check metrics"
+python3 deploy/check_prometheus.py "http://127.0.0.1:$PROM_PORT" deploy/grafana/dashboards/dualplane.json deploy/prometheus/alerts.yml \
+    || { tail -20 "$DEV/prometheus.log"; kill "$PROM" 2>/dev/null; fail "Prometheus has no data for some expressions"; }
+kill "$PROM" 2>/dev/null || true
 wait "$SERVER" || fail "server exited non-zero"
 python3 - "$DEV/bots.json" "$DEV/stats.json" <<'PY' || fail "32-bot run"
 import json, sys
@@ -82,8 +95,8 @@ bots = json.load(open(sys.argv[1])); stats = json.load(open(sys.argv[2]))
 assert bots["connected"] == 32, bots["connected"]
 assert bots["hash_failures"] == 0, bots["hash_failures"]
 assert all(b["snapshots_applied"] > 50 * 60 * 0.8 for b in bots["bots"]), [b["snapshots_applied"] for b in bots["bots"]]
-assert stats["ticks"] == 4200, stats["ticks"]
-# The tick rate holds: 4200 ticks took about 70 s of wall time (a late tick
+assert stats["ticks"] == 4800, stats["ticks"]
+# The tick rate holds: 4800 ticks took about 80 s of wall time (a late tick
 # is caught up by the next ones), and late ticks stay a minority.
 assert stats["tick_rate_achieved"] >= 0.95 * stats["tick_rate"], stats["tick_rate_achieved"]
 assert stats["overruns"] < 0.25 * stats["ticks"], stats["overruns"]
@@ -91,7 +104,15 @@ print("32 bots: snapshots applied per bot min %d; server %.2f Hz, tick p50 %.2f 
       % (min(b["snapshots_applied"] for b in bots["bots"]), stats["tick_rate_achieved"], stats["tick_ms_p50"], stats["tick_ms_p99"], stats["overruns"]))
 PY
 rm -rf "$DEV"
-ok "32 bots over QUIC"
+ok "32 bots over QUIC, scraped by Prometheus"
+
+step "deploy: Prometheus config, alert rules and their unit tests"
+promtool check config deploy/prometheus/prometheus.yml || fail "promtool check config"
+promtool check rules deploy/prometheus/alerts.yml || fail "promtool check rules"
+(cd deploy/prometheus && promtool test rules alerts_test.yml) || fail "promtool test rules"
+python3 -c "import json,sys; d=json.load(open('deploy/grafana/dashboards/dualplane.json')); assert d['panels'] and all(p['targets'] for p in d['panels'])" \
+    || fail "dashboard JSON"
+ok "deploy checks"
 
 step "generated Python port constants are current"
 ./target/release/dualplane ports gen-python --check || fail "policy-py/python/dualplane/_ports.py(i) stale"

@@ -224,41 +224,9 @@ fn encode_chosen(
     let mut chosen = chosen_by_priority.to_vec();
     chosen.sort_unstable_by_key(|c| current[c.0].handle);
 
-    // The view after applying: baseline - removals + chosen updates.
-    let mut view: Vec<QEntity> = Vec::with_capacity(base.len() + chosen.len());
-    {
-        let (mut bi, mut ci, mut ri) = (0, 0, 0);
-        let removals_sorted = removals;
-        while bi < base.len() || ci < chosen.len() {
-            let b = base.get(bi);
-            let c = chosen.get(ci).map(|(k, _)| &current[*k]);
-            match (b, c) {
-                (Some(b), Some(c)) if b.handle == c.handle => {
-                    view.push(*c);
-                    bi += 1;
-                    ci += 1;
-                }
-                (Some(b), Some(c)) if b.handle > c.handle => {
-                    view.push(*c);
-                    ci += 1;
-                }
-                (Some(b), _) => {
-                    while ri < removals_sorted.len() && removals_sorted[ri] < b.handle {
-                        ri += 1;
-                    }
-                    if removals_sorted.get(ri) != Some(&b.handle) {
-                        view.push(*b);
-                    }
-                    bi += 1;
-                }
-                (None, Some(c)) => {
-                    view.push(*c);
-                    ci += 1;
-                }
-                (None, None) => break,
-            }
-        }
-    }
+    // The view after applying: what the client will compute in `decode`.
+    let updates: Vec<QEntity> = chosen.iter().map(|(k, _)| current[*k]).collect();
+    let view = apply(base, removals, &updates);
     let hash = view_hash(&view);
     let mut w = BitWriter::new();
     w.write(u64::from(SNAPSHOT_TYPE), 8);
@@ -304,6 +272,42 @@ fn encode_chosen(
         deferred: 0,
         changed_bits,
     }
+}
+
+/// The view after a snapshot: `base` without `removals`, with `updates`
+/// replacing or inserting entities (all three sorted by handle). Encoder and
+/// decoder both use this, so their views cannot disagree.
+fn apply(base: &[QEntity], removals: &[u64], updates: &[QEntity]) -> Vec<QEntity> {
+    let mut view = Vec::with_capacity(base.len() + updates.len());
+    let (mut bi, mut ui, mut ri) = (0, 0, 0);
+    while bi < base.len() || ui < updates.len() {
+        match (base.get(bi), updates.get(ui)) {
+            (Some(b), Some(u)) if b.handle == u.handle => {
+                view.push(*u);
+                bi += 1;
+                ui += 1;
+            }
+            (Some(b), Some(u)) if b.handle > u.handle => {
+                view.push(*u);
+                ui += 1;
+            }
+            (Some(b), _) => {
+                while ri < removals.len() && removals[ri] < b.handle {
+                    ri += 1;
+                }
+                if removals.get(ri) != Some(&b.handle) {
+                    view.push(*b);
+                }
+                bi += 1;
+            }
+            (None, Some(u)) => {
+                view.push(*u);
+                ui += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    view
 }
 
 /// Reads just the header (to find the baseline before decoding).
@@ -398,36 +402,7 @@ pub fn decode(bytes: &[u8], baseline: &[QEntity]) -> Result<(SnapshotHeader, Vec
         };
         updates.push(e);
     }
-    // Merge: baseline - removals, with updates applied/inserted.
-    let mut view = Vec::with_capacity(baseline.len() + updates.len());
-    let (mut bi, mut ui, mut ri) = (0, 0, 0);
-    while bi < baseline.len() || ui < updates.len() {
-        match (baseline.get(bi), updates.get(ui)) {
-            (Some(b), Some(u)) if b.handle == u.handle => {
-                view.push(*u);
-                bi += 1;
-                ui += 1;
-            }
-            (Some(b), Some(u)) if b.handle > u.handle => {
-                view.push(*u);
-                ui += 1;
-            }
-            (Some(b), _) => {
-                while ri < removals.len() && removals[ri] < b.handle {
-                    ri += 1;
-                }
-                if removals.get(ri) != Some(&b.handle) {
-                    view.push(*b);
-                }
-                bi += 1;
-            }
-            (None, Some(u)) => {
-                view.push(*u);
-                ui += 1;
-            }
-            (None, None) => break,
-        }
-    }
+    let view = apply(baseline, &removals, &updates);
     Ok((header, view))
 }
 

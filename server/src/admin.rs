@@ -70,6 +70,20 @@ impl Metrics {
             rejects: cv("dualplane_session_rejects_total", "Per-session rejects by reason.", &["reason"]),
             registry,
         };
+        // Pre-register every bounded label value so dashboards and alerts
+        // see a series (at 0) before the first event.
+        for st in sim_core::Status::ALL {
+            m.plans.with_label_values(&[st.name()]);
+        }
+        for o in ["applied", "late_retargeted", "late_dropped", "queue_full"] {
+            m.inputs.with_label_values(&[o]);
+        }
+        for o in ["rendered", "failed", "skipped"] {
+            m.frames.with_label_values(&[o]);
+        }
+        for o in ["accepted", "no_token", "forged", "expired", "reused", "malformed", "schema_mismatch", "protocol_version", "server_full", "protocol", "tls_failed", "oversized_frame", "protocol_error"] {
+            m.handshakes.with_label_values(&[o]);
+        }
         let build = must(IntGaugeVec::new(Opts::new("dualplane_build_info", "Build and protocol versions."), &["version", "ports_semver"]));
         build.with_label_values(&[env!("CARGO_PKG_VERSION"), sim_core::PORTS_SEMVER]).set(1);
         let r = &m.registry;
