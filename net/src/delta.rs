@@ -378,7 +378,7 @@ pub fn decode(bytes: &[u8], baseline: &[QEntity]) -> Result<(SnapshotHeader, Vec
             let mut pos = [0i32; 3];
             for k in 0..3 {
                 let d = r.sgamma()?;
-                pos[k] = i32::try_from(i64::from(b.pos[k]) + d).map_err(|_| DeltaError::Malformed("position overflow"))?;
+                pos[k] = i64::from(b.pos[k]).checked_add(d).and_then(|v| i32::try_from(v).ok()).ok_or(DeltaError::Malformed("position overflow"))?;
             }
             let rot = match r.read(2)? {
                 0 => b.rot,
@@ -387,7 +387,7 @@ pub fn decode(bytes: &[u8], baseline: &[QEntity]) -> Result<(SnapshotHeader, Vec
                     let (idx, cb) = rot_parts(b.rot);
                     let mut out = idx << 30;
                     for k in 0..3 {
-                        let v = cb[k] + r.sgamma()?;
+                        let v = cb[k].checked_add(r.sgamma()?).ok_or(DeltaError::Malformed("rotation overflow"))?;
                         if !(0..(1i64 << bits)).contains(&v) {
                             return Err(DeltaError::Malformed("rotation component out of range"));
                         }

@@ -30,7 +30,7 @@ pub fn source_of(client_id: u32) -> u32 {
 /// avatar (spawned by a plan from the player's own source, so the player
 /// owns it) or NPCs granted by the authority to a policy worker.
 #[must_use]
-pub fn join_plan(world: &World, claims: &Claims, tick: Tick) -> Option<MicroPlan> {
+pub fn join_plan(world: &World, claims: &Claims, tick: Tick, taken: &[u64]) -> Option<MicroPlan> {
     let source = source_of(claims.client_id);
     let bytes = match claims.role {
         Role::Player => {
@@ -45,7 +45,7 @@ pub fn join_plan(world: &World, claims: &Claims, tick: Tick) -> Option<MicroPlan
         Role::Policy => {
             let t = world.table(Archetype::Npc);
             let owners = t.u32(ColumnId::Owner);
-            let free: Vec<u64> = t.handles().iter().zip(owners).filter(|(_, o)| **o == 0).map(|(h, _)| *h).take(NPCS_PER_POLICY).collect();
+            let free: Vec<u64> = t.handles().iter().zip(owners).filter(|(h, o)| **o == 0 && !taken.contains(h)).map(|(h, _)| *h).take(NPCS_PER_POLICY).collect();
             let mut b = PlanBuilder::new(tick, SourceId::SERVER, 1_000_000 + claims.client_id);
             for h in free {
                 b.push(Op::Grant { handle: Handle::from_bits(h), owner: source });
@@ -70,22 +70,29 @@ pub fn joined_handles(plan: &MicroPlan, journal: &sim_core::PlanJournal) -> Vec<
     plan.ops().iter().filter_map(|o| if let Op::Grant { handle, .. } = o { Some(handle.to_bits()) } else { None }).collect()
 }
 
-/// The authority's plan for a departure: despawn a player's avatar, return
-/// a policy worker's NPCs to the server.
+/// The authority's plans for a departure: despawn a player's avatar, return
+/// a policy worker's NPCs to the server. One plan per entity, and only for
+/// entities still live, so one entity lost meanwhile (despawned out of
+/// bounds) cannot make the others' atomic plan fail.
 #[must_use]
-pub fn leave_plan(d: &Departed, tick: Tick, seq: u32) -> Option<MicroPlan> {
-    if d.controlled.is_empty() {
-        return None;
-    }
-    let mut b = PlanBuilder::new(tick, SourceId::SERVER, seq);
+pub fn leave_plans(world: &World, d: &Departed, tick: Tick, seq: &mut u32) -> Vec<MicroPlan> {
+    let mut out = Vec::new();
     for &h in &d.controlled {
         let handle = Handle::from_bits(h);
+        if world.locate(handle).is_none() {
+            continue;
+        }
+        *seq = seq.wrapping_add(1);
+        let mut b = PlanBuilder::new(tick, SourceId::SERVER, *seq);
         b.push(match d.role {
             Role::Player => Op::Despawn { handle },
             _ => Op::Grant { handle, owner: 0 },
         });
+        if let Ok(p) = MicroPlan::decode(b.build()) {
+            out.push(p);
+        }
     }
-    MicroPlan::decode(b.build()).ok()
+    out
 }
 
 /// Counters of the hub (labels are bounded: reject reasons and outcomes).
@@ -104,13 +111,15 @@ pub struct Hub {
     pub config: CoreConfig,
     gate: TokenGate,
     pub sessions: BTreeMap<u32, ServerSession>,
+    /// Client ids admitted but not joined yet (their join plan is pending).
+    pending: std::collections::BTreeSet<u32>,
     pub counters: HubCounters,
 }
 
 impl Hub {
     #[must_use]
     pub fn new(config: CoreConfig, key: Vec<u8>) -> Hub {
-        Hub { config, gate: TokenGate::new(key), sessions: BTreeMap::new(), counters: HubCounters::default() }
+        Hub { config, gate: TokenGate::new(key), sessions: BTreeMap::new(), pending: Default::default(), counters: HubCounters::default() }
     }
 
     fn count(&mut self, label: &'static str) {
@@ -119,14 +128,15 @@ impl Hub {
 
     /// Admits a Hello (token single use, schema, capacity). Counted either way.
     pub fn hello(&mut self, frame: &Frame, now_unix: u64) -> Result<Claims, Reject> {
-        let live = self.sessions.len();
+        let live = self.sessions.len() + self.pending.len();
         match admit(&mut self.gate, &self.config, live, frame, now_unix) {
-            Ok(c) if self.sessions.contains_key(&c.client_id) => {
+            Ok(c) if self.sessions.contains_key(&c.client_id) || self.pending.contains(&c.client_id) => {
                 self.count("duplicate_client");
                 Err(Reject::Protocol)
             }
             Ok(c) => {
                 self.count("accepted");
+                self.pending.insert(c.client_id);
                 Ok(c)
             }
             Err(r) => {
@@ -138,8 +148,14 @@ impl Hub {
 
     /// Starts the session once the join plan has been applied.
     pub fn join(&mut self, claims: &Claims, controlled: Vec<u64>, now_ms: u64) {
+        self.pending.remove(&claims.client_id);
         let s = ServerSession::new(claims.client_id, source_of(claims.client_id), claims.role, controlled, &self.config, now_ms);
         self.sessions.insert(claims.client_id, s);
+    }
+
+    /// Forgets an admitted client whose join did not complete.
+    pub fn cancel_pending(&mut self, client_id: u32) {
+        self.pending.remove(&client_id);
     }
 
     /// Ends a session (disconnect).

@@ -259,7 +259,8 @@ impl ServerSession {
         if h.source.0 != self.source {
             return Err(self.reject(Reject::SpoofedSource));
         }
-        if self.last_input_seq.is_some_and(|last| h.sequence <= last) {
+        // Serial-number comparison: sequences may wrap like snapshot seqs.
+        if self.last_input_seq.is_some_and(|last| (h.sequence.wrapping_sub(last) as i32) <= 0) {
             return Ok(None); // a redundant copy of something already taken
         }
         if !self.permitted(&plan) {

@@ -2,7 +2,7 @@
 //! the server hub and N client sessions joined by links that drop,
 //! duplicate, delay and reorder datagrams. Nothing sleeps.
 
-use net::hub::{join_plan, joined_handles, leave_plan, Hub};
+use net::hub::{join_plan, joined_handles, leave_plans, Hub};
 use net::proto::Frame;
 use net::quant::{quantize_world, QEntity};
 use net::session::{ClientSession, CoreConfig};
@@ -83,7 +83,7 @@ impl Net {
             let token = mint(KEY, id, Role::Player, 10_000, u64::from(id));
             let hello = Frame::Hello { version: 1, schema_hash: sim_core::PORTS_SCHEMA_HASH, role: Role::Player, token };
             let claims = hub.hello(&hello, 100).expect("admitted");
-            let plan = join_plan(&world, &claims, Tick(world.tick().0 + 1)).expect("join plan");
+            let plan = join_plan(&world, &claims, Tick(world.tick().0 + 1), &[]).expect("join plan");
             joins.push((claims, plan));
         }
         let plans: Vec<MicroPlan> = joins.iter().map(|(_, p)| p.clone()).collect();
@@ -136,10 +136,7 @@ impl Net {
             }
         }
         for d in self.hub.expire(now) {
-            self.admin_seq += 1;
-            if let Some(p) = leave_plan(&d, next, self.admin_seq) {
-                plans.push(p);
-            }
+            plans.extend(leave_plans(&self.world, &d, next, &mut self.admin_seq));
         }
         self.world.step(&plans, &mut NoClock);
         let q = quantize_world(&self.world);
@@ -296,4 +293,63 @@ fn bad_hellos_and_inputs_are_rejected_and_counted() {
     // Other clients and the tick are undisturbed.
     n.tick();
     assert!(n.hub.sessions.contains_key(&id));
+}
+
+#[test]
+fn policy_workers_joining_in_one_tick_get_distinct_npcs_and_get_them_back_on_leave() {
+    let s = Scenario::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios/small.toml")).expect("scenario");
+    let mut world = World::from_scenario(&s, None);
+    let mut hub = Hub::new(CoreConfig::default(), KEY.to_vec());
+    let mut plans = Vec::new();
+    let mut taken: Vec<u64> = Vec::new();
+    let mut claims = Vec::new();
+    for id in [41u32, 42] {
+        let hello = Frame::Hello { version: 1, schema_hash: sim_core::PORTS_SCHEMA_HASH, role: Role::Policy, token: mint(KEY, id, Role::Policy, 10_000, u64::from(id)) };
+        let c = hub.hello(&hello, 100).expect("admitted");
+        let p = join_plan(&world, &c, Tick(1), &taken).expect("plan");
+        taken.extend(p.ops().iter().filter_map(|o| if let Op::Grant { handle, .. } = o { Some(handle.to_bits()) } else { None }));
+        claims.push((c, p.clone()));
+        plans.push(p);
+    }
+    let j = world.step(&plans, &mut NoClock).clone();
+    let mut granted: Vec<Vec<u64>> = Vec::new();
+    for (c, p) in &claims {
+        let pj = j.plans.iter().find(|x| x.sequence == p.header().sequence).expect("journal");
+        let h = joined_handles(p, pj);
+        hub.join(c, h.clone(), 0);
+        granted.push(h);
+    }
+    assert!(!granted[0].is_empty());
+    assert!(granted[0].iter().all(|h| !granted[1].contains(h)), "no NPC granted twice: {granted:?}");
+    // Leaving returns the NPCs; a handle that died meanwhile does not block the others.
+    let mut d = hub.leave(41).expect("session");
+    d.controlled.push(Handle::new(9999, 0, 0).to_bits());
+    let mut seq = 0;
+    let leave = leave_plans(&world, &d, Tick(2), &mut seq);
+    assert_eq!(leave.len(), granted[0].len(), "one plan per live entity");
+    let j = world.step(&leave, &mut NoClock);
+    assert!(j.plans.iter().all(|p| p.status == sim_core::Status::Ok));
+    let npcs = world.table(sim_core::Archetype::Npc);
+    for h in &granted[0] {
+        let row = npcs.handles().iter().position(|x| x == h).expect("live");
+        assert_eq!(npcs.u32(sim_core::ColumnId::Owner)[row], 0, "returned to the server");
+    }
+}
+
+#[test]
+fn input_sequences_may_wrap() {
+    let n = Net::new(1, CoreConfig::default());
+    let mut n = n;
+    let id = n.clients[0].id;
+    let src = net::hub::source_of(id);
+    let s = n.hub.sessions.get_mut(&id).expect("session");
+    let plan = |seq: u32| {
+        let mut b = PlanBuilder::new(Tick(5), SourceId(src), seq);
+        b.push(Op::Raycast { origin: [0.0; 3], direction: [0.0, 1.0, 0.0], max_distance: 1.0 });
+        b.build()
+    };
+    assert!(matches!(s.input(100, plan(u32::MAX - 1)), Ok(Some(_))));
+    assert!(matches!(s.input(101, plan(u32::MAX - 1)), Ok(None)), "a redundant copy is dropped");
+    assert!(matches!(s.input(102, plan(1)), Ok(Some(_))), "after the wrap, seq 1 is newer");
+    n.tick();
 }

@@ -86,6 +86,9 @@ impl Replay {
             return Err(ReplayError::Header("header checksum mismatch".into()));
         }
         let header: ReplayHeader = serde_json::from_slice(json).map_err(|e| ReplayError::Header(e.to_string()))?;
+        if header.start_tick > u64::MAX / 2 {
+            return Err(ReplayError::Header(format!("start tick {} is out of range", header.start_tick)));
+        }
         let mut replay = Replay {
             header,
             ticks: Vec::new(),
@@ -158,6 +161,9 @@ impl Replay {
             ChunkKind::Ticks => {
                 let raw = decompress(payload)?;
                 let recs = decode_ticks(&raw)?;
+                if recs.last().is_some_and(|r| r.tick > u64::MAX / 2) {
+                    return Err("tick numbers out of range".into());
+                }
                 if let Some(first) = recs.first() {
                     if first.tick != self.next_tick() {
                         return Err(format!("tick batch starts at {}, expected {}", first.tick, self.next_tick()));
@@ -230,6 +236,9 @@ impl Replay {
         }
         let k = self.keyframe_at_or_before(tick).ok_or(ReplayError::NoKeyframe)?;
         let mut w = self.restore_keyframe(k)?;
+        if w.tick().0 != k.tick {
+            return Err(ReplayError::BadKeyframe { tick: k.tick, reason: format!("snapshot holds tick {}", w.tick()) });
+        }
         while w.tick().0 < tick {
             let t = w.tick().0 + 1;
             let plans = self.record(t).map(|r| crate::decode_plans(&r.plans)).unwrap_or_default();

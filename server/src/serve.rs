@@ -10,7 +10,7 @@
 use crate::clock::{mean_p99, MonotonicClock};
 use anyhow::Context;
 use net::driver::{read_frame, server_config, write_frame, DevCredentials, TransportSettings};
-use net::hub::{join_plan, joined_handles, leave_plan, Departed, Hub};
+use net::hub::{join_plan, joined_handles, leave_plans, Departed, Hub};
 use net::proto::{bye, Frame};
 use net::quant::{quantize_world, QEntity};
 use net::session::CoreConfig;
@@ -428,6 +428,7 @@ fn tick_loop(
     let mut clock = MonotonicClock::new();
     let mut queue = PlanQueue::default();
     let mut admin_seq = 0u32;
+    let mut orphans: Vec<Departed> = Vec::new();
     let mut next = Instant::now();
     let loop_start = next;
     let _ = world_tx.send((world.tick().0, Arc::new(quantize_world(&world))));
@@ -436,17 +437,23 @@ fn tick_loop(
         let next_tick = Tick(world.tick().0 + 1);
         let mut plans = queue.take(next_tick);
         let mut joins = Vec::new();
+        // NPCs granted by earlier joins of this same tick are taken.
+        let mut taken: Vec<u64> = Vec::new();
         while let Ok(j) = join_rx.try_recv() {
-            if let Some(p) = join_plan(&world, &j.claims, next_tick) {
+            if let Some(p) = join_plan(&world, &j.claims, next_tick, &taken) {
+                taken.extend(p.ops().iter().filter_map(|o| if let sim_core::Op::Grant { handle, .. } = o { Some(handle.to_bits()) } else { None }));
                 plans.push(p.clone());
                 joins.push((j, Some(p)));
             } else {
                 joins.push((j, None));
             }
         }
+        let mut leaving: Vec<Departed> = std::mem::take(&mut orphans);
         while let Ok(d) = leave_rx.try_recv() {
-            admin_seq += 1;
-            if let Some(p) = leave_plan(&d, next_tick, admin_seq) {
+            leaving.push(d);
+        }
+        for d in &leaving {
+            for p in leave_plans(&world, d, next_tick, &mut admin_seq) {
                 plans.push(p);
             }
         }
@@ -479,7 +486,10 @@ fn tick_loop(
                     j.plans.iter().find(|pj| pj.source == h.source && pj.sequence == h.sequence).map(|pj| joined_handles(p, pj))
                 })
                 .unwrap_or_default();
-            let _ = req.reply.send(handles);
+            if !handles.is_empty() && req.reply.send(handles.clone()).is_err() {
+                // The connection gave up waiting: undo the join next tick.
+                orphans.push(Departed { client_id: req.claims.client_id, source: net::hub::source_of(req.claims.client_id), role: req.claims.role, controlled: handles });
+            }
         }
         if let Some(r) = &recorder {
             r.record(&world, &plans)?;
@@ -672,10 +682,12 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
     };
     let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
     if ctx.join_tx.try_send(JoinReq { claims, reply: reply_tx }).is_err() {
+        cancel_pending(&ctx, claims.client_id);
         refuse(&conn, &mut send, bye::FULL, "server busy").await;
         return;
     }
     let Ok(Ok(controlled)) = tokio::time::timeout(Duration::from_secs(5), reply_rx).await else {
+        cancel_pending(&ctx, claims.client_id);
         refuse(&conn, &mut send, bye::PROTOCOL, "join failed").await;
         return;
     };
@@ -693,6 +705,19 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
         leave(&ctx, id);
         return;
     }
+    // Frames are read by their own task: `read_frame` is two reads and is
+    // not cancel-safe, so it must never race the datagram branch directly.
+    let (frame_tx, mut frame_rx) = tokio::sync::mpsc::channel::<Result<Option<Frame>, net::driver::DriverError>>(64);
+    let reader = tokio::spawn(async move {
+        loop {
+            let f = read_frame(&mut recv).await;
+            let end = !matches!(f, Ok(Some(_)));
+            // A full channel stalls the stream: QUIC flow control pushes back.
+            if frame_tx.send(f).await.is_err() || end {
+                break;
+            }
+        }
+    });
     loop {
         tokio::select! {
             d = conn.read_datagram() => {
@@ -711,7 +736,8 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
                     }
                 }
             }
-            f = read_frame(&mut recv) => {
+            f = frame_rx.recv() => {
+                let Some(f) = f else { break };
                 match f {
                     Ok(Some(Frame::Plan(bytes))) => {
                         let r = ctx.hub.lock().ok().and_then(|mut h| h.sessions.get_mut(&id).map(|s| s.input(now_ms(), bytes)));
@@ -735,6 +761,7 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
             }
         }
     }
+    reader.abort();
     leave(&ctx, id);
 }
 
@@ -743,6 +770,12 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
 fn now_ms() -> u64 {
     static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     ORIGIN.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+fn cancel_pending(ctx: &ConnCtx, id: u32) {
+    if let Ok(mut h) = ctx.hub.lock() {
+        h.cancel_pending(id);
+    }
 }
 
 fn leave(ctx: &ConnCtx, id: u32) {

@@ -190,6 +190,14 @@ impl World {
         if live != index.live_count() {
             return Err(bad(format!("{live} rows but {} live handles", index.live_count())));
         }
+        // Every live slot points at a row that holds its handle.
+        for h in index.live_handles() {
+            let loc = index.get(h).ok_or_else(|| bad(format!("slot {} is not live", h.index())))?;
+            let t = &tables[loc.archetype as usize];
+            if t.handles().get(loc.row as usize) != Some(&h.to_bits()) {
+                return Err(bad(format!("handle {h:?} points at {} row {} which holds another entity", loc.archetype.name(), loc.row)));
+            }
+        }
         let config = WorldConfig {
             world_id: c.world_id,
             tick_rate: c.tick_rate,

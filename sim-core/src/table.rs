@@ -376,6 +376,14 @@ impl EntityIndex {
         if free.iter().any(|&i| locations.get(i as usize).is_none_or(|l| l.0 != FREE)) {
             return Err("entity index: free list names a live or missing slot".into());
         }
+        let mut sorted = free.clone();
+        sorted.sort_unstable();
+        if sorted.windows(2).any(|w| w[0] == w[1]) {
+            return Err("entity index: free list names a slot twice".into());
+        }
+        if locations.iter().filter(|l| l.0 == FREE).count() != free.len() {
+            return Err("entity index: a free slot is missing from the free list".into());
+        }
         Ok(EntityIndex { world, generations, locations, free })
     }
 
@@ -448,6 +456,11 @@ impl EntityIndex {
         true
     }
 
+    /// Handles of every live slot, by index.
+    pub fn live_handles(&self) -> impl Iterator<Item = Handle> + '_ {
+        self.locations.iter().enumerate().filter(|(_, l)| l.0 != FREE).map(|(i, _)| Handle::new(i as u32, self.generations[i], self.world))
+    }
+
     #[must_use]
     pub fn live_count(&self) -> usize {
         self.locations.len() - self.free.len()
@@ -511,6 +524,17 @@ mod tests {
         assert_eq!(t.i32(ColumnId::Health)[0], 2);
         // Foreign world handles are rejected.
         assert_eq!(idx.get(Handle::new(b.index(), b.generation(), 9)), None);
+    }
+
+    #[test]
+    fn entity_index_parts_must_be_consistent() {
+        let free_slot = (FREE, 0u32);
+        let live = (Archetype::Prop as u8, 0u32);
+        assert!(EntityIndex::from_parts(0, vec![1, 0], vec![free_slot, live], vec![0]).is_ok());
+        assert!(EntityIndex::from_parts(0, vec![1, 0], vec![free_slot, live], vec![0, 0]).is_err(), "duplicate free entry");
+        assert!(EntityIndex::from_parts(0, vec![1, 0], vec![free_slot, live], vec![]).is_err(), "free slot missing from the free list");
+        assert!(EntityIndex::from_parts(0, vec![1, 0], vec![free_slot, live], vec![1]).is_err(), "live slot on the free list");
+        assert!(EntityIndex::from_parts(0, vec![1], vec![free_slot, live], vec![0]).is_err(), "length mismatch");
     }
 
     #[test]

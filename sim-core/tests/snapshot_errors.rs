@@ -35,3 +35,4 @@ proptest! {
         let _ = World::restore(&s[..c]);
     }
 }
+
