@@ -486,7 +486,7 @@ fn tick_loop(
                     j.plans.iter().find(|pj| pj.source == h.source && pj.sequence == h.sequence).map(|pj| joined_handles(p, pj))
                 })
                 .unwrap_or_default();
-            if !handles.is_empty() && req.reply.send(handles.clone()).is_err() {
+            if req.reply.send(handles.clone()).is_err() && !handles.is_empty() {
                 // The connection gave up waiting: undo the join next tick.
                 orphans.push(Departed { client_id: req.claims.client_id, source: net::hub::source_of(req.claims.client_id), role: req.claims.role, controlled: handles });
             }
