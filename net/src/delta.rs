@@ -182,14 +182,16 @@ pub fn encode(
     let mut used = HEADER_BITS + 24 + removals.len() * 20 + 24;
     // (index in current, new, priority rank)
     let mut chosen: Vec<(usize, bool)> = Vec::new();
+    // One scratch writer measures every candidate (no allocation per entity).
+    let mut probe = BitWriter::new();
     for &(_, idx, is_new) in &candidates {
         let e = &current[idx];
-        let mut probe = BitWriter::new();
         let b = if is_new { None } else { base.binary_search_by_key(&e.handle, |x| x.handle).ok().map(|k| &base[k]) };
+        let before = probe.bit_len();
         write_entity(&mut probe, e.handle, e, b);
         // The real handle delta is known only once sorted: estimate 6 bits
         // (the final encode below trims if the estimate was short).
-        let cost = probe.bit_len() - 1 + 6;
+        let cost = probe.bit_len() - before - 1 + 6;
         if used + cost > budget_bits {
             continue;
         }

@@ -5,7 +5,7 @@
 #![cfg(feature = "render")]
 
 use replays::render::{camera, check_golden, compare, read_png, write_png, Camera, Renderer, Scene, Tolerance};
-use sim_core::{Archetype, ColumnId, NoClock, Scenario, World};
+use sim_core::{Archetype, NoClock, Scenario, World};
 use std::path::PathBuf;
 
 fn root() -> PathBuf {
@@ -115,7 +115,6 @@ fn a_body_moved_by_centimetres_fails_and_the_diff_shows_where() {
     for f in &files {
         assert!(read_png(f).is_ok(), "{}", f.display());
     }
-    let _ = ColumnId::PosX;
 }
 
 fn tempdir() -> PathBuf {

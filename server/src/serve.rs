@@ -561,7 +561,9 @@ async fn replicate(
             }
             Err(_) => return,
         };
-        let conns_now: BTreeMap<u32, quinn::Connection> = conns.lock().map(|c| c.clone()).unwrap_or_default();
+        // send_datagram never blocks, so the lock is held only for the sends
+        // (no copy of the connection map per tick).
+        let Ok(conns_now) = conns.lock() else { return };
         for (id, bytes) in out {
             if let Some(c) = conns_now.get(&id) {
                 let n = bytes.len() as u64;
@@ -579,6 +581,7 @@ async fn replicate(
                 }
             }
         }
+        drop(conns_now);
         export_counters(&hub, &stats, &metrics);
         for d in gone {
             if let Some(c) = conns.lock().ok().and_then(|mut c| c.remove(&d.client_id)) {
