@@ -93,6 +93,30 @@ impl ColumnData {
         }
     }
 
+    fn capacity(&self) -> usize {
+        match self {
+            ColumnData::U64(v) => v.capacity(),
+            ColumnData::U32(v) => v.capacity(),
+            ColumnData::I32(v) => v.capacity(),
+            ColumnData::F32(v) => v.capacity(),
+        }
+    }
+
+    /// A copy in a fresh allocation with room for `capacity` rows.
+    fn copy_with_capacity(&self, capacity: usize) -> ColumnData {
+        fn copy<T: Copy>(v: &[T], capacity: usize) -> Vec<T> {
+            let mut out = Vec::with_capacity(capacity.max(v.len()));
+            out.extend_from_slice(v);
+            out
+        }
+        match self {
+            ColumnData::U64(v) => ColumnData::U64(copy(v, capacity)),
+            ColumnData::U32(v) => ColumnData::U32(copy(v, capacity)),
+            ColumnData::I32(v) => ColumnData::I32(copy(v, capacity)),
+            ColumnData::F32(v) => ColumnData::F32(copy(v, capacity)),
+        }
+    }
+
     fn reserve(&mut self, n: usize) {
         match self {
             ColumnData::U64(v) => v.reserve(n),
@@ -334,6 +358,23 @@ impl Table {
             c.reserve(n);
         }
     }
+
+    /// Rows every column holds without reallocating.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.columns.iter().map(ColumnData::capacity).min().unwrap_or(0)
+    }
+
+    /// Moves every column into a fresh allocation with room for `capacity`
+    /// rows and hands back the old columns, unchanged and still allocated.
+    /// Zero-copy readers (the Python bindings' numpy views) keep the old
+    /// allocations alive while they may still point into them, instead of
+    /// letting a growing `Vec` free memory under them.
+    pub fn regrow(&mut self, capacity: usize) -> Vec<ColumnData> {
+        let fresh: Vec<ColumnData> = self.columns.iter().map(|c| c.copy_with_capacity(capacity)).collect();
+        self.keys.reserve(capacity.saturating_sub(self.keys.len()));
+        std::mem::replace(&mut self.columns, fresh)
+    }
 }
 
 /// Where an entity lives.
@@ -502,6 +543,31 @@ mod tests {
         for c in t.column_data() {
             assert_eq!(c.len(), 3);
         }
+    }
+
+    #[test]
+    fn regrow_moves_columns_and_keeps_the_old_allocation_intact() {
+        let mut t = Table::new(Archetype::Prop);
+        let mut idx = EntityIndex::new(0);
+        for i in 0..3 {
+            spawn(&mut t, &mut idx, i);
+        }
+        let before = t.clone();
+        let old_ptr = t.i32(ColumnId::Health).as_ptr();
+        let old = t.regrow(100);
+        assert!(t.capacity() >= 100);
+        assert_eq!(t, before, "values and row order unchanged");
+        assert_ne!(t.i32(ColumnId::Health).as_ptr(), old_ptr, "fresh allocation");
+        // The returned columns are the old allocation, untouched.
+        let ColumnData::I32(h) = &old[before.ids.iter().position(|c| *c == ColumnId::Health).expect("health")] else { panic!("type") };
+        assert_eq!(h.as_ptr(), old_ptr);
+        assert_eq!(h.as_slice(), &[0, 1, 2]);
+        // Spawning within capacity does not move the columns again.
+        let p = t.i32(ColumnId::Health).as_ptr();
+        for i in 0..90 {
+            spawn(&mut t, &mut idx, i);
+        }
+        assert_eq!(t.i32(ColumnId::Health).as_ptr(), p);
     }
 
     #[test]

@@ -727,6 +727,13 @@ impl World {
         self.hashes.world
     }
 
+    /// See [`Table::regrow`]: gives a table room for `capacity` rows in
+    /// fresh allocations and returns the old columns. Values, row order and
+    /// hashes are unchanged.
+    pub fn regrow_table(&mut self, a: Archetype, capacity: usize) -> Vec<crate::table::ColumnData> {
+        self.tables[a as usize].regrow(capacity)
+    }
+
     /// Mutable table access for fault injection in tests and tools. Edits
     /// made here bypass physics; the next sync overwrites physics columns.
     pub fn table_mut_for_fault_injection(&mut self, a: Archetype) -> &mut Table {

@@ -1,0 +1,356 @@
+//! `dualplane.connect(...)`: a remote policy session. The Rust client
+//! (quinn + the sans-IO `ClientSession`) runs on its own thread with a
+//! single-threaded tokio runtime; Python talks to it through a mutex, a
+//! condition variable and a channel, and every blocking call releases the
+//! GIL. Plans travel on the reliable control stream; the server answers each
+//! with a `PlanStatus` frame.
+
+use crate::sim::status_enum;
+use crate::{ffi, value_error};
+use net::driver::{connect as quic_connect, read_frame, write_frame};
+use net::proto::Frame;
+use net::session::{ClientSession, ReplicatedColumns};
+use net::token::Role;
+use numpy::{PyArray1, PyArrayMethods};
+use pyo3::exceptions::{PyConnectionError, PyTimeoutError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Default)]
+struct State {
+    latest: Option<ReplicatedColumns>,
+    /// Snapshots applied so far (observe waits for this to move).
+    applied: u64,
+    statuses: Vec<(u32, u64, u16)>,
+    closed: Option<String>,
+    received: u64,
+    hash_failures: u32,
+    lost: u64,
+    bytes: u64,
+    plans_sent: u64,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn update(&self, f: impl FnOnce(&mut State)) {
+        if let Ok(mut s) = self.state.lock() {
+            f(&mut s);
+        }
+        self.changed.notify_all();
+    }
+}
+
+#[derive(Debug)]
+enum Cmd {
+    Plan(Vec<u8>),
+    Close,
+}
+
+#[derive(Debug, Clone)]
+struct Welcome {
+    client_id: u32,
+    source_id: u32,
+    tick_rate: u32,
+    tick: u64,
+    controlled: Vec<u64>,
+}
+
+async fn run(addr: SocketAddr, cert: Vec<u8>, role: Role, token: String, shared: Arc<Shared>, mut cmds: tokio::sync::mpsc::Receiver<Cmd>, ready: std::sync::mpsc::Sender<Result<Welcome, String>>) {
+    let c = match quic_connect(addr, &cert, role, &token).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ready.send(Err(e.to_string()));
+            return;
+        }
+    };
+    let w = match &c.welcome {
+        Frame::Welcome { client_id, source_id, tick_rate, tick, controlled, .. } => Welcome { client_id: *client_id, source_id: *source_id, tick_rate: *tick_rate, tick: *tick, controlled: controlled.clone() },
+        other => {
+            let _ = ready.send(Err(format!("expected a welcome, got {other:?}")));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(w));
+    let net::driver::Connected { endpoint, conn, mut send, mut recv, .. } = c;
+    // `read_frame` is not cancel-safe: frames are read by their own task.
+    let (frame_tx, mut frames) = tokio::sync::mpsc::channel(64);
+    let reader = tokio::spawn(async move {
+        loop {
+            let f = read_frame(&mut recv).await;
+            let end = !matches!(f, Ok(Some(_)));
+            if frame_tx.send(f).await.is_err() || end {
+                break;
+            }
+        }
+    });
+    let mut client = ClientSession::new();
+    let reason = loop {
+        tokio::select! {
+            d = conn.read_datagram() => {
+                let Ok(d) = d else { break "connection lost".to_string() };
+                let before = client.stats.snapshots_applied;
+                client.on_datagram(&d);
+                if let Some(ack) = client.poll_ack() {
+                    let _ = conn.send_datagram(ack.into());
+                }
+                let st = client.stats.clone();
+                let cols = (st.snapshots_applied != before).then(|| client.columns()).flatten();
+                shared.update(|s| {
+                    if let Some(c) = cols {
+                        s.latest = Some(c);
+                        s.applied = st.snapshots_applied;
+                    }
+                    s.received = st.snapshots_received;
+                    s.hash_failures = st.hash_failures;
+                    s.lost = st.lost;
+                    s.bytes = st.bytes_received;
+                });
+            }
+            f = frames.recv() => match f {
+                Some(Ok(Some(Frame::PlanStatus { sequence, tick, status }))) => shared.update(|s| s.statuses.push((sequence, tick, status))),
+                Some(Ok(Some(Frame::Bye { code, reason }))) => break format!("server said bye ({code}): {reason}"),
+                Some(Ok(Some(_))) => {}
+                Some(Ok(None)) | None => break "server closed the control stream".to_string(),
+                Some(Err(e)) => break format!("control stream: {e}"),
+            },
+            c = cmds.recv() => match c {
+                Some(Cmd::Plan(b)) => {
+                    if let Err(e) = write_frame(&mut send, &Frame::Plan(b)).await {
+                        break format!("cannot send a plan: {e}");
+                    }
+                    shared.update(|s| s.plans_sent += 1);
+                }
+                Some(Cmd::Close) | None => {
+                    let _ = write_frame(&mut send, &Frame::Bye { code: net::proto::bye::NORMAL, reason: "client closed".into() }).await;
+                    let _ = send.finish();
+                    break "closed by this client".to_string();
+                }
+            },
+        }
+    };
+    shared.update(|s| s.closed = Some(reason));
+    reader.abort();
+    conn.close(quinn::VarInt::from_u32(0), b"bye");
+    let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+}
+
+/// A remote policy (or observer) session.
+#[pyclass(module = "dualplane._native")]
+#[derive(Debug)]
+pub struct Session {
+    shared: Arc<Shared>,
+    cmds: tokio::sync::mpsc::Sender<Cmd>,
+    welcome: Welcome,
+    seen: u64,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn load_cert(cert: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<u8>> {
+    let path = match cert {
+        Some(c) => {
+            if let Ok(b) = c.cast::<PyBytes>() {
+                return Ok(b.as_bytes().to_vec());
+            }
+            std::path::PathBuf::from(c.extract::<std::path::PathBuf>()?)
+        }
+        None => net::driver::default_dev_dir().join("cert.der"),
+    };
+    std::fs::read(&path).map_err(|e| value_error(format!("{}: cannot read the server certificate (DER): {e}", path.display())))
+}
+
+/// `connect(addr, token, cert=None, role="policy", timeout=5.0)`: opens a
+/// session and waits (GIL released) for the server's welcome. `cert` is the
+/// server's DER certificate (bytes or a path; the dev dir's cert.der by
+/// default, $DUALPLANE_DEV_DIR or ~/.dualplane/dev).
+#[pyfunction]
+#[pyo3(signature = (addr, token, cert = None, role = "policy", timeout = 5.0))]
+pub fn connect(py: Python<'_>, addr: &str, token: &str, cert: Option<&Bound<'_, PyAny>>, role: &str, timeout: f64) -> PyResult<Session> {
+    ffi();
+    let addr: SocketAddr = addr.parse().map_err(|e| value_error(format!("addr {addr:?}: expected host:port with an IP address ({e})")))?;
+    let role: Role = role.parse().map_err(|_| value_error(format!("role {role:?}: expected player, policy or observer")))?;
+    let cert = load_cert(cert)?;
+    let shared = Arc::new(Shared::default());
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (sh, token) = (Arc::clone(&shared), token.to_string());
+    let thread = std::thread::Builder::new()
+        .name("dualplane-session".into())
+        .spawn(move || match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(run(addr, cert, role, token, sh, rx, ready_tx)),
+            Err(e) => {
+                let _ = ready_tx.send(Err(format!("tokio runtime: {e}")));
+            }
+        })
+        .map_err(|e| PyConnectionError::new_err(format!("cannot start the session thread: {e}")))?;
+    let wait = Duration::from_secs_f64(timeout.max(0.0));
+    match py.detach(move || ready_rx.recv_timeout(wait)) {
+        Ok(Ok(welcome)) => Ok(Session { shared, cmds: tx, welcome, seen: 0, thread: Some(thread) }),
+        Ok(Err(e)) => Err(PyConnectionError::new_err(format!("connect to {addr}: {e}"))),
+        Err(_) => Err(PyTimeoutError::new_err(format!("connect to {addr}: no welcome within {timeout} s"))),
+    }
+}
+
+fn closed_error(reason: &str) -> PyErr {
+    PyConnectionError::new_err(format!("session closed: {reason}"))
+}
+
+#[pymethods]
+impl Session {
+    #[getter]
+    fn client_id(&self) -> u32 {
+        ffi();
+        self.welcome.client_id
+    }
+    /// The source id to put in this session's plans.
+    #[getter]
+    fn source_id(&self) -> u32 {
+        ffi();
+        self.welcome.source_id
+    }
+    #[getter]
+    fn tick_rate(&self) -> u32 {
+        ffi();
+        self.welcome.tick_rate
+    }
+    /// Server tick when the session was admitted.
+    #[getter]
+    fn welcome_tick(&self) -> u64 {
+        ffi();
+        self.welcome.tick
+    }
+    /// Handles this session may command (NPCs granted to a policy worker).
+    #[getter]
+    fn controlled<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
+        ffi();
+        PyArray1::from_vec(py, self.welcome.controlled.clone())
+    }
+    /// Why the session ended, or None while it is open.
+    #[getter]
+    fn closed_reason(&self) -> Option<String> {
+        ffi();
+        self.shared.state.lock().ok().and_then(|s| s.closed.clone())
+    }
+
+    /// Waits (GIL released) for a snapshot newer than the last one observed
+    /// and returns its replicated columns: `tick`, `handle` uint64[N],
+    /// `archetype` uint8[N], `shape` uint32[N], `pos` float32[N, 3] (metres),
+    /// `rot` float32[N, 4] (x, y, z, w). Returns None on timeout; raises
+    /// ConnectionError once the session has ended.
+    #[pyo3(signature = (timeout = None))]
+    fn observe<'py>(&mut self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        ffi();
+        let shared = Arc::clone(&self.shared);
+        let seen = self.seen;
+        let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+        let got: Result<Option<(u64, ReplicatedColumns)>, String> = py.detach(move || {
+            let mut s = shared.state.lock().map_err(|_| "session state poisoned".to_string())?;
+            loop {
+                if s.applied > seen {
+                    if let Some(c) = &s.latest {
+                        return Ok(Some((s.applied, c.clone())));
+                    }
+                }
+                if let Some(r) = &s.closed {
+                    return Err(r.clone());
+                }
+                s = match deadline {
+                    None => shared.changed.wait(s).map_err(|_| "session state poisoned".to_string())?,
+                    Some(d) => {
+                        let now = Instant::now();
+                        if now >= d {
+                            return Ok(None);
+                        }
+                        shared.changed.wait_timeout(s, d - now).map_err(|_| "session state poisoned".to_string())?.0
+                    }
+                };
+            }
+        });
+        let Some((applied, c)) = got.map_err(|r| closed_error(&r))? else { return Ok(None) };
+        self.seen = applied;
+        let n = c.handle.len();
+        let d = PyDict::new(py);
+        d.set_item("tick", c.tick)?;
+        let pos: Vec<f32> = (0..n).flat_map(|i| [c.pos_x[i], c.pos_y[i], c.pos_z[i]]).collect();
+        let rot: Vec<f32> = c.rot.iter().flatten().copied().collect();
+        d.set_item("handle", PyArray1::from_vec(py, c.handle))?;
+        d.set_item("archetype", PyArray1::from_vec(py, c.archetype))?;
+        d.set_item("shape", PyArray1::from_vec(py, c.shape))?;
+        d.set_item("pos", PyArray1::from_vec(py, pos).reshape([n, 3])?)?;
+        d.set_item("rot", PyArray1::from_vec(py, rot).reshape([n, 4])?)?;
+        Ok(Some(d))
+    }
+
+    /// Sends a plan (bytes) on the reliable stream; never blocks. Returns
+    /// False when the outgoing queue is full (the plan is dropped).
+    fn submit(&self, plan: &Bound<'_, PyBytes>) -> PyResult<bool> {
+        ffi();
+        if let Some(r) = self.shared.state.lock().ok().and_then(|s| s.closed.clone()) {
+            return Err(closed_error(&r));
+        }
+        match self.cmds.try_send(Cmd::Plan(plan.as_bytes().to_vec())) {
+            Ok(()) => Ok(true),
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => Ok(false),
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Err(closed_error("session thread ended")),
+        }
+    }
+
+    /// Plan outcomes received since the last call: (sequence, tick, Status).
+    fn journals<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        ffi();
+        let drained: Vec<(u32, u64, u16)> = self.shared.state.lock().map(|mut s| std::mem::take(&mut s.statuses)).unwrap_or_default();
+        let out = PyList::empty(py);
+        for (seq, tick, code) in drained {
+            let status = sim_core::Status::from_u16(code).map_or_else(|| Ok(code.into_pyobject(py)?.into_any()), |s| status_enum(py, s))?;
+            out.append((seq, tick, status))?;
+        }
+        Ok(out)
+    }
+
+    /// Client-side counters.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        ffi();
+        let d = PyDict::new(py);
+        if let Ok(s) = self.shared.state.lock() {
+            d.set_item("snapshots_received", s.received)?;
+            d.set_item("snapshots_applied", s.applied)?;
+            d.set_item("hash_failures", s.hash_failures)?;
+            d.set_item("lost", s.lost)?;
+            d.set_item("bytes_received", s.bytes)?;
+            d.set_item("plans_sent", s.plans_sent)?;
+        }
+        Ok(d)
+    }
+
+    /// Says bye and waits (GIL released) for the session thread to end.
+    fn close(&mut self, py: Python<'_>) {
+        ffi();
+        let _ = self.cmds.try_send(Cmd::Close);
+        if let Some(t) = self.thread.take() {
+            py.detach(move || {
+                let _ = t.join();
+            });
+        }
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __exit__(&mut self, py: Python<'_>, _a: Option<&Bound<'_, PyAny>>, _b: Option<&Bound<'_, PyAny>>, _c: Option<&Bound<'_, PyAny>>) {
+        self.close(py);
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.cmds.try_send(Cmd::Close);
+    }
+}

@@ -1,0 +1,487 @@
+//! `dualplane.Sim`: sim-core in process, for training, tests and analysis.
+//!
+//! Column views are numpy arrays over the Rust columns themselves (no
+//! copy), read-only, whose `base` is a [`ColumnLease`]. A lease keeps the
+//! `Sim` alive and is counted; while any lease is alive the `Sim` never
+//! frees memory a view may point into:
+//! - a step whose spawns would grow a table past its capacity first moves
+//!   the table to a bigger allocation and keeps the old one (old views keep
+//!   showing the values they last saw; call `columns()` again);
+//! - `restore()` keeps the replaced world.
+//! The kept memory is released at the first step or restore with no lease.
+//! A view's length is the row count when `columns()` was called; rows
+//! beyond the current count (after despawns) hold stale values but are
+//! still allocated memory.
+
+use crate::{ffi, value_error};
+use numpy::{ndarray, Element, PyArray1, PyArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use sim_core::table::ColumnData;
+use sim_core::{Archetype, MicroPlan, OpKind, PlanQueue, Scenario, Status, World};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Debug)]
+struct WallClock(Instant);
+
+impl sim_core::Clock for WallClock {
+    fn now_ns(&mut self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+}
+
+fn archetype(name: &str) -> PyResult<Archetype> {
+    Archetype::ALL.into_iter().find(|a| a.name() == name).ok_or_else(|| {
+        value_error(format!("unknown archetype {name:?}; expected one of {:?}", Archetype::ALL.map(Archetype::name)))
+    })
+}
+
+pub(crate) fn status_enum<'py>(py: Python<'py>, s: Status) -> PyResult<Bound<'py, PyAny>> {
+    py.import("dualplane._ports")?.getattr("Status")?.call1((s as u16,))
+}
+
+/// Plans from Python: one `bytes`, or a list/tuple of them.
+pub(crate) fn plan_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u8>>> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(vec![b.as_bytes().to_vec()]);
+    }
+    let mut out = Vec::new();
+    for item in obj.try_iter().map_err(|_| crate::type_error("plans must be bytes or a list of bytes"))? {
+        let item = item?;
+        let b = item.cast::<PyBytes>().map_err(|_| crate::type_error(format!("plans must be bytes or a list of bytes; found {}", item.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string()))))?;
+        out.push(b.as_bytes().to_vec());
+    }
+    Ok(out)
+}
+
+/// The `base` of every column view: keeps the `Sim` alive and counts as a
+/// live lease on its memory.
+#[pyclass(module = "dualplane._native", frozen)]
+#[derive(Debug)]
+pub struct ColumnLease {
+    #[pyo3(get)]
+    sim: Py<Sim>,
+    leases: Arc<AtomicUsize>,
+}
+
+impl Drop for ColumnLease {
+    fn drop(&mut self) {
+        self.leases.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn view<'py, T: Element>(v: &[T], lease: &Bound<'py, ColumnLease>) -> Bound<'py, PyAny> {
+    let av = ndarray::ArrayView1::from(v);
+    // SAFETY: the array borrows memory owned by the `Sim` that `lease`
+    // keeps alive; the `Sim` never frees or moves that allocation while a
+    // lease is alive (see the module docs), and the view is made read-only
+    // before Python sees it (numpy refuses to make a borrowed array
+    // writeable again because its base exposes no writeable buffer).
+    let arr = unsafe { PyArray1::borrow_from_array(&av, lease.clone().into_any()) };
+    drop(arr.readwrite().make_nonwriteable());
+    arr.into_any()
+}
+
+/// A deterministic world in this process.
+#[pyclass(module = "dualplane._native")]
+#[derive(Debug)]
+pub struct Sim {
+    world: World,
+    queue: PlanQueue,
+    leases: Arc<AtomicUsize>,
+    retired_columns: Vec<ColumnData>,
+    retired_worlds: Vec<World>,
+    clock: WallClock,
+}
+
+impl Sim {
+    fn with_world(world: World) -> Sim {
+        Sim { world, queue: PlanQueue::default(), leases: Arc::new(AtomicUsize::new(0)), retired_columns: Vec::new(), retired_worlds: Vec::new(), clock: WallClock(Instant::now()) }
+    }
+
+    /// Keeps every allocation a live view may point into (module docs).
+    fn prepare_growth(&mut self, plans: &[MicroPlan]) {
+        if self.leases.load(Ordering::Acquire) == 0 {
+            self.retired_columns.clear();
+            self.retired_worlds.clear();
+            return;
+        }
+        let mut spawns = [0usize; Archetype::COUNT];
+        for p in plans {
+            if let Some(s) = p.section(OpKind::Spawn) {
+                for i in 0..s.count as usize {
+                    if let Some(n) = spawns.get_mut(s.u32(0, i) as usize) {
+                        *n += 1;
+                    }
+                }
+            }
+        }
+        for a in Archetype::ALL {
+            let t = self.world.table(a);
+            let need = t.len() + spawns[a as usize];
+            if need > t.capacity() {
+                let old = self.world.regrow_table(a, (need * 2).max(64));
+                self.retired_columns.extend(old);
+            }
+        }
+    }
+
+    fn archetype_columns<'py>(&self, py: Python<'py>, a: Archetype, lease: &Bound<'py, ColumnLease>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (id, data) in self.world.table(a).columns() {
+            let arr = match data {
+                ColumnData::U64(v) => view(v, lease),
+                ColumnData::U32(v) => view(v, lease),
+                ColumnData::I32(v) => view(v, lease),
+                ColumnData::F32(v) => view(v, lease),
+            };
+            d.set_item(id.name(), arr)?;
+        }
+        Ok(d)
+    }
+}
+
+#[pymethods]
+impl Sim {
+    /// `Sim(scenario=None, seed=None)`: `scenario` is a TOML file path (the
+    /// embedded default arena when omitted, as `dualplane simulate`);
+    /// `seed` overrides the scenario's seed.
+    #[new]
+    #[pyo3(signature = (scenario = None, seed = None))]
+    fn new(scenario: Option<PathBuf>, seed: Option<u64>) -> PyResult<Sim> {
+        ffi();
+        let s = match scenario {
+            Some(p) => Scenario::load(&p).map_err(|e| value_error(e.to_string()))?,
+            None => Scenario::default_arena(),
+        };
+        Ok(Sim::with_world(World::from_scenario(&s, seed)))
+    }
+
+    /// A `Sim` from scenario TOML text.
+    #[staticmethod]
+    #[pyo3(signature = (text, seed = None, name = "scenario.toml"))]
+    fn from_toml(text: &str, seed: Option<u64>, name: &str) -> PyResult<Sim> {
+        ffi();
+        let s = Scenario::parse(text, name).map_err(|e| value_error(e.to_string()))?;
+        Ok(Sim::with_world(World::from_scenario(&s, seed)))
+    }
+
+    /// The last simulated tick.
+    #[getter]
+    fn tick(&self) -> u64 {
+        ffi();
+        self.world.tick().0
+    }
+
+    /// xxh3 world hash of the current tick (the one `dualplane simulate`
+    /// prints).
+    fn world_hash(&self) -> u64 {
+        ffi();
+        self.world.world_hash()
+    }
+
+    fn entity_count(&self) -> usize {
+        ffi();
+        self.world.entity_count()
+    }
+
+    /// Queues a plan for its target tick (the `submit_plan` port). Returns
+    /// `Status.OK` or why it was refused (late, too far ahead, malformed).
+    /// `check=False` skips the lead window (recorded plan files).
+    #[pyo3(signature = (plan, check = true))]
+    fn submit<'py>(&mut self, py: Python<'py>, plan: &Bound<'py, PyBytes>, check: bool) -> PyResult<Bound<'py, PyAny>> {
+        ffi();
+        let status = match MicroPlan::decode(plan.as_bytes().to_vec()) {
+            Err(e) => e.status,
+            Ok(p) if !check => {
+                self.queue.insert_unchecked(p);
+                Status::Ok
+            }
+            Ok(p) => match self.queue.submit(p, self.world.tick()) {
+                Ok(()) => Status::Ok,
+                Err(s) => s,
+            },
+        };
+        status_enum(py, status)
+    }
+
+    /// Advances one tick with the queued plans due now plus `plans` (bytes
+    /// or a list of bytes; they must target the next tick). The GIL is
+    /// released while stepping. Malformed plans are journaled, not raised.
+    #[pyo3(signature = (plans = None))]
+    fn step(mut slf: PyRefMut<'_, Self>, py: Python<'_>, plans: Option<&Bound<'_, PyAny>>) -> PyResult<Journal> {
+        ffi();
+        let raw = match plans {
+            Some(p) if !p.is_none() => plan_bytes(p)?,
+            _ => Vec::new(),
+        };
+        let this = &mut *slf;
+        let next = this.world.tick().next();
+        let mut due = this.queue.take(next);
+        let mut bad = Vec::new();
+        for b in raw {
+            match MicroPlan::decode(b) {
+                Ok(p) => due.push(p),
+                Err(e) => bad.push((e.status, e.detail)),
+            }
+        }
+        this.prepare_growth(&due);
+        let (world, clock) = (&mut this.world, &mut this.clock);
+        let mut j = py.detach(move || world.step(&due, clock).clone());
+        let mut errors = vec![None; j.plans.len()];
+        for (status, detail) in bad {
+            let mut pj = sim_core::PlanJournal {
+                source: sim_core::SourceId(u32::MAX),
+                sequence: 0,
+                correlation: 0,
+                status,
+                rejected_index: Vec::new(),
+                rejected_code: Vec::new(),
+                spawned: Vec::new(),
+                ray_hit: Vec::new(),
+                ray_handle: Vec::new(),
+                ray_distance: Vec::new(),
+                overlap_offsets: Vec::new(),
+                overlap_handles: Vec::new(),
+            };
+            pj.status = status;
+            j.plans.push(pj);
+            errors.push(Some(detail));
+        }
+        Ok(Journal { inner: j, errors })
+    }
+
+    /// Read-only numpy views (no copy) of one archetype's columns, by column
+    /// name; with no archetype, a dict of those dicts for every archetype.
+    #[pyo3(signature = (archetype = None))]
+    fn columns<'py>(slf: &Bound<'py, Self>, archetype: Option<&str>) -> PyResult<Bound<'py, PyDict>> {
+        ffi();
+        let py = slf.py();
+        let this = slf.borrow();
+        this.leases.fetch_add(1, Ordering::AcqRel);
+        let lease = Bound::new(py, ColumnLease { sim: slf.clone().unbind(), leases: this.leases.clone() })?;
+        match archetype {
+            Some(name) => this.archetype_columns(py, self::archetype(name)?, &lease),
+            None => {
+                let all = PyDict::new(py);
+                for a in Archetype::ALL {
+                    all.set_item(a.name(), this.archetype_columns(py, a, &lease)?)?;
+                }
+                Ok(all)
+            }
+        }
+    }
+
+    /// Entity handles: a zero-copy view of one archetype's handle column, or
+    /// a copy of every live handle (table order) with no archetype.
+    #[pyo3(signature = (archetype = None))]
+    fn handles<'py>(slf: &Bound<'py, Self>, archetype: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
+        ffi();
+        let py = slf.py();
+        let this = slf.borrow();
+        match archetype {
+            Some(name) => {
+                let a = self::archetype(name)?;
+                this.leases.fetch_add(1, Ordering::AcqRel);
+                let lease = Bound::new(py, ColumnLease { sim: slf.clone().unbind(), leases: this.leases.clone() })?;
+                Ok(view(this.world.table(a).handles(), &lease))
+            }
+            None => {
+                let all: Vec<u64> = this.world.tables().iter().flat_map(|t| t.handles().iter().copied()).collect();
+                Ok(PyArray1::from_vec(py, all).into_any())
+            }
+        }
+    }
+
+    /// The whole world as versioned bytes.
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        ffi();
+        let b = self.world.snapshot().map_err(|e| value_error(e.to_string()))?;
+        Ok(PyBytes::new(py, &b))
+    }
+
+    /// Replaces the world with snapshot bytes (continues bit-identically).
+    /// Bad bytes raise `ValueError` and leave this `Sim` unchanged.
+    fn restore(&mut self, snapshot: &Bound<'_, PyBytes>) -> PyResult<()> {
+        ffi();
+        let w = World::restore(snapshot.as_bytes()).map_err(|e| value_error(format!("restore: {e}")))?;
+        let old = std::mem::replace(&mut self.world, w);
+        self.queue = PlanQueue::default();
+        if self.leases.load(Ordering::Acquire) > 0 {
+            self.retired_worlds.push(old);
+        } else {
+            self.retired_worlds.clear();
+            self.retired_columns.clear();
+        }
+        Ok(())
+    }
+
+    /// Address of a column's first element (for zero-copy tests).
+    fn _column_address(&self, archetype: &str, column: &str) -> PyResult<usize> {
+        let t = self.world.table(self::archetype(archetype)?);
+        let (_, data) = t.columns().find(|(id, _)| id.name() == column).ok_or_else(|| value_error(format!("no column {column:?} in {archetype}")))?;
+        Ok(data.bytes().as_ptr() as usize)
+    }
+
+    /// Live column leases and allocations kept for them (diagnostics).
+    fn _lease_state(&self) -> (usize, usize, usize) {
+        (self.leases.load(Ordering::Acquire), self.retired_columns.len(), self.retired_worlds.len())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Sim(tick={}, entities={}, world_hash={:#018x})", self.world.tick().0, self.world.entity_count(), self.world.world_hash())
+    }
+}
+
+/// What one plan did.
+#[pyclass(module = "dualplane._native", frozen)]
+#[derive(Debug)]
+pub struct PlanJournal {
+    inner: sim_core::PlanJournal,
+    error: Option<String>,
+}
+
+#[pymethods]
+impl PlanJournal {
+    #[getter]
+    fn source(&self) -> u32 {
+        ffi();
+        self.inner.source.0
+    }
+    #[getter]
+    fn sequence(&self) -> u32 {
+        ffi();
+        self.inner.sequence
+    }
+    #[getter]
+    fn correlation(&self) -> u64 {
+        ffi();
+        self.inner.correlation
+    }
+    /// `Status.OK`, or the first rejection's code (the plan was not applied).
+    #[getter]
+    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        ffi();
+        status_enum(py, self.inner.status)
+    }
+    /// Why a plan could not even be decoded (None when it was).
+    #[getter]
+    fn error(&self) -> Option<String> {
+        ffi();
+        self.error.clone()
+    }
+    /// (op index uint32[N], status code uint16[N]) of rejected ops.
+    #[getter]
+    fn rejected<'py>(&self, py: Python<'py>) -> (Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<u16>>) {
+        ffi();
+        let codes: Vec<u16> = self.inner.rejected_code.iter().map(|s| *s as u16).collect();
+        (PyArray1::from_vec(py, self.inner.rejected_index.clone()), PyArray1::from_vec(py, codes))
+    }
+    #[getter]
+    fn spawned<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
+        ffi();
+        PyArray1::from_vec(py, self.inner.spawned.iter().map(|h| h.to_bits()).collect())
+    }
+    /// Raycast results: (hit uint32[N]: 0 none, 1 entity, 2 static;
+    /// handle uint64[N]; distance float32[N]).
+    fn rays<'py>(&self, py: Python<'py>) -> Bound<'py, PyTuple> {
+        ffi();
+        rays_tuple(py, std::slice::from_ref(&self.inner))
+    }
+    /// Overlap results as CSR: (offsets uint32[Q+1], handles uint64[...]).
+    fn overlaps<'py>(&self, py: Python<'py>) -> (Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<u64>>) {
+        ffi();
+        (PyArray1::from_vec(py, self.inner.overlap_offsets.clone()), PyArray1::from_vec(py, self.inner.overlap_handles.clone()))
+    }
+    fn __repr__(&self) -> String {
+        format!("PlanJournal(source={}, sequence={}, status={})", self.inner.source.0, self.inner.sequence, self.inner.status.name())
+    }
+}
+
+fn rays_tuple<'py>(py: Python<'py>, plans: &[sim_core::PlanJournal]) -> Bound<'py, PyTuple> {
+    let hit: Vec<u32> = plans.iter().flat_map(|p| p.ray_hit.iter().copied()).collect();
+    let handle: Vec<u64> = plans.iter().flat_map(|p| p.ray_handle.iter().copied()).collect();
+    let dist: Vec<f32> = plans.iter().flat_map(|p| p.ray_distance.iter().copied()).collect();
+    PyTuple::new(py, [PyArray1::from_vec(py, hit).into_any(), PyArray1::from_vec(py, handle).into_any(), PyArray1::from_vec(py, dist).into_any()]).expect("tuple of 3")
+}
+
+/// What one tick did.
+#[pyclass(module = "dualplane._native", frozen)]
+#[derive(Debug)]
+pub struct Journal {
+    inner: sim_core::TickJournal,
+    errors: Vec<Option<String>>,
+}
+
+#[pymethods]
+impl Journal {
+    #[getter]
+    fn tick(&self) -> u64 {
+        ffi();
+        self.inner.tick.0
+    }
+    #[getter]
+    fn world_hash(&self) -> u64 {
+        ffi();
+        self.inner.world_hash
+    }
+    #[getter]
+    fn schema_version(&self) -> u32 {
+        ffi();
+        self.inner.schema_version
+    }
+    /// One entry per plan received, in application order (plans that could
+    /// not be decoded last).
+    #[getter]
+    fn plans<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        ffi();
+        let items: Vec<PlanJournal> = self.inner.plans.iter().zip(&self.errors).map(|(p, e)| PlanJournal { inner: p.clone(), error: e.clone() }).collect();
+        PyList::new(py, items)
+    }
+    /// Raycast results of every plan this tick, concatenated in plan order.
+    fn rays<'py>(&self, py: Python<'py>) -> Bound<'py, PyTuple> {
+        ffi();
+        rays_tuple(py, &self.inner.plans)
+    }
+    /// Nanoseconds per phase (wall clock; never hashed).
+    #[getter]
+    fn phase_ns<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        ffi();
+        let d = PyDict::new(py);
+        for (p, ns) in sim_core::Phase::ALL.iter().zip(self.inner.phase_ns) {
+            d.set_item(p.name(), ns)?;
+        }
+        Ok(d)
+    }
+    #[getter]
+    fn counters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        ffi();
+        let c = &self.inner.counters;
+        let d = PyDict::new(py);
+        for a in Archetype::ALL {
+            d.set_item(format!("bodies_{}", a.name()), c.bodies_per_archetype[a as usize])?;
+        }
+        for (k, v) in [
+            ("active_bodies", c.active_bodies),
+            ("contact_pairs", c.contact_pairs),
+            ("plans_received", c.plans_received),
+            ("plans_applied", c.plans_applied),
+            ("plans_rejected", c.plans_rejected),
+            ("ops_applied", c.ops_applied),
+            ("spawned", c.spawned),
+            ("despawned", c.despawned),
+            ("despawned_out_of_bounds", c.despawned_out_of_bounds),
+            ("out_of_bounds_damage", c.out_of_bounds_damage),
+            ("npc_retargets", c.npc_retargets),
+        ] {
+            d.set_item(k, v)?;
+        }
+        Ok(d)
+    }
+    fn __repr__(&self) -> String {
+        format!("Journal(tick={}, world_hash={:#018x}, plans={})", self.inner.tick.0, self.inner.world_hash, self.inner.plans.len())
+    }
+}
