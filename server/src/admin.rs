@@ -30,6 +30,7 @@ pub struct Metrics {
     pub recorder_stalls: IntGauge,
     pub frames: IntCounterVec,
     pub rejects: IntCounterVec,
+    pub policy_latency: Histogram,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -68,6 +69,11 @@ impl Metrics {
             recorder_stalls: g("dualplane_recorder_stalls", "Ticks that waited for the replay writer."),
             frames: cv("dualplane_verification_frames_total", "Verification frames by outcome.", &["outcome"]),
             rejects: cv("dualplane_session_rejects_total", "Per-session rejects by reason.", &["reason"]),
+            policy_latency: h(
+                "dualplane_policy_plan_latency_seconds",
+                "Policy-worker plan latency: from publishing the tick a plan was decided on (its correlation id) to the plan's arrival.",
+                vec![0.002, 0.005, 0.01, 0.0167, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0],
+            ),
             registry,
         };
         // Pre-register every bounded label value so dashboards and alerts
@@ -107,6 +113,7 @@ impl Metrics {
             Box::new(m.recorder_stalls.clone()),
             Box::new(m.frames.clone()),
             Box::new(m.rejects.clone()),
+            Box::new(m.policy_latency.clone()),
             Box::new(build),
         ] {
             must(r.register(col));

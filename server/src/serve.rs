@@ -245,6 +245,8 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     let (leave_tx, leave_rx) = sync_channel::<Departed>(1024);
     let (input_tx, input_rx) = sync_channel::<MicroPlan>(16_384);
     let (world_tx, world_rx) = tokio::sync::watch::channel::<(u64, Arc<Vec<QEntity>>)>((0, Arc::new(Vec::new())));
+    let outboxes: Outboxes = Arc::default();
+    let published: Published = Arc::default();
     let recorder = match &record {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
@@ -257,7 +259,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
 
     let tick_thread = {
         let (stats, shutdown) = (Arc::clone(&stats), Arc::clone(&shutdown));
-        let obs = TickObserver { metrics: metrics.clone(), health: Arc::clone(&health) };
+        let obs = TickObserver { metrics: metrics.clone(), health: Arc::clone(&health), outboxes: Arc::clone(&outboxes), published: Arc::clone(&published) };
         std::thread::Builder::new().name("tick".into()).spawn(move || {
             tick_loop(world, recorder, join_rx, leave_rx, input_rx, world_tx, &stats, &shutdown, max_ticks, frames.map(|f| (frames_every, f)), &obs)
         })?
@@ -286,7 +288,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
             let (endpoint, hub, conns, stats, metrics, health) = (endpoint.clone(), Arc::clone(&hub), Arc::clone(&conns), Arc::clone(&stats), metrics.clone(), Arc::clone(&health));
             tokio::spawn(async move {
                 while let Some(incoming) = endpoint.accept().await {
-                    let ctx = ConnCtx { tick_rate, metrics: metrics.clone(), health: Arc::clone(&health), hub: Arc::clone(&hub), conns: Arc::clone(&conns), stats: Arc::clone(&stats), join_tx: join_tx.clone(), leave_tx: leave_tx.clone(), input_tx: input_tx.clone() };
+                    let ctx = ConnCtx { tick_rate, metrics: metrics.clone(), health: Arc::clone(&health), hub: Arc::clone(&hub), conns: Arc::clone(&conns), stats: Arc::clone(&stats), join_tx: join_tx.clone(), leave_tx: leave_tx.clone(), input_tx: input_tx.clone(), outboxes: Arc::clone(&outboxes), published: Arc::clone(&published) };
                     tokio::spawn(async move {
                         match incoming.await {
                             Ok(conn) => handle(conn, ctx).await,
@@ -408,6 +410,8 @@ fn summary(stats: &Stats, hub: &Mutex<Hub>, tick_rate: u32) -> serde_json::Value
 struct TickObserver {
     metrics: crate::admin::Metrics,
     health: Arc<crate::admin::Health>,
+    outboxes: Outboxes,
+    published: Published,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -469,13 +473,19 @@ fn tick_loop(
                     plans.push(p);
                     stats.inputs_late_retargeted.fetch_add(1, Ordering::Relaxed);
                 }
-            } else if t < next_tick {
-                stats.inputs_late_dropped.fetch_add(1, Ordering::Relaxed);
-            } else if queue.submit(p, world.tick()).is_err() {
-                stats.inputs_late_dropped.fetch_add(1, Ordering::Relaxed);
+            } else {
+                let h = *p.header();
+                let refused = if t < next_tick { Err(sim_core::Status::TickInPast) } else { queue.submit(p, world.tick()) };
+                if let Err(status) = refused {
+                    stats.inputs_late_dropped.fetch_add(1, Ordering::Relaxed);
+                    obs.tell(h.source.0, Frame::PlanStatus { sequence: h.sequence, tick: next_tick.0, status: status as u16 });
+                }
             }
         }
         let j = world.step(&plans, &mut clock);
+        for pj in j.plans.iter().filter(|pj| pj.source.0 != 0) {
+            obs.tell(pj.source.0, Frame::PlanStatus { sequence: pj.sequence, tick: j.tick.0, status: pj.status as u16 });
+        }
         stats.inputs_applied.fetch_add(j.plans.iter().filter(|p| p.status == sim_core::Status::Ok && p.source.0 != 0).count() as u64, Ordering::Relaxed);
         stats.plans_rejected.fetch_add(u64::from(j.counters.plans_rejected), Ordering::Relaxed);
         for (req, plan) in joins {
@@ -495,6 +505,7 @@ fn tick_loop(
             r.record(&world, &plans)?;
         }
         let _ = world_tx.send((world.tick().0, Arc::new(quantize_world(&world))));
+        obs.publish(world.tick().0);
         if let Some((every, sink)) = frames.as_mut() {
             if world.tick().0 % *every == 0 {
                 sink(&world);
@@ -643,6 +654,44 @@ struct ConnCtx {
     join_tx: SyncSender<JoinReq>,
     leave_tx: SyncSender<Departed>,
     input_tx: SyncSender<MicroPlan>,
+    outboxes: Outboxes,
+    published: Published,
+}
+
+/// Frames the tick thread sends to policy sessions (plan statuses), by
+/// source id. Bounded: a session that does not keep up loses statuses, the
+/// tick thread never waits.
+type Outboxes = Arc<Mutex<BTreeMap<u32, tokio::sync::mpsc::Sender<Frame>>>>;
+
+/// When each recent tick's state was published (tick, now_ms), for the
+/// policy plan latency metric.
+type Published = Arc<Mutex<std::collections::VecDeque<(u64, u64)>>>;
+
+impl TickObserver {
+    fn tell(&self, source: u32, f: Frame) {
+        if let Ok(o) = self.outboxes.lock() {
+            if let Some(tx) = o.get(&source) {
+                let _ = tx.try_send(f);
+            }
+        }
+    }
+
+    fn publish(&self, tick: u64) {
+        if let Ok(mut p) = self.published.lock() {
+            if p.len() == 512 {
+                p.pop_front();
+            }
+            p.push_back((tick, now_ms()));
+        }
+    }
+}
+
+/// Milliseconds since the state of `tick` was published, if it is recent.
+fn since_published(published: &Published, tick: u64) -> Option<u64> {
+    let p = published.lock().ok()?;
+    let (first, _) = *p.front()?;
+    let (t, at) = *p.get(usize::try_from(tick.checked_sub(first)?).ok()?)?;
+    (t == tick).then(|| now_ms().saturating_sub(at))
 }
 
 fn unix_now() -> u64 {
@@ -708,6 +757,15 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
         leave(&ctx, id);
         return;
     }
+    // Plan statuses go to policy sessions only: they read their control
+    // stream; a player that never reads it must not stall this task.
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Frame>(256);
+    let is_policy = claims.role == net::token::Role::Policy;
+    if is_policy {
+        if let Ok(mut o) = ctx.outboxes.lock() {
+            o.insert(source, out_tx.clone());
+        }
+    }
     // Frames are read by their own task: `read_frame` is two reads and is
     // not cancel-safe, so it must never race the datagram branch directly.
     let (frame_tx, mut frame_rx) = tokio::sync::mpsc::channel::<Result<Option<Frame>, net::driver::DriverError>>(64);
@@ -743,6 +801,13 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
                 let Some(f) = f else { break };
                 match f {
                     Ok(Some(Frame::Plan(bytes))) => {
+                        if is_policy && bytes.len() >= 32 {
+                            // The correlation id of a policy plan is the tick it was decided on.
+                            let corr = u64::from_le_bytes(bytes[24..32].try_into().unwrap_or([0; 8]));
+                            if let Some(ms) = since_published(&ctx.published, corr) {
+                                ctx.metrics.policy_latency.observe(ms as f64 / 1000.0);
+                            }
+                        }
                         let r = ctx.hub.lock().ok().and_then(|mut h| h.sessions.get_mut(&id).map(|s| s.input(now_ms(), bytes)));
                         if let Some(Ok(Some(p))) = r {
                             if ctx.input_tx.try_send(p).is_err() {
@@ -762,6 +827,17 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
                     Err(_) => break,
                 }
             }
+            Some(f) = out_rx.recv() => {
+                if write_frame(&mut send, &f).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    drop(out_tx);
+    if is_policy {
+        if let Ok(mut o) = ctx.outboxes.lock() {
+            o.remove(&source);
         }
     }
     reader.abort();

@@ -491,7 +491,10 @@ impl PlanBuilder {
     pub fn build(&self) -> Vec<u8> {
         let present: Vec<OpKind> = OpKind::ALL.into_iter().filter(|k| self.counts[*k as usize - 1] > 0).collect();
         let table_end = PLAN_HEADER_SIZE + present.len() * PLAN_SECTION_ENTRY_SIZE;
-        let mut out = vec![0u8; table_end];
+        // One allocation: header, table and every section with its padding.
+        let sections: usize = present.iter().map(|k| section_layout(*k, self.counts[*k as usize - 1]).1 as usize + PLAN_ALIGN).sum();
+        let mut out = Vec::with_capacity(table_end + sections);
+        out.resize(table_end, 0u8);
         out[0..4].copy_from_slice(&PLAN_MAGIC);
         out[4..6].copy_from_slice(&PLAN_VERSION.to_le_bytes());
         out[8..16].copy_from_slice(&self.header.target_tick.0.to_le_bytes());

@@ -1,0 +1,123 @@
+"""`python -m dualplane.bench [--json]`: the control plane's numbers.
+
+- observe: Python cost per tick to get every entity's columns and build an
+  (N, 3) position array, for 1,000 and 10,000 entities;
+- plan: build one move_to plan for N NPCs from numpy and submit it, against
+  a naive loop of one single-op plan per NPC (the ratio is the point of the
+  batched design);
+- step: Sim steps per second on the default arena;
+- ffi: calls into the extension per policy tick for the example policies
+  driving 1,000 NPCs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import PlanBuilder, Sim, ffi_calls
+from .envs import npc_arena
+from .policy import grant_npcs, load_policy, run_local
+
+POLICIES = Path(__file__).parent / "policies"
+
+
+def _best(fn, repeat: int) -> float:
+    """Median seconds of `repeat` runs of fn()."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def observe_cost(n: int, repeat: int = 200) -> float:
+    sim = Sim.from_toml(npc_arena(n, half_extent=80.0))
+    sim.step()
+
+    def observe():
+        c = sim.columns("npc")
+        return np.stack((c["pos_x"], c["pos_y"], c["pos_z"]), axis=1)
+
+    assert len(observe()) == n
+    return _best(observe, repeat)
+
+
+def plan_cost(n: int, repeat: int = 50) -> tuple[float, float]:
+    """Per tick: build + submit (timed), then step (not timed), so plans
+    are consumed as in a real loop."""
+    sim = Sim.from_toml(npc_arena(n, half_extent=80.0))
+    handles = grant_npcs(sim, 1)
+    targets = np.random.default_rng(0).uniform(-10, 10, size=(n, 3)).astype(np.float32)
+
+    def batched() -> float:
+        t0 = time.perf_counter()
+        plan = PlanBuilder(sim.tick + 1, 1).move_to(handles, targets, 2.0).build()
+        sim.submit(plan)
+        spent = time.perf_counter() - t0
+        sim.step()
+        return spent
+
+    def naive() -> float:
+        t0 = time.perf_counter()
+        tick = sim.tick
+        for i in range(n):
+            plan = PlanBuilder(tick + 1, 1, i).move_to(handles[i : i + 1], targets[i : i + 1], 2.0).build()
+            sim.submit(plan)
+        spent = time.perf_counter() - t0
+        sim.step()
+        return spent
+
+    b = float(np.median([batched() for _ in range(repeat)]))
+    nv = float(np.median([naive() for _ in range(max(3, repeat // 10))]))
+    return b, nv
+
+
+def steps_per_second(ticks: int = 120) -> float:
+    sim = Sim()
+    t0 = time.perf_counter()
+    for _ in range(ticks):
+        sim.step()
+    return ticks / (time.perf_counter() - t0)
+
+
+def ffi_per_tick(policy: str, npcs: int = 1000, ticks: int = 20) -> float:
+    sim = Sim.from_toml(npc_arena(npcs, half_extent=60.0))
+    grant_npcs(sim, 1)
+    act = load_policy(POLICIES / f"{policy}.py")["act"]
+    before = ffi_calls()
+    run_local(sim, act, 1, ticks)
+    return (ffi_calls() - before) / ticks
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m dualplane.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quick", action="store_true", help="fewer repeats (CI smoke)")
+    a = p.parse_args(argv)
+    r = 20 if a.quick else 200
+    out: dict[str, float] = {}
+    for n in (1000, 10000):
+        out[f"observe_us_{n}"] = observe_cost(n, r) * 1e6
+        b, nv = plan_cost(n, max(5, r // 4))
+        out[f"plan_submit_us_{n}"] = b * 1e6
+        out[f"naive_single_op_plans_us_{n}"] = nv * 1e6
+        out[f"batched_over_naive_{n}"] = nv / b
+    out["sim_steps_per_s_default_arena"] = steps_per_second(60 if a.quick else 300)
+    for pol in ("utility_npc", "random_walk"):
+        out[f"ffi_calls_per_tick_{pol}_1000"] = ffi_per_tick(pol)
+    if a.json:
+        print(json.dumps({k: round(v, 3) for k, v in out.items()}))
+    else:
+        for k, v in out.items():
+            print(f"{k:40} {v:12.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
