@@ -37,6 +37,16 @@ step "build (debug, with optimized dependencies) and release"
 cargo build --workspace --all-targets || fail "debug build"
 cargo build --release -p server || fail "release build"
 
+step "policy-py: build the Python package into .venv (maturin), run pytest against the release server"
+[ -x .venv/bin/python ] || python3 -m venv .venv || fail "python venv"
+.venv/bin/python -m pip install -q --disable-pip-version-check "maturin>=1.16,<2" "numpy>=1.24" "pytest>=7" || fail "pip install maturin numpy pytest"
+.venv/bin/maturin develop --release -m policy-py/Cargo.toml > /tmp/dualplane-maturin.log 2>&1 \
+    || { tail -30 /tmp/dualplane-maturin.log; fail "maturin develop"; }
+tail -2 /tmp/dualplane-maturin.log
+DUALPLANE_BIN="$ROOT/target/release/dualplane" .venv/bin/python -m pytest policy-py/tests -q -p no:cacheprovider || fail "pytest policy-py"
+.venv/bin/python -m dualplane.bench --quick || fail "python bench"
+ok "policy-py"
+
 step "cargo test (unit, contract, integration, determinism)"
 cargo test --workspace 2>&1 | tee /tmp/dualplane-cargo-test.log || fail "cargo test"
 ok "cargo test"
@@ -81,17 +91,25 @@ PROM_PORT=19090
 prometheus --config.file="$DEV/prometheus.yml" --storage.tsdb.path="$DEV/tsdb" \
     --web.listen-address="127.0.0.1:$PROM_PORT" > "$DEV/prometheus.log" 2>&1 &
 PROM=$!
+# One sandboxed policy worker drives NPCs alongside the bots (policy latency).
+.venv/bin/python -m dualplane.worker --server "$ADDR" --cert "$DEV/cert.der" --duration 55 --json \
+    --token "$(./target/release/dualplane token --client-id 900 --role policy --dev-dir "$DEV")" \
+    --policy policy-py/python/dualplane/policies/utility_npc.py > "$DEV/worker.json" 2> "$DEV/worker.log" &
+WORKER=$!
 ./target/release/dualplane bot --server "$ADDR" --count 32 --duration 60 --dev-dir "$DEV" --json > "$DEV/bots.json" \
     || { cat "$DEV/bots.json"; kill "$PROM" 2>/dev/null; fail "bots reported failures"; }
+wait "$WORKER" || { cat "$DEV/worker.log"; fail "policy worker"; }
 curl -sf "http://$ADMIN/metrics" > "$DEV/metrics.txt" || fail "no /metrics"
 promtool check metrics < "$DEV/metrics.txt" || fail "promtool check metrics"
 python3 deploy/check_prometheus.py "http://127.0.0.1:$PROM_PORT" deploy/grafana/dashboards/dualplane.json deploy/prometheus/alerts.yml \
     || { tail -20 "$DEV/prometheus.log"; kill "$PROM" 2>/dev/null; fail "Prometheus has no data for some expressions"; }
 kill "$PROM" 2>/dev/null || true
 wait "$SERVER" || fail "server exited non-zero"
-python3 - "$DEV/bots.json" "$DEV/stats.json" <<'PY' || fail "32-bot run"
+python3 - "$DEV/bots.json" "$DEV/stats.json" "$DEV/worker.json" <<'PY' || fail "32-bot run"
 import json, sys
-bots = json.load(open(sys.argv[1])); stats = json.load(open(sys.argv[2]))
+bots = json.load(open(sys.argv[1])); stats = json.load(open(sys.argv[2])); worker = json.load(open(sys.argv[3]))
+assert worker["counters"]["accepted"] > 1000 and worker["counters"]["rejected"] == 0, worker
+print("policy worker:", json.dumps(worker))
 assert bots["connected"] == 32, bots["connected"]
 assert bots["hash_failures"] == 0, bots["hash_failures"]
 assert all(b["snapshots_applied"] > 50 * 60 * 0.8 for b in bots["bots"]), [b["snapshots_applied"] for b in bots["bots"]]
