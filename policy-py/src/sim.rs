@@ -43,16 +43,25 @@ pub(crate) fn status_enum<'py>(py: Python<'py>, s: Status) -> PyResult<Bound<'py
     py.import("dualplane._ports")?.getattr("Status")?.call1((s as u16,))
 }
 
-/// Plans from Python: one `bytes`, or a list/tuple of them.
-pub(crate) fn plan_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u8>>> {
+/// One plan from Python: `bytes` or a `PlanBuilder` (built here, without
+/// the round trip through a Python `bytes`).
+pub(crate) fn one_plan(obj: &Bound<'_, PyAny>) -> Option<Vec<u8>> {
     if let Ok(b) = obj.cast::<PyBytes>() {
-        return Ok(vec![b.as_bytes().to_vec()]);
+        return Some(b.as_bytes().to_vec());
+    }
+    obj.cast::<crate::plan::PyPlanBuilder>().ok().map(|b| b.borrow().build_vec())
+}
+
+/// Plans from Python: one `bytes` or `PlanBuilder`, or a list/tuple of them.
+pub(crate) fn plan_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u8>>> {
+    if let Some(p) = one_plan(obj) {
+        return Ok(vec![p]);
     }
     let mut out = Vec::new();
-    for item in obj.try_iter().map_err(|_| crate::type_error("plans must be bytes or a list of bytes"))? {
+    for item in obj.try_iter().map_err(|_| crate::type_error("plans must be bytes, a PlanBuilder, or a list of them"))? {
         let item = item?;
-        let b = item.cast::<PyBytes>().map_err(|_| crate::type_error(format!("plans must be bytes or a list of bytes; found {}", item.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string()))))?;
-        out.push(b.as_bytes().to_vec());
+        let b = one_plan(&item).ok_or_else(|| crate::type_error(format!("plans must be bytes/PlanBuilder or a list of them; found {}", item.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string()))))?;
+        out.push(b);
     }
     Ok(out)
 }
@@ -192,9 +201,10 @@ impl Sim {
     /// `Status.OK` or why it was refused (late, too far ahead, malformed).
     /// `check=False` skips the lead window (recorded plan files).
     #[pyo3(signature = (plan, check = true))]
-    fn submit<'py>(&mut self, py: Python<'py>, plan: &Bound<'py, PyBytes>, check: bool) -> PyResult<Bound<'py, PyAny>> {
+    fn submit<'py>(&mut self, py: Python<'py>, plan: &Bound<'py, PyAny>, check: bool) -> PyResult<Bound<'py, PyAny>> {
         ffi();
-        let status = match MicroPlan::decode(plan.as_bytes().to_vec()) {
+        let bytes = one_plan(plan).ok_or_else(|| crate::type_error("submit: plan must be bytes or a PlanBuilder"))?;
+        let status = match MicroPlan::decode(bytes) {
             Err(e) => e.status,
             Ok(p) if !check => {
                 self.queue.insert_unchecked(p);

@@ -109,3 +109,15 @@ def test_rejected_ops_are_data_with_status_enum():
     j2 = sim.step([b"not a plan at all, just bytes padded out to a header" + bytes(64)])
     assert j2.plans[0].status == dualplane.Status.BAD_MAGIC
     assert "magic" in j2.plans[0].error
+
+
+def test_a_builder_can_be_submitted_unbuilt():
+    a, b = dualplane.Sim(), dualplane.Sim()
+    h = np.ascontiguousarray(a.columns("npc")["handle"])
+    t = np.ones((len(h), 3), np.float32)
+    ja = a.step(dualplane.PlanBuilder(1, 0).move_to(h, t, 2.0))
+    jb = b.step(dualplane.PlanBuilder(1, 0).move_to(h, t, 2.0).build())
+    assert ja.world_hash == jb.world_hash and ja.plans[0].status == dualplane.Status.OK
+    assert a.submit(dualplane.PlanBuilder(3, 0).move_to(h, t, 1.0)) == dualplane.Status.OK
+    with pytest.raises(TypeError, match="bytes or a PlanBuilder"):
+        a.submit("not a plan")

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub frames: IntCounterVec,
     pub rejects: IntCounterVec,
     pub policy_latency: Histogram,
+    pub agones_health_pings: IntCounter,
+    pub agones_allocated: IntGauge,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -74,6 +76,8 @@ impl Metrics {
                 "Policy-worker plan latency: from publishing the tick a plan was decided on (its correlation id) to the plan's arrival.",
                 vec![0.002, 0.005, 0.01, 0.0167, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0],
             ),
+            agones_health_pings: c("dualplane_agones_health_pings_total", "Health pings sent to the Agones SDK (only while the tick loop is alive)."),
+            agones_allocated: g("dualplane_agones_allocated", "1 once Agones has allocated this GameServer."),
             registry,
         };
         // Pre-register every bounded label value so dashboards and alerts
@@ -114,6 +118,8 @@ impl Metrics {
             Box::new(m.frames.clone()),
             Box::new(m.rejects.clone()),
             Box::new(m.policy_latency.clone()),
+            Box::new(m.agones_health_pings.clone()),
+            Box::new(m.agones_allocated.clone()),
             Box::new(build),
         ] {
             must(r.register(col));
@@ -144,6 +150,24 @@ pub struct Health {
     pub draining: AtomicBool,
 }
 
+/// The tick loop counts as alive while its last tick is younger than this.
+pub const STALL_MS: u64 = 2000;
+
+impl Health {
+    /// Milliseconds since the last completed tick.
+    #[must_use]
+    pub fn tick_age_ms(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.last_tick_ms.load(Ordering::Relaxed))
+    }
+
+    /// The one liveness rule: `/healthz` and the Agones health pings both
+    /// follow it, so a stalled simulation goes unhealthy everywhere.
+    #[must_use]
+    pub fn alive(&self, now_ms: u64) -> bool {
+        self.tick_age_ms(now_ms) < STALL_MS
+    }
+}
+
 /// Serves the admin endpoints until `shutdown` resolves.
 pub async fn serve_admin(listener: tokio::net::TcpListener, metrics: Metrics, health: Arc<Health>, now_ms: fn() -> u64, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     use axum::http::StatusCode;
@@ -158,8 +182,9 @@ pub async fn serve_admin(listener: tokio::net::TcpListener, metrics: Metrics, he
         .route("/healthz", get(move || {
             let h = Arc::clone(&h1);
             async move {
-                let age = now_ms().saturating_sub(h.last_tick_ms.load(Ordering::Relaxed));
-                if age < 2000 { (StatusCode::OK, format!("ok: last tick {age} ms ago\n")) } else { (StatusCode::SERVICE_UNAVAILABLE, format!("stalled: last tick {age} ms ago\n")) }
+                let now = now_ms();
+                let age = h.tick_age_ms(now);
+                if h.alive(now) { (StatusCode::OK, format!("ok: last tick {age} ms ago\n")) } else { (StatusCode::SERVICE_UNAVAILABLE, format!("stalled: last tick {age} ms ago\n")) }
             }
         }))
         .route("/readyz", get(move || {
@@ -169,4 +194,18 @@ pub async fn serve_admin(listener: tokio::net::TcpListener, metrics: Metrics, he
             }
         }));
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stalled_tick_loop_is_not_alive() {
+        let h = Health::default();
+        h.last_tick_ms.store(10_000, Ordering::Relaxed);
+        assert!(h.alive(10_000 + STALL_MS - 1));
+        assert!(!h.alive(10_000 + STALL_MS));
+        assert_eq!(h.tick_age_ms(9_000), 0, "a clock read before the tick is not negative");
+    }
 }

@@ -3,6 +3,10 @@
 //! replays).
 
 mod admin;
+#[cfg(feature = "agones")]
+mod agones;
+#[cfg_attr(not(feature = "agones"), allow(dead_code))]
+mod agones_meta;
 mod alloc_count;
 mod bench;
 mod bot;

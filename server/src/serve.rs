@@ -85,6 +85,11 @@ pub struct ServeArgs {
     /// Where verification frames (PNG) and frames.jsonl are written.
     #[arg(long, env = "DUALPLANE_FRAMES_DIR")]
     frames_dir: Option<PathBuf>,
+    /// Run under Agones: read GameServer annotations, mark Ready, ping
+    /// health from the tick loop, Shutdown after drain (needs a build with
+    /// `--features agones` and the SDK sidecar).
+    #[arg(long)]
+    agones: bool,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -208,13 +213,38 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
         None => FileConfig::default(),
     };
     let bind = a.bind.or(file.bind).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 4433)));
-    let scenario = a.scenario.clone().or(file.scenario);
-    let seed = a.seed.or(file.seed);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    #[cfg_attr(not(feature = "agones"), allow(unused_mut))]
+    let mut scenario = a.scenario.clone().or(file.scenario);
+    #[cfg_attr(not(feature = "agones"), allow(unused_mut))]
+    let mut seed = a.seed.or(file.seed);
+    #[cfg_attr(not(feature = "agones"), allow(unused_mut))]
+    let mut max_clients = a.max_clients.or(file.max_clients);
+    #[cfg(not(feature = "agones"))]
+    if a.agones {
+        anyhow::bail!("--agones: this binary was built without the `agones` feature (cargo build --release -p server --features agones)");
+    }
+    // GameServer annotations are the orchestrator's per-instance choice:
+    // they override flags, env and file.
+    #[cfg(feature = "agones")]
+    let mut agones = if a.agones {
+        let (sdk, o) = rt.block_on(crate::agones::Agones::connect(Duration::from_secs(10)))?;
+        say(&format!("agones: GameServer {:?}: scenario {:?} seed {:?} max_clients {:?}", sdk.name, o.scenario, o.seed, o.max_clients));
+        for r in &o.rejected {
+            say(&format!("agones: ignoring annotation {r}"));
+        }
+        scenario = o.scenario.or(scenario);
+        seed = o.seed.or(seed);
+        max_clients = o.max_clients.or(max_clients);
+        Some(sdk)
+    } else {
+        None
+    };
     let dev_dir = a.dev_dir.clone().or(file.dev_dir).unwrap_or_else(net::driver::default_dev_dir);
     let core = CoreConfig {
         budget: a.snapshot_budget.or(file.snapshot_budget).unwrap_or(1100),
         idle_timeout_ms: a.idle_timeout_ms.or(file.idle_timeout_ms).unwrap_or(10_000),
-        max_clients: a.max_clients.or(file.max_clients).unwrap_or(256),
+        max_clients: max_clients.unwrap_or(256),
         inputs_per_sec: a.inputs_per_sec.or(file.inputs_per_sec).unwrap_or(240),
         datagrams_per_sec: a.datagrams_per_sec.or(file.datagrams_per_sec).unwrap_or(600),
         interest_radius_m: a.interest_radius.or(file.interest_radius),
@@ -265,7 +295,6 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
         })?
     };
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let result = rt.block_on(async {
         let endpoint = quinn::Endpoint::server(server_config(&creds.cert_der, &creds.key_der, transport)?, bind)
             .with_context(|| format!("cannot listen on {bind}"))?;
@@ -274,6 +303,15 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
         say(&format!("dev credentials in {} (cert.der, token.key); connect bots with: dualplane bot --server {local} --count 8", creds.dir.display()));
         let admin = tokio::net::TcpListener::bind(admin_bind).await.with_context(|| format!("cannot listen on {admin_bind} (admin)"))?;
         say(&format!("admin http on {} (/metrics /healthz /readyz)", admin.local_addr()?));
+        #[cfg(feature = "agones")]
+        let agones_tasks = match agones.as_mut() {
+            Some(sdk) => {
+                sdk.ready().await?;
+                say("agones: Ready");
+                vec![sdk.spawn_health(Arc::clone(&health), now_ms, Duration::from_secs(2), metrics.clone()), sdk.spawn_watch(metrics.clone())]
+            }
+            None => Vec::new(),
+        };
         let admin_task = {
             let (m, h, sd) = (metrics.clone(), Arc::clone(&health), Arc::clone(&shutdown));
             tokio::spawn(crate::admin::serve_admin(admin, m, h, now_ms, async move {
@@ -322,6 +360,10 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
         endpoint.close(quinn::VarInt::from_u32(0), b"shutdown");
         tokio::time::timeout(drain_timeout, endpoint.wait_idle()).await.ok();
         tokio::time::timeout(Duration::from_secs(1), admin_task).await.ok();
+        #[cfg(feature = "agones")]
+        for t in agones_tasks {
+            t.abort();
+        }
         anyhow::Ok(())
     });
     let tick_result = tick_thread.join().map_err(|_| anyhow::anyhow!("tick thread panicked"))?;
@@ -332,12 +374,20 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(p) = stats_json {
         std::fs::write(&p, serde_json::to_vec_pretty(&summary)?).with_context(|| format!("{}: cannot write", p.display()))?;
     }
+    // The replay is flushed and closed: now Agones may delete the pod.
+    #[cfg(feature = "agones")]
+    if let Some(mut sdk) = agones {
+        match rt.block_on(sdk.shutdown()) {
+            Ok(()) => say("agones: Shutdown"),
+            Err(e) => say(&format!("{e}")),
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Prints a line; a closed stdout (a pipe nobody reads) is not an error
 /// worth dying for.
-fn say(line: &str) {
+pub(crate) fn say(line: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");

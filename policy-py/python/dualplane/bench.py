@@ -2,9 +2,10 @@
 
 - observe: Python cost per tick to get every entity's columns and build an
   (N, 3) position array, for 1,000 and 10,000 entities;
-- plan: build one move_to plan for N NPCs from numpy and submit it, against
-  a naive loop of one single-op plan per NPC (the ratio is the point of the
-  batched design);
+- plan: build one move_to plan for N NPCs from numpy and submit it (as
+  bytes, and as the builder itself), against a naive loop of one single-op
+  plan per NPC (the ratio is the point of the batched design). Each sample
+  is followed by an untimed step, as in a real loop (caches are cold);
 - step: Sim steps per second on the default arena;
 - ffi: calls into the extension per policy tick for the example policies
   driving 1,000 NPCs.
@@ -73,9 +74,17 @@ def plan_cost(n: int, repeat: int = 50) -> tuple[float, float]:
         sim.step()
         return spent
 
+    def direct() -> float:
+        t0 = time.perf_counter()
+        sim.submit(PlanBuilder(sim.tick + 1, 1).move_to(handles, targets, 2.0))
+        spent = time.perf_counter() - t0
+        sim.step()
+        return spent
+
     b = float(np.median([batched() for _ in range(repeat)]))
+    d = float(np.median([direct() for _ in range(repeat)]))
     nv = float(np.median([naive() for _ in range(max(3, repeat // 10))]))
-    return b, nv
+    return b, d, nv
 
 
 def steps_per_second(ticks: int = 120) -> float:
@@ -104,10 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, float] = {}
     for n in (1000, 10000):
         out[f"observe_us_{n}"] = observe_cost(n, r) * 1e6
-        b, nv = plan_cost(n, max(5, r // 4))
-        out[f"plan_submit_us_{n}"] = b * 1e6
+        b, d, nv = plan_cost(n, max(5, r // 4))
+        out[f"plan_build_submit_bytes_us_{n}"] = b * 1e6
+        out[f"plan_submit_builder_us_{n}"] = d * 1e6
         out[f"naive_single_op_plans_us_{n}"] = nv * 1e6
-        out[f"batched_over_naive_{n}"] = nv / b
+        out[f"batched_over_naive_{n}"] = nv / d
     out["sim_steps_per_s_default_arena"] = steps_per_second(60 if a.quick else 300)
     for pol in ("utility_npc", "random_walk"):
         out[f"ffi_calls_per_tick_{pol}_1000"] = ffi_per_tick(pol)
