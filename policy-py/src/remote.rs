@@ -95,7 +95,10 @@ async fn run(addr: SocketAddr, cert: Vec<u8>, role: Role, token: String, shared:
     let reason = loop {
         tokio::select! {
             d = conn.read_datagram() => {
-                let Ok(d) = d else { break "connection lost".to_string() };
+                let d = match d {
+                    Ok(d) => d,
+                    Err(e) => break format!("connection closed: {e}"),
+                };
                 let before = client.stats.snapshots_applied;
                 client.on_datagram(&d);
                 if let Some(ack) = client.poll_ack() {

@@ -115,7 +115,14 @@ async fn one_bot(server: SocketAddr, cert: Vec<u8>, key: Vec<u8>, id: u32, durat
     while start.elapsed() < duration {
         tokio::select! {
             d = c.conn.read_datagram() => {
-                let Ok(d) = d else { rep.error = Some("connection lost".into()); break };
+                // The close reason (a drain says "server shutting down").
+                let d = match d {
+                    Ok(d) => d,
+                    Err(e) => {
+                        rep.error = Some(format!("connection closed: {e}"));
+                        break;
+                    }
+                };
                 client.on_datagram(&d);
                 if let Some(ack) = client.poll_ack() {
                     let _ = c.conn.send_datagram(ack.into());
