@@ -301,8 +301,29 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
         let local = endpoint.local_addr()?;
         say(&format!("dualplane serving {name:?} at {tick_rate} Hz on {local} (QUIC, ALPN dualplane/1)"));
         say(&format!("dev credentials in {} (cert.der, token.key); connect bots with: dualplane bot --server {local} --count 8", creds.dir.display()));
-        let admin = tokio::net::TcpListener::bind(admin_bind).await.with_context(|| format!("cannot listen on {admin_bind} (admin)"))?;
+        // The admin server has its own thread and runtime: a scrape or a
+        // health probe never queues behind replication work on a loaded box.
+        let admin = std::net::TcpListener::bind(admin_bind).with_context(|| format!("cannot listen on {admin_bind} (admin)"))?;
+        admin.set_nonblocking(true)?;
         say(&format!("admin http on {} (/metrics /healthz /readyz)", admin.local_addr()?));
+        let admin_done = {
+            let (m, h, sd) = (metrics.clone(), Arc::clone(&health), Arc::clone(&shutdown));
+            let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+            std::thread::Builder::new().name("admin".into()).spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+                let _ = rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(admin)?;
+                    crate::admin::serve_admin(listener, m, h, now_ms, async move {
+                        while !sd.load(Ordering::Relaxed) {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    })
+                    .await
+                });
+                let _ = done_tx.send(());
+            })?;
+            done_rx
+        };
         #[cfg(feature = "agones")]
         let agones_tasks = match agones.as_mut() {
             Some(sdk) => {
@@ -311,14 +332,6 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
                 vec![sdk.spawn_health(Arc::clone(&health), now_ms, Duration::from_secs(2), metrics.clone()), sdk.spawn_watch(metrics.clone())]
             }
             None => Vec::new(),
-        };
-        let admin_task = {
-            let (m, h, sd) = (metrics.clone(), Arc::clone(&health), Arc::clone(&shutdown));
-            tokio::spawn(crate::admin::serve_admin(admin, m, h, now_ms, async move {
-                while !sd.load(Ordering::Relaxed) {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }))
         };
         let conns: Arc<Mutex<BTreeMap<u32, quinn::Connection>>> = Arc::default();
         let repl = tokio::spawn(replicate(world_rx, Arc::clone(&hub), Arc::clone(&conns), leave_tx.clone(), Arc::clone(&stats), metrics.clone()));
@@ -359,7 +372,9 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
         repl.abort();
         endpoint.close(quinn::VarInt::from_u32(0), b"shutdown");
         tokio::time::timeout(drain_timeout, endpoint.wait_idle()).await.ok();
-        tokio::time::timeout(Duration::from_secs(1), admin_task).await.ok();
+        // A scraper's keep-alive connection may hold the graceful shutdown:
+        // wait a bounded time, the process exits anyway.
+        let _ = tokio::task::spawn_blocking(move || admin_done.recv_timeout(Duration::from_secs(1))).await;
         #[cfg(feature = "agones")]
         for t in agones_tasks {
             t.abort();
