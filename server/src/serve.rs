@@ -381,6 +381,9 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
         }
         anyhow::Ok(())
     });
+    // Whatever ended the async part (drain, or an error such as a port in
+    // use), the tick thread and the admin thread must stop too.
+    shutdown.store(true, Ordering::Relaxed);
     let tick_result = tick_thread.join().map_err(|_| anyhow::anyhow!("tick thread panicked"))?;
     result?;
     tick_result?;
@@ -866,15 +869,15 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
                 let Some(f) = f else { break };
                 match f {
                     Ok(Some(Frame::Plan(bytes))) => {
-                        if is_policy && bytes.len() >= 32 {
-                            // The correlation id of a policy plan is the tick it was decided on.
-                            let corr = u64::from_le_bytes(bytes[24..32].try_into().unwrap_or([0; 8]));
-                            if let Some(ms) = since_published(&ctx.published, corr) {
-                                ctx.metrics.policy_latency.observe(ms as f64 / 1000.0);
-                            }
-                        }
                         let r = ctx.hub.lock().ok().and_then(|mut h| h.sessions.get_mut(&id).map(|s| s.input(now_ms(), bytes)));
                         if let Some(Ok(Some(p))) = r {
+                            // The correlation id of an accepted policy plan is
+                            // the tick it was decided on.
+                            if is_policy {
+                                if let Some(ms) = since_published(&ctx.published, p.header().correlation) {
+                                    ctx.metrics.policy_latency.observe(ms as f64 / 1000.0);
+                                }
+                            }
                             if ctx.input_tx.try_send(p).is_err() {
                                 ctx.stats.inputs_queue_full.fetch_add(1, Ordering::Relaxed);
                             }
@@ -899,10 +902,12 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
             }
         }
     }
-    drop(out_tx);
     if is_policy {
         if let Ok(mut o) = ctx.outboxes.lock() {
-            o.remove(&source);
+            // A reconnect under the same id may have registered a new outbox.
+            if o.get(&source).is_some_and(|tx| tx.same_channel(&out_tx)) {
+                o.remove(&source);
+            }
         }
     }
     reader.abort();

@@ -96,3 +96,32 @@ fn sigterm_with_bots_tells_every_bot_and_the_replay_verifies() {
     let v = Command::new(env!("CARGO_BIN_EXE_dualplane")).args(["replay", "verify", f.to_str().expect("utf8"), "--json"]).output().expect("verify");
     assert!(v.status.success(), "replay verify failed: {}", String::from_utf8_lossy(&v.stdout));
 }
+
+/// A port in use is a clear error and a prompt exit, not a hang (the tick
+/// thread is already running when the listeners are bound).
+#[test]
+fn a_taken_admin_port_fails_fast() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").to_string();
+    let t0 = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dualplane"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--admin-bind", &port, "--dev-dir", dir.path().to_str().expect("utf8")])
+        .args(["--scenario", concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/scenarios/small.toml")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(!status.success());
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "serve hung on a taken admin port");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut err = String::new();
+    child.stderr.take().expect("stderr").read_to_string(&mut err).expect("read");
+    assert!(err.contains("cannot listen on") && err.contains("admin"), "{err}");
+    drop(taken);
+}
