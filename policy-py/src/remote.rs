@@ -19,6 +19,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+/// Plan outcomes kept for `journals()`; older ones are dropped (counted).
+const MAX_STATUSES: usize = 65_536;
+
 #[derive(Debug, Default)]
 struct State {
     latest: Option<ReplicatedColumns>,
@@ -31,6 +34,7 @@ struct State {
     lost: u64,
     bytes: u64,
     plans_sent: u64,
+    statuses_dropped: u64,
 }
 
 #[derive(Debug, Default)]
@@ -51,7 +55,6 @@ impl Shared {
 #[derive(Debug)]
 enum Cmd {
     Plan(Vec<u8>),
-    Close,
 }
 
 #[derive(Debug, Clone)]
@@ -63,7 +66,8 @@ struct Welcome {
     controlled: Vec<u64>,
 }
 
-async fn run(addr: SocketAddr, cert: Vec<u8>, role: Role, token: String, shared: Arc<Shared>, mut cmds: tokio::sync::mpsc::Receiver<Cmd>, ready: std::sync::mpsc::Sender<Result<Welcome, String>>) {
+#[allow(clippy::too_many_arguments)]
+async fn run(addr: SocketAddr, cert: Vec<u8>, role: Role, token: String, shared: Arc<Shared>, mut cmds: tokio::sync::mpsc::Receiver<Cmd>, stop: Arc<tokio::sync::Notify>, ready: std::sync::mpsc::Sender<Result<Welcome, String>>) {
     let c = match quic_connect(addr, &cert, role, &token).await {
         Ok(c) => c,
         Err(e) => {
@@ -118,12 +122,34 @@ async fn run(addr: SocketAddr, cert: Vec<u8>, role: Role, token: String, shared:
                 });
             }
             f = frames.recv() => match f {
-                Some(Ok(Some(Frame::PlanStatus { sequence, tick, status }))) => shared.update(|s| s.statuses.push((sequence, tick, status))),
+                Some(Ok(Some(Frame::PlanStatus { sequence, tick, status }))) => shared.update(|s| {
+                    if s.statuses.len() == MAX_STATUSES {
+                        s.statuses.remove(0);
+                        s.statuses_dropped += 1;
+                    }
+                    s.statuses.push((sequence, tick, status));
+                }),
                 Some(Ok(Some(Frame::Bye { code, reason }))) => break format!("server said bye ({code}): {reason}"),
                 Some(Ok(Some(_))) => {}
                 Some(Ok(None)) | None => break "server closed the control stream".to_string(),
                 Some(Err(e)) => break format!("control stream: {e}"),
             },
+            () = stop.notified() => {
+                // Flush plans already submitted, then say bye: bounded, so a
+                // server that stopped reading cannot hold `close()`.
+                let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                    while let Ok(Cmd::Plan(b)) = cmds.try_recv() {
+                        if write_frame(&mut send, &Frame::Plan(b)).await.is_err() {
+                            return;
+                        }
+                        shared.update(|s| s.plans_sent += 1);
+                    }
+                    let _ = write_frame(&mut send, &Frame::Bye { code: net::proto::bye::NORMAL, reason: "client closed".into() }).await;
+                })
+                .await;
+                let _ = send.finish();
+                break "closed by this client".to_string();
+            }
             c = cmds.recv() => match c {
                 Some(Cmd::Plan(b)) => {
                     if let Err(e) = write_frame(&mut send, &Frame::Plan(b)).await {
@@ -131,29 +157,45 @@ async fn run(addr: SocketAddr, cert: Vec<u8>, role: Role, token: String, shared:
                     }
                     shared.update(|s| s.plans_sent += 1);
                 }
-                Some(Cmd::Close) | None => {
-                    let _ = write_frame(&mut send, &Frame::Bye { code: net::proto::bye::NORMAL, reason: "client closed".into() }).await;
-                    let _ = send.finish();
-                    break "closed by this client".to_string();
-                }
+                None => break "closed by this client".to_string(),
             },
         }
     };
+    let said_bye = reason == "closed by this client";
     shared.update(|s| s.closed = Some(reason));
+    if said_bye {
+        // Let the server read everything up to our bye and close first, so
+        // no plan still in flight is cut off by our close.
+        let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;
+    }
     reader.abort();
     conn.close(quinn::VarInt::from_u32(0), b"bye");
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
 }
 
-/// A remote policy (or observer) session.
-#[pyclass(module = "dualplane._native")]
+/// A remote policy (or observer) session. Frozen: every method takes
+/// `&self`, so a thread blocked in `observe` never locks out `submit`,
+/// `journals` or `close` from another thread (asyncio's `to_thread`).
+#[pyclass(module = "dualplane._native", frozen)]
 #[derive(Debug)]
 pub struct Session {
     shared: Arc<Shared>,
     cmds: tokio::sync::mpsc::Sender<Cmd>,
+    stop: Arc<tokio::sync::Notify>,
     welcome: Welcome,
-    seen: u64,
-    thread: Option<std::thread::JoinHandle<()>>,
+    seen: std::sync::atomic::AtomicU64,
+    /// Signalled when the session thread ends.
+    done: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+}
+
+/// A timeout in seconds from Python: None, inf or NaN = wait forever.
+fn timeout_duration(what: &str, t: Option<f64>) -> PyResult<Option<Duration>> {
+    match t {
+        None => Ok(None),
+        Some(t) if !t.is_finite() => Ok(None),
+        Some(t) if t < 0.0 => Err(value_error(format!("{what}: timeout must be >= 0, got {t}"))),
+        Some(t) => Ok(Some(Duration::try_from_secs_f64(t).map_err(|e| value_error(format!("{what}: timeout {t}: {e}")))?)),
+    }
 }
 
 fn load_cert(cert: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<u8>> {
@@ -183,21 +225,29 @@ pub fn connect(py: Python<'_>, addr: &str, token: &str, cert: Option<&Bound<'_, 
     let shared = Arc::new(Shared::default());
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let wait = timeout_duration("connect", Some(timeout))?.unwrap_or(Duration::from_secs(3600));
     let (sh, token) = (Arc::clone(&shared), token.to_string());
-    let thread = std::thread::Builder::new()
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let (st, (done_tx, done_rx)) = (Arc::clone(&stop), std::sync::mpsc::channel::<()>());
+    std::thread::Builder::new()
         .name("dualplane-session".into())
-        .spawn(move || match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt.block_on(run(addr, cert, role, token, sh, rx, ready_tx)),
-            Err(e) => {
-                let _ = ready_tx.send(Err(format!("tokio runtime: {e}")));
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt.block_on(run(addr, cert, role, token, sh, rx, st, ready_tx)),
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!("tokio runtime: {e}")));
+                }
             }
+            let _ = done_tx.send(());
         })
         .map_err(|e| PyConnectionError::new_err(format!("cannot start the session thread: {e}")))?;
-    let wait = Duration::from_secs_f64(timeout.max(0.0));
     match py.detach(move || ready_rx.recv_timeout(wait)) {
-        Ok(Ok(welcome)) => Ok(Session { shared, cmds: tx, welcome, seen: 0, thread: Some(thread) }),
+        Ok(Ok(welcome)) => Ok(Session { shared, cmds: tx, stop, welcome, seen: std::sync::atomic::AtomicU64::new(0), done: std::sync::Mutex::new(Some(done_rx)) }),
         Ok(Err(e)) => Err(PyConnectionError::new_err(format!("connect to {addr}: {e}"))),
-        Err(_) => Err(PyTimeoutError::new_err(format!("connect to {addr}: no welcome within {timeout} s"))),
+        Err(_) => {
+            stop.notify_one();
+            Err(PyTimeoutError::new_err(format!("connect to {addr}: no welcome within {timeout} s")))
+        }
     }
 }
 
@@ -248,11 +298,11 @@ impl Session {
     /// `rot` float32[N, 4] (x, y, z, w). Returns None on timeout; raises
     /// ConnectionError once the session has ended.
     #[pyo3(signature = (timeout = None))]
-    fn observe<'py>(&mut self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Option<Bound<'py, PyDict>>> {
+    fn observe<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Option<Bound<'py, PyDict>>> {
         ffi();
         let shared = Arc::clone(&self.shared);
-        let seen = self.seen;
-        let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+        let seen = self.seen.load(std::sync::atomic::Ordering::Acquire);
+        let deadline = timeout_duration("observe", timeout)?.and_then(|d| Instant::now().checked_add(d));
         let got: Result<Option<(u64, ReplicatedColumns)>, String> = py.detach(move || {
             let mut s = shared.state.lock().map_err(|_| "session state poisoned".to_string())?;
             loop {
@@ -277,7 +327,7 @@ impl Session {
             }
         });
         let Some((applied, c)) = got.map_err(|r| closed_error(&r))? else { return Ok(None) };
-        self.seen = applied;
+        self.seen.fetch_max(applied, std::sync::atomic::Ordering::AcqRel);
         let n = c.handle.len();
         let d = PyDict::new(py);
         d.set_item("tick", c.tick)?;
@@ -329,17 +379,20 @@ impl Session {
             d.set_item("lost", s.lost)?;
             d.set_item("bytes_received", s.bytes)?;
             d.set_item("plans_sent", s.plans_sent)?;
+            d.set_item("statuses_dropped", s.statuses_dropped)?;
         }
         Ok(d)
     }
 
-    /// Says bye and waits (GIL released) for the session thread to end.
-    fn close(&mut self, py: Python<'_>) {
+    /// Says bye and waits (GIL released, at most 2 s) for the session
+    /// thread to end.
+    fn close(&self, py: Python<'_>) {
         ffi();
-        let _ = self.cmds.try_send(Cmd::Close);
-        if let Some(t) = self.thread.take() {
+        self.stop.notify_one();
+        let done = self.done.lock().ok().and_then(|mut d| d.take());
+        if let Some(done) = done {
             py.detach(move || {
-                let _ = t.join();
+                let _ = done.recv_timeout(Duration::from_secs(2));
             });
         }
     }
@@ -348,13 +401,13 @@ impl Session {
         slf
     }
 
-    fn __exit__(&mut self, py: Python<'_>, _a: Option<&Bound<'_, PyAny>>, _b: Option<&Bound<'_, PyAny>>, _c: Option<&Bound<'_, PyAny>>) {
+    fn __exit__(&self, py: Python<'_>, _a: Option<&Bound<'_, PyAny>>, _b: Option<&Bound<'_, PyAny>>, _c: Option<&Bound<'_, PyAny>>) {
         self.close(py);
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        let _ = self.cmds.try_send(Cmd::Close);
+        self.stop.notify_one();
     }
 }

@@ -1,17 +1,22 @@
 //! `dualplane.Sim`: sim-core in process, for training, tests and analysis.
 //!
 //! Column views are numpy arrays over the Rust columns themselves (no
-//! copy), read-only, whose `base` is a [`ColumnLease`]. A lease keeps the
-//! `Sim` alive and is counted; while any lease is alive the `Sim` never
-//! frees memory a view may point into:
-//! - a step whose spawns would grow a table past its capacity first moves
-//!   the table to a bigger allocation and keeps the old one (old views keep
-//!   showing the values they last saw; call `columns()` again);
-//! - `restore()` keeps the replaced world.
-//! The kept memory is released at the first step or restore with no lease.
+//! copy), read-only, whose `base` is a [`ColumnLease`]. Views are *live*:
+//! they show each new tick in place (copy what you want to keep). A lease
+//! keeps the `Sim` alive and carries the *generation* it was made in; the
+//! `Sim` never frees memory a live view may point into:
+//! - a step whose spawns would grow a table past its capacity, while views
+//!   of that table's allocation are alive, first moves the table to a bigger
+//!   allocation and keeps the old one (old views keep showing the values
+//!   they last saw; call `columns()` again);
+//! - `restore()` keeps the replaced world while views of it are alive.
+//! Kept memory is tagged with the generations that could see it (born ..
+//! retired) and freed as soon as no lease of those generations is alive, so
+//! one long-lived view cannot pin every later allocation.
 //! A view's length is the row count when `columns()` was called; rows
 //! beyond the current count (after despawns) hold stale values but are
-//! still allocated memory.
+//! still allocated memory. Do not read views from another thread while
+//! `step` runs (the GIL is released and the columns are being written).
 
 use crate::{ffi, value_error};
 use numpy::{ndarray, Element, PyArray1, PyArrayMethods};
@@ -20,7 +25,6 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use sim_core::table::ColumnData;
 use sim_core::{Archetype, MicroPlan, OpKind, PlanQueue, Scenario, Status, World};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -66,20 +70,14 @@ pub(crate) fn plan_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u8>>> {
     Ok(out)
 }
 
-/// The `base` of every column view: keeps the `Sim` alive and counts as a
-/// live lease on its memory.
+/// The `base` of every column view: keeps the `Sim` alive and marks its
+/// generation as having live views.
 #[pyclass(module = "dualplane._native", frozen)]
 #[derive(Debug)]
 pub struct ColumnLease {
     #[pyo3(get)]
     sim: Py<Sim>,
-    leases: Arc<AtomicUsize>,
-}
-
-impl Drop for ColumnLease {
-    fn drop(&mut self) {
-        self.leases.fetch_sub(1, Ordering::AcqRel);
-    }
+    _generation: Arc<()>,
 }
 
 fn view<'py, T: Element>(v: &[T], lease: &Bound<'py, ColumnLease>) -> Bound<'py, PyAny> {
@@ -94,28 +92,75 @@ fn view<'py, T: Element>(v: &[T], lease: &Bound<'py, ColumnLease>) -> Bound<'py,
     arr.into_any()
 }
 
+/// Memory kept for live views.
+#[derive(Debug)]
+enum Kept {
+    Columns(#[allow(dead_code)] Vec<ColumnData>),
+    World(#[allow(dead_code)] Box<World>),
+}
+
 /// A deterministic world in this process.
 #[pyclass(module = "dualplane._native")]
 #[derive(Debug)]
 pub struct Sim {
     world: World,
     queue: PlanQueue,
-    leases: Arc<AtomicUsize>,
-    retired_columns: Vec<ColumnData>,
-    retired_worlds: Vec<World>,
+    /// The current generation and its token (each lease holds a clone).
+    generation: u64,
+    token: Arc<()>,
+    /// Tokens of earlier generations that still had views when they ended.
+    past: Vec<(u64, Arc<()>)>,
+    /// The generation in which each table's current allocation was made.
+    born: [u64; Archetype::COUNT],
+    /// (born, last generation that could see it, memory).
+    kept: Vec<(u64, u64, Kept)>,
     clock: WallClock,
 }
 
 impl Sim {
     fn with_world(world: World) -> Sim {
-        Sim { world, queue: PlanQueue::default(), leases: Arc::new(AtomicUsize::new(0)), retired_columns: Vec::new(), retired_worlds: Vec::new(), clock: WallClock(Instant::now()) }
+        Sim {
+            world,
+            queue: PlanQueue::default(),
+            generation: 0,
+            token: Arc::new(()),
+            past: Vec::new(),
+            born: [0; Archetype::COUNT],
+            kept: Vec::new(),
+            clock: WallClock(Instant::now()),
+        }
+    }
+
+    /// Generations with at least one live view.
+    fn live_generations(&mut self) -> Vec<u64> {
+        self.past.retain(|(_, t)| Arc::strong_count(t) > 1);
+        let mut live: Vec<u64> = self.past.iter().map(|(g, _)| *g).collect();
+        if Arc::strong_count(&self.token) > 1 {
+            live.push(self.generation);
+        }
+        live
+    }
+
+    /// Frees kept memory no live view can see; returns the live generations.
+    fn collect(&mut self) -> Vec<u64> {
+        let live = self.live_generations();
+        self.kept.retain(|(born, until, _)| live.iter().any(|g| born <= g && g <= until));
+        live
+    }
+
+    /// Starts a new generation: views made from now on see new memory.
+    fn next_generation(&mut self) {
+        let old = std::mem::replace(&mut self.token, Arc::new(()));
+        if Arc::strong_count(&old) > 1 {
+            self.past.push((self.generation, old));
+        }
+        self.generation += 1;
     }
 
     /// Keeps every allocation a live view may point into (module docs).
     fn prepare_growth(&mut self, plans: &[MicroPlan]) {
-        if self.leases.load(Ordering::Acquire) == 0 {
-            self.retired_columns.clear();
-            self.retired_worlds.clear();
+        let live = self.collect();
+        if live.is_empty() {
             return;
         }
         let mut spawns = [0usize; Archetype::COUNT];
@@ -128,14 +173,25 @@ impl Sim {
                 }
             }
         }
+        let mut moved = false;
         for a in Archetype::ALL {
             let t = self.world.table(a);
             let need = t.len() + spawns[a as usize];
-            if need > t.capacity() {
+            let seen = live.iter().any(|g| *g >= self.born[a as usize]);
+            if need > t.capacity() && seen {
                 let old = self.world.regrow_table(a, (need * 2).max(64));
-                self.retired_columns.extend(old);
+                self.kept.push((self.born[a as usize], self.generation, Kept::Columns(old)));
+                self.born[a as usize] = self.generation + 1;
+                moved = true;
             }
         }
+        if moved {
+            self.next_generation();
+        }
+    }
+
+    fn lease<'py>(slf: &Bound<'py, Self>, this: &Sim) -> PyResult<Bound<'py, ColumnLease>> {
+        Bound::new(slf.py(), ColumnLease { sim: slf.clone().unbind(), _generation: Arc::clone(&this.token) })
     }
 
     fn archetype_columns<'py>(&self, py: Python<'py>, a: Archetype, lease: &Bound<'py, ColumnLease>) -> PyResult<Bound<'py, PyDict>> {
@@ -270,9 +326,8 @@ impl Sim {
     fn columns<'py>(slf: &Bound<'py, Self>, archetype: Option<&str>) -> PyResult<Bound<'py, PyDict>> {
         ffi();
         let py = slf.py();
-        let this = slf.borrow();
-        this.leases.fetch_add(1, Ordering::AcqRel);
-        let lease = Bound::new(py, ColumnLease { sim: slf.clone().unbind(), leases: this.leases.clone() })?;
+        let this = slf.try_borrow()?;
+        let lease = Sim::lease(slf, &this)?;
         match archetype {
             Some(name) => this.archetype_columns(py, self::archetype(name)?, &lease),
             None => {
@@ -291,12 +346,11 @@ impl Sim {
     fn handles<'py>(slf: &Bound<'py, Self>, archetype: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
         ffi();
         let py = slf.py();
-        let this = slf.borrow();
+        let this = slf.try_borrow()?;
         match archetype {
             Some(name) => {
                 let a = self::archetype(name)?;
-                this.leases.fetch_add(1, Ordering::AcqRel);
-                let lease = Bound::new(py, ColumnLease { sim: slf.clone().unbind(), leases: this.leases.clone() })?;
+                let lease = Sim::lease(slf, &this)?;
                 Ok(view(this.world.table(a).handles(), &lease))
             }
             None => {
@@ -320,12 +374,13 @@ impl Sim {
         let w = World::restore(snapshot.as_bytes()).map_err(|e| value_error(format!("restore: {e}")))?;
         let old = std::mem::replace(&mut self.world, w);
         self.queue = PlanQueue::default();
-        if self.leases.load(Ordering::Acquire) > 0 {
-            self.retired_worlds.push(old);
-        } else {
-            self.retired_worlds.clear();
-            self.retired_columns.clear();
+        let live = self.collect();
+        let born = self.born.iter().copied().min().unwrap_or(0);
+        if live.iter().any(|g| *g >= born) {
+            self.kept.push((born, self.generation, Kept::World(Box::new(old))));
         }
+        self.born = [self.generation + 1; Archetype::COUNT];
+        self.next_generation();
         Ok(())
     }
 
@@ -336,9 +391,12 @@ impl Sim {
         Ok(data.bytes().as_ptr() as usize)
     }
 
-    /// Live column leases and allocations kept for them (diagnostics).
-    fn _lease_state(&self) -> (usize, usize, usize) {
-        (self.leases.load(Ordering::Acquire), self.retired_columns.len(), self.retired_worlds.len())
+    /// (generations with live views, kept column sets, kept worlds), after
+    /// freeing what no view can see (diagnostics and tests).
+    fn _lease_state(&mut self) -> (usize, usize, usize) {
+        let live = self.collect();
+        let cols = self.kept.iter().filter(|k| matches!(k.2, Kept::Columns(_))).count();
+        (live.len(), cols, self.kept.len() - cols)
     }
 
     fn __repr__(&self) -> String {

@@ -572,8 +572,10 @@ fn tick_loop(
         if let Some(r) = &recorder {
             r.record(&world, &plans)?;
         }
-        let _ = world_tx.send((world.tick().0, Arc::new(quantize_world(&world))));
+        // Recorded before the state goes out, so a plan decided on it can
+        // never arrive before its publication time is known.
         obs.publish(world.tick().0);
+        let _ = world_tx.send((world.tick().0, Arc::new(quantize_world(&world))));
         if let Some((every, sink)) = frames.as_mut() {
             if world.tick().0 % *every == 0 {
                 sink(&world);

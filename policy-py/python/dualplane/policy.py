@@ -98,13 +98,19 @@ def load_policy(path: str | Path, allowed: frozenset[str] = ALLOWED_IMPORTS) -> 
     namespace. Raises PolicyImportError / SyntaxError / whatever the module
     raises, and ValueError when it defines no `act`."""
     path = Path(path)
-    src = path.read_text()
+    return load_policy_source(path.read_text(), str(path), allowed)
+
+
+def load_policy_source(src: str, filename: str = "<policy>", allowed: frozenset[str] = ALLOWED_IMPORTS) -> dict[str, Any]:
+    """`load_policy` from source text (the worker's child gets the source
+    over its pipe and never opens the file)."""
     safe = {k: v for k, v in vars(builtins).items() if k not in REMOVED_BUILTINS}
     safe["__import__"] = _guarded_import(allowed)
-    ns: dict[str, Any] = {"__builtins__": safe, "__name__": f"dualplane_policy_{path.stem}", "__file__": str(path)}
-    exec(builtins.compile(src, str(path), "exec"), ns)  # noqa: S102 - sandboxed by design
+    stem = Path(filename).stem.replace("-", "_") or "policy"
+    ns: dict[str, Any] = {"__builtins__": safe, "__name__": f"dualplane_policy_{stem}", "__file__": filename}
+    exec(builtins.compile(src, filename, "exec"), ns)  # noqa: S102 - sandboxed by design
     if not callable(ns.get("act")):
-        raise ValueError(f"{path}: a policy must define act(obs)")
+        raise ValueError(f"{filename}: a policy must define act(obs)")
     return ns
 
 

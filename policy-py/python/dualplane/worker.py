@@ -4,18 +4,28 @@
         --policy my_policy.py [--deadline-ms 20] [--memory-mb 1024] [--json]
 
 Two processes. The supervisor (this one) holds the QUIC session; the policy
-runs in a child process that holds nothing but two pipes:
+runs in a child process that holds nothing but three pipes (its source and
+observations in, plans out, stderr forwarded with a rate limit):
 
-- resource limits: address space (--memory-mb), CPU seconds, no file
-  writes, few descriptors; no inherited descriptors (close_fds);
-- an import allowlist and no file builtins (`dualplane.policy.load_policy`),
-  and an audit hook that refuses process, socket, ctypes and file-writing
-  events: a second line of defence;
+- resource limits set before the policy loads: address space
+  (--memory-mb), CPU seconds, no file writes, few descriptors; a new
+  session, an empty working directory, a scrubbed environment, no inherited
+  descriptors; the policy's source comes over the pipe;
+- an audit hook: no processes, signals, sockets, ctypes, file writes or
+  file-system changes, no reads outside Python's own files, no frame or
+  gc introspection; and an import allowlist without file builtins
+  (`dualplane.policy.load_policy_source`) as a further speed bump. This is
+  not an OS sandbox (no seccomp or namespaces): the child holds nothing
+  worth stealing, and the supervisor trusts none of its bytes;
+- a strict protocol: one reply per request, for that tick, within the
+  deadline; writes to the child never block the supervisor; unsolicited
+  or mismatched replies kill the child (a "violation");
 - a per-tick deadline with an overage bank: a late answer spends the
   bank, on-time ticks refill it, and an answer that does not come within
   deadline + bank gets the child killed;
-- crashes, kills and refused loads are journaled (--journal, JSON lines)
-  and counted, and the child is restarted with exponential backoff.
+- crashes, kills, violations and refused loads are journaled (--journal,
+  JSON lines) and counted, and the child is restarted with exponential
+  backoff.
 
 The server never waits for a worker: a tick without a plan is simply a
 tick where this worker's NPCs keep their last orders.
@@ -28,17 +38,23 @@ import json
 import os
 import pickle
 import select
+import shutil
 import signal
 import struct
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
 
 _LEN = struct.Struct("<IQ")  # frame: length, tick
 _READY = 2**64 - 1  # the tick of the child's "loaded" frame
+_SOURCE = 2**64 - 2  # the tick of the supervisor's "policy source" frame
+MAX_PLAN = 4 * 1024 * 1024  # the IDL's max_plan_bytes
 
 # ---------------------------------------------------------------- child side
 
@@ -54,30 +70,69 @@ BLOCKED_EVENTS = (
     "os.remove",
     "os.rename",
     "os.rmdir",
+    "os.mkdir",
     "os.chmod",
+    "os.chown",
+    "os.chdir",
+    "os.chflags",
+    "os.truncate",
+    "os.link",
+    "os.symlink",
+    "os.utime",
+    "os.putenv",
+    "os.unsetenv",
+    "os.setxattr",
+    "os.removexattr",
+    "os.startfile",
+    "shutil.",
     "subprocess.Popen",
-    "socket.__new__",
-    "socket.connect",
-    "socket.bind",
-    "socket.getaddrinfo",
-    "ctypes.dlopen",
-    "ctypes.dlsym",
-    "ctypes.cdata",
-    "ctypes.call_function",
+    "socket.",
+    "ctypes.",
+    "mmap.__new__",
     "pty.spawn",
     "webbrowser.open",
+    "urllib.Request",
+    "sqlite3.connect",
+    # Introspection: restricted attributes (__code__, tb_frame, gi_frame...),
+    # other threads' frames, tracing, and every object in the heap (through
+    # which the hook's own closure could be rewritten). sys._getframe stays
+    # allowed: the stdlib needs it (namedtuple, enum, typing, warnings); the
+    # frames it reaches hold the protocol pipe, which is why the supervisor
+    # trusts none of the child's bytes.
+    "object.__getattr__",
+    "sys._current_frames",
+    "sys.settrace",
+    "sys.setprofile",
+    "gc.get_objects",
+    "gc.get_referrers",
+    "gc.get_referents",
 )
 
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
-def _audit(event: str, args: tuple) -> None:
-    if event.startswith(BLOCKED_EVENTS):
-        raise PermissionError(f"dualplane policy sandbox: {event} is not allowed")
-    if event == "open" and len(args) > 1:
-        mode = args[1]
-        if isinstance(mode, str) and any(c in mode for c in "wax+"):
-            raise PermissionError(f"dualplane policy sandbox: opening {args[0]!r} for writing is not allowed")
-        if isinstance(mode, int) and mode & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
-            raise PermissionError(f"dualplane policy sandbox: opening {args[0]!r} for writing is not allowed")
+
+def _audit_hook(readable_roots: tuple[str, ...]):
+    def readable(path) -> bool:
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        if not isinstance(path, str):
+            return False  # an fd number: no reopening the worker's pipes
+        p = os.path.normpath(os.path.abspath(path))
+        return any(p == r or p.startswith(r + os.sep) for r in readable_roots)
+
+    def hook(event: str, args: tuple) -> None:
+        if event.startswith(BLOCKED_EVENTS):
+            raise PermissionError(f"dualplane policy sandbox: {event} is not allowed")
+        if event == "open":
+            path, mode, flags = (tuple(args) + (None, None, None))[:3]
+            if (isinstance(mode, str) and any(c in mode for c in "wax+")) or (isinstance(flags, int) and flags & _WRITE_FLAGS):
+                raise PermissionError(f"dualplane policy sandbox: opening {path!r} for writing is not allowed")
+            if not readable(path):
+                raise PermissionError(f"dualplane policy sandbox: reading {path!r} is not allowed (only Python's own files)")
+        elif event in ("os.listdir", "os.scandir") and args and args[0] is not None and not readable(args[0]):
+            raise PermissionError(f"dualplane policy sandbox: listing {args[0]!r} is not allowed")
+
+    return hook
 
 
 def _read_exact(f, n: int) -> bytes | None:
@@ -90,7 +145,17 @@ def _read_exact(f, n: int) -> bytes | None:
     return buf
 
 
-def child_main(policy_path: str) -> int:
+def child_main(memory_mb: int, cpu_seconds: int) -> int:
+    import resource
+    import sysconfig
+
+    # Limits first: nothing of the policy runs before them.
+    mem = memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     # The protocol owns fds 0 and 1; the policy's prints go to stderr.
     proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
     proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
@@ -99,13 +164,27 @@ def child_main(policy_path: str) -> int:
     os.dup2(2, 1)
     os.close(devnull)
     sys.stdout = sys.stderr
-    from .policy import as_plan_bytes, load_policy, Observation  # noqa: F401 - warm imports before the hook
+    import numpy.linalg  # noqa: F401 - numpy's lazy submodules, loaded before the deadline matters
+    import numpy.random  # noqa: F401
 
-    sys.addaudithook(_audit)
-    ns = load_policy(policy_path)
+    from . import __file__ as package_file
+    from .policy import Observation, as_plan_bytes, load_policy_source  # noqa: F401 - loaded before the hook
+
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.dirname(package_file))}
+    roots.update(v for k, v in sysconfig.get_paths().items() if k in ("stdlib", "platstdlib", "purelib", "platlib"))
+    roots.update(p for p in sys.path if p and os.path.isdir(p) and not p.startswith(("/tmp", os.path.expanduser("~") + os.sep + ".")))
+    sys.addaudithook(_audit_hook(tuple(sorted(os.path.normpath(os.path.abspath(r)) for r in roots))))
+    head = _read_exact(proto_in, _LEN.size)
+    if head is None:
+        return 0
+    n, tag = _LEN.unpack(head)
+    src = _read_exact(proto_in, n)
+    if tag != _SOURCE or src is None:
+        return 3
+    ns = load_policy_source(src.decode(), "<policy>")
     act = ns["act"]
     if callable(ns.get("setup")):
-        ns["setup"]({"policy": policy_path})
+        ns["setup"]({})
     proto_out.write(_LEN.pack(0, _READY))
     while True:
         head = _read_exact(proto_in, _LEN.size)
@@ -134,88 +213,119 @@ class Journal:
         if self.f:
             self.f.write(json.dumps(rec) + "\n")
         if kind not in ("late",):
-            print(f"dualplane.worker: {kind} at tick {tick}: {detail}", file=sys.stderr)
-
-
-def _limits(memory_mb: int, cpu_seconds: int):
-    def apply() -> None:
-        import resource
-
-        os.setsid()
-        mem = memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-    return apply
+            print(f"dualplane.worker: {kind} at tick {tick}: {detail}", file=sys.stderr, flush=True)
 
 
 class Child:
-    def __init__(self, policy: str, memory_mb: int, cpu_seconds: int):
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV", "HOME")}
+    """One sandboxed policy process and its strict request/reply pipe: one
+    reply per request, for that request's tick, within the deadline; the
+    supervisor never blocks on the child (non-blocking writes with a
+    deadline, select on reads) and kills it on any protocol violation."""
+
+    STDERR_LINES_PER_MIN = 300
+
+    def __init__(self, source: bytes, memory_mb: int, cpu_seconds: int):
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV")}
         env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
+        self.cwd = tempfile.mkdtemp(prefix="dualplane-policy-")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dualplane.worker", "--child", policy],
+            [sys.executable, "-m", "dualplane.worker", "--child", "--memory-mb", str(memory_mb), "--cpu-seconds", str(cpu_seconds)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=None,
+            stderr=subprocess.PIPE,
             close_fds=True,
+            start_new_session=True,
+            cwd=self.cwd,
             env=env,
-            preexec_fn=_limits(memory_mb, cpu_seconds),
         )
+        assert self.proc.stdin and self.proc.stdout and self.proc.stderr
+        self.win = self.proc.stdin.fileno()
+        self.rout = self.proc.stdout.fileno()
+        os.set_blocking(self.win, False)
+        self.stderr_dropped = 0
+        threading.Thread(target=self._drain_stderr, daemon=True).start()
         self.started = time.monotonic()
+        self.source = source
 
-    def send(self, tick: int, obs) -> bool:
+    def _drain_stderr(self) -> None:
+        """Forwards the policy's stderr, rate-limited, so a flood can neither
+        block the child on a full pipe nor drown the supervisor's log."""
+        assert self.proc.stderr is not None
+        window, count = time.monotonic(), 0
+        for raw in self.proc.stderr:
+            now = time.monotonic()
+            if now - window > 60:
+                window, count = now, 0
+            count += 1
+            if count <= self.STDERR_LINES_PER_MIN:
+                sys.stderr.write("[policy] " + raw.decode(errors="replace"))
+                sys.stderr.flush()
+            else:
+                self.stderr_dropped += 1
+
+    def _write(self, data: bytes, timeout: float) -> bool:
+        view = memoryview(data)
+        end = time.monotonic() + timeout
+        while view:
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            _, w, _ = select.select([], [self.win], [], left)
+            if not w:
+                return False
+            try:
+                n = os.write(self.win, view)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return False
+            view = view[n:]
+        return True
+
+    def start(self, timeout: float) -> str:
+        """Sends the policy source and waits for "loaded": "ok", "timeout"
+        or "dead"/"violation"."""
+        if not self._write(_LEN.pack(len(self.source), _SOURCE) + self.source, timeout):
+            return "timeout" if self.proc.poll() is None else "dead"
+        kind, _ = self.receive(timeout, _READY)
+        return kind
+
+    def unsolicited(self) -> bool:
+        """True when the child wrote without being asked (or died)."""
+        r, _, _ = select.select([self.rout], [], [], 0)
+        return bool(r)
+
+    def send(self, tick: int, obs, timeout: float) -> bool:
         body = pickle.dumps(obs, protocol=pickle.HIGHEST_PROTOCOL)
-        try:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write(_LEN.pack(len(body), tick) + body)
-            self.proc.stdin.flush()
-            return True
-        except (BrokenPipeError, OSError):
-            return False
+        return self._write(_LEN.pack(len(body), tick) + body, timeout)
 
-    def receive(self, timeout: float) -> tuple[str, int, bytes]:
-        """("ok", tick, plan) | ("timeout", 0, b"") | ("dead", 0, b"")."""
-        out = self.proc.stdout
-        assert out is not None
+    def receive(self, timeout: float, tick: int) -> tuple[str, bytes]:
+        """("ok", plan) | ("timeout", b"") | ("dead", b"") | ("violation", b"")."""
         deadline = time.monotonic() + timeout
         buf = b""
         need = _LEN.size
-        tick = 0
         body_phase = False
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                return ("timeout", 0, b"")
-            r, _, _ = select.select([out], [], [], left)
+                return ("timeout", b"")
+            r, _, _ = select.select([self.rout], [], [], left)
             if not r:
-                return ("timeout", 0, b"")
-            chunk = os.read(out.fileno(), need - len(buf))
+                return ("timeout", b"")
+            chunk = os.read(self.rout, need - len(buf))
             if not chunk:
-                return ("dead", 0, b"")
+                return ("dead", b"")
             buf += chunk
             if len(buf) < need:
                 continue
-            if not body_phase:
-                n, tick = _LEN.unpack(buf)
-                if n > 8 * 1024 * 1024:
-                    return ("dead", 0, b"")
-                if n == 0:
-                    return ("ok", tick, b"")
-                buf, need, body_phase = b"", n, True
-            else:
-                return ("ok", tick, buf)
-
-    def wait_ready(self, timeout: float) -> str:
-        """"ok", "timeout" or "dead": loading the policy gets its own,
-        longer budget than a tick."""
-        kind, tick, _ = self.receive(timeout)
-        if kind == "ok" and tick != _READY:
-            return "dead"
-        return kind
+            if body_phase:
+                return ("ok", buf)
+            n, got = _LEN.unpack(buf)
+            if got != tick or n > MAX_PLAN:
+                return ("violation", b"")
+            if n == 0:
+                return ("ok", b"")
+            buf, need, body_phase = b"", n, True
 
     def kill(self) -> None:
         try:
@@ -223,6 +333,7 @@ class Child:
         except (ProcessLookupError, PermissionError):
             pass
         self.proc.wait()
+        shutil.rmtree(self.cwd, ignore_errors=True)
 
     def describe_exit(self) -> str:
         rc = self.proc.poll()
@@ -235,27 +346,32 @@ class Child:
 
 def run(args: argparse.Namespace) -> dict:
     from . import connect
+    from .policy import Observation
 
     journal = Journal(args.journal)
-    cert = args.cert
-    session = connect(args.server, args.token, cert=cert, role="policy", timeout=args.connect_timeout)
+    source_code = Path(args.policy).read_bytes()
+    session = connect(args.server, args.token, cert=args.cert, role="policy", timeout=args.connect_timeout)
     controlled = session.controlled
     source = session.source_id
     deadline = args.deadline_ms / 1000.0
     bank_max = args.bank_ms / 1000.0
     bank = bank_max
-    counters = {"ticks": 0, "plans_sent": 0, "on_time": 0, "late": 0, "missing": 0, "restarts": 0, "kills": 0, "crashes": 0, "rejected": 0, "accepted": 0}
-    latencies: list[float] = []
+    counters = {
+        "ticks": 0, "skipped": 0, "plans_sent": 0, "on_time": 0, "late": 0, "missing": 0,
+        "restarts": 0, "kills": 0, "crashes": 0, "violations": 0, "rejected": 0, "accepted": 0,
+    }  # fmt: skip
+    latencies: deque[float] = deque(maxlen=10_000)
     child: Child | None = None
     backoff = args.backoff_ms / 1000.0
     restart_at = 0.0
     end = time.monotonic() + args.duration if args.duration > 0 else float("inf")
     seq = 0
-    last_tick = 0
+    last_tick: int | None = None
     started = False
 
-    def lost_child(kind: str, tick: int, **detail) -> None:
+    def lost_child(kind: str, tick: int, counter: str, **detail) -> None:
         nonlocal child, restart_at, backoff, bank
+        counters[counter] += 1
         if child is not None:
             if kind in ("crash", "load_failed"):
                 try:
@@ -277,7 +393,7 @@ def run(args: argparse.Namespace) -> dict:
             try:
                 snap = session.observe(0.5)
             except ConnectionError as e:
-                journal.event("session_closed", last_tick, reason=str(e))
+                journal.event("session_closed", last_tick or 0, reason=str(e))
                 break
             for seq_no, tick, status in session.journals():
                 if int(status) == 0:
@@ -288,6 +404,8 @@ def run(args: argparse.Namespace) -> dict:
             if snap is None:
                 continue
             tick = int(snap["tick"])
+            if last_tick is not None and tick > last_tick + 1:
+                counters["skipped"] += tick - last_tick - 1  # snapshots we were too busy to see
             last_tick = tick
             counters["ticks"] += 1
             if child is None:
@@ -297,45 +415,49 @@ def run(args: argparse.Namespace) -> dict:
                         counters["restarts"] += 1
                         journal.event("restart", tick, backoff_ms=int(backoff * 1000))
                     started = True
-                    child = Child(args.policy, args.memory_mb, args.cpu_seconds)
-                    ready = child.wait_ready(args.startup_timeout)
-                    if ready != "ready" and ready != "ok":
-                        counters["crashes" if ready == "dead" else "kills"] += 1
-                        lost_child("load_failed" if ready == "dead" else "startup_timeout", tick)
+                    child = Child(source_code, args.memory_mb, args.cpu_seconds)
+                    ready = child.start(args.startup_timeout)
+                    if ready != "ok":
+                        kind = {"dead": "load_failed", "timeout": "startup_timeout"}.get(ready, "violation")
+                        lost_child(kind, tick, "crashes" if ready == "dead" else "kills")
+                continue
+            if child.unsolicited():
+                counters["missing"] += 1
+                lost_child("violation", tick, "violations", why="wrote without being asked, or died")
                 continue
             idx = np.searchsorted(snap["handle"], controlled)
-            idx = np.clip(idx, 0, max(len(snap["handle"]) - 1, 0))
-            present = len(snap["handle"]) > 0 and np.array_equal(snap["handle"][idx], controlled)
+            ok = idx < len(snap["handle"])
+            ok[ok] = snap["handle"][idx[ok]] == controlled[ok]
             seq += 1
-            from .policy import Observation
-
             obs = Observation(
                 tick=tick,
                 source_id=source,
                 handle=snap["handle"],
                 archetype=snap["archetype"],
                 pos=snap["pos"],
-                controlled=controlled if present else controlled[:0],
-                controlled_pos=snap["pos"][idx] if present else snap["pos"][:0],
+                controlled=np.ascontiguousarray(controlled[ok]),
+                controlled_pos=snap["pos"][idx[ok]],
                 lead=args.lead,
                 sequence=seq,
             )
             t0 = time.monotonic()
-            if not child.send(tick, obs):
-                counters["crashes"] += 1
-                lost_child("crash", tick)
+            if not child.send(tick, obs, deadline + bank):
+                counters["missing"] += 1
+                if child.proc.poll() is not None:
+                    lost_child("crash", tick, "crashes")
+                else:
+                    lost_child("deadline", tick, "kills", why="not reading its input")
                 continue
-            kind, rtick, plan = child.receive(deadline + bank)
+            kind, plan = child.receive(deadline + bank - (time.monotonic() - t0), tick)
             spent = time.monotonic() - t0
-            if kind == "dead":
-                counters["crashes"] += 1
+            if kind != "ok":
                 counters["missing"] += 1
-                lost_child("crash", tick)
-                continue
-            if kind == "timeout":
-                counters["kills"] += 1
-                counters["missing"] += 1
-                lost_child("deadline", tick, spent_ms=round(spent * 1000, 1), deadline_ms=args.deadline_ms, bank_ms=round(bank * 1000, 1))
+                if kind == "dead":
+                    lost_child("crash", tick, "crashes")
+                elif kind == "violation":
+                    lost_child("violation", tick, "violations", why="reply for another tick or oversized")
+                else:
+                    lost_child("deadline", tick, "kills", spent_ms=round(spent * 1000, 1), deadline_ms=args.deadline_ms, bank_ms=round(bank * 1000, 1))
                 continue
             latencies.append(spent)
             if spent > deadline:
@@ -347,9 +469,13 @@ def run(args: argparse.Namespace) -> dict:
                 bank = min(bank_max, bank + deadline * 0.1)
                 if time.monotonic() - child.started > 5.0:
                     backoff = args.backoff_ms / 1000.0
-            if plan and rtick == tick:
-                if session.submit(plan):
-                    counters["plans_sent"] += 1
+            if not plan:
+                continue
+            if session.submit(plan):
+                counters["plans_sent"] += 1
+            else:
+                counters["missing"] += 1
+                journal.event("send_queue_full", tick)
     finally:
         if child is not None:
             child.kill()
@@ -367,7 +493,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m dualplane.worker", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--child", metavar="POLICY", help=argparse.SUPPRESS)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--server", default="127.0.0.1:4433", help="server address (IP:port)")
     p.add_argument("--token", help="policy connect token (dualplane token --role policy ...)")
     p.add_argument("--cert", help="server certificate (DER); the dev dir's cert.der by default")
@@ -386,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print a JSON summary at exit")
     args = p.parse_args(argv)
     if args.child:
-        return child_main(args.child)
+        return child_main(args.memory_mb, args.cpu_seconds)
     if not args.token or not args.policy:
         p.error("--token and --policy are required")
     if not Path(args.policy).is_file():
