@@ -11,6 +11,9 @@ pub const ALPN: &[u8] = b"dualplane/1";
 pub const PROTOCOL_VERSION: u16 = 1;
 /// Control frames larger than this are refused (and the connection closed).
 pub const MAX_FRAME: usize = 1 << 20;
+
+/// Rays per `PlanRays` frame (16 bytes each, under [`MAX_FRAME`]).
+pub const MAX_RAYS_PER_FRAME: usize = 60_000;
 /// Redundant inputs per ack datagram.
 pub const MAX_INPUTS_PER_DATAGRAM: usize = 4;
 pub const ACK_TYPE: u8 = 2;
@@ -23,6 +26,10 @@ pub enum Frame {
     Plan(Vec<u8>),
     /// What became of a plan (by sequence).
     PlanStatus { sequence: u32, tick: u64, status: u16 },
+    /// Raycast results of an applied plan, in op order (policy sessions):
+    /// 0 no hit, 1 entity, 2 static; the entity's handle; distances as f32
+    /// bits. At most [`MAX_RAYS_PER_FRAME`].
+    PlanRays { sequence: u32, tick: u64, hit: Vec<u32>, handle: Vec<u64>, distance_bits: Vec<u32> },
     /// The server refuses or ends the session.
     Bye { code: u16, reason: String },
 }
@@ -131,6 +138,22 @@ impl Frame {
                 b.extend_from_slice(&tick.to_le_bytes());
                 b.extend_from_slice(&status.to_le_bytes());
             }
+            Frame::PlanRays { sequence, tick, hit, handle, distance_bits } => {
+                b.push(6);
+                b.extend_from_slice(&sequence.to_le_bytes());
+                b.extend_from_slice(&tick.to_le_bytes());
+                let n = hit.len().min(handle.len()).min(distance_bits.len()).min(MAX_RAYS_PER_FRAME);
+                b.extend_from_slice(&(n as u32).to_le_bytes());
+                for x in &hit[..n] {
+                    b.extend_from_slice(&x.to_le_bytes());
+                }
+                for x in &handle[..n] {
+                    b.extend_from_slice(&x.to_le_bytes());
+                }
+                for x in &distance_bits[..n] {
+                    b.extend_from_slice(&x.to_le_bytes());
+                }
+            }
             Frame::Bye { code, reason } => {
                 b.push(5);
                 b.extend_from_slice(&code.to_le_bytes());
@@ -176,6 +199,25 @@ impl Frame {
             3 => Frame::Plan(r.bytes("plan")?),
             4 => Frame::PlanStatus { sequence: r.u32("sequence")?, tick: r.u64("tick")?, status: r.u16("status")? },
             5 => Frame::Bye { code: r.u16("code")?, reason: r.string("reason")? },
+            6 => {
+                let sequence = r.u32("sequence")?;
+                let tick = r.u64("tick")?;
+                let n = r.u32("ray count")? as usize;
+                if n > MAX_RAYS_PER_FRAME || n * 16 != r.0.len() {
+                    return Err(ProtoError::Malformed("ray count does not match the frame length"));
+                }
+                let (mut hit, mut handle, mut distance_bits) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+                for _ in 0..n {
+                    hit.push(r.u32("hit")?);
+                }
+                for _ in 0..n {
+                    handle.push(r.u64("handle")?);
+                }
+                for _ in 0..n {
+                    distance_bits.push(r.u32("distance")?);
+                }
+                Frame::PlanRays { sequence, tick, hit, handle, distance_bits }
+            }
             t => return Err(ProtoError::UnknownType(t)),
         };
         if !r.0.is_empty() {
@@ -252,6 +294,8 @@ mod tests {
             Frame::Welcome { client_id: 3, source_id: 1003, role: Role::Player, tick_rate: 60, tick: 77, schema_hash: 9, controlled: vec![1, 2] },
             Frame::Plan(vec![1, 2, 3]),
             Frame::PlanStatus { sequence: 4, tick: 5, status: 6 },
+            Frame::PlanRays { sequence: 4, tick: 5, hit: vec![0, 1, 2], handle: vec![0, 7, u64::MAX], distance_bits: vec![f32::INFINITY.to_bits(), 1.5f32.to_bits(), 0] },
+            Frame::PlanRays { sequence: 1, tick: 2, hit: vec![], handle: vec![], distance_bits: vec![] },
             Frame::Bye { code: bye::SHUTDOWN, reason: "bye".into() },
         ];
         for f in frames {

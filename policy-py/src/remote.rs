@@ -35,6 +35,8 @@ struct State {
     bytes: u64,
     plans_sent: u64,
     statuses_dropped: u64,
+    /// The latest raycast results: (sequence, tick, hit, handle, distance).
+    rays: Option<(u32, u64, Vec<u32>, Vec<u64>, Vec<f32>)>,
 }
 
 #[derive(Debug, Default)]
@@ -129,6 +131,10 @@ async fn run(addr: SocketAddr, cert: Vec<u8>, role: Role, token: String, shared:
                     }
                     s.statuses.push((sequence, tick, status));
                 }),
+                Some(Ok(Some(Frame::PlanRays { sequence, tick, hit, handle, distance_bits }))) => {
+                    let distance = distance_bits.into_iter().map(f32::from_bits).collect();
+                    shared.update(|s| s.rays = Some((sequence, tick, hit, handle, distance)));
+                }
                 Some(Ok(Some(Frame::Bye { code, reason }))) => break format!("server said bye ({code}): {reason}"),
                 Some(Ok(Some(_))) => {}
                 Some(Ok(None)) | None => break "server closed the control stream".to_string(),
@@ -366,6 +372,23 @@ impl Session {
             out.append((seq, tick, status))?;
         }
         Ok(out)
+    }
+
+    /// The newest raycast results the server sent back (and forgets them):
+    /// a dict with `sequence`, `tick` (the tick the plan was applied at),
+    /// `hit` uint32[N] (0 none, 1 entity, 2 static), `handle` uint64[N],
+    /// `distance` float32[N], in the plan's raycast order; None if nothing
+    /// new arrived.
+    fn rays<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        ffi();
+        let Some((seq, tick, hit, handle, distance)) = self.shared.state.lock().ok().and_then(|mut s| s.rays.take()) else { return Ok(None) };
+        let d = PyDict::new(py);
+        d.set_item("sequence", seq)?;
+        d.set_item("tick", tick)?;
+        d.set_item("hit", PyArray1::from_vec(py, hit))?;
+        d.set_item("handle", PyArray1::from_vec(py, handle))?;
+        d.set_item("distance", PyArray1::from_vec(py, distance))?;
+        Ok(Some(d))
     }
 
     /// Client-side counters.

@@ -31,12 +31,18 @@ def test_connect_observe_submit_journals(server):
         for k in range(40):
             o = s.observe(timeout=2)
             b = dualplane.PlanBuilder(o["tick"] + 2, s.source_id, k + 1, o["tick"]).move_to(s.controlled, target.astype(np.float32), 3.0)
+            down = np.tile(np.array([[0.0, -1.0, 0.0]], np.float32), (len(start), 1))
+            b.raycast((start + np.array([0.0, 10.0, 0.0], np.float32)).astype(np.float32), down, 50.0)
             assert s.submit(b.build())
             statuses += s.journals()
         time.sleep(0.2)
         statuses += s.journals()
         assert statuses, "the server answers every plan"
         assert all(st == dualplane.Status.OK for _, _, st in statuses), statuses
+        rays = s.rays()
+        assert rays is not None and rays["sequence"] >= 1, "raycast results come back to remote sessions"
+        assert len(rays["hit"]) == 4 and np.all(rays["hit"] > 0), rays
+        assert np.all((rays["distance"] > 5.0) & (rays["distance"] < 12.0)), rays["distance"]
         o = s.observe(timeout=2)
         now = o["pos"][np.searchsorted(o["handle"], s.controlled)]
         moved = np.linalg.norm((now - start)[:, [0, 2]], axis=1)

@@ -546,13 +546,23 @@ fn tick_loop(
                 let refused = if t < next_tick { Err(sim_core::Status::TickInPast) } else { queue.submit(p, world.tick()) };
                 if let Err(status) = refused {
                     stats.inputs_late_dropped.fetch_add(1, Ordering::Relaxed);
-                    obs.tell(h.source.0, Frame::PlanStatus { sequence: h.sequence, tick: next_tick.0, status: status as u16 });
+                    obs.tell(h.source.0, || Frame::PlanStatus { sequence: h.sequence, tick: next_tick.0, status: status as u16 });
                 }
             }
         }
         let j = world.step(&plans, &mut clock);
         for pj in j.plans.iter().filter(|pj| pj.source.0 != 0) {
-            obs.tell(pj.source.0, Frame::PlanStatus { sequence: pj.sequence, tick: j.tick.0, status: pj.status as u16 });
+            obs.tell(pj.source.0, || Frame::PlanStatus { sequence: pj.sequence, tick: j.tick.0, status: pj.status as u16 });
+            if !pj.ray_hit.is_empty() {
+                let n = pj.ray_hit.len().min(net::proto::MAX_RAYS_PER_FRAME);
+                obs.tell(pj.source.0, || Frame::PlanRays {
+                    sequence: pj.sequence,
+                    tick: j.tick.0,
+                    hit: pj.ray_hit[..n].to_vec(),
+                    handle: pj.ray_handle[..n].to_vec(),
+                    distance_bits: pj.ray_distance[..n].iter().map(|d| d.to_bits()).collect(),
+                });
+            }
         }
         stats.inputs_applied.fetch_add(j.plans.iter().filter(|p| p.status == sim_core::Status::Ok && p.source.0 != 0).count() as u64, Ordering::Relaxed);
         stats.plans_rejected.fetch_add(u64::from(j.counters.plans_rejected), Ordering::Relaxed);
@@ -738,10 +748,12 @@ type Outboxes = Arc<Mutex<BTreeMap<u32, tokio::sync::mpsc::Sender<Frame>>>>;
 type Published = Arc<Mutex<std::collections::VecDeque<(u64, u64)>>>;
 
 impl TickObserver {
-    fn tell(&self, source: u32, f: Frame) {
+    /// Sends a frame to a policy session, building it only if that source
+    /// has an outbox (the tick thread never builds frames nobody reads).
+    fn tell(&self, source: u32, f: impl FnOnce() -> Frame) {
         if let Ok(o) = self.outboxes.lock() {
             if let Some(tx) = o.get(&source) {
-                let _ = tx.try_send(f);
+                let _ = tx.try_send(f());
             }
         }
     }

@@ -368,6 +368,7 @@ def run(args: argparse.Namespace) -> dict:
     seq = 0
     last_tick: int | None = None
     started = False
+    rays = None  # the newest raycast results the server sent back
 
     def lost_child(kind: str, tick: int, counter: str, **detail) -> None:
         nonlocal child, restart_at, backoff, bank
@@ -425,6 +426,9 @@ def run(args: argparse.Namespace) -> dict:
                 counters["missing"] += 1
                 lost_child("violation", tick, "violations", why="wrote without being asked, or died")
                 continue
+            got = session.rays()
+            if got is not None:
+                rays = (got["hit"], got["handle"], got["distance"])
             idx = np.searchsorted(snap["handle"], controlled)
             ok = idx < len(snap["handle"])
             ok[ok] = snap["handle"][idx[ok]] == controlled[ok]
@@ -437,6 +441,7 @@ def run(args: argparse.Namespace) -> dict:
                 pos=snap["pos"],
                 controlled=np.ascontiguousarray(controlled[ok]),
                 controlled_pos=snap["pos"][idx[ok]],
+                rays=rays,
                 lead=args.lead,
                 sequence=seq,
             )

@@ -2,10 +2,10 @@
 and "avoid what is ahead", and blends them by score.
 
 - Seek: head for a goal point shared by the squad (changes every 5 s).
-- Avoid: a raycast along the current heading (results arrive next tick as
-  `obs.rays`); a hit closer than `AVOID_DIST` scores high and steers
-  sideways. Remote sessions without ray results fall back to repulsion
-  from the nearest visible entities.
+- Avoid: a raycast along the current heading (results come back as
+  `obs.rays`: next tick in process, a few ticks later from a server); a
+  hit closer than `AVOID_DIST` scores high and steers sideways. Until
+  results arrive it falls back to repulsion from nearby visible entities.
 
 All of it is vectorised: one move_to batch and one raycast batch per tick,
 whatever the number of NPCs.
