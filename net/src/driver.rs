@@ -169,6 +169,28 @@ pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Option<Frame>, D
     Ok(Some(Frame::decode(&body)?))
 }
 
+/// What [`spawn_frame_reader`] delivers: each frame, then how the stream
+/// ended (`Ok(None)` for a clean finish, or the error).
+pub type FrameRx = tokio::sync::mpsc::Receiver<Result<Option<Frame>, DriverError>>;
+
+/// Reads control-stream frames on their own task: `read_frame` is two reads
+/// and not cancel-safe, so it must never be a `select!` branch racing
+/// datagrams. A full channel stalls the stream (QUIC flow control pushes
+/// back). Abort the handle when the connection is done.
+pub fn spawn_frame_reader(mut recv: quinn::RecvStream) -> (tokio::task::JoinHandle<()>, FrameRx) {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let task = tokio::spawn(async move {
+        loop {
+            let f = read_frame(&mut recv).await;
+            let end = !matches!(f, Ok(Some(_)));
+            if tx.send(f).await.is_err() || end {
+                break;
+            }
+        }
+    });
+    (task, rx)
+}
+
 /// A connected, welcomed client.
 #[derive(Debug)]
 pub struct Connected {

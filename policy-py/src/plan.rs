@@ -39,12 +39,16 @@ fn handles<'py>(op: &str, obj: &Bound<'py, PyAny>) -> PyResult<PyReadonlyArray1<
     Ok(a.readonly())
 }
 
-/// A per-op f32: a Python/numpy scalar (broadcast) or an (N,) float32 array.
-fn per_op_f32(op: &str, field: &str, obj: &Bound<'_, PyAny>, n: usize) -> PyResult<Vec<f32>> {
-    if let Ok(x) = obj.extract::<f32>() {
+/// A per-op value: a Python/numpy scalar (broadcast to every op) or an
+/// (N,) array of exactly `dtype`.
+fn per_op<T>(op: &str, field: &str, obj: &Bound<'_, PyAny>, n: usize, scalar: &str, dtype: &str) -> PyResult<Vec<T>>
+where
+    T: numpy::Element + Copy + for<'py> FromPyObjectOwned<'py>,
+{
+    if let Ok(x) = obj.extract::<T>() {
         return Ok(vec![x; n]);
     }
-    let a = obj.cast::<PyArray1<f32>>().map_err(|_| type_error(format!("{op}: {field} must be a float or a float32 array of shape ({n},); got {}", describe(obj))))?;
+    let a = obj.cast::<PyArray1<T>>().map_err(|_| type_error(format!("{op}: {field} must be a {scalar} or a {dtype} array of shape ({n},); got {}", describe(obj))))?;
     let r = a.readonly();
     let s = r.as_slice().map_err(|_| not_contiguous(op, field))?;
     if s.len() != n {
@@ -53,18 +57,12 @@ fn per_op_f32(op: &str, field: &str, obj: &Bound<'_, PyAny>, n: usize) -> PyResu
     Ok(s.to_vec())
 }
 
-/// A per-op u32: an int (broadcast) or an (N,) uint32 array.
+fn per_op_f32(op: &str, field: &str, obj: &Bound<'_, PyAny>, n: usize) -> PyResult<Vec<f32>> {
+    per_op(op, field, obj, n, "float", "float32")
+}
+
 fn per_op_u32(op: &str, field: &str, obj: &Bound<'_, PyAny>, n: usize) -> PyResult<Vec<u32>> {
-    if let Ok(x) = obj.extract::<u32>() {
-        return Ok(vec![x; n]);
-    }
-    let a = obj.cast::<PyArray1<u32>>().map_err(|_| type_error(format!("{op}: {field} must be an int or a uint32 array of shape ({n},); got {}", describe(obj))))?;
-    let r = a.readonly();
-    let s = r.as_slice().map_err(|_| not_contiguous(op, field))?;
-    if s.len() != n {
-        return Err(value_error(format!("{op}: {field} has {} values for {n} ops", s.len())));
-    }
-    Ok(s.to_vec())
+    per_op(op, field, obj, n, "int", "uint32")
 }
 
 fn slice2<'a>(op: &str, field: &str, a: &'a PyReadonlyArray2<'_, f32>) -> PyResult<&'a [f32]> {

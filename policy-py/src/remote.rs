@@ -7,7 +7,7 @@
 
 use crate::sim::status_enum;
 use crate::{ffi, value_error};
-use net::driver::{connect as quic_connect, read_frame, write_frame};
+use net::driver::{connect as quic_connect, write_frame};
 use net::proto::Frame;
 use net::session::{ClientSession, ReplicatedColumns};
 use net::token::Role;
@@ -85,18 +85,8 @@ async fn run(addr: SocketAddr, cert: Vec<u8>, role: Role, token: String, shared:
         }
     };
     let _ = ready.send(Ok(w));
-    let net::driver::Connected { endpoint, conn, mut send, mut recv, .. } = c;
-    // `read_frame` is not cancel-safe: frames are read by their own task.
-    let (frame_tx, mut frames) = tokio::sync::mpsc::channel(64);
-    let reader = tokio::spawn(async move {
-        loop {
-            let f = read_frame(&mut recv).await;
-            let end = !matches!(f, Ok(Some(_)));
-            if frame_tx.send(f).await.is_err() || end {
-                break;
-            }
-        }
-    });
+    let net::driver::Connected { endpoint, conn, mut send, recv, .. } = c;
+    let (reader, mut frames) = net::driver::spawn_frame_reader(recv);
     let mut client = ClientSession::new();
     let reason = loop {
         tokio::select! {
@@ -210,7 +200,7 @@ fn load_cert(cert: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<u8>> {
             if let Ok(b) = c.cast::<PyBytes>() {
                 return Ok(b.as_bytes().to_vec());
             }
-            std::path::PathBuf::from(c.extract::<std::path::PathBuf>()?)
+            c.extract::<std::path::PathBuf>()?
         }
         None => net::driver::default_dev_dir().join("cert.der"),
     };

@@ -299,20 +299,8 @@ impl Sim {
         let mut j = py.detach(move || world.step(&due, clock).clone());
         let mut errors = vec![None; j.plans.len()];
         for (status, detail) in bad {
-            let mut pj = sim_core::PlanJournal {
-                source: sim_core::SourceId(u32::MAX),
-                sequence: 0,
-                correlation: 0,
-                status,
-                rejected_index: Vec::new(),
-                rejected_code: Vec::new(),
-                spawned: Vec::new(),
-                ray_hit: Vec::new(),
-                ray_handle: Vec::new(),
-                ray_distance: Vec::new(),
-                overlap_offsets: Vec::new(),
-                overlap_handles: Vec::new(),
-            };
+            // A plan that did not decode has no trustworthy header fields.
+            let mut pj = sim_core::PlanJournal::new(sim_core::SourceId(u32::MAX), 0, 0);
             pj.status = status;
             j.plans.push(pj);
             errors.push(Some(detail));
@@ -455,7 +443,7 @@ impl PlanJournal {
     }
     /// Raycast results: (hit uint32[N]: 0 none, 1 entity, 2 static;
     /// handle uint64[N]; distance float32[N]).
-    fn rays<'py>(&self, py: Python<'py>) -> Bound<'py, PyTuple> {
+    fn rays<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         ffi();
         rays_tuple(py, std::slice::from_ref(&self.inner))
     }
@@ -469,11 +457,11 @@ impl PlanJournal {
     }
 }
 
-fn rays_tuple<'py>(py: Python<'py>, plans: &[sim_core::PlanJournal]) -> Bound<'py, PyTuple> {
+fn rays_tuple<'py>(py: Python<'py>, plans: &[sim_core::PlanJournal]) -> PyResult<Bound<'py, PyTuple>> {
     let hit: Vec<u32> = plans.iter().flat_map(|p| p.ray_hit.iter().copied()).collect();
     let handle: Vec<u64> = plans.iter().flat_map(|p| p.ray_handle.iter().copied()).collect();
     let dist: Vec<f32> = plans.iter().flat_map(|p| p.ray_distance.iter().copied()).collect();
-    PyTuple::new(py, [PyArray1::from_vec(py, hit).into_any(), PyArray1::from_vec(py, handle).into_any(), PyArray1::from_vec(py, dist).into_any()]).expect("tuple of 3")
+    PyTuple::new(py, [PyArray1::from_vec(py, hit).into_any(), PyArray1::from_vec(py, handle).into_any(), PyArray1::from_vec(py, dist).into_any()])
 }
 
 /// What one tick did.
@@ -510,7 +498,7 @@ impl Journal {
         PyList::new(py, items)
     }
     /// Raycast results of every plan this tick, concatenated in plan order.
-    fn rays<'py>(&self, py: Python<'py>) -> Bound<'py, PyTuple> {
+    fn rays<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         ffi();
         rays_tuple(py, &self.inner.plans)
     }

@@ -83,7 +83,7 @@ def test_one_long_lived_view_does_not_pin_every_later_world():
     assert keep.base.sim is sim
 
 
-def test_views_are_live_and_borrow_errors_are_exceptions():
+def test_views_are_live():
     sim = dualplane.Sim()
     y = sim.columns("prop")["pos_y"]
     before = y.copy()

@@ -551,19 +551,7 @@ fn tick_loop(
             }
         }
         let j = world.step(&plans, &mut clock);
-        for pj in j.plans.iter().filter(|pj| pj.source.0 != 0) {
-            obs.tell(pj.source.0, || Frame::PlanStatus { sequence: pj.sequence, tick: j.tick.0, status: pj.status as u16 });
-            if !pj.ray_hit.is_empty() {
-                let n = pj.ray_hit.len().min(net::proto::MAX_RAYS_PER_FRAME);
-                obs.tell(pj.source.0, || Frame::PlanRays {
-                    sequence: pj.sequence,
-                    tick: j.tick.0,
-                    hit: pj.ray_hit[..n].to_vec(),
-                    handle: pj.ray_handle[..n].to_vec(),
-                    distance_bits: pj.ray_distance[..n].iter().map(|d| d.to_bits()).collect(),
-                });
-            }
-        }
+        obs.tell_outcomes(j);
         stats.inputs_applied.fetch_add(j.plans.iter().filter(|p| p.status == sim_core::Status::Ok && p.source.0 != 0).count() as u64, Ordering::Relaxed);
         stats.plans_rejected.fetch_add(u64::from(j.counters.plans_rejected), Ordering::Relaxed);
         for (req, plan) in joins {
@@ -748,12 +736,36 @@ type Outboxes = Arc<Mutex<BTreeMap<u32, tokio::sync::mpsc::Sender<Frame>>>>;
 type Published = Arc<Mutex<std::collections::VecDeque<(u64, u64)>>>;
 
 impl TickObserver {
-    /// Sends a frame to a policy session, building it only if that source
-    /// has an outbox (the tick thread never builds frames nobody reads).
+    /// Sends one frame to a policy session, building it only if that source
+    /// has an outbox.
     fn tell(&self, source: u32, f: impl FnOnce() -> Frame) {
         if let Ok(o) = self.outboxes.lock() {
             if let Some(tx) = o.get(&source) {
                 let _ = tx.try_send(f());
+            }
+        }
+    }
+
+    /// Each policy plan's status, and its raycast results if it had any,
+    /// to the session that sent it: one lock per tick, nothing built when
+    /// no policy session is connected.
+    fn tell_outcomes(&self, j: &sim_core::TickJournal) {
+        let Ok(o) = self.outboxes.lock() else { return };
+        if o.is_empty() {
+            return;
+        }
+        for pj in &j.plans {
+            let Some(tx) = o.get(&pj.source.0) else { continue };
+            let _ = tx.try_send(Frame::PlanStatus { sequence: pj.sequence, tick: j.tick.0, status: pj.status as u16 });
+            if !pj.ray_hit.is_empty() {
+                let n = pj.ray_hit.len().min(net::proto::MAX_RAYS_PER_FRAME);
+                let _ = tx.try_send(Frame::PlanRays {
+                    sequence: pj.sequence,
+                    tick: j.tick.0,
+                    hit: pj.ray_hit[..n].to_vec(),
+                    handle: pj.ray_handle[..n].to_vec(),
+                    distance_bits: pj.ray_distance[..n].iter().map(|d| d.to_bits()).collect(),
+                });
             }
         }
     }
@@ -848,19 +860,7 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
             o.insert(source, out_tx.clone());
         }
     }
-    // Frames are read by their own task: `read_frame` is two reads and is
-    // not cancel-safe, so it must never race the datagram branch directly.
-    let (frame_tx, mut frame_rx) = tokio::sync::mpsc::channel::<Result<Option<Frame>, net::driver::DriverError>>(64);
-    let reader = tokio::spawn(async move {
-        loop {
-            let f = read_frame(&mut recv).await;
-            let end = !matches!(f, Ok(Some(_)));
-            // A full channel stalls the stream: QUIC flow control pushes back.
-            if frame_tx.send(f).await.is_err() || end {
-                break;
-            }
-        }
-    });
+    let (reader, mut frame_rx) = net::driver::spawn_frame_reader(recv);
     loop {
         tokio::select! {
             d = conn.read_datagram() => {

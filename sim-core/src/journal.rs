@@ -92,7 +92,8 @@ pub struct PlanJournal {
 pub const MAX_REJECTIONS_LISTED: usize = 1024;
 
 impl PlanJournal {
-    pub(crate) fn new(source: SourceId, sequence: u32, correlation: u64) -> PlanJournal {
+    #[must_use]
+    pub fn new(source: SourceId, sequence: u32, correlation: u64) -> PlanJournal {
         PlanJournal {
             source,
             sequence,

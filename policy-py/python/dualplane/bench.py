@@ -49,42 +49,34 @@ def observe_cost(n: int, repeat: int = 200) -> float:
     return _best(observe, repeat)
 
 
-def plan_cost(n: int, repeat: int = 50) -> tuple[float, float]:
+def plan_cost(n: int, repeat: int = 50) -> tuple[float, float, float]:
     """Per tick: build + submit (timed), then step (not timed), so plans
-    are consumed as in a real loop."""
+    are consumed as in a real loop. Returns the median seconds of: bytes
+    submitted, the unbuilt builder submitted, and n single-op plans."""
     sim = Sim.from_toml(npc_arena(n, half_extent=80.0))
     handles = grant_npcs(sim, 1)
     targets = np.random.default_rng(0).uniform(-10, 10, size=(n, 3)).astype(np.float32)
 
-    def batched() -> float:
-        t0 = time.perf_counter()
-        plan = PlanBuilder(sim.tick + 1, 1).move_to(handles, targets, 2.0).build()
-        sim.submit(plan)
-        spent = time.perf_counter() - t0
-        sim.step()
-        return spent
+    def per_tick(submit, samples: int) -> float:
+        spent = []
+        for _ in range(samples):
+            t0 = time.perf_counter()
+            submit(sim.tick + 1)
+            spent.append(time.perf_counter() - t0)
+            sim.step()
+        return float(np.median(spent))
 
-    def naive() -> float:
-        t0 = time.perf_counter()
-        tick = sim.tick
+    def batched(target: int) -> None:
+        sim.submit(PlanBuilder(target, 1).move_to(handles, targets, 2.0).build())
+
+    def direct(target: int) -> None:
+        sim.submit(PlanBuilder(target, 1).move_to(handles, targets, 2.0))
+
+    def naive(target: int) -> None:
         for i in range(n):
-            plan = PlanBuilder(tick + 1, 1, i).move_to(handles[i : i + 1], targets[i : i + 1], 2.0).build()
-            sim.submit(plan)
-        spent = time.perf_counter() - t0
-        sim.step()
-        return spent
+            sim.submit(PlanBuilder(target, 1, i).move_to(handles[i : i + 1], targets[i : i + 1], 2.0).build())
 
-    def direct() -> float:
-        t0 = time.perf_counter()
-        sim.submit(PlanBuilder(sim.tick + 1, 1).move_to(handles, targets, 2.0))
-        spent = time.perf_counter() - t0
-        sim.step()
-        return spent
-
-    b = float(np.median([batched() for _ in range(repeat)]))
-    d = float(np.median([direct() for _ in range(repeat)]))
-    nv = float(np.median([naive() for _ in range(max(3, repeat // 10))]))
-    return b, d, nv
+    return per_tick(batched, repeat), per_tick(direct, repeat), per_tick(naive, max(3, repeat // 10))
 
 
 def steps_per_second(ticks: int = 120) -> float:
