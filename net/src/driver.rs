@@ -4,8 +4,8 @@
 
 use crate::proto::{Frame, ProtoError, ALPN, MAX_FRAME, PROTOCOL_VERSION};
 use crate::token::Role;
+use crate::tls::{client_tls, server_tls, CertReloader, ServerIdentity, TlsError, Trust, VerifyLog};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +28,11 @@ pub enum DriverError {
     Refused { code: u16, reason: String },
     #[error("timed out waiting for {0}")]
     Timeout(&'static str),
+    /// The client refused the server's certificate; says what did not match.
+    #[error("{0}")]
+    Verify(String),
+    #[error(transparent)]
+    TlsSetup(#[from] TlsError),
 }
 
 /// Dev credentials: a token key and a self-signed certificate for
@@ -56,11 +61,21 @@ fn read_or(path: &Path, make: impl FnOnce() -> Result<Vec<u8>, DriverError>) -> 
         Ok(b) => Ok(b),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let b = make()?;
-            std::fs::write(path, &b).map_err(|e| DriverError::Io(path.display().to_string(), e))?;
+            write_private(path, &b).map_err(|e| DriverError::Io(path.display().to_string(), e))?;
             Ok(b)
         }
         Err(e) => Err(DriverError::Io(path.display().to_string(), e)),
     }
+}
+
+/// Writes a secret readable by its owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)?.write_all(bytes)
 }
 
 impl DevCredentials {
@@ -77,16 +92,12 @@ impl DevCredentials {
         if !cert_path.exists() || !key_path.exists() {
             let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).map_err(|e| DriverError::Tls(e.to_string()))?;
             std::fs::write(&cert_path, ck.cert.der()).map_err(|e| DriverError::Io(cert_path.display().to_string(), e))?;
-            std::fs::write(&key_path, ck.key_pair.serialize_der()).map_err(|e| DriverError::Io(key_path.display().to_string(), e))?;
+            write_private(&key_path, &ck.key_pair.serialize_der()).map_err(|e| DriverError::Io(key_path.display().to_string(), e))?;
         }
         let cert_der = std::fs::read(&cert_path).map_err(|e| DriverError::Io(cert_path.display().to_string(), e))?;
         let key_der = std::fs::read(&key_path).map_err(|e| DriverError::Io(key_path.display().to_string(), e))?;
         Ok(DevCredentials { dir: dir.to_path_buf(), key, cert_der, key_der })
     }
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// Transport settings shared by both ends.
@@ -112,39 +123,31 @@ fn transport(t: TransportSettings) -> Result<Arc<quinn::TransportConfig>, Driver
     Ok(Arc::new(tc))
 }
 
-/// Server endpoint config: TLS 1.3, ALPN `dualplane/1` only, 0-RTT off.
+/// Server endpoint config for the dev certificate: TLS 1.3, ALPN
+/// `dualplane/1` only, 0-RTT off.
 pub fn server_config(cert_der: &[u8], key_der: &[u8], t: TransportSettings) -> Result<quinn::ServerConfig, DriverError> {
-    let certs = vec![CertificateDer::from(cert_der.to_vec())];
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der.to_vec()));
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| DriverError::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| DriverError::Tls(e.to_string()))?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    tls.max_early_data_size = 0;
+    let id = ServerIdentity::Dev { cert_der: cert_der.to_vec(), key_der: key_der.to_vec() };
+    Ok(server_config_for(&id, t)?.0)
+}
+
+/// Server endpoint config for any identity; with certificate files also
+/// the reloader that re-reads them.
+pub fn server_config_for(identity: &ServerIdentity, t: TransportSettings) -> Result<(quinn::ServerConfig, Option<Arc<CertReloader>>), DriverError> {
+    let (tls, reloader) = server_tls(identity, ALPN)?;
     let qc = QuicServerConfig::try_from(tls).map_err(|e| DriverError::Tls(e.to_string()))?;
     let mut sc = quinn::ServerConfig::with_crypto(Arc::new(qc));
     sc.transport_config(transport(t)?);
-    Ok(sc)
+    Ok((sc, reloader))
 }
 
-/// Client config trusting `cert_der`, offering `alpn`.
-pub fn client_config(cert_der: &[u8], alpn: &[u8], t: TransportSettings) -> Result<quinn::ClientConfig, DriverError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from(cert_der.to_vec())).map_err(|e| DriverError::Tls(e.to_string()))?;
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| DriverError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![alpn.to_vec()];
-    tls.enable_early_data = false;
+/// Client config for `trust`, offering `alpn`; and where its verifier
+/// explains a refusal.
+pub fn client_config(trust: &Trust, alpn: &[u8], t: TransportSettings) -> Result<(quinn::ClientConfig, VerifyLog), DriverError> {
+    let (tls, log) = client_tls(trust, alpn)?;
     let qc = QuicClientConfig::try_from(tls).map_err(|e| DriverError::Tls(e.to_string()))?;
     let mut cc = quinn::ClientConfig::new(Arc::new(qc));
     cc.transport_config(transport(t)?);
-    Ok(cc)
+    Ok((cc, log))
 }
 
 /// Writes one control frame.
@@ -201,16 +204,81 @@ pub struct Connected {
     pub welcome: Frame,
 }
 
+/// How a client reaches and checks a server.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub trust: Trust,
+    /// The name the certificate must carry (default: the host of the
+    /// address; `localhost` for a pinned certificate on an IP address).
+    pub server_name: Option<String>,
+    pub alpn: Vec<u8>,
+    pub transport: TransportSettings,
+}
+
+impl ClientOptions {
+    /// Trust exactly this (dev) certificate.
+    #[must_use]
+    pub fn pinned(cert_der: &[u8]) -> ClientOptions {
+        ClientOptions { trust: Trust::pin_der(cert_der), server_name: None, alpn: ALPN.to_vec(), transport: TransportSettings::default() }
+    }
+
+    #[must_use]
+    pub fn trusting(trust: Trust) -> ClientOptions {
+        ClientOptions { trust, server_name: None, alpn: ALPN.to_vec(), transport: TransportSettings::default() }
+    }
+}
+
+/// Splits `host:port` (or `[v6]:port`) and resolves the host.
+pub async fn resolve(target: &str) -> Result<(std::net::SocketAddr, String), DriverError> {
+    if let Ok(a) = target.parse::<std::net::SocketAddr>() {
+        return Ok((a, a.ip().to_string()));
+    }
+    let bad = || DriverError::Connect(format!("server {target:?}: expected host:port (a name or an IP address, and a port)"));
+    let (host, port) = target.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(bad());
+    }
+    let mut addrs = tokio::net::lookup_host((host, port)).await.map_err(|e| DriverError::Connect(format!("cannot resolve {host:?}: {e}")))?;
+    let addr = addrs.next().ok_or_else(|| DriverError::Connect(format!("{host:?} resolves to no address")))?;
+    Ok((addr, host.to_string()))
+}
+
 /// Connects, sends Hello, waits for Welcome (or a Bye, as an error).
+/// Trusts exactly `cert_der` (the dev certificate).
 pub async fn connect(addr: std::net::SocketAddr, cert_der: &[u8], role: Role, token: &str) -> Result<Connected, DriverError> {
     connect_with(addr, cert_der, ALPN, role, token, TransportSettings::default()).await
 }
 
 pub async fn connect_with(addr: std::net::SocketAddr, cert_der: &[u8], alpn: &[u8], role: Role, token: &str, t: TransportSettings) -> Result<Connected, DriverError> {
+    let opts = ClientOptions { alpn: alpn.to_vec(), transport: t, ..ClientOptions::pinned(cert_der) };
+    connect_to(&addr.to_string(), &opts, role, token).await
+}
+
+/// Resolves `target` (`host:port`), connects with `opts`' trust and name,
+/// sends Hello and waits for Welcome. A certificate the client refuses is
+/// [`DriverError::Verify`], saying what did not match.
+pub async fn connect_to(target: &str, opts: &ClientOptions, role: Role, token: &str) -> Result<Connected, DriverError> {
+    let (addr, host) = resolve(target).await?;
+    let name = match (&opts.server_name, &opts.trust) {
+        (Some(n), _) => n.clone(),
+        (None, Trust::Pin(_)) if host.parse::<std::net::IpAddr>().is_ok() => "localhost".to_string(),
+        (None, _) => host,
+    };
     let bind: std::net::SocketAddr = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().map_err(|_| DriverError::Connect("bind address".into()))?;
     let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| DriverError::Io("client endpoint".into(), e))?;
-    endpoint.set_default_client_config(client_config(cert_der, alpn, t)?);
-    let conn = endpoint.connect(addr, "localhost").map_err(|e| DriverError::Connect(e.to_string()))?.await?;
+    let (cc, log) = client_config(&opts.trust, &opts.alpn, opts.transport)?;
+    endpoint.set_default_client_config(cc);
+    let conn = match endpoint.connect(addr, &name).map_err(|e| DriverError::Connect(format!("{name:?}: {e}")))?.await {
+        Ok(c) => c,
+        Err(e) => {
+            return Err(match log.lock().ok().and_then(|mut l| l.take()) {
+                Some(why) => DriverError::Verify(why),
+                None => DriverError::Connection(e),
+            })
+        }
+    };
     let (mut send, mut recv) = conn.open_bi().await?;
     write_frame(&mut send, &Frame::Hello { version: PROTOCOL_VERSION, schema_hash: sim_core::PORTS_SCHEMA_HASH, role, token: token.to_string() }).await?;
     let welcome = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut recv)).await.map_err(|_| DriverError::Timeout("welcome"))??;

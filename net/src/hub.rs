@@ -117,9 +117,26 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// A hub admitting tokens through `gate` (its keys, server id and match).
     #[must_use]
-    pub fn new(config: CoreConfig, key: Vec<u8>) -> Hub {
-        Hub { config, gate: TokenGate::new(key), sessions: BTreeMap::new(), pending: Default::default(), counters: HubCounters::default() }
+    pub fn new(config: CoreConfig, gate: TokenGate) -> Hub {
+        Hub { config, gate, sessions: BTreeMap::new(), pending: Default::default(), counters: HubCounters::default() }
+    }
+
+    /// Rotates the token keys; sessions and used nonces are kept.
+    pub fn set_keys(&mut self, ring: crate::token::KeyRing) {
+        self.gate.set_keys(ring);
+    }
+
+    /// Moves the server to another match: later hellos need tokens for it;
+    /// sessions already admitted continue.
+    pub fn set_match(&mut self, match_id: &str) {
+        self.gate.set_match(match_id);
+    }
+
+    #[must_use]
+    pub fn gate(&self) -> &TokenGate {
+        &self.gate
     }
 
     fn count(&mut self, label: &'static str) {

@@ -14,4 +14,5 @@ pub mod hub;
 pub mod proto;
 pub mod quant;
 pub mod session;
+pub mod tls;
 pub mod token;

@@ -80,6 +80,24 @@ impl Reject {
         }
     }
 
+    /// The Bye reason a refused client reads: `label: what went wrong`.
+    #[must_use]
+    pub fn reason(self) -> String {
+        let why = match self {
+            Reject::NoToken => "the hello carries no token".to_string(),
+            Reject::Token(e) => e.to_string(),
+            Reject::SchemaMismatch => "the client's ports schema hash differs from the server's".to_string(),
+            Reject::ProtocolVersion => format!("the server speaks protocol version {PROTOCOL_VERSION}"),
+            Reject::ServerFull => "the server is at its client cap".to_string(),
+            Reject::Protocol => "expected a Hello first (or this client id is already connected)".to_string(),
+            Reject::RateLimited => "too many messages".to_string(),
+            Reject::MalformedInput => "an input plan did not decode".to_string(),
+            Reject::SpoofedSource => "a plan carried another source id".to_string(),
+            Reject::NotPermitted => "a plan used ops or entities this role may not".to_string(),
+        };
+        format!("{}: {why}", self.label())
+    }
+
     #[must_use]
     pub fn bye_code(self) -> u16 {
         match self {
@@ -313,10 +331,7 @@ pub fn admit(gate: &mut TokenGate, config: &CoreConfig, sessions: usize, hello: 
     if token.is_empty() {
         return Err(Reject::NoToken);
     }
-    let claims = gate.admit(token, now_unix).map_err(Reject::Token)?;
-    if claims.role != *role {
-        return Err(Reject::Token(TokenError::Forged));
-    }
+    let claims = gate.admit(token, *role, now_unix).map_err(Reject::Token)?;
     if sessions >= config.max_clients {
         return Err(Reject::ServerFull);
     }

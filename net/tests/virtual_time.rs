@@ -6,7 +6,7 @@ use net::hub::{join_plan, joined_handles, leave_plans, Hub};
 use net::proto::Frame;
 use net::quant::{quantize_world, QEntity};
 use net::session::{ClientSession, CoreConfig};
-use net::token::{mint, Role};
+use net::token::{KeyRing, Role, TokenGate, TokenSpec};
 use sim_core::rng::WorldRng;
 use sim_core::{Handle, MicroPlan, NoClock, Op, PlanBuilder, Scenario, SourceId, Tick, World};
 use std::path::PathBuf;
@@ -67,6 +67,15 @@ struct Net {
     history: std::collections::BTreeMap<u64, Vec<QEntity>>,
 }
 
+/// A dev token (key id 0, server "dev", no match) signed with `key`.
+fn mint(key: &[u8], id: u32, role: Role, expires_at: u64, nonce: u64) -> String {
+    net::token::mint(key, &TokenSpec::dev(id, role, expires_at, nonce))
+}
+
+fn gate() -> TokenGate {
+    TokenGate::new(KeyRing::single(0, KEY.to_vec()), net::token::DEV_SERVER_ID, "")
+}
+
 fn ms(tick: u64) -> u64 {
     tick * 1000 / 60
 }
@@ -75,7 +84,7 @@ impl Net {
     fn new(n: u32, config: CoreConfig) -> Net {
         let s = Scenario::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios/small.toml")).expect("scenario");
         let mut world = World::from_scenario(&s, None);
-        let mut hub = Hub::new(config, KEY.to_vec());
+        let mut hub = Hub::new(config, gate());
         let mut clients = Vec::new();
         // Handshake: admit each client and apply its join plan.
         let mut joins = Vec::new();
@@ -260,8 +269,14 @@ fn bad_hellos_and_inputs_are_rejected_and_counted() {
     assert!(n.hub.hello(&hello(mint(KEY, 6, Role::Player, 50, 6), Role::Player), now).is_err());
     assert!(n.hub.hello(&hello(mint(KEY, 1, Role::Player, 10_000, 1), Role::Player), now).is_err(), "reused");
     assert!(n.hub.hello(&Frame::Hello { version: 1, schema_hash: 1, role: Role::Player, token: mint(KEY, 7, Role::Player, 10_000, 7) }, now).is_err());
+    // Bound to a server, a match and a role; signed by a known key.
+    let spec = TokenSpec::dev(8, Role::Player, 10_000, 8);
+    assert!(n.hub.hello(&hello(net::token::mint(KEY, &TokenSpec { server_id: "other", ..spec }), Role::Player), now).is_err());
+    assert!(n.hub.hello(&hello(net::token::mint(KEY, &TokenSpec { match_id: "m7", nonce: 9, ..spec }), Role::Player), now).is_err());
+    assert!(n.hub.hello(&hello(net::token::mint(KEY, &TokenSpec { key_id: 4, nonce: 10, ..spec }), Role::Player), now).is_err());
+    assert!(n.hub.hello(&hello(mint(KEY, 11, Role::Observer, 10_000, 11), Role::Player), now).is_err());
     let h = &n.hub.counters.handshakes;
-    for label in ["no_token", "forged", "expired", "reused", "schema_mismatch"] {
+    for label in ["no_token", "forged", "expired", "reused", "schema_mismatch", "wrong_server", "wrong_match", "unknown_key", "wrong_role"] {
         assert_eq!(h.get(label), Some(&1), "{label}: {h:?}");
     }
     // Inputs for entities the role does not control, spoofed sources, floods.
@@ -296,10 +311,29 @@ fn bad_hellos_and_inputs_are_rejected_and_counted() {
 }
 
 #[test]
+fn a_server_moved_to_another_match_refuses_the_old_match_and_keeps_its_sessions() {
+    let mut hub = Hub::new(CoreConfig::default(), TokenGate::new(KeyRing::single(0, KEY.to_vec()), "gs-1", "m1"));
+    let hello = |t: TokenSpec<'_>| Frame::Hello { version: 1, schema_hash: sim_core::PORTS_SCHEMA_HASH, role: Role::Player, token: net::token::mint(KEY, &t) };
+    let base = TokenSpec { server_id: "gs-1", match_id: "m1", ..TokenSpec::dev(1, Role::Player, 10_000, 1) };
+    let c = hub.hello(&hello(base), 100).expect("m1 admitted");
+    hub.join(&c, vec![], 0);
+    let later_m1 = TokenSpec { client_id: 2, nonce: 2, ..base };
+    hub.set_match("m2");
+    assert_eq!(hub.hello(&hello(later_m1), 100).map_err(|r| r.label()), Err("wrong_match"));
+    assert!(hub.hello(&hello(TokenSpec { client_id: 3, nonce: 3, match_id: "m2", ..base }), 100).is_ok());
+    assert!(hub.sessions.contains_key(&1), "the m1 session continues");
+    // Rotation: the old key id keeps working beside the new one.
+    hub.set_keys(KeyRing::from_keys([(0, KEY.to_vec()), (1, b"second key, 32 bytes long.......".to_vec())]));
+    assert!(hub.hello(&hello(TokenSpec { client_id: 4, nonce: 4, match_id: "m2", ..base }), 100).is_ok());
+    let new_key = TokenSpec { key_id: 1, client_id: 5, nonce: 5, match_id: "m2", ..base };
+    assert!(hub.hello(&Frame::Hello { version: 1, schema_hash: sim_core::PORTS_SCHEMA_HASH, role: Role::Player, token: net::token::mint(b"second key, 32 bytes long.......", &new_key) }, 100).is_ok());
+}
+
+#[test]
 fn policy_workers_joining_in_one_tick_get_distinct_npcs_and_get_them_back_on_leave() {
     let s = Scenario::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios/small.toml")).expect("scenario");
     let mut world = World::from_scenario(&s, None);
-    let mut hub = Hub::new(CoreConfig::default(), KEY.to_vec());
+    let mut hub = Hub::new(CoreConfig::default(), gate());
     let mut plans = Vec::new();
     let mut taken: Vec<u64> = Vec::new();
     let mut claims = Vec::new();

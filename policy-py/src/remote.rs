@@ -7,7 +7,8 @@
 
 use crate::sim::status_enum;
 use crate::{ffi, value_error};
-use net::driver::{connect as quic_connect, write_frame};
+use net::driver::{connect_to, write_frame, ClientOptions};
+use net::tls::Trust;
 use net::proto::Frame;
 use net::session::{ClientSession, ReplicatedColumns};
 use net::token::Role;
@@ -15,7 +16,6 @@ use numpy::{PyArray1, PyArrayMethods};
 use pyo3::exceptions::{PyConnectionError, PyTimeoutError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
-use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -69,8 +69,8 @@ struct Welcome {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn run(addr: SocketAddr, cert: Vec<u8>, role: Role, token: String, shared: Arc<Shared>, mut cmds: tokio::sync::mpsc::Receiver<Cmd>, stop: Arc<tokio::sync::Notify>, ready: std::sync::mpsc::Sender<Result<Welcome, String>>) {
-    let c = match quic_connect(addr, &cert, role, &token).await {
+async fn run(addr: String, opts: ClientOptions, role: Role, token: String, shared: Arc<Shared>, mut cmds: tokio::sync::mpsc::Receiver<Cmd>, stop: Arc<tokio::sync::Notify>, ready: std::sync::mpsc::Sender<Result<Welcome, String>>) {
+    let c = match connect_to(&addr, &opts, role, &token).await {
         Ok(c) => c,
         Err(e) => {
             let _ = ready.send(Err(e.to_string()));
@@ -194,30 +194,55 @@ fn timeout_duration(what: &str, t: Option<f64>) -> PyResult<Option<Duration>> {
     }
 }
 
-fn load_cert(cert: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<u8>> {
-    let path = match cert {
-        Some(c) => {
-            if let Ok(b) = c.cast::<PyBytes>() {
-                return Ok(b.as_bytes().to_vec());
-            }
-            c.extract::<std::path::PathBuf>()?
-        }
-        None => net::driver::default_dev_dir().join("cert.der"),
-    };
-    std::fs::read(&path).map_err(|e| value_error(format!("{}: cannot read the server certificate (DER): {e}", path.display())))
+fn read_cert(c: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if let Ok(b) = c.cast::<PyBytes>() {
+        return Ok(b.as_bytes().to_vec());
+    }
+    let path = c.extract::<std::path::PathBuf>()?;
+    let certs = net::tls::load_certs(&path).map_err(|e| value_error(format!("cert: cannot read the server certificate: {e}")))?;
+    Ok(certs[0].to_vec())
 }
 
-/// `connect(addr, token, cert=None, role="policy", timeout=5.0)`: opens a
-/// session and waits (GIL released) for the server's welcome. `cert` is the
-/// server's DER certificate (bytes or a path; the dev dir's cert.der by
-/// default, $DUALPLANE_DEV_DIR or ~/.dualplane/dev).
+/// The trust `connect` uses: `ca` (a CA file; the name is checked), `pin`
+/// (`sha256:<hex>` or a certificate file), `cert` (a certificate to pin, as
+/// bytes or a path); with none of them, the dev dir's cert.der pinned when
+/// it exists, else the system roots.
+fn trust(cert: Option<&Bound<'_, PyAny>>, ca: Option<std::path::PathBuf>, pin: Option<&str>) -> PyResult<Trust> {
+    match (cert, ca, pin) {
+        (None, None, None) => {
+            let dev = net::driver::default_dev_dir().join("cert.der");
+            match std::fs::read(&dev) {
+                Ok(der) => Ok(Trust::pin_der(&der)),
+                Err(_) => Ok(Trust::System),
+            }
+        }
+        (Some(c), None, None) => Ok(Trust::pin_der(&read_cert(c)?)),
+        (None, Some(ca), None) => Ok(Trust::Ca(ca)),
+        (None, None, Some(p)) => Trust::pin(p).map_err(|e| value_error(format!("pin: {e}"))),
+        _ => Err(value_error("give at most one of cert, ca and pin")),
+    }
+}
+
+/// `connect(addr, token, cert=None, role="policy", timeout=5.0, *,
+/// server_name=None, ca=None, pin=None)`: opens a session and waits (GIL
+/// released) for the server's welcome. `addr` is `host:port` (a name or an
+/// IP address). Trust: `ca` (a CA file, the server's name checked against
+/// `server_name` or the host), `pin` (`sha256:<hex>` or a certificate
+/// file), `cert` (the certificate to pin, bytes or a path); by default the
+/// dev dir's cert.der ($DUALPLANE_DEV_DIR or ~/.dualplane/dev) when it
+/// exists, else the system roots.
 #[pyfunction]
-#[pyo3(signature = (addr, token, cert = None, role = "policy", timeout = 5.0))]
-pub fn connect(py: Python<'_>, addr: &str, token: &str, cert: Option<&Bound<'_, PyAny>>, role: &str, timeout: f64) -> PyResult<Session> {
+#[pyo3(signature = (addr, token, cert = None, role = "policy", timeout = 5.0, *, server_name = None, ca = None, pin = None))]
+#[allow(clippy::too_many_arguments)]
+pub fn connect(py: Python<'_>, addr: &str, token: &str, cert: Option<&Bound<'_, PyAny>>, role: &str, timeout: f64, server_name: Option<String>, ca: Option<std::path::PathBuf>, pin: Option<&str>) -> PyResult<Session> {
     ffi();
-    let addr: SocketAddr = addr.parse().map_err(|e| value_error(format!("addr {addr:?}: expected host:port with an IP address ({e})")))?;
+    let port_ok = addr.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+    if !port_ok {
+        return Err(value_error(format!("addr {addr:?}: expected host:port (a host name or an IP address, and a port)")));
+    }
     let role: Role = role.parse().map_err(|_| value_error(format!("role {role:?}: expected player, policy or observer")))?;
-    let cert = load_cert(cert)?;
+    let opts = ClientOptions { server_name, ..ClientOptions::trusting(trust(cert, ca, pin)?) };
+    let target = addr.to_string();
     let shared = Arc::new(Shared::default());
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -229,7 +254,7 @@ pub fn connect(py: Python<'_>, addr: &str, token: &str, cert: Option<&Bound<'_, 
         .name("dualplane-session".into())
         .spawn(move || {
             match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt.block_on(run(addr, cert, role, token, sh, rx, st, ready_tx)),
+                Ok(rt) => rt.block_on(run(target, opts, role, token, sh, rx, st, ready_tx)),
                 Err(e) => {
                     let _ = ready_tx.send(Err(format!("tokio runtime: {e}")));
                 }

@@ -33,6 +33,11 @@ pub struct Metrics {
     pub policy_latency: Histogram,
     pub agones_health_pings: IntCounter,
     pub agones_allocated: IntGauge,
+    pub tls_dev_mode: IntGauge,
+    pub cert_reloads: IntCounterVec,
+    pub key_reloads: IntCounterVec,
+    /// The certificate reloader whose counters `cert_reloads` mirrors.
+    cert_reloader: Arc<std::sync::Mutex<Option<Arc<net::tls::CertReloader>>>>,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -78,6 +83,10 @@ impl Metrics {
             ),
             agones_health_pings: c("dualplane_agones_health_pings_total", "Health pings sent to the Agones SDK (only while the tick loop is alive)."),
             agones_allocated: g("dualplane_agones_allocated", "1 once Agones has allocated this GameServer."),
+            tls_dev_mode: g("dualplane_tls_dev_mode", "1 while the server presents the self-signed dev certificate (no --tls-cert)."),
+            cert_reloads: cv("dualplane_tls_cert_reloads_total", "Certificate files re-read after a change, by outcome (failed keeps the old one).", &["outcome"]),
+            key_reloads: cv("dualplane_token_key_reloads_total", "Token key directory changes, by outcome (failed keeps the old keys).", &["outcome"]),
+            cert_reloader: Arc::default(),
             registry,
         };
         // Pre-register every bounded label value so dashboards and alerts
@@ -91,8 +100,13 @@ impl Metrics {
         for o in ["rendered", "failed", "skipped"] {
             m.frames.with_label_values(&[o]);
         }
-        for o in ["accepted", "no_token", "forged", "expired", "reused", "malformed", "schema_mismatch", "protocol_version", "server_full", "protocol", "tls_failed", "oversized_frame", "protocol_error"] {
+        let token_labels = net::token::TokenError::ALL.map(net::token::TokenError::label);
+        for o in token_labels.iter().chain(&["accepted", "no_token", "schema_mismatch", "protocol_version", "server_full", "protocol", "tls_failed", "oversized_frame", "protocol_error"]) {
             m.handshakes.with_label_values(&[o]);
+        }
+        for o in ["ok", "failed"] {
+            m.cert_reloads.with_label_values(&[o]);
+            m.key_reloads.with_label_values(&[o]);
         }
         let build = must(IntGaugeVec::new(Opts::new("dualplane_build_info", "Build and protocol versions."), &["version", "ports_semver"]));
         build.with_label_values(&[env!("CARGO_PKG_VERSION"), sim_core::PORTS_SEMVER]).set(1);
@@ -120,11 +134,30 @@ impl Metrics {
             Box::new(m.policy_latency.clone()),
             Box::new(m.agones_health_pings.clone()),
             Box::new(m.agones_allocated.clone()),
+            Box::new(m.tls_dev_mode.clone()),
+            Box::new(m.cert_reloads.clone()),
+            Box::new(m.key_reloads.clone()),
             Box::new(build),
         ] {
             must(r.register(col));
         }
         m
+    }
+
+    /// Mirrors this reloader's counters into `cert_reloads` (see [`Metrics::sync_cert_reloads`]).
+    pub fn watch_cert_reloads(&self, r: Arc<net::tls::CertReloader>) {
+        if let Ok(mut w) = self.cert_reloader.lock() {
+            *w = Some(r);
+        }
+    }
+
+    /// Raises `cert_reloads` to the reloader's counts.
+    pub fn sync_cert_reloads(&self) {
+        let Some(r) = self.cert_reloader.lock().ok().and_then(|w| w.clone()) else { return };
+        for (o, n) in [("ok", r.reloads.load(Ordering::Relaxed)), ("failed", r.reload_errors.load(Ordering::Relaxed))] {
+            let c = self.cert_reloads.with_label_values(&[o]);
+            c.inc_by(n.saturating_sub(c.get()));
+        }
     }
 
     /// The Prometheus text exposition.

@@ -70,13 +70,24 @@ impl Agones {
         })
     }
 
-    /// Watches the GameServer; logs and exports allocation (once).
-    pub fn spawn_watch(&self, metrics: Metrics) -> tokio::task::JoinHandle<()> {
+    /// Watches the GameServer; logs and exports allocation (once), and
+    /// hands every new `dualplane.dev/session` value to `on_match` (the
+    /// allocation's match: tokens for the previous one stop working).
+    pub fn spawn_watch(&self, metrics: Metrics, on_match: Box<dyn Fn(&str) + Send + Sync>) -> tokio::task::JoinHandle<()> {
         let mut sdk = self.sdk.clone();
         tokio::spawn(async move {
             let Ok(mut stream) = sdk.watch_gameserver().await else { return };
             let mut allocated = false;
+            let mut session: Option<String> = None;
             while let Ok(Some(gs)) = stream.message().await {
+                let now = Overrides::from_annotations(&annotations(&gs)).session;
+                if now.is_some() && now != session {
+                    if let Some(m) = &now {
+                        on_match(m);
+                        crate::serve::say(&format!("agones: match is now {m:?}"));
+                    }
+                    session = now;
+                }
                 let state = gs.status.as_ref().map(|s| s.state.clone()).unwrap_or_default();
                 if state == "Allocated" && !allocated {
                     allocated = true;

@@ -15,6 +15,8 @@ pub struct Overrides {
     pub scenario: Option<PathBuf>,
     pub seed: Option<u64>,
     pub max_clients: Option<usize>,
+    /// The match (`dualplane.dev/session`): connect tokens must name it.
+    pub session: Option<String>,
     /// Annotations that could not be used, with why.
     pub rejected: Vec<String>,
 }
@@ -38,6 +40,13 @@ impl Overrides {
             match v.trim().parse::<usize>() {
                 Ok(n) if n > 0 => o.max_clients = Some(n),
                 _ => o.rejected.push(format!("{MAX_CLIENTS}={v:?}: expected a positive integer")),
+            }
+        }
+        if let Some(v) = a.get(SESSION) {
+            if v.len() <= net::token::MAX_ID {
+                o.session = Some(v.clone());
+            } else {
+                o.rejected.push(format!("{SESSION}: {} bytes; a match id has at most {}", v.len(), net::token::MAX_ID));
             }
         }
         for k in a.keys().filter(|k| k.starts_with("dualplane.dev/")) {

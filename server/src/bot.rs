@@ -2,14 +2,14 @@
 //! clients in one process that walk their avatars, verify every snapshot's
 //! hash and report what they saw.
 
-use anyhow::Context;
-use net::driver::{connect, DevCredentials};
+use crate::client_args::{parse_duration, MintArgs, Minter, TrustArgs};
+use net::driver::{connect_to, ClientOptions, DevCredentials};
 use net::proto::Frame;
 use net::session::ClientSession;
-use net::token::{mint, Role};
+use net::token::Role;
 use sim_core::{Handle, Op, PlanBuilder, SourceId, Tick};
-use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -19,50 +19,32 @@ pub struct TokenArgs {
     client_id: u32,
     #[arg(long, default_value = "player")]
     role: Role,
-    /// Lifetime, e.g. 60s, 5m.
-    #[arg(long, default_value = "60s")]
-    ttl: String,
+    /// Lifetime: 60s, 5m, 1h.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    ttl: Duration,
     /// Directory holding token.key (the server's dev dir by default).
     #[arg(long, env = "DUALPLANE_DEV_DIR")]
     dev_dir: Option<PathBuf>,
-}
-
-fn parse_ttl(s: &str) -> anyhow::Result<u64> {
-    let (n, unit) = s.trim().split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(s.trim().len()));
-    let n: u64 = n.parse().with_context(|| format!("ttl {s:?}: expected a number with s, m or h"))?;
-    Ok(match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        u => anyhow::bail!("ttl {s:?}: unknown unit {u:?} (expected s, m or h)"),
-    })
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-fn nonce() -> u64 {
-    let mut b = [0u8; 8];
-    let _ = getrandom::fill(&mut b);
-    u64::from_le_bytes(b)
+    #[command(flatten)]
+    mint: MintArgs,
 }
 
 pub fn token(a: &TokenArgs) -> anyhow::Result<ExitCode> {
     let creds = DevCredentials::load_or_create(&a.dev_dir.clone().unwrap_or_else(net::driver::default_dev_dir))?;
-    println!("{}", mint(&creds.key, a.client_id, a.role, unix_now() + parse_ttl(&a.ttl)?, nonce()));
+    println!("{}", a.mint.minter(&creds)?.mint(a.client_id, a.role, a.ttl));
     Ok(ExitCode::SUCCESS)
 }
 
 #[derive(clap::Args, Debug)]
 pub struct BotArgs {
+    /// host:port (a name or an IP address).
     #[arg(long, default_value = "127.0.0.1:4433")]
-    server: SocketAddr,
+    server: String,
     #[arg(long, default_value_t = 8)]
     count: u32,
-    /// Seconds to run.
-    #[arg(long, default_value_t = 10.0)]
-    duration: f64,
+    /// How long to run: 30s, 2m (a bare number is seconds).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
     /// First client id (bots use id, id+1, ...).
     #[arg(long, default_value_t = 1000)]
     first_id: u32,
@@ -74,6 +56,10 @@ pub struct BotArgs {
     input_hz: f64,
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    trust: TrustArgs,
+    #[command(flatten)]
+    mint: MintArgs,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -93,10 +79,10 @@ struct BotReport {
     inputs_sent: u64,
 }
 
-async fn one_bot(server: SocketAddr, cert: Vec<u8>, key: Vec<u8>, id: u32, duration: Duration, input_every: Duration) -> BotReport {
+async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>, id: u32, duration: Duration, input_every: Duration) -> BotReport {
     let mut rep = BotReport { client_id: id, connected: false, error: None, seconds: 0.0, snapshots_received: 0, snapshots_applied: 0, snapshots_per_s: 0.0, kbit_per_s: 0.0, hash_failures: 0, lost: 0, loss_pct: 0.0, rtt_ms: 0.0, inputs_sent: 0 };
-    let token = mint(&key, id, Role::Player, unix_now() + 60, nonce());
-    let c = match connect(server, &cert, Role::Player, &token).await {
+    let token = minter.mint(id, Role::Player, Duration::from_secs(60));
+    let c = match connect_to(&server, &opts, Role::Player, &token).await {
         Ok(c) => c,
         Err(e) => {
             rep.error = Some(e.to_string());
@@ -164,14 +150,15 @@ async fn one_bot(server: SocketAddr, cert: Vec<u8>, key: Vec<u8>, id: u32, durat
 
 pub fn bot(a: &BotArgs) -> anyhow::Result<ExitCode> {
     let creds = DevCredentials::load_or_create(&a.dev_dir.clone().unwrap_or_else(net::driver::default_dev_dir))?;
+    let opts = Arc::new(a.trust.options(&creds.cert_der)?);
+    let minter = Arc::new(a.mint.minter(&creds)?);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let reports: Vec<BotReport> = rt.block_on(async {
         let mut tasks = Vec::new();
+        let server: Arc<str> = Arc::from(a.server.as_str());
         for i in 0..a.count {
-            let (cert, key) = (creds.cert_der.clone(), creds.key.clone());
-            let dur = Duration::from_secs_f64(a.duration);
             let every = Duration::from_secs_f64(1.0 / a.input_hz.max(0.1));
-            tasks.push(tokio::spawn(one_bot(a.server, cert, key, a.first_id + i, dur, every)));
+            tasks.push(tokio::spawn(one_bot(Arc::clone(&server), Arc::clone(&opts), Arc::clone(&minter), a.first_id + i, a.duration, every)));
         }
         let mut out = Vec::new();
         for t in tasks {

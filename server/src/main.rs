@@ -10,6 +10,7 @@ mod agones_meta;
 mod alloc_count;
 mod bench;
 mod bot;
+mod client_args;
 mod clock;
 mod plan_cmd;
 mod ports_cmd;

@@ -9,7 +9,9 @@
 
 use crate::clock::{mean_p99, MonotonicClock};
 use anyhow::Context;
-use net::driver::{read_frame, server_config, write_frame, DevCredentials, TransportSettings};
+use net::driver::{read_frame, server_config_for, write_frame, DevCredentials, TransportSettings};
+use net::tls::ServerIdentity;
+use net::token::{KeyRing, TokenGate};
 use net::hub::{join_plan, joined_handles, leave_plans, Departed, Hub};
 use net::proto::{bye, Frame};
 use net::quant::{quantize_world, QEntity};
@@ -44,6 +46,28 @@ pub struct ServeArgs {
     /// $HOME/.dualplane/dev); generated when missing.
     #[arg(long, env = "DUALPLANE_DEV_DIR")]
     dev_dir: Option<PathBuf>,
+    /// PEM certificate chain to present (leaf first; cert-manager's
+    /// tls.crt). Re-read when it changes. Without it (and --tls-key) the
+    /// server runs in dev mode with the self-signed dev certificate.
+    #[arg(long, env = "DUALPLANE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (tls.key).
+    #[arg(long, env = "DUALPLANE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Directory of token keys, one `<key id>.key` file each (hex); tokens
+    /// signed by any of them are accepted, and the directory is re-read
+    /// every 2 s (rotation without restart). Default: the dev dir's
+    /// token.key as key id 0.
+    #[arg(long, env = "DUALPLANE_TOKEN_KEYS")]
+    token_keys: Option<PathBuf>,
+    /// This server's id: tokens must name it (default "dev"; under Agones
+    /// the GameServer's name).
+    #[arg(long, env = "DUALPLANE_SERVER_ID")]
+    server_id: Option<String>,
+    /// The match tokens must name (default ""; under Agones the allocation's
+    /// dualplane.dev/session annotation moves the server to that match).
+    #[arg(long = "match-id", env = "DUALPLANE_MATCH_ID")]
+    match_id: Option<String>,
     #[arg(long, env = "DUALPLANE_MAX_CLIENTS")]
     max_clients: Option<usize>,
     #[arg(long, env = "DUALPLANE_IDLE_TIMEOUT_MS")]
@@ -99,6 +123,11 @@ struct FileConfig {
     scenario: Option<PathBuf>,
     seed: Option<u64>,
     dev_dir: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    token_keys: Option<PathBuf>,
+    server_id: Option<String>,
+    match_id: Option<String>,
     max_clients: Option<usize>,
     idle_timeout_ms: Option<u64>,
     keep_alive_ms: Option<u64>,
@@ -206,6 +235,36 @@ struct JoinReq {
 
 const LATE_SLACK: u64 = 30;
 
+/// The server id of a server (and the tokens minted for it) when none is
+/// configured.
+pub const DEFAULT_SERVER_ID: &str = net::token::DEV_SERVER_ID;
+
+/// Re-reads the token key directory every 2 s; a changed, valid ring
+/// replaces the hub's (sessions and used nonces stay). A broken directory
+/// keeps the old ring and is counted.
+fn spawn_key_watch(dir: PathBuf, mut ring: KeyRing, hub: Arc<Mutex<Hub>>, metrics: crate::admin::Metrics, shutdown: Arc<AtomicBool>) {
+    let _ = std::thread::Builder::new().name("token-keys".into()).spawn(move || {
+        while !shutdown.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_secs(2));
+            match KeyRing::load_dir(&dir) {
+                Ok(r) if r != ring => {
+                    say(&format!("token keys reloaded from {}: key ids {:?}", dir.display(), r.key_ids()));
+                    if let Ok(mut h) = hub.lock() {
+                        h.set_keys(r.clone());
+                    }
+                    ring = r;
+                    metrics.key_reloads.with_label_values(&["ok"]).inc();
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    metrics.key_reloads.with_label_values(&["failed"]).inc();
+                    say(&format!("token keys: keeping the previous keys: {e}"));
+                }
+            }
+        }
+    });
+}
+
 pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     let file: FileConfig = match &a.config {
         Some(p) => toml::from_str(&std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?)
@@ -220,6 +279,10 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     let mut seed = a.seed.or(file.seed);
     #[cfg_attr(not(feature = "agones"), allow(unused_mut))]
     let mut max_clients = a.max_clients.or(file.max_clients);
+    #[cfg_attr(not(feature = "agones"), allow(unused_mut))]
+    let mut server_id = a.server_id.clone().or(file.server_id);
+    #[cfg_attr(not(feature = "agones"), allow(unused_mut))]
+    let mut match_id = a.match_id.clone().or(file.match_id);
     #[cfg(not(feature = "agones"))]
     if a.agones {
         anyhow::bail!("--agones: this binary was built without the `agones` feature (cargo build --release -p server --features agones)");
@@ -236,6 +299,9 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
         scenario = o.scenario.or(scenario);
         seed = o.seed.or(seed);
         max_clients = o.max_clients.or(max_clients);
+        // Tokens are bound to this GameServer and to its allocated match.
+        server_id = Some(sdk.name.clone()).filter(|n| !n.is_empty()).or(server_id);
+        match_id = o.session.clone().or(match_id);
         Some(sdk)
     } else {
         None
@@ -263,14 +329,36 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     let drain_timeout = Duration::from_millis(a.drain_timeout_ms.or(file.drain_timeout_ms).unwrap_or(5000));
     let metrics = crate::admin::Metrics::new();
     let health = Arc::new(crate::admin::Health::default());
+    let shutdown_flag = Arc::new(AtomicBool::new(false));
 
     let creds = DevCredentials::load_or_create(&dev_dir)?;
+    let identity = match (a.tls_cert.clone().or(file.tls_cert), a.tls_key.clone().or(file.tls_key)) {
+        (Some(cert), Some(key)) => ServerIdentity::Files { cert, key },
+        (None, None) => ServerIdentity::Dev { cert_der: creds.cert_der.clone(), key_der: creds.key_der.clone() },
+        _ => anyhow::bail!("tls_cert and tls_key go together: set both (a PEM chain and its key) or neither (dev mode)"),
+    };
+    let dev_tls = matches!(identity, ServerIdentity::Dev { .. });
+    metrics.tls_dev_mode.set(i64::from(dev_tls));
+    let token_keys = a.token_keys.clone().or(file.token_keys);
+    let keys_desc = match &token_keys {
+        Some(d) => d.display().to_string(),
+        None => format!("{}/token.key (dev, key id 0)", creds.dir.display()),
+    };
+    let ring = match &token_keys {
+        Some(d) => KeyRing::load_dir(d)?,
+        None => KeyRing::single(0, creds.key.clone()),
+    };
+    let server_id = server_id.unwrap_or_else(|| DEFAULT_SERVER_ID.to_string());
+    let match_id = match_id.unwrap_or_default();
     let (world, name, scenario_hash) = crate::simulate::load_scenario_world(scenario.as_ref(), seed)?;
     let tick_rate = world.config().tick_rate;
-    let hub = Arc::new(Mutex::new(Hub::new(core.clone(), creds.key.clone())));
+    let hub = Arc::new(Mutex::new(Hub::new(core.clone(), TokenGate::new(ring.clone(), &server_id, &match_id))));
+    if let Some(d) = token_keys {
+        spawn_key_watch(d, ring, Arc::clone(&hub), metrics.clone(), Arc::clone(&shutdown_flag));
+    }
     let stats = Arc::new(Stats::default());
     let frames = if frames_every > 0 { Some(frame_sink(Arc::clone(&stats), frames_dir)?) } else { None };
-    let shutdown = Arc::new(AtomicBool::new(false));
+    let shutdown = shutdown_flag;
     let (join_tx, join_rx) = sync_channel::<JoinReq>(256);
     let (leave_tx, leave_rx) = sync_channel::<Departed>(1024);
     let (input_tx, input_rx) = sync_channel::<MicroPlan>(16_384);
@@ -296,11 +384,19 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     };
 
     let result = rt.block_on(async {
-        let endpoint = quinn::Endpoint::server(server_config(&creds.cert_der, &creds.key_der, transport)?, bind)
-            .with_context(|| format!("cannot listen on {bind}"))?;
+        let (sc, reloader) = server_config_for(&identity, transport)?;
+        let endpoint = quinn::Endpoint::server(sc, bind).with_context(|| format!("cannot listen on {bind}"))?;
         let local = endpoint.local_addr()?;
         say(&format!("dualplane serving {name:?} at {tick_rate} Hz on {local} (QUIC, ALPN dualplane/1)"));
-        say(&format!("dev credentials in {} (cert.der, token.key); connect bots with: dualplane bot --server {local} --count 8", creds.dir.display()));
+        if dev_tls {
+            say(&format!("TLS dev mode: self-signed certificate in {} (cert.der); clients must pin it; pass --tls-cert/--tls-key in production", creds.dir.display()));
+        } else if let ServerIdentity::Files { cert, .. } = &identity {
+            say(&format!("TLS certificate {} (re-read when it changes)", cert.display()));
+        }
+        say(&format!("tokens: server id {server_id:?}, match {match_id:?}, keys {keys_desc}; connect bots with: dualplane bot --server {local} --count 8"));
+        if let Some(r) = reloader {
+            metrics.watch_cert_reloads(r);
+        }
         // The admin server has its own thread and runtime: a scrape or a
         // health probe never queues behind replication work on a loaded box.
         let admin = std::net::TcpListener::bind(admin_bind).with_context(|| format!("cannot listen on {admin_bind} (admin)"))?;
@@ -329,7 +425,14 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
             Some(sdk) => {
                 sdk.ready().await?;
                 say("agones: Ready");
-                vec![sdk.spawn_health(Arc::clone(&health), now_ms, Duration::from_secs(2), metrics.clone()), sdk.spawn_watch(metrics.clone())]
+                vec![sdk.spawn_health(Arc::clone(&health), now_ms, Duration::from_secs(2), metrics.clone()), sdk.spawn_watch(metrics.clone(), {
+                    let hub = Arc::clone(&hub);
+                    Box::new(move |m: &str| {
+                        if let Ok(mut h) = hub.lock() {
+                            h.set_match(m);
+                        }
+                    })
+                })]
             }
             None => Vec::new(),
         };
@@ -681,6 +784,7 @@ fn raise(c: &prometheus::IntCounter, total: u64) {
 
 /// Copies the hub's and the server's running totals into the metrics.
 fn export_counters(hub: &Mutex<Hub>, stats: &Stats, m: &crate::admin::Metrics) {
+    m.sync_cert_reloads();
     if let Ok(h) = hub.lock() {
         for (k, v) in &h.counters.handshakes {
             raise(&m.handshakes.with_label_values(&[k]), *v);
@@ -822,12 +926,13 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
     let claims = match admitted {
         Ok(c) => c,
         Err(r) => {
-            refuse(&conn, &mut send, r.bye_code(), r.label()).await;
+            refuse(&conn, &mut send, r.bye_code(), &r.reason()).await;
             return;
         }
     };
     let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
-    if ctx.join_tx.try_send(JoinReq { claims, reply: reply_tx }).is_err() {
+    let (id, role) = (claims.client_id, claims.role);
+    if ctx.join_tx.try_send(JoinReq { claims: claims.clone(), reply: reply_tx }).is_err() {
         cancel_pending(&ctx, claims.client_id);
         refuse(&conn, &mut send, bye::FULL, "server busy").await;
         return;
@@ -837,7 +942,6 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
         refuse(&conn, &mut send, bye::PROTOCOL, "join failed").await;
         return;
     };
-    let id = claims.client_id;
     match ctx.hub.lock() {
         Ok(mut h) => h.join(&claims, controlled.clone(), now_ms()),
         Err(_) => return,
@@ -846,7 +950,7 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
     if let Ok(mut c) = ctx.conns.lock() {
         c.insert(id, conn.clone());
     }
-    let welcome = Frame::Welcome { client_id: id, source_id: source, role: claims.role, tick_rate, tick, schema_hash: sim_core::PORTS_SCHEMA_HASH, controlled };
+    let welcome = Frame::Welcome { client_id: id, source_id: source, role, tick_rate, tick, schema_hash: sim_core::PORTS_SCHEMA_HASH, controlled };
     if write_frame(&mut send, &welcome).await.is_err() {
         leave(&ctx, id);
         return;
@@ -854,7 +958,7 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
     // Plan statuses go to policy sessions only: they read their control
     // stream; a player that never reads it must not stall this task.
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Frame>(256);
-    let is_policy = claims.role == net::token::Role::Policy;
+    let is_policy = role == net::token::Role::Policy;
     if is_policy {
         if let Ok(mut o) = ctx.outboxes.lock() {
             o.insert(source, out_tx.clone());

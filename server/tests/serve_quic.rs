@@ -1,52 +1,14 @@
 //! The real server over real QUIC on loopback: bots verify every snapshot,
 //! and bad clients are rejected and counted without disturbing the others.
 
+mod common;
+
+use common::{mint, start, unix};
 use net::driver::{connect, connect_with, DevCredentials, TransportSettings};
 use net::proto::Frame;
-use net::token::{mint, Role};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use net::token::Role;
+use std::process::Command;
 use std::time::Duration;
-
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dev: &Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dualplane"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--admin-bind", "127.0.0.1:0", "--dev-dir", dev.to_str().expect("utf8"), "--scenario", concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/scenarios/small.toml")])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn serve");
-    let out = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    let mut reader = BufReader::new(out);
-    reader.read_line(&mut line).expect("banner");
-    // Keep draining stdout so the server never writes into a closed pipe.
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        while reader.read_line(&mut sink).is_ok_and(|n| n > 0) {
-            sink.clear();
-        }
-    });
-    let addr = line.split(" on ").nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no address in {line:?}"));
-    Server { child, addr }
-}
-
-fn unix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
 
 #[test]
 fn bots_verify_every_snapshot_over_quic() {
@@ -76,7 +38,8 @@ fn bad_clients_are_rejected_and_counted_without_disturbing_others() {
         // A good client keeps playing throughout.
         let mut good = connect(s.addr, &creds.cert_der, Role::Player, &mint(&creds.key, 1, Role::Player, unix() + 60, 1)).await.expect("good client");
         let refused = |r: Result<net::driver::Connected, net::driver::DriverError>| match r {
-            Err(net::driver::DriverError::Refused { reason, .. }) => reason,
+            // The reason is `label: explanation`.
+            Err(net::driver::DriverError::Refused { reason, .. }) => reason.split(':').next().unwrap_or_default().to_string(),
             Err(e) => format!("error: {e}"),
             Ok(_) => "ADMITTED".into(),
         };

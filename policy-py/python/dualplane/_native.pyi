@@ -106,4 +106,14 @@ class Session:
     def __enter__(self) -> Session: ...
     def __exit__(self, *exc: object) -> None: ...
 
-def connect(addr: str, token: str, cert: bytes | str | PathLike[str] | None = None, role: str = "policy", timeout: float = 5.0) -> Session: ...
+def connect(
+    addr: str,
+    token: str,
+    cert: bytes | str | PathLike[str] | None = None,
+    role: str = "policy",
+    timeout: float = 5.0,
+    *,
+    server_name: str | None = None,
+    ca: str | PathLike[str] | None = None,
+    pin: str | None = None,
+) -> Session: ...

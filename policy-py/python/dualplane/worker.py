@@ -350,7 +350,7 @@ def run(args: argparse.Namespace) -> dict:
 
     journal = Journal(args.journal)
     source_code = Path(args.policy).read_bytes()
-    session = connect(args.server, args.token, cert=args.cert, role="policy", timeout=args.connect_timeout)
+    session = connect(args.server, args.token, cert=args.cert, role="policy", timeout=args.connect_timeout, server_name=args.server_name, ca=args.ca, pin=args.pin)
     controlled = session.controlled
     source = session.source_id
     deadline = args.deadline_ms / 1000.0
@@ -499,9 +499,12 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m dualplane.worker", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--server", default="127.0.0.1:4433", help="server address (IP:port)")
+    p.add_argument("--server", default="127.0.0.1:4433", help="server address (host:port)")
     p.add_argument("--token", help="policy connect token (dualplane token --role policy ...)")
-    p.add_argument("--cert", help="server certificate (DER); the dev dir's cert.der by default")
+    p.add_argument("--cert", help="server certificate to pin (PEM or DER); the dev dir's cert.der by default")
+    p.add_argument("--ca", help="trust this CA file (PEM or DER) and check the server's name instead of pinning")
+    p.add_argument("--pin", help="pin the server certificate: sha256:<hex> or a certificate file")
+    p.add_argument("--server-name", help="the name the server's certificate must carry (default: the host of --server)")
     p.add_argument("--policy", help="policy file defining act(obs)")
     p.add_argument("--deadline-ms", type=float, default=20.0, help="per-tick budget for act() (default 20)")
     p.add_argument("--bank-ms", type=float, default=250.0, help="overage bank: total lateness allowed before a kill (default 250)")
