@@ -13,6 +13,7 @@ GameServer on the same port):
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -125,10 +126,21 @@ def main() -> int:
         slog = Lines(server.stdout)
         slog.wait(r'agones: GameServer "dualplane-test": scenario None seed Some\(77\) max_clients Some\(3\)', 30)
         slog.wait(r"agones: ignoring annotation dualplane.dev/nonsense: unknown", 5)
+        quic = slog.wait(r" on (127\.0\.0\.1:\d+) \(QUIC", 30).group(1)
         admin = slog.wait(r"admin http on (\S+)", 30).group(1)
         slog.wait(r"^agones: Ready", 30)
         assert get_gs()["status"]["state"] == "Ready", get_gs()
         print("ok: annotations applied at start (seed 77, max-clients 3), GameServer Ready")
+
+        def bot(server_id: str, match: str) -> dict:
+            r = subprocess.run([a.bin, "bot", "--server", quic, "--count", "1", "--duration", "1s", "--dev-dir", str(dev),
+                                "--server-id", server_id, "--match", match, "--json"], capture_output=True, text=True, timeout=60)
+            return json.loads(r.stdout)
+
+        assert bot("dualplane-test", "")["connected"] == 1, "a token for this GameServer (no match yet) is admitted"
+        refused = bot("dev", "")["bots"][0]["error"]
+        assert "not for this server" in refused, refused
+        print("ok: tokens are bound to the GameServer's name")
 
         time.sleep(5)
         pings = dlog.count("Got health message")
@@ -141,6 +153,11 @@ def main() -> int:
         slog.wait(r'agones: allocated, session "match-7"', 15)
         assert metric(admin, "dualplane_agones_allocated") == 1
         print("ok: allocation seen with its metadata")
+        slog.wait(r'agones: match is now "match-7"', 15)
+        assert bot("dualplane-test", "match-7")["connected"] == 1, "a token for the allocated match is admitted"
+        refused = bot("dualplane-test", "")["bots"][0]["error"]
+        assert "not for this match" in refused, refused
+        print("ok: after allocation only tokens for match-7 are admitted")
 
         server.send_signal(signal.SIGTERM)
         rc = server.wait(timeout=20)

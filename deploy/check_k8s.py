@@ -21,6 +21,8 @@ import yaml
 
 K8S_VERSION = "1.31.0"
 AGONES = {"agones.dev/v1", "autoscaling.agones.dev/v1", "allocation.agones.dev/v1"}
+# CRDs checked against our schemas like Agones' kinds.
+SCHEMA_CHECKED = AGONES | {"cert-manager.io/v1"}
 OUR_ANNOTATIONS = {"dualplane.dev/scenario", "dualplane.dev/seed", "dualplane.dev/max-clients", "dualplane.dev/session"}
 
 
@@ -44,7 +46,7 @@ def annotations(doc: dict) -> dict:
 def check(doc: dict, schemas: Path) -> list[str]:
     errors = []
     api, kind = doc.get("apiVersion", "?"), doc.get("kind", "?")
-    if api in AGONES:
+    if api in SCHEMA_CHECKED:
         schema = json.loads((schemas / f"{kind}.json").read_text())
         v = jsonschema.Draft202012Validator(schema)
         errors += [f"{kind}: {'/'.join(map(str, e.absolute_path))}: {e.message}" for e in v.iter_errors(doc)]
@@ -83,7 +85,7 @@ def main() -> int:
                 print(f"{f}: {e}")
             failed += bool(errs)
             print(f"{'ok' if not errs else 'FAIL'}: {f.name} {doc['kind']}")
-    missing = {"GameServer", "Fleet", "FleetAutoscaler", "GameServerAllocation"} - kinds
+    missing = {"GameServer", "Fleet", "FleetAutoscaler", "GameServerAllocation", "Certificate"} - kinds
     if missing:
         print(f"missing manifests for {sorted(missing)}")
         failed += 1
@@ -102,6 +104,18 @@ def main() -> int:
     b = copy.deepcopy(fleet)
     b["spec"]["template"]["metadata"]["annotations"]["dualplane.dev/max-clients"] = "many"
     bad.append(("non-numeric max-clients", b))
+    cert = next(d for d in yaml.safe_load_all((root / "certificate.yaml").read_text()) if d)
+    # The Fleet mounts the Secret the Certificate writes.
+    secrets = [v["secret"]["secretName"] for v in fleet["spec"]["template"]["spec"]["template"]["spec"]["volumes"] if "secret" in v]
+    if cert["spec"]["secretName"] not in secrets:
+        print(f"FAIL: the Fleet does not mount the Certificate's Secret {cert['spec']['secretName']!r} (mounts {secrets})")
+        failed += 1
+    b = copy.deepcopy(cert)
+    del b["spec"]["secretName"]
+    bad.append(("Certificate without secretName", b))
+    b = copy.deepcopy(cert)
+    b["spec"]["privateKey"]["rotationPolicy"] = "Sometimes"
+    bad.append(("Certificate with a bad rotationPolicy", b))
     for what, doc in bad:
         if not check(doc, schemas):
             print(f"FAIL: the check accepted a broken manifest ({what})")

@@ -133,3 +133,29 @@ def test_hostile_policies_are_contained(server, policy, event, why):
     # 2-core machine that also runs the worker and its victim).
     assert ticks / elapsed > 0.8 * 60, (ticks, elapsed)
     assert server.proc.poll() is None
+
+
+def test_connect_by_host_name_with_pin_ca_and_explained_refusals(server):
+    port = server.addr.rsplit(":", 1)[1]
+    # localhost resolves; the dev certificate is pinned (as bytes, as a
+    # path, or as its sha256 fingerprint).
+    import hashlib
+
+    der = server.cert.read_bytes()
+    with dualplane.connect(f"localhost:{port}", server.token(31), cert=der) as s:
+        assert s.observe(timeout=5) is not None
+    pin = "sha256:" + hashlib.sha256(der).hexdigest()
+    with dualplane.connect(f"localhost:{port}", server.token(32), pin=pin) as s:
+        assert s.observe(timeout=5) is not None
+    # The self-signed dev certificate names localhost: as a CA it verifies
+    # by name, and a wrong name is refused with what the certificate is for.
+    with dualplane.connect(f"localhost:{port}", server.token(33), ca=str(server.cert)) as s:
+        assert s.observe(timeout=5) is not None
+    with pytest.raises(ConnectionError, match=r'not valid for "elsewhere.test" \(it is for localhost\)'):
+        dualplane.connect(f"localhost:{port}", server.token(34), ca=str(server.cert), server_name="elsewhere.test")
+    with pytest.raises(ConnectionError, match="does not match the pin"):
+        dualplane.connect(f"localhost:{port}", server.token(35), pin="sha256:" + "00" * 32)
+    with pytest.raises(ValueError, match="at most one of cert, ca and pin"):
+        dualplane.connect(f"localhost:{port}", server.token(36), cert=der, pin=pin)
+    with pytest.raises(ConnectionError, match="cannot resolve"):
+        dualplane.connect("no-such-host.invalid:4433", server.token(37), cert=der)

@@ -17,6 +17,9 @@ pub enum BenchCommand {
     Plan(PlanArgs),
     /// The snapshot delta codec on Fiedler's 901-cube scenario, one client.
     Delta(DeltaArgs),
+    /// QUIC + TLS handshake time: a CA-signed chain verified by name vs the
+    /// pinned dev certificate, over loopback.
+    Handshake(crate::bench_handshake::HandshakeArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -74,6 +77,7 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Tick(a) => bench_tick(a),
         BenchCommand::Plan(a) => bench_plan(a),
         BenchCommand::Delta(a) => bench_delta(a),
+        BenchCommand::Handshake(a) => crate::bench_handshake::run(a),
     }
 }
 

@@ -56,6 +56,13 @@ pub struct BotArgs {
     input_hz: f64,
     #[arg(long)]
     json: bool,
+    /// Run the bots through an in-process link conditioner with this
+    /// profile (as `dualplane netsim --profile`), e.g. "delay=50ms,loss=5%".
+    #[arg(long)]
+    link: Option<crate::netsim::Profile>,
+    /// Seed of the link's impairment schedule.
+    #[arg(long, default_value_t = 1)]
+    link_seed: u64,
     #[command(flatten)]
     trust: TrustArgs,
     #[command(flatten)]
@@ -150,12 +157,25 @@ async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>
 
 pub fn bot(a: &BotArgs) -> anyhow::Result<ExitCode> {
     let creds = DevCredentials::load_or_create(&a.dev_dir.clone().unwrap_or_else(net::driver::default_dev_dir))?;
-    let opts = Arc::new(a.trust.options(&creds.cert_der)?);
+    let mut opts = a.trust.options(&creds.cert_der)?;
     let minter = Arc::new(a.mint.minter(&creds)?);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let reports: Vec<BotReport> = rt.block_on(async {
+    let (reports, link): (Vec<BotReport>, Option<serde_json::Value>) = rt.block_on(async {
         let mut tasks = Vec::new();
-        let server: Arc<str> = Arc::from(a.server.as_str());
+        // Through the link conditioner: the bots talk to the relay, which
+        // impairs both directions on the way to the real server. The
+        // certificate still has to name the real host.
+        let relay = match &a.link {
+            Some(p) => {
+                let (upstream, host) = net::driver::resolve(&a.server).await?;
+                opts.server_name = opts.server_name.clone().or(Some(host));
+                Some(crate::netsim::relay::start("127.0.0.1:0".parse()?, upstream, p.clone(), a.link_seed).await?)
+            }
+            None => None,
+        };
+        let target = relay.as_ref().map_or_else(|| a.server.clone(), |r| r.local.to_string());
+        let server: Arc<str> = Arc::from(target.as_str());
+        let opts = Arc::new(opts);
         for i in 0..a.count {
             let every = Duration::from_secs_f64(1.0 / a.input_hz.max(0.1));
             tasks.push(tokio::spawn(one_bot(Arc::clone(&server), Arc::clone(&opts), Arc::clone(&minter), a.first_id + i, a.duration, every)));
@@ -166,13 +186,13 @@ pub fn bot(a: &BotArgs) -> anyhow::Result<ExitCode> {
                 out.push(r);
             }
         }
-        out
-    });
+        anyhow::Ok((out, relay.map(|r| r.stats.json())))
+    })?;
     let connected = reports.iter().filter(|r| r.connected).count();
     let failures: u32 = reports.iter().map(|r| r.hash_failures).sum();
     let applied: u64 = reports.iter().map(|r| r.snapshots_applied).sum();
     if a.json {
-        println!("{}", serde_json::json!({"bots": reports, "connected": connected, "hash_failures": failures, "snapshots_applied": applied}));
+        println!("{}", serde_json::json!({"bots": reports, "connected": connected, "hash_failures": failures, "snapshots_applied": applied, "link": link}));
     } else {
         println!("{:>6} {:>9} {:>8} {:>9} {:>6} {:>7} {:>7}", "client", "snap/s", "kbit/s", "applied", "hashf", "loss%", "rtt_ms");
         for r in &reports {
@@ -182,6 +202,9 @@ pub fn bot(a: &BotArgs) -> anyhow::Result<ExitCode> {
             }
         }
         println!("{connected}/{} connected, {applied} snapshots applied, {failures} hash failures", reports.len());
+        if let Some(l) = &link {
+            println!("link: {l}");
+        }
     }
     Ok(if connected == reports.len() && failures == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -9,9 +9,11 @@ mod agones;
 mod agones_meta;
 mod alloc_count;
 mod bench;
+mod bench_handshake;
 mod bot;
 mod client_args;
 mod clock;
+mod netsim;
 mod plan_cmd;
 mod ports_cmd;
 #[cfg(feature = "render")]
@@ -46,6 +48,9 @@ enum Command {
     Bot(bot::BotArgs),
     /// Run a scenario headless and print world hashes.
     Simulate(simulate::SimulateArgs),
+    /// A UDP link conditioner between clients and a server (delay, jitter,
+    /// loss, duplication, reordering, rate, blackouts; seeded).
+    Netsim(netsim::NetsimArgs),
     /// Benchmarks that print numbers (no thresholds unless asked).
     Bench {
         #[command(subcommand)]
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "render")]
         Command::Render(args) => render_cmd::run(&args),
         Command::Bot(args) => bot::bot(&args),
+        Command::Netsim(args) => netsim::run(&args),
         Command::Bench { what } => bench::run(&what),
         Command::Plan { what } => plan_cmd::run(&what),
         Command::Ports { what } => ports_cmd::run(&what),

@@ -388,12 +388,11 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
         let endpoint = quinn::Endpoint::server(sc, bind).with_context(|| format!("cannot listen on {bind}"))?;
         let local = endpoint.local_addr()?;
         say(&format!("dualplane serving {name:?} at {tick_rate} Hz on {local} (QUIC, ALPN dualplane/1)"));
-        if dev_tls {
-            say(&format!("TLS dev mode: self-signed certificate in {} (cert.der); clients must pin it; pass --tls-cert/--tls-key in production", creds.dir.display()));
-        } else if let ServerIdentity::Files { cert, .. } = &identity {
-            say(&format!("TLS certificate {} (re-read when it changes)", cert.display()));
-        }
-        say(&format!("tokens: server id {server_id:?}, match {match_id:?}, keys {keys_desc}; connect bots with: dualplane bot --server {local} --count 8"));
+        let tls_desc = match &identity {
+            ServerIdentity::Dev { .. } => format!("TLS dev mode: self-signed certificate in {} (cert.der; clients pin it; --tls-cert/--tls-key in production)", creds.dir.display()),
+            ServerIdentity::Files { cert, .. } => format!("TLS certificate {} (re-read when it changes)", cert.display()),
+        };
+        say(&format!("{tls_desc}; tokens for server id {server_id:?}, match {match_id:?}, keys {keys_desc}; connect bots with: dualplane bot --server {local} --count 8"));
         if let Some(r) = reloader {
             metrics.watch_cert_reloads(r);
         }
