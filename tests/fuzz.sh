@@ -20,7 +20,7 @@ $DP simulate --scenario ../scenarios/small.toml --ticks 5 \
     --snapshot-at 5:corpus/snapshot_restore/small5.snap > /dev/null
 $DP simulate --scenario ../scenarios/small.toml --ticks 40 --keyframe-every 20 --flush-every 7 \
     --record corpus/replay_read/small40.rpl > /dev/null
-$DP token --client-id 7 --role policy --dev-dir corpus/token_decode/dev --server-id gs-1 --match m-1 > corpus/token_decode/v2.token
+$DP token --client-id 7 --role policy --dev-dir corpus/token_decode/dev --server-id gs-1 --match m-1 | tr -d '\n' > corpus/token_decode/v2.token
 rm -rf corpus/token_decode/dev
 cargo fuzz build -O --fuzz-dir .
 for t in plan_apply snapshot_restore scenario_parse replay_read net_decode token_decode; do

@@ -50,6 +50,11 @@ DUALPLANE_BIN="$ROOT/target/release/dualplane" .venv/bin/python -m pytest policy
 .venv/bin/python -m dualplane.bench --quick || fail "python bench"
 ok "policy-py"
 
+step "clippy: no warnings (workspace, all targets, and the server with the agones feature)"
+cargo clippy --workspace --all-targets -- -D warnings || fail "clippy"
+cargo clippy -p server --features agones --all-targets -- -D warnings || fail "clippy (agones)"
+ok "clippy"
+
 step "cargo test (unit, contract, integration, determinism)"
 cargo test --workspace 2>&1 | tee /tmp/dualplane-cargo-test.log || fail "cargo test"
 ok "cargo test"

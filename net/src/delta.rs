@@ -378,9 +378,9 @@ pub fn decode(bytes: &[u8], baseline: &[QEntity]) -> Result<(SnapshotHeader, Vec
                 .map(|k| baseline[k])
                 .ok_or(DeltaError::Malformed("delta for an entity not in the baseline"))?;
             let mut pos = [0i32; 3];
-            for k in 0..3 {
+            for (p, base) in pos.iter_mut().zip(b.pos) {
                 let d = r.sgamma()?;
-                pos[k] = i64::from(b.pos[k]).checked_add(d).and_then(|v| i32::try_from(v).ok()).ok_or(DeltaError::Malformed("position overflow"))?;
+                *p = i64::from(base).checked_add(d).and_then(|v| i32::try_from(v).ok()).ok_or(DeltaError::Malformed("position overflow"))?;
             }
             let rot = match r.read(2)? {
                 0 => b.rot,
@@ -388,8 +388,8 @@ pub fn decode(bytes: &[u8], baseline: &[QEntity]) -> Result<(SnapshotHeader, Vec
                     let bits = crate::quant::rot_bits();
                     let (idx, cb) = rot_parts(b.rot);
                     let mut out = idx << 30;
-                    for k in 0..3 {
-                        let v = cb[k].checked_add(r.sgamma()?).ok_or(DeltaError::Malformed("rotation overflow"))?;
+                    for (k, c) in cb.iter().enumerate() {
+                        let v = c.checked_add(r.sgamma()?).ok_or(DeltaError::Malformed("rotation overflow"))?;
                         if !(0..(1i64 << bits)).contains(&v) {
                             return Err(DeltaError::Malformed("rotation component out of range"));
                         }
@@ -436,14 +436,12 @@ mod tests {
         let cur: Vec<QEntity> = (0..901).map(|h| ent(h, h as i32)).collect();
         let mut p = Priorities::default();
         let mut view = base.clone();
-        let mut seq = 1;
-        for _ in 0..40 {
+        for seq in 1..=40 {
             let e = encode(seq, 1, if seq == 1 { None } else { Some((seq - 1, &view)) }, &cur, &mut p, 1100);
             assert!(e.bytes.len() <= 1100, "{}", e.bytes.len());
             let (_, v) = decode(&e.bytes, &view).expect("decode");
             assert_eq!(view_hash(&v), e.hash);
             view = v;
-            seq += 1;
             if view == cur {
                 return;
             }

@@ -228,10 +228,18 @@ impl ClientOptions {
     }
 }
 
-/// Splits `host:port` (or `[v6]:port`) and resolves the host.
+/// Splits `host:port` (or `[v6]:port`) and resolves the host: its first
+/// address and the host name.
 pub async fn resolve(target: &str) -> Result<(std::net::SocketAddr, String), DriverError> {
+    let (all, host) = resolve_all(target).await?;
+    Ok((all[0], host))
+}
+
+/// Every address of `host:port` (at least one), IPv4 first (a server bound
+/// to 127.0.0.1 is the common case for `localhost`), and the host name.
+pub async fn resolve_all(target: &str) -> Result<(Vec<std::net::SocketAddr>, String), DriverError> {
     if let Ok(a) = target.parse::<std::net::SocketAddr>() {
-        return Ok((a, a.ip().to_string()));
+        return Ok((vec![a], a.ip().to_string()));
     }
     let bad = || DriverError::Connect(format!("server {target:?}: expected host:port (a name or an IP address, and a port)"));
     let (host, port) = target.rsplit_once(':').ok_or_else(bad)?;
@@ -240,9 +248,13 @@ pub async fn resolve(target: &str) -> Result<(std::net::SocketAddr, String), Dri
     if host.is_empty() {
         return Err(bad());
     }
-    let mut addrs = tokio::net::lookup_host((host, port)).await.map_err(|e| DriverError::Connect(format!("cannot resolve {host:?}: {e}")))?;
-    let addr = addrs.next().ok_or_else(|| DriverError::Connect(format!("{host:?} resolves to no address")))?;
-    Ok((addr, host.to_string()))
+    let mut addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, port)).await.map_err(|e| DriverError::Connect(format!("cannot resolve {host:?}: {e}")))?.collect();
+    addrs.sort_by_key(std::net::SocketAddr::is_ipv6);
+    addrs.dedup();
+    if addrs.is_empty() {
+        return Err(DriverError::Connect(format!("{host:?} resolves to no address")));
+    }
+    Ok((addrs, host.to_string()))
 }
 
 /// Connects, sends Hello, waits for Welcome (or a Bye, as an error).
@@ -260,7 +272,33 @@ pub async fn connect_with(addr: std::net::SocketAddr, cert_der: &[u8], alpn: &[u
 /// sends Hello and waits for Welcome. A certificate the client refuses is
 /// [`DriverError::Verify`], saying what did not match.
 pub async fn connect_to(target: &str, opts: &ClientOptions, role: Role, token: &str) -> Result<Connected, DriverError> {
-    let (addr, host) = resolve(target).await?;
+    let (addrs, host) = resolve_all(target).await?;
+    let last = addrs.len() - 1;
+    let mut tried = Vec::new();
+    let mut done = None;
+    for (i, addr) in addrs.into_iter().enumerate() {
+        // Every address but the last gets a short handshake window (an
+        // address nobody listens on answers nothing over UDP).
+        let attempt = handshake(addr, &host, opts);
+        let r = if i == last { attempt.await } else { tokio::time::timeout(Duration::from_secs(2), attempt).await.unwrap_or(Err(DriverError::Timeout("the QUIC handshake"))) };
+        match r {
+            Err(e @ (DriverError::Timeout(_) | DriverError::Connection(_))) if i < last => tried.push(format!("{addr}: {e}")),
+            Err(e) if !tried.is_empty() => return Err(DriverError::Connect(format!("no address of {target} answered: {}; {addr}: {e}", tried.join("; ")))),
+            Err(e) => return Err(e),
+            Ok(ec) => {
+                done = Some(ec);
+                break;
+            }
+        }
+    }
+    let Some((endpoint, conn)) = done else { return Err(DriverError::Connect(format!("no address of {target} answered: {}", tried.join("; ")))) };
+    hello(endpoint, conn, role, token).await
+}
+
+/// The QUIC + TLS handshake with one address; a refused certificate is
+/// [`DriverError::Verify`].
+async fn handshake(addr: std::net::SocketAddr, host: &str, opts: &ClientOptions) -> Result<(quinn::Endpoint, quinn::Connection), DriverError> {
+    let host = host.to_string();
     let name = match (&opts.server_name, &opts.trust) {
         (Some(n), _) => n.clone(),
         (None, Trust::Pin(_)) if host.parse::<std::net::IpAddr>().is_ok() => "localhost".to_string(),
@@ -270,15 +308,17 @@ pub async fn connect_to(target: &str, opts: &ClientOptions, role: Role, token: &
     let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| DriverError::Io("client endpoint".into(), e))?;
     let (cc, log) = client_config(&opts.trust, &opts.alpn, opts.transport)?;
     endpoint.set_default_client_config(cc);
-    let conn = match endpoint.connect(addr, &name).map_err(|e| DriverError::Connect(format!("{name:?}: {e}")))?.await {
-        Ok(c) => c,
-        Err(e) => {
-            return Err(match log.lock().ok().and_then(|mut l| l.take()) {
-                Some(why) => DriverError::Verify(why),
-                None => DriverError::Connection(e),
-            })
-        }
-    };
+    match endpoint.connect(addr, &name).map_err(|e| DriverError::Connect(format!("{name:?}: {e}")))?.await {
+        Ok(c) => Ok((endpoint, c)),
+        Err(e) => Err(match log.lock().ok().and_then(|mut l| l.take()) {
+            Some(why) => DriverError::Verify(why),
+            None => DriverError::Connection(e),
+        }),
+    }
+}
+
+/// Sends Hello on a fresh control stream and waits for Welcome.
+async fn hello(endpoint: quinn::Endpoint, conn: quinn::Connection, role: Role, token: &str) -> Result<Connected, DriverError> {
     let (mut send, mut recv) = conn.open_bi().await?;
     write_frame(&mut send, &Frame::Hello { version: PROTOCOL_VERSION, schema_hash: sim_core::PORTS_SCHEMA_HASH, role, token: token.to_string() }).await?;
     let welcome = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut recv)).await.map_err(|_| DriverError::Timeout("welcome"))??;

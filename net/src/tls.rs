@@ -92,6 +92,8 @@ fn stamp(p: &Path) -> Stamp {
 struct Current {
     key: Arc<CertifiedKey>,
     stamps: (Stamp, Stamp),
+    /// The files' state when a load last failed.
+    failed: Option<(Stamp, Stamp)>,
     checked: Instant,
 }
 
@@ -120,7 +122,7 @@ impl CertReloader {
         Ok(CertReloader {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
-            current: Mutex::new(Current { key: ck, stamps, checked: Instant::now() }),
+            current: Mutex::new(Current { key: ck, stamps, failed: None, checked: Instant::now() }),
             reloads: AtomicU64::new(0),
             reload_errors: AtomicU64::new(0),
         })
@@ -137,14 +139,21 @@ impl CertReloader {
         if stamps == c.stamps {
             return;
         }
-        c.stamps = stamps;
+        // Stamps are committed only on success: a failed load (half-written
+        // pair, a permission fixed later) is retried on later handshakes,
+        // and counted once per state of the files.
         match load_certs(&self.cert).and_then(|chain| certified(chain, load_key(&self.key)?, &self.cert)) {
             Ok(k) => {
                 c.key = k;
+                c.stamps = stamps;
+                c.failed = None;
                 self.reloads.fetch_add(1, Ordering::Relaxed);
             }
             Err(_) => {
-                self.reload_errors.fetch_add(1, Ordering::Relaxed);
+                if c.failed != Some(stamps) {
+                    c.failed = Some(stamps);
+                    self.reload_errors.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -221,13 +230,22 @@ impl Trust {
 /// The last verification failure of a client config, in words.
 pub type VerifyLog = Arc<Mutex<Option<String>>>;
 
+/// `DnsName("a.test")` (how webpki presents a name) as `a.test`.
+fn bare_name(p: &str) -> &str {
+    match (p.find('('), p.ends_with(')')) {
+        (Some(i), true) => p[i + 1..p.len() - 1].trim_matches('"'),
+        _ => p,
+    }
+}
+
 fn explain(e: &rustls::Error, name: &ServerName<'_>, trusting: &str) -> String {
     let name = name.to_str();
     match e {
         rustls::Error::InvalidCertificate(ce) => match ce {
             CertificateError::NotValidForName => format!("the server's certificate is not valid for {name:?}"),
             CertificateError::NotValidForNameContext { presented, .. } => {
-                format!("the server's certificate is not valid for {name:?} (it is for {})", presented.join(", "))
+                let names: Vec<&str> = presented.iter().map(|p| bare_name(p)).collect();
+                format!("the server's certificate is not valid for {name:?} (it is for {})", names.join(", "))
             }
             CertificateError::Expired => "the server's certificate has expired".into(),
             CertificateError::ExpiredContext { time, not_after } => {

@@ -344,12 +344,15 @@ pub struct TokenGate {
     server_id: String,
     match_id: String,
     used: BTreeMap<u64, u64>,
+    /// The latest clock reading seen: nonces are forgotten only once this
+    /// passes their expiry, so a clock stepping back cannot revive one.
+    latest: u64,
 }
 
 impl TokenGate {
     #[must_use]
     pub fn new(ring: KeyRing, server_id: &str, match_id: &str) -> TokenGate {
-        TokenGate { ring, server_id: server_id.to_string(), match_id: match_id.to_string(), used: BTreeMap::new() }
+        TokenGate { ring, server_id: server_id.to_string(), match_id: match_id.to_string(), used: BTreeMap::new(), latest: 0 }
     }
 
     /// Replaces the key ring (rotation); used nonces are kept.
@@ -384,7 +387,9 @@ impl TokenGate {
         if c.match_id != self.match_id {
             return Err(TokenError::WrongMatch);
         }
-        self.used.retain(|_, exp| *exp > now_unix);
+        self.latest = self.latest.max(now_unix);
+        let latest = self.latest;
+        self.used.retain(|_, exp| *exp > latest);
         if self.used.contains_key(&c.nonce) {
             return Err(TokenError::Reused);
         }

@@ -131,8 +131,8 @@ impl Net {
         let mut plans = std::mem::take(&mut self.pending_admin);
         for c in &mut self.clients {
             for d in c.up.poll(now) {
-                if let Some(s) = self.hub.sessions.get_mut(&c.id) {
-                    if let Ok(inputs) = s.on_datagram(now, &d) {
+                if let Some(s) = self.hub.sessions.get_mut(&c.id)
+                    && let Ok(inputs) = s.on_datagram(now, &d) {
                         for p in inputs {
                             // Late inputs are retargeted to the next tick.
                             let mut bytes = p.into_bytes();
@@ -141,7 +141,6 @@ impl Net {
                             plans.push(MicroPlan::decode(bytes).expect("resealed"));
                         }
                     }
-                }
             }
         }
         for d in self.hub.expire(now) {

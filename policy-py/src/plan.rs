@@ -12,7 +12,7 @@ use sim_core::{OpKind, PlanBuilder, SourceId, Tick};
 fn describe(obj: &Bound<'_, PyAny>) -> String {
     match (obj.getattr("dtype"), obj.getattr("shape")) {
         (Ok(d), Ok(s)) => format!("{} array of shape {}", d.str().map_or_else(|_| "?".into(), |x| x.to_string()), s.str().map_or_else(|_| "?".into(), |x| x.to_string())),
-        _ => format!("{}", obj.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())),
+        _ => obj.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string()).to_string(),
     }
 }
 

@@ -36,8 +36,11 @@ struct State {
     plans_sent: u64,
     statuses_dropped: u64,
     /// The latest raycast results: (sequence, tick, hit, handle, distance).
-    rays: Option<(u32, u64, Vec<u32>, Vec<u64>, Vec<f32>)>,
+    rays: Option<Rays>,
 }
+
+/// Raycast results of one plan: (sequence, tick, hit, handle, distance).
+type Rays = (u32, u64, Vec<u32>, Vec<u64>, Vec<f32>);
 
 #[derive(Debug, Default)]
 struct Shared {
@@ -327,11 +330,10 @@ impl Session {
         let got: Result<Option<(u64, ReplicatedColumns)>, String> = py.detach(move || {
             let mut s = shared.state.lock().map_err(|_| "session state poisoned".to_string())?;
             loop {
-                if s.applied > seen {
-                    if let Some(c) = &s.latest {
+                if s.applied > seen
+                    && let Some(c) = &s.latest {
                         return Ok(Some((s.applied, c.clone())));
                     }
-                }
                 if let Some(r) = &s.closed {
                     return Err(r.clone());
                 }

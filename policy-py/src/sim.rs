@@ -10,6 +10,7 @@
 //!   allocation and keeps the old one (old views keep showing the values
 //!   they last saw; call `columns()` again);
 //! - `restore()` keeps the replaced world while views of it are alive.
+//!
 //! Kept memory is tagged with the generations that could see it (born ..
 //! retired) and freed as soon as no lease of those generations is alive, so
 //! one long-lived view cannot pin every later allocation.
@@ -166,7 +167,7 @@ impl Sim {
         let mut spawns = [0usize; Archetype::COUNT];
         for p in plans {
             if let Some(s) = p.section(OpKind::Spawn) {
-                for i in 0..s.count as usize {
+                for i in 0..s.count {
                     if let Some(n) = spawns.get_mut(s.u32(0, i) as usize) {
                         *n += 1;
                     }

@@ -164,11 +164,10 @@ impl Replay {
                 if recs.last().is_some_and(|r| r.tick > u64::MAX / 2) {
                     return Err("tick numbers out of range".into());
                 }
-                if let Some(first) = recs.first() {
-                    if first.tick != self.next_tick() {
+                if let Some(first) = recs.first()
+                    && first.tick != self.next_tick() {
                         return Err(format!("tick batch starts at {}, expected {}", first.tick, self.next_tick()));
                     }
-                }
                 self.ticks.extend(recs);
             }
             ChunkKind::Keyframe => {

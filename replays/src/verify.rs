@@ -96,13 +96,11 @@ pub struct VerifyOptions {
 /// Stops early once a divergence at or before `stop_at` is known elsewhere.
 fn verify_segment(r: &Replay, k: &Keyframe, start: u64, end: u64, earliest: &AtomicU64, progress: &(dyn Fn(u64) + Sync)) -> Result<(u64, Option<Divergence>), ReplayError> {
     let mut w = r.restore_keyframe(k)?;
-    if let Some(rec) = r.record(k.tick) {
-        if k.tick >= start {
-            if let Some(d) = check(&w, rec, DivergenceKind::Keyframe) {
+    if let Some(rec) = r.record(k.tick)
+        && k.tick >= start
+            && let Some(d) = check(&w, rec, DivergenceKind::Keyframe) {
                 return Ok((0, Some(d)));
             }
-        }
-    }
     let mut n = 0;
     while w.tick().0 < end {
         let t = w.tick().0 + 1;
@@ -165,11 +163,10 @@ pub fn verify(r: &Replay, opts: VerifyOptions, progress: &(dyn Fn(u64) + Sync)) 
     for res in results {
         let (n, d) = res?;
         verified += n;
-        if let Some(d) = d {
-            if first_div.as_ref().is_none_or(|f| d.tick < f.tick) {
+        if let Some(d) = d
+            && first_div.as_ref().is_none_or(|f| d.tick < f.tick) {
                 first_div = Some(d);
             }
-        }
     }
     Ok(VerifyReport { from, to, ticks_verified: verified, segments: segments.len(), first_divergence: first_div, truncated: r.stop.clone() })
 }
@@ -260,12 +257,11 @@ pub fn diff(a: &Replay, b: Option<&Replay>, limit: usize) -> Result<DiffReport, 
         if tick.is_some_and(|t| ka.tick >= t) {
             break;
         }
-        if let Some(kb) = b.keyframes.iter().find(|k| k.tick == ka.tick) {
-            if a.keyframe_snapshot(ka)? != b.keyframe_snapshot(kb)? {
+        if let Some(kb) = b.keyframes.iter().find(|k| k.tick == ka.tick)
+            && a.keyframe_snapshot(ka)? != b.keyframe_snapshot(kb)? {
                 tick = Some(ka.tick);
                 break;
             }
-        }
     }
     let Some(t) = tick else {
         return Ok(DiffReport { tick: None, a_world_hash: None, b_world_hash: None, columns: vec![], entities: vec![], note: Some(format!("no difference in ticks {first}..={last}")), states: None });

@@ -170,7 +170,7 @@ impl Recorder {
             columns: world.hashes().columns.clone(),
         };
         let mut out = self.send(Msg::Tick(rec))?;
-        if self.config.keyframe_every > 0 && world.tick().0 % self.config.keyframe_every == 0 {
+        if self.config.keyframe_every > 0 && world.tick().0.is_multiple_of(self.config.keyframe_every) {
             let snapshot = world.snapshot().map_err(|e| RecordError::Snapshot(e.to_string()))?;
             out.stalled |= self.send(Msg::Keyframe { tick: world.tick().0, snapshot })?.stalled;
         }
@@ -198,6 +198,9 @@ impl Drop for Recorder {
     }
 }
 
+/// Writes one chunk (kind, payload) at the file's offset; returns where it started.
+type WriteChunk<'a> = dyn FnMut(&mut File, ChunkKind, &[u8], &mut u64) -> Result<u64, RecordError> + 'a;
+
 fn writer_loop(
     mut file: File,
     rx: std::sync::mpsc::Receiver<Msg>,
@@ -224,7 +227,7 @@ fn writer_loop(
         }
         Ok(at)
     };
-    let flush_ticks = |file: &mut File, pending: &mut Vec<TickRecord>, offset: &mut u64, write: &mut dyn FnMut(&mut File, ChunkKind, &[u8], &mut u64) -> Result<u64, RecordError>| -> Result<(), RecordError> {
+    let flush_ticks = |file: &mut File, pending: &mut Vec<TickRecord>, offset: &mut u64, write: &mut WriteChunk<'_>| -> Result<(), RecordError> {
         if pending.is_empty() {
             return Ok(());
         }

@@ -13,7 +13,7 @@ fn small() -> Scenario {
 /// order for an NPC, plus a raycast.
 fn plans_for(w: &World, seq: u32) -> Vec<MicroPlan> {
     let t = w.tick().0 + 1;
-    if t % 4 != 0 {
+    if !t.is_multiple_of(4) {
         return vec![];
     }
     let props = w.table(Archetype::Prop).handles();

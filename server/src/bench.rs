@@ -197,12 +197,11 @@ fn bench_tick(a: &TickArgs) -> anyhow::Result<ExitCode> {
             (our_allocs as f64 - raw_allocs as f64) / n
         );
     }
-    if let Some(max) = a.max_tick_over_raw {
-        if tick_over_raw > max {
+    if let Some(max) = a.max_tick_over_raw
+        && tick_over_raw > max {
             eprintln!("bench tick: tick_over_raw_physics {tick_over_raw:.4} exceeds the bound {max}");
             return Ok(ExitCode::from(1));
         }
-    }
     Ok(ExitCode::SUCCESS)
 }
 

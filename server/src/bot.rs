@@ -124,7 +124,7 @@ async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>
             _ = ticker.tick() => {
                 if let (Some(a), Some((tick, _))) = (avatar, client.view()) {
                     // Random walk: change heading now and then.
-                    if seq % 10 == 0 {
+                    if seq.is_multiple_of(10) {
                         dir = [rng.range_f32(-3.0, 3.0), 0.0, rng.range_f32(-3.0, 3.0)];
                     }
                     seq += 1;

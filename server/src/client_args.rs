@@ -81,6 +81,11 @@ impl MintArgs {
             Some(k) => (k, ring.get(k).with_context(|| format!("key id {k} is not in the key ring (it has {:?})", ring.key_ids()))?.to_vec()),
             None => ring.current().map(|(k, v)| (k, v.to_vec())).context("empty key ring")?,
         };
+        for (what, id) in [("--server-id", &self.server_id), ("--match", &self.match_id)] {
+            if id.len() > net::token::MAX_ID {
+                anyhow::bail!("{what} {id:?}: {} bytes; a token carries at most {}", id.len(), net::token::MAX_ID);
+            }
+        }
         Ok(Minter { key_id, key, server_id: self.server_id.clone(), match_id: self.match_id.clone() })
     }
 }
@@ -88,7 +93,7 @@ impl MintArgs {
 impl Minter {
     #[must_use]
     pub fn mint(&self, client_id: u32, role: Role, ttl: Duration) -> String {
-        let spec = TokenSpec { key_id: self.key_id, client_id, role, expires_at: unix_now() + ttl.as_secs().max(1), nonce: nonce(), server_id: &self.server_id, match_id: &self.match_id };
+        let spec = TokenSpec { key_id: self.key_id, client_id, role, expires_at: unix_now().saturating_add(ttl.as_secs().max(1)), nonce: nonce(), server_id: &self.server_id, match_id: &self.match_id };
         mint(&self.key, &spec)
     }
 }

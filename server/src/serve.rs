@@ -244,6 +244,7 @@ pub const DEFAULT_SERVER_ID: &str = net::token::DEV_SERVER_ID;
 /// keeps the old ring and is counted.
 fn spawn_key_watch(dir: PathBuf, mut ring: KeyRing, hub: Arc<Mutex<Hub>>, metrics: crate::admin::Metrics, shutdown: Arc<AtomicBool>) {
     let _ = std::thread::Builder::new().name("token-keys".into()).spawn(move || {
+        let mut last_error = String::new();
         while !shutdown.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_secs(2));
             match KeyRing::load_dir(&dir) {
@@ -253,12 +254,18 @@ fn spawn_key_watch(dir: PathBuf, mut ring: KeyRing, hub: Arc<Mutex<Hub>>, metric
                         h.set_keys(r.clone());
                     }
                     ring = r;
+                    last_error.clear();
                     metrics.key_reloads.with_label_values(&["ok"]).inc();
                 }
-                Ok(_) => {}
+                Ok(_) => last_error.clear(),
                 Err(e) => {
-                    metrics.key_reloads.with_label_values(&["failed"]).inc();
-                    say(&format!("token keys: keeping the previous keys: {e}"));
+                    // Counted and logged once per distinct failure.
+                    let e = e.to_string();
+                    if e != last_error {
+                        metrics.key_reloads.with_label_values(&["failed"]).inc();
+                        say(&format!("token keys: keeping the previous keys: {e}"));
+                        last_error = e;
+                    }
                 }
             }
         }
@@ -331,25 +338,41 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     let health = Arc::new(crate::admin::Health::default());
     let shutdown_flag = Arc::new(AtomicBool::new(false));
 
-    let creds = DevCredentials::load_or_create(&dev_dir)?;
-    let identity = match (a.tls_cert.clone().or(file.tls_cert), a.tls_key.clone().or(file.tls_key)) {
+    let tls_files = (a.tls_cert.clone().or(file.tls_cert), a.tls_key.clone().or(file.tls_key));
+    let token_keys = a.token_keys.clone().or(file.token_keys);
+    // The dev dir is read (and made) only when something of it is used: a
+    // production server with a certificate and a key directory may run on
+    // a read-only filesystem.
+    let creds = if matches!(tls_files, (Some(_), Some(_))) && token_keys.is_some() { None } else { Some(DevCredentials::load_or_create(&dev_dir)?) };
+    let dev = |what: &str| creds.as_ref().with_context(|| format!("{what}: no dev credentials loaded"));
+    let identity = match tls_files {
         (Some(cert), Some(key)) => ServerIdentity::Files { cert, key },
-        (None, None) => ServerIdentity::Dev { cert_der: creds.cert_der.clone(), key_der: creds.key_der.clone() },
+        (None, None) => {
+            let c = dev("dev certificate")?;
+            ServerIdentity::Dev { cert_der: c.cert_der.clone(), key_der: c.key_der.clone() }
+        }
         _ => anyhow::bail!("tls_cert and tls_key go together: set both (a PEM chain and its key) or neither (dev mode)"),
     };
     let dev_tls = matches!(identity, ServerIdentity::Dev { .. });
     metrics.tls_dev_mode.set(i64::from(dev_tls));
-    let token_keys = a.token_keys.clone().or(file.token_keys);
-    let keys_desc = match &token_keys {
-        Some(d) => d.display().to_string(),
-        None => format!("{}/token.key (dev, key id 0)", creds.dir.display()),
+    let (ring, keys_desc) = match &token_keys {
+        Some(d) => (KeyRing::load_dir(d)?, d.display().to_string()),
+        None => {
+            let c = dev("dev token key")?;
+            (KeyRing::single(0, c.key.clone()), format!("{}/token.key (dev, key id 0)", c.dir.display()))
+        }
     };
-    let ring = match &token_keys {
-        Some(d) => KeyRing::load_dir(d)?,
-        None => KeyRing::single(0, creds.key.clone()),
+    let tls_desc = match &identity {
+        ServerIdentity::Dev { .. } => format!("TLS dev mode: self-signed certificate in {} (cert.der; clients pin it; --tls-cert/--tls-key in production)", dev_dir.display()),
+        ServerIdentity::Files { cert, .. } => format!("TLS certificate {} (re-read when it changes)", cert.display()),
     };
     let server_id = server_id.unwrap_or_else(|| DEFAULT_SERVER_ID.to_string());
     let match_id = match_id.unwrap_or_default();
+    for (what, id) in [("server id", &server_id), ("match id", &match_id)] {
+        if id.len() > net::token::MAX_ID {
+            anyhow::bail!("{what} {id:?}: {} bytes; tokens carry at most {}", id.len(), net::token::MAX_ID);
+        }
+    }
     let (world, name, scenario_hash) = crate::simulate::load_scenario_world(scenario.as_ref(), seed)?;
     let tick_rate = world.config().tick_rate;
     let hub = Arc::new(Mutex::new(Hub::new(core.clone(), TokenGate::new(ring.clone(), &server_id, &match_id))));
@@ -388,10 +411,6 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
         let endpoint = quinn::Endpoint::server(sc, bind).with_context(|| format!("cannot listen on {bind}"))?;
         let local = endpoint.local_addr()?;
         say(&format!("dualplane serving {name:?} at {tick_rate} Hz on {local} (QUIC, ALPN dualplane/1)"));
-        let tls_desc = match &identity {
-            ServerIdentity::Dev { .. } => format!("TLS dev mode: self-signed certificate in {} (cert.der; clients pin it; --tls-cert/--tls-key in production)", creds.dir.display()),
-            ServerIdentity::Files { cert, .. } => format!("TLS certificate {} (re-read when it changes)", cert.display()),
-        };
         say(&format!("{tls_desc}; tokens for server id {server_id:?}, match {match_id:?}, keys {keys_desc}; connect bots with: dualplane bot --server {local} --count 8"));
         if let Some(r) = reloader {
             metrics.watch_cert_reloads(r);
@@ -676,11 +695,10 @@ fn tick_loop(
         // never arrive before its publication time is known.
         obs.publish(world.tick().0);
         let _ = world_tx.send((world.tick().0, Arc::new(quantize_world(&world))));
-        if let Some((every, sink)) = frames.as_mut() {
-            if world.tick().0 % *every == 0 {
+        if let Some((every, sink)) = frames.as_mut()
+            && world.tick().0.is_multiple_of(*every) {
                 sink(&world);
             }
-        }
         let spent = t0.elapsed();
         stats.ticks.fetch_add(1, Ordering::Relaxed);
         let m = &obs.metrics;
@@ -700,11 +718,10 @@ fn tick_loop(
             m.recorder_stalls.set(rs.stalls.load(Ordering::Relaxed) as i64);
         }
         obs.health.last_tick_ms.store(now_ms(), Ordering::Relaxed);
-        if let Ok(mut v) = stats.tick_ns.lock() {
-            if v.len() < 10_000_000 {
+        if let Ok(mut v) = stats.tick_ns.lock()
+            && v.len() < 10_000_000 {
                 v.push(spent.as_nanos() as u64);
             }
-        }
         next += period;
         let now = Instant::now();
         if now > next {
@@ -842,11 +859,10 @@ impl TickObserver {
     /// Sends one frame to a policy session, building it only if that source
     /// has an outbox.
     fn tell(&self, source: u32, f: impl FnOnce() -> Frame) {
-        if let Ok(o) = self.outboxes.lock() {
-            if let Some(tx) = o.get(&source) {
+        if let Ok(o) = self.outboxes.lock()
+            && let Some(tx) = o.get(&source) {
                 let _ = tx.try_send(f());
             }
-        }
     }
 
     /// Each policy plan's status, and its raycast results if it had any,
@@ -958,11 +974,10 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
     // stream; a player that never reads it must not stall this task.
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Frame>(256);
     let is_policy = role == net::token::Role::Policy;
-    if is_policy {
-        if let Ok(mut o) = ctx.outboxes.lock() {
+    if is_policy
+        && let Ok(mut o) = ctx.outboxes.lock() {
             o.insert(source, out_tx.clone());
         }
-    }
     let (reader, mut frame_rx) = net::driver::spawn_frame_reader(recv);
     loop {
         tokio::select! {
@@ -990,11 +1005,10 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
                         if let Some(Ok(Some(p))) = r {
                             // The correlation id of an accepted policy plan is
                             // the tick it was decided on.
-                            if is_policy {
-                                if let Some(ms) = since_published(&ctx.published, p.header().correlation) {
+                            if is_policy
+                                && let Some(ms) = since_published(&ctx.published, p.header().correlation) {
                                     ctx.metrics.policy_latency.observe(ms as f64 / 1000.0);
                                 }
-                            }
                             if ctx.input_tx.try_send(p).is_err() {
                                 ctx.stats.inputs_queue_full.fetch_add(1, Ordering::Relaxed);
                             }
@@ -1019,14 +1033,13 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
             }
         }
     }
-    if is_policy {
-        if let Ok(mut o) = ctx.outboxes.lock() {
+    if is_policy
+        && let Ok(mut o) = ctx.outboxes.lock() {
             // A reconnect under the same id may have registered a new outbox.
             if o.get(&source).is_some_and(|tx| tx.same_channel(&out_tx)) {
                 o.remove(&source);
             }
         }
-    }
     reader.abort();
     leave(&ctx, id);
 }

@@ -125,11 +125,10 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
         tick_ns.push(j.total_ns());
         let t = j.tick.0;
         let hash = j.world_hash;
-        if let Some(r) = &recorder {
-            if r.record(&world, &due)?.stalled {
+        if let Some(r) = &recorder
+            && r.record(&world, &due)?.stalled {
                 record_stalls += 1;
             }
-        }
         if a.hash_every > 0 && t % a.hash_every == 0 {
             writeln!(out, "tick={t} hash={hash:#018x}")?;
         }

@@ -54,7 +54,7 @@ fn apply_in_process(dir: &Path, ticks: u64) -> Vec<String> {
         let due = q.take(w.tick().next());
         let j = w.step(&due, &mut NoClock);
         assert!(j.plans.iter().all(|p| p.status == sim_core::Status::Ok));
-        if j.tick.0 % 50 == 0 {
+        if j.tick.0.is_multiple_of(50) {
             lines.push(format!("tick={} hash={:#018x}", j.tick.0, j.world_hash));
         }
     }

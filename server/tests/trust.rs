@@ -86,7 +86,7 @@ fn clients_verify_a_real_chain_by_name_and_a_rotated_certificate_is_served_to_ne
         // A wrong server name, an untrusted CA and a pin mismatch: each its own message.
         let wrong = ClientOptions { server_name: Some("evil.test".into()), ..by_ca.clone() };
         let e = verify_error(connect_to(&target, &wrong, Role::Player, &token(3)).await);
-        assert!(e.contains("not valid for \"evil.test\"") && e.contains("localhost"), "{e}");
+        assert!(e.contains("not valid for \"evil.test\" (it is for localhost, game.test)"), "{e}");
         let e = verify_error(connect_to(&target, &ClientOptions::trusting(Trust::Ca(other_file.clone())), Role::Player, &token(4)).await);
         assert!(e.contains("not signed by the CA in") && e.contains("other.pem"), "{e}");
         let e = verify_error(connect_to(&target, &ClientOptions::pinned(&creds.cert_der), Role::Player, &token(5)).await);
@@ -242,4 +242,25 @@ fn the_cli_mints_for_a_server_and_bots_reach_it_by_name() {
     let c = net::token::decode(&t).expect("decodes").claims;
     assert_eq!((c.server_id.as_str(), c.match_id.as_str(), c.client_id, c.role, c.key_id), ("gs-x", "m-42", 9, Role::Observer, 0));
     assert!(c.expires_at >= unix() + 290 && c.expires_at <= unix() + 301);
+}
+
+#[test]
+fn a_production_server_needs_no_dev_dir() {
+    // With a certificate and a key directory, nothing is read from (or
+    // made in) the dev dir: it may be on a read-only filesystem.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key, keys) = (dir.path().join("tls.crt"), dir.path().join("tls.key"), dir.path().join("keys"));
+    let c = ca("prod CA");
+    leaf(&c, &["localhost"], false, &cert, &key);
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, c.cert.pem()).expect("ca");
+    std::fs::create_dir(&keys).expect("keys");
+    std::fs::write(keys.join("3.key"), hex_of(&[3u8; 32])).expect("3.key");
+    let unwritable = Path::new("/proc/dualplane-no-such-dir");
+    let s = start(unwritable, &["--tls-cert", cert.to_str().expect("utf8"), "--tls-key", key.to_str().expect("utf8"), "--token-keys", keys.to_str().expect("utf8")]);
+    let t = mint(&[3u8; 32], &TokenSpec { key_id: 3, ..TokenSpec::dev(1, Role::Player, unix() + 60, 1) });
+    rt().block_on(async {
+        connect_to(&format!("localhost:{}", s.addr.port()), &ClientOptions::trusting(Trust::Ca(ca_file)), Role::Player, &t).await.expect("connect");
+    });
+    assert!(!unwritable.exists());
 }

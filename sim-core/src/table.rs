@@ -386,6 +386,10 @@ pub struct Location {
 
 /// Generational slot allocator: handle index -> location.
 ///
+/// What an [`EntityIndex`] is made of: world id, generations, locations
+/// (archetype, row), free list.
+pub(crate) type IndexParts<'a> = (u8, &'a [u32], &'a [(u8, u32)], &'a [u32]);
+
 /// Freed indices are reused LIFO, so allocation order is a pure function of
 /// the spawn/despawn sequence.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -428,7 +432,7 @@ impl EntityIndex {
         Ok(EntityIndex { world, generations, locations, free })
     }
 
-    pub(crate) fn parts(&self) -> (u8, &[u32], &[(u8, u32)], &[u32]) {
+    pub(crate) fn parts(&self) -> IndexParts<'_> {
         (self.world, &self.generations, &self.locations, &self.free)
     }
 

@@ -376,7 +376,9 @@ impl World {
                     for i in 0..s.count {
                         let (o, d, m) = (s.f32x3(0, i), s.f32x3(1, i), s.f32(2, i));
                         let len2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
-                        if !finite_within(&o, MAX_COORD) || !finite_within(&d, MAX_COORD) || !(len2 > 1e-12) || !(m > 0.0 && m <= MAX_COORD) {
+                        // Written positively: NaN fails every comparison, so it is refused.
+                        let ok = finite_within(&o, MAX_COORD) && finite_within(&d, MAX_COORD) && len2 > 1e-12 && m > 0.0 && m <= MAX_COORD;
+                        if !ok {
                             pj.reject(idx(i), Status::BadValue);
                         }
                     }
@@ -440,7 +442,8 @@ impl World {
                     return Err(Status::WrongArchetype);
                 }
                 let m = s.f32(2, i);
-                if !finite_within(&s.f32x3(1, i), MAX_COORD) || !(m.is_finite() && (0.0..=MAX_SPEED).contains(&m)) {
+                let ok = finite_within(&s.f32x3(1, i), MAX_COORD) && m.is_finite() && (0.0..=MAX_SPEED).contains(&m);
+                if !ok {
                     return Err(Status::BadValue);
                 }
             }
@@ -740,6 +743,8 @@ impl World {
         &mut self.tables[a as usize]
     }
 
+    // Every part of a restored world, checked by the snapshot reader.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn assemble(
         tick: Tick,
         config: WorldConfig,

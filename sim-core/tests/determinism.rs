@@ -12,7 +12,7 @@ fn golden_lines(w: &mut World) -> String {
     let mut out = format!("tick=0 hash={:#018x}\n", w.world_hash());
     for _ in 0..240 {
         let j = w.step(&[], &mut NoClock);
-        if j.tick.0 % 20 == 0 {
+        if j.tick.0.is_multiple_of(20) {
             out.push_str(&format!("tick={} hash={:#018x}\n", j.tick.0, j.world_hash));
         }
     }

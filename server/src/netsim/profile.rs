@@ -33,8 +33,15 @@ pub const MAX_QUEUE: Duration = Duration::from_millis(500);
 
 const ITEMS: &str = "delay=DUR, jitter=DUR, loss=P%, dup=P%, reorder=P%, rate=N(bit|kbit|mbit), blackout=DUR@DUR";
 
+/// Longest duration a profile item may name.
+const MAX_ITEM: Duration = Duration::from_secs(86_400);
+
 fn duration(item: &str, v: &str) -> Result<Duration, String> {
-    crate::client_args::parse_duration(v).map_err(|e| format!("{item}: {e}"))
+    let d = crate::client_args::parse_duration(v).map_err(|e| format!("{item}: {e}"))?;
+    if d > MAX_ITEM {
+        return Err(format!("{item}={v:?}: at most a day"));
+    }
+    Ok(d)
 }
 
 fn percent(item: &str, v: &str) -> Result<f64, String> {
@@ -52,8 +59,8 @@ fn rate(v: &str) -> Result<u64, String> {
         .find_map(|(u, m)| lower.strip_suffix(u).map(|n| (n.to_string(), *m)))
         .ok_or_else(|| format!("rate={v:?}: expected a number with bit, kbit, mbit or gbit (e.g. 2mbit)"))?;
     let n: f64 = n.parse().map_err(|_| format!("rate={v:?}: expected a number with bit, kbit, mbit or gbit"))?;
-    if !(n > 0.0 && n.is_finite()) {
-        return Err(format!("rate={v:?}: must be positive"));
+    if !(n * mul >= 1.0 && n.is_finite()) {
+        return Err(format!("rate={v:?}: must be at least 1 bit per second"));
     }
     Ok((n * mul) as u64)
 }

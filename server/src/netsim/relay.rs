@@ -39,12 +39,14 @@ pub struct RelayStats {
     pub down: DirStats,
     pub clients: AtomicU64,
     pub refused_clients: AtomicU64,
+    /// Upstream sockets that could not be made (fd limit, ...).
+    pub upstream_errors: AtomicU64,
 }
 
 impl RelayStats {
     #[must_use]
     pub fn json(&self) -> serde_json::Value {
-        serde_json::json!({"client_to_server": self.up.json(), "server_to_client": self.down.json(), "clients": self.clients.load(Ordering::Relaxed), "refused_clients": self.refused_clients.load(Ordering::Relaxed)})
+        serde_json::json!({"client_to_server": self.up.json(), "server_to_client": self.down.json(), "clients": self.clients.load(Ordering::Relaxed), "refused_clients": self.refused_clients.load(Ordering::Relaxed), "upstream_errors": self.upstream_errors.load(Ordering::Relaxed)})
     }
 }
 
@@ -82,9 +84,9 @@ struct Direction {
 }
 
 impl Direction {
-    fn spawn(profile: Profile, seed: u64, start: Instant, out: Arc<UdpSocket>, stats: Arc<RelayStats>, up: bool) -> Arc<Direction> {
+    fn spawn(profile: Profile, seed: u64, start: Instant, out: Arc<UdpSocket>, stats: Arc<RelayStats>, up: bool, children: &Children) -> Arc<Direction> {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Pending>();
-        tokio::spawn(async move {
+        let t = tokio::spawn(async move {
             let mut heap: BinaryHeap<Pending> = BinaryHeap::new();
             loop {
                 let next = heap.peek().map(|p| p.at);
@@ -109,6 +111,9 @@ impl Direction {
                 }
             }
         });
+        if let Ok(mut c) = children.lock() {
+            c.push(t.abort_handle());
+        }
         Arc::new(Direction { impairer: Mutex::new(Impairer::new(profile, seed)), tx, seq: AtomicU64::new(0), start })
     }
 
@@ -131,9 +136,9 @@ impl Direction {
             Fate::Send { at, again } => {
                 if let Some(again) = again {
                     d.duplicated.fetch_add(1, Ordering::Relaxed);
-                    let _ = self.tx.send(Pending { at: self.start + again, seq: self.seq.fetch_add(1, Ordering::Relaxed), to, bytes: bytes.clone() });
+                    let _ = self.tx.send(Pending { at: self.start.checked_add(again).unwrap_or(self.start), seq: self.seq.fetch_add(1, Ordering::Relaxed), to, bytes: bytes.clone() });
                 }
-                let _ = self.tx.send(Pending { at: self.start + at, seq: self.seq.fetch_add(1, Ordering::Relaxed), to, bytes });
+                let _ = self.tx.send(Pending { at: self.start.checked_add(at).unwrap_or(self.start), seq: self.seq.fetch_add(1, Ordering::Relaxed), to, bytes });
             }
         }
     }
@@ -145,11 +150,18 @@ pub struct Relay {
     pub local: SocketAddr,
     pub stats: Arc<RelayStats>,
     task: tokio::task::JoinHandle<()>,
+    /// Every task the relay started (per-client receivers, delay queues).
+    children: Children,
 }
+
+type Children = Arc<Mutex<Vec<tokio::task::AbortHandle>>>;
 
 impl Drop for Relay {
     fn drop(&mut self) {
         self.task.abort();
+        if let Ok(c) = self.children.lock() {
+            c.iter().for_each(tokio::task::AbortHandle::abort);
+        }
     }
 }
 
@@ -161,7 +173,10 @@ pub async fn start(listen: SocketAddr, upstream: SocketAddr, profile: Profile, s
     let stats = Arc::new(RelayStats::default());
     let st = Arc::clone(&stats);
     let start = Instant::now();
+    let children: Children = Arc::default();
+    let kids = Arc::clone(&children);
     let task = tokio::spawn(async move {
+        let children = kids;
         let clients: Arc<Mutex<BTreeMap<SocketAddr, Arc<Direction>>>> = Arc::default();
         let mut buf = vec![0u8; 65_536];
         loop {
@@ -176,21 +191,34 @@ pub async fn start(listen: SocketAddr, upstream: SocketAddr, profile: Profile, s
                         continue;
                     }
                     let bind: SocketAddr = if upstream.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().unwrap_or(listen);
-                    let Ok(us) = UdpSocket::bind(bind).await else { continue };
+                    let Ok(us) = UdpSocket::bind(bind).await else {
+                        st.upstream_errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
                     if us.connect(upstream).await.is_err() {
+                        st.upstream_errors.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
                     let us = Arc::new(us);
                     let k = st.clients.fetch_add(1, Ordering::Relaxed);
-                    let up = Direction::spawn(profile.clone(), seed ^ (k << 1), start, Arc::clone(&us), Arc::clone(&st), true);
-                    let down = Direction::spawn(profile.clone(), seed ^ (k << 1) ^ 1, start, Arc::clone(&sock), Arc::clone(&st), false);
+                    let up = Direction::spawn(profile.clone(), seed ^ (k << 1), start, Arc::clone(&us), Arc::clone(&st), true, &children);
+                    let down = Direction::spawn(profile.clone(), seed ^ (k << 1) ^ 1, start, Arc::clone(&sock), Arc::clone(&st), false, &children);
                     let st2 = Arc::clone(&st);
-                    tokio::spawn(async move {
+                    let t = tokio::spawn(async move {
                         let mut b = vec![0u8; 65_536];
-                        while let Ok(n) = us.recv(&mut b).await {
-                            down.push(b[..n].to_vec(), Some(from), &st2.down);
+                        loop {
+                            match us.recv(&mut b).await {
+                                Ok(n) => down.push(b[..n].to_vec(), Some(from), &st2.down),
+                                // An ICMP "port unreachable" (the server not
+                                // up yet, or restarting) is no reason to stop.
+                                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+                                Err(_) => break,
+                            }
                         }
                     });
+                    if let Ok(mut c) = children.lock() {
+                        c.push(t.abort_handle());
+                    }
                     if let Ok(mut c) = clients.lock() {
                         c.insert(from, Arc::clone(&up));
                     }
@@ -200,7 +228,7 @@ pub async fn start(listen: SocketAddr, upstream: SocketAddr, profile: Profile, s
             up.push(buf[..n].to_vec(), None, &st.up);
         }
     });
-    Ok(Relay { local, stats, task })
+    Ok(Relay { local, stats, task, children })
 }
 
 /// Waits `d`, or forever for zero.
