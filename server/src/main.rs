@@ -20,6 +20,7 @@ mod ports_cmd;
 mod render_cmd;
 mod replay_cmd;
 mod serve;
+mod serve_trust;
 mod simulate;
 
 use clap::{Parser, Subcommand};

@@ -9,9 +9,10 @@
 
 use crate::clock::{mean_p99, MonotonicClock};
 use anyhow::Context;
-use net::driver::{read_frame, server_config_for, write_frame, DevCredentials, TransportSettings};
+use net::driver::{read_frame, server_config_for, write_frame, TransportSettings};
 use net::tls::ServerIdentity;
-use net::token::{KeyRing, TokenGate};
+use crate::serve_trust::{spawn_key_watch, Trust};
+use net::token::TokenGate;
 use net::hub::{join_plan, joined_handles, leave_plans, Departed, Hub};
 use net::proto::{bye, Frame};
 use net::quant::{quantize_world, QEntity};
@@ -239,38 +240,6 @@ const LATE_SLACK: u64 = 30;
 /// configured.
 pub const DEFAULT_SERVER_ID: &str = net::token::DEV_SERVER_ID;
 
-/// Re-reads the token key directory every 2 s; a changed, valid ring
-/// replaces the hub's (sessions and used nonces stay). A broken directory
-/// keeps the old ring and is counted.
-fn spawn_key_watch(dir: PathBuf, mut ring: KeyRing, hub: Arc<Mutex<Hub>>, metrics: crate::admin::Metrics, shutdown: Arc<AtomicBool>) {
-    let _ = std::thread::Builder::new().name("token-keys".into()).spawn(move || {
-        let mut last_error = String::new();
-        while !shutdown.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_secs(2));
-            match KeyRing::load_dir(&dir) {
-                Ok(r) if r != ring => {
-                    say(&format!("token keys reloaded from {}: key ids {:?}", dir.display(), r.key_ids()));
-                    if let Ok(mut h) = hub.lock() {
-                        h.set_keys(r.clone());
-                    }
-                    ring = r;
-                    last_error.clear();
-                    metrics.key_reloads.with_label_values(&["ok"]).inc();
-                }
-                Ok(_) => last_error.clear(),
-                Err(e) => {
-                    // Counted and logged once per distinct failure.
-                    let e = e.to_string();
-                    if e != last_error {
-                        metrics.key_reloads.with_label_values(&["failed"]).inc();
-                        say(&format!("token keys: keeping the previous keys: {e}"));
-                        last_error = e;
-                    }
-                }
-            }
-        }
-    });
-}
 
 pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     let file: FileConfig = match &a.config {
@@ -338,34 +307,8 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     let health = Arc::new(crate::admin::Health::default());
     let shutdown_flag = Arc::new(AtomicBool::new(false));
 
-    let tls_files = (a.tls_cert.clone().or(file.tls_cert), a.tls_key.clone().or(file.tls_key));
-    let token_keys = a.token_keys.clone().or(file.token_keys);
-    // The dev dir is read (and made) only when something of it is used: a
-    // production server with a certificate and a key directory may run on
-    // a read-only filesystem.
-    let creds = if matches!(tls_files, (Some(_), Some(_))) && token_keys.is_some() { None } else { Some(DevCredentials::load_or_create(&dev_dir)?) };
-    let dev = |what: &str| creds.as_ref().with_context(|| format!("{what}: no dev credentials loaded"));
-    let identity = match tls_files {
-        (Some(cert), Some(key)) => ServerIdentity::Files { cert, key },
-        (None, None) => {
-            let c = dev("dev certificate")?;
-            ServerIdentity::Dev { cert_der: c.cert_der.clone(), key_der: c.key_der.clone() }
-        }
-        _ => anyhow::bail!("tls_cert and tls_key go together: set both (a PEM chain and its key) or neither (dev mode)"),
-    };
-    let dev_tls = matches!(identity, ServerIdentity::Dev { .. });
-    metrics.tls_dev_mode.set(i64::from(dev_tls));
-    let (ring, keys_desc) = match &token_keys {
-        Some(d) => (KeyRing::load_dir(d)?, d.display().to_string()),
-        None => {
-            let c = dev("dev token key")?;
-            (KeyRing::single(0, c.key.clone()), format!("{}/token.key (dev, key id 0)", c.dir.display()))
-        }
-    };
-    let tls_desc = match &identity {
-        ServerIdentity::Dev { .. } => format!("TLS dev mode: self-signed certificate in {} (cert.der; clients pin it; --tls-cert/--tls-key in production)", dev_dir.display()),
-        ServerIdentity::Files { cert, .. } => format!("TLS certificate {} (re-read when it changes)", cert.display()),
-    };
+    let Trust { identity, ring, token_keys, tls_desc, keys_desc } = Trust::load(a.tls_cert.clone().or(file.tls_cert), a.tls_key.clone().or(file.tls_key), a.token_keys.clone().or(file.token_keys), &dev_dir)?;
+    metrics.tls_dev_mode.set(i64::from(matches!(identity, ServerIdentity::Dev { .. })));
     let server_id = server_id.unwrap_or_else(|| DEFAULT_SERVER_ID.to_string());
     let match_id = match_id.unwrap_or_default();
     for (what, id) in [("server id", &server_id), ("match id", &match_id)] {

@@ -135,8 +135,8 @@ fn clients_verify_a_real_chain_by_name_and_a_rotated_certificate_is_served_to_ne
         assert!(e.contains("expired at unix"), "{e}");
         keep.conn.close(0u32.into(), b"done");
     });
-    let metrics = s.lines.lock().map(|l| l.join("")).unwrap_or_default();
-    assert!(metrics.contains("re-read when it changes"), "{metrics}");
+    let out = s.lines.lock().map(|l| l.join("")).unwrap_or_default();
+    assert!(out.contains("re-read when it changes"), "{out}");
 }
 
 #[test]
