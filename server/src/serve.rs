@@ -11,7 +11,7 @@ use crate::clock::{mean_p99, MonotonicClock};
 use anyhow::Context;
 use net::driver::{read_frame, server_config_for, write_frame, TransportSettings};
 use net::tls::ServerIdentity;
-use crate::serve_trust::{spawn_key_watch, Trust};
+use crate::serve_trust::{spawn_key_watch, ServerTrust};
 use net::token::TokenGate;
 use net::hub::{join_plan, joined_handles, leave_plans, Departed, Hub};
 use net::proto::{bye, Frame};
@@ -307,7 +307,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     let health = Arc::new(crate::admin::Health::default());
     let shutdown_flag = Arc::new(AtomicBool::new(false));
 
-    let Trust { identity, ring, token_keys, tls_desc, keys_desc } = Trust::load(a.tls_cert.clone().or(file.tls_cert), a.tls_key.clone().or(file.tls_key), a.token_keys.clone().or(file.token_keys), &dev_dir)?;
+    let ServerTrust { identity, ring, token_keys, tls_desc, keys_desc } = ServerTrust::load(a.tls_cert.clone().or(file.tls_cert), a.tls_key.clone().or(file.tls_key), a.token_keys.clone().or(file.token_keys), &dev_dir)?;
     metrics.tls_dev_mode.set(i64::from(matches!(identity, ServerIdentity::Dev { .. })));
     let server_id = server_id.unwrap_or_else(|| DEFAULT_SERVER_ID.to_string());
     let match_id = match_id.unwrap_or_default();

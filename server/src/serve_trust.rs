@@ -16,7 +16,7 @@ use std::time::Duration;
 
 /// The server's certificate and token keys, with how to describe them.
 #[derive(Debug)]
-pub struct Trust {
+pub struct ServerTrust {
     pub identity: ServerIdentity,
     pub ring: KeyRing,
     pub token_keys: Option<PathBuf>,
@@ -24,11 +24,11 @@ pub struct Trust {
     pub keys_desc: String,
 }
 
-impl Trust {
+impl ServerTrust {
     /// Certificate files (both or neither) and a key directory; whatever is
     /// missing comes from the dev dir, which is read (and made) only then: a
     /// production server may run on a read-only filesystem.
-    pub fn load(tls_cert: Option<PathBuf>, tls_key: Option<PathBuf>, token_keys: Option<PathBuf>, dev_dir: &Path) -> anyhow::Result<Trust> {
+    pub fn load(tls_cert: Option<PathBuf>, tls_key: Option<PathBuf>, token_keys: Option<PathBuf>, dev_dir: &Path) -> anyhow::Result<ServerTrust> {
         let creds = if tls_cert.is_some() && tls_key.is_some() && token_keys.is_some() { None } else { Some(DevCredentials::load_or_create(dev_dir)?) };
         let dev = |what: &str| creds.as_ref().with_context(|| format!("{what}: no dev credentials loaded"));
         let identity = match (tls_cert, tls_key) {
@@ -50,7 +50,7 @@ impl Trust {
             ServerIdentity::Dev { .. } => format!("TLS dev mode: self-signed certificate in {} (cert.der; clients pin it; --tls-cert/--tls-key in production)", dev_dir.display()),
             ServerIdentity::Files { cert, .. } => format!("TLS certificate {} (re-read when it changes)", cert.display()),
         };
-        Ok(Trust { identity, ring, token_keys, tls_desc, keys_desc })
+        Ok(ServerTrust { identity, ring, token_keys, tls_desc, keys_desc })
     }
 }
 
