@@ -56,7 +56,9 @@ cargo clippy -p server --features agones --all-targets -- -D warnings || fail "c
 ok "clippy"
 
 step "cargo test (unit, contract, integration, determinism)"
-cargo test --workspace 2>&1 | tee /tmp/dualplane-cargo-test.log || fail "cargo test"
+# Server integration tests run the release binary (the one that ships; the
+# budget test measures it): DUALPLANE_BIN.
+DUALPLANE_BIN="$ROOT/target/release/dualplane" cargo test --workspace 2>&1 | tee /tmp/dualplane-cargo-test.log || fail "cargo test"
 ok "cargo test"
 
 step "sim-core depends on no IO crate"

@@ -118,6 +118,7 @@ fn transport(t: TransportSettings) -> Result<Arc<quinn::TransportConfig>, Driver
     tc.max_idle_timeout(Some(quinn::IdleTimeout::try_from(t.idle_timeout).map_err(|e| DriverError::Tls(e.to_string()))?));
     tc.keep_alive_interval(Some(t.keep_alive));
     tc.datagram_receive_buffer_size(Some(1 << 20));
+    tc.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     tc.max_concurrent_bidi_streams(1u32.into());
     tc.max_concurrent_uni_streams(0u32.into());
     Ok(Arc::new(tc))

@@ -3,7 +3,7 @@
 //! through plans and is replayable), and expires silent clients.
 
 use crate::proto::Frame;
-use crate::session::{admit, CoreConfig, Reject, ServerSession};
+use crate::session::{admit, AvatarState, CoreConfig, Reject, ServerSession};
 use crate::token::{Claims, Role, TokenGate};
 use sim_core::{Archetype, ColumnId, Handle, MicroPlan, Op, PlanBuilder, SourceId, Tick, World};
 use std::collections::BTreeMap;
@@ -34,12 +34,13 @@ pub fn join_plan(world: &World, claims: &Claims, tick: Tick, taken: &[u64]) -> O
     let source = source_of(claims.client_id);
     let bytes = match claims.role {
         Role::Player => {
-            // Spawn points on a ring around the centre, by client id.
-            let k = claims.client_id % 16;
-            let x = [-6.0f32, -3.0, 0.0, 3.0, 6.0, 6.0, 6.0, 6.0, 6.0, 3.0, 0.0, -3.0, -6.0, -6.0, -6.0, -6.0][k as usize];
-            let z = [-6.0f32, -6.0, -6.0, -6.0, -6.0, -3.0, 0.0, 3.0, 6.0, 6.0, 6.0, 6.0, 6.0, 3.0, 0.0, -3.0][k as usize];
+            // The scenario's spawn points, by client id (a snapshot's rules
+            // always have at least one).
+            let rules = &world.config().players;
+            let n = rules.spawn_points.len().max(1);
+            let p = rules.spawn_points.get(claims.client_id as usize % n).copied().unwrap_or([0.0, 2.0, 0.0]);
             let mut b = PlanBuilder::new(tick, SourceId(source), 0);
-            b.push(Op::spawn(Archetype::Avatar, 0, [x * 0.4, 2.0 + (claims.client_id / 16 % 8) as f32 * 1.2, z * 0.4]));
+            b.push(Op::spawn(Archetype::Avatar, rules.shape, p));
             b.build()
         }
         Role::Policy => {
@@ -205,8 +206,26 @@ impl Hub {
     }
 
     /// Snapshot datagrams for every session.
-    pub fn snapshots(&mut self, now_ms: u64, tick: u64, world: &[crate::quant::QEntity]) -> Vec<(u32, Vec<u8>)> {
+    pub fn snapshots(&mut self, now_ms: u64, tick: u64, world: &[crate::quant::QEntity], avatars: &[AvatarState]) -> Vec<(u32, Vec<u8>)> {
         let config = self.config.clone();
-        self.sessions.iter_mut().map(|(id, s)| (*id, s.snapshot(now_ms, tick, world, &config))).collect()
+        self.sessions.iter_mut().map(|(id, s)| (*id, s.snapshot(now_ms, tick, world, avatars, &config))).collect()
     }
+}
+
+/// Every avatar's exact controller state, sorted by handle (for the
+/// player blocks of the next snapshots).
+#[must_use]
+pub fn avatar_states(world: &World) -> Vec<AvatarState> {
+    let t = world.table(Archetype::Avatar);
+    let f = |c: ColumnId| t.f32(c);
+    let (px, py, pz, vx, vy, vz) = (f(ColumnId::PosX), f(ColumnId::PosY), f(ColumnId::PosZ), f(ColumnId::LinvelX), f(ColumnId::LinvelY), f(ColumnId::LinvelZ));
+    let last = t.u32(ColumnId::LastCommand);
+    let mut out: Vec<AvatarState> = t
+        .handles()
+        .iter()
+        .enumerate()
+        .map(|(i, &handle)| AvatarState { handle, last_command: last[i], pos: [px[i], py[i], pz[i]], vel: [vx[i], vy[i], vz[i]] })
+        .collect();
+    out.sort_unstable_by_key(|a| a.handle);
+    out
 }

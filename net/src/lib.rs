@@ -8,11 +8,14 @@
 //! [`driver`] is the thin quinn/tokio glue for both ends.
 
 pub mod bits;
+pub mod command;
 pub mod delta;
 pub mod driver;
 pub mod hub;
+pub mod predict;
 pub mod proto;
 pub mod quant;
 pub mod session;
+pub mod timeline;
 pub mod tls;
 pub mod token;

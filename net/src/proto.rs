@@ -6,6 +6,7 @@
 //! `delta`; 2 = client ack + redundant inputs).
 
 use crate::token::Role;
+use sim_core::character::CharacterParams;
 
 pub const ALPN: &[u8] = b"dualplane/1";
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -18,7 +19,7 @@ pub const MAX_RAYS_PER_FRAME: usize = 60_000;
 pub const MAX_INPUTS_PER_DATAGRAM: usize = 4;
 pub const ACK_TYPE: u8 = 2;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
     Hello { version: u16, schema_hash: u64, role: Role, token: String },
     Welcome { client_id: u32, source_id: u32, role: Role, tick_rate: u32, tick: u64, schema_hash: u64, controlled: Vec<u64> },
@@ -32,6 +33,9 @@ pub enum Frame {
     PlanRays { sequence: u32, tick: u64, hit: Vec<u32>, handle: Vec<u64>, distance_bits: Vec<u32> },
     /// The server refuses or ends the session.
     Bye { code: u16, reason: String },
+    /// To players after the Welcome: the character controller's
+    /// parameters, so the client can predict its avatar exactly.
+    Character(CharacterParams),
 }
 
 /// Why a connection ended (Bye codes).
@@ -159,6 +163,13 @@ impl Frame {
                 b.extend_from_slice(&code.to_le_bytes());
                 put_bytes(&mut b, reason.as_bytes());
             }
+            Frame::Character(p) => {
+                b.push(7);
+                for v in [p.dt, p.gravity_y, p.max_speed, p.acceleration, p.air_acceleration, p.jump_speed, p.half_extents[0], p.half_extents[1], p.foot, p.radius] {
+                    b.extend_from_slice(&v.to_le_bytes());
+                }
+                b.push(u8::from(p.ground) | (u8::from(p.walls) << 1));
+            }
         }
         let mut out = (b.len() as u32).to_le_bytes().to_vec();
         out.extend_from_slice(&b);
@@ -217,6 +228,18 @@ impl Frame {
                     distance_bits.push(r.u32("distance")?);
                 }
                 Frame::PlanRays { sequence, tick, hit, handle, distance_bits }
+            }
+            7 => {
+                let mut f = [0f32; 10];
+                for v in &mut f {
+                    *v = f32::from_bits(r.u32("character parameter")?);
+                }
+                let flags = r.u8("character flags")?;
+                if flags > 3 || f.iter().any(|v| !v.is_finite()) || f[0] <= 0.0 {
+                    return Err(ProtoError::Malformed("character parameters"));
+                }
+                let [dt, gravity_y, max_speed, acceleration, air_acceleration, jump_speed, hx, hz, foot, radius] = f;
+                Frame::Character(CharacterParams { dt, gravity_y, max_speed, acceleration, air_acceleration, jump_speed, ground: flags & 1 != 0, walls: flags & 2 != 0, half_extents: [hx, hz], foot, radius })
             }
             t => return Err(ProtoError::UnknownType(t)),
         };
@@ -297,6 +320,7 @@ mod tests {
             Frame::PlanRays { sequence: 4, tick: 5, hit: vec![0, 1, 2], handle: vec![0, 7, u64::MAX], distance_bits: vec![f32::INFINITY.to_bits(), 1.5f32.to_bits(), 0] },
             Frame::PlanRays { sequence: 1, tick: 2, hit: vec![], handle: vec![], distance_bits: vec![] },
             Frame::Bye { code: bye::SHUTDOWN, reason: "bye".into() },
+            Frame::Character(CharacterParams { dt: 1.0 / 60.0, gravity_y: -9.81, max_speed: 6.0, acceleration: 40.0, air_acceleration: 10.0, jump_speed: 5.0, ground: true, walls: false, half_extents: [30.0, 20.0], foot: 0.9, radius: 0.4 }),
         ];
         for f in frames {
             let enc = f.encode();

@@ -3,11 +3,12 @@
 //! threads, no sleeping: the quinn driver (`driver`) and the virtual-time
 //! tests feed the same code.
 
+use crate::command::{InputDatagram, PlayerBlock, INPUT_TYPE, PLAYER_BLOCK_LEN};
 use crate::delta::{self, Priorities};
 use crate::proto::{bye, Ack, Frame, PROTOCOL_VERSION};
 use crate::quant::{filter_interest, view_hash, QEntity, QView};
 use crate::token::{Claims, Role, TokenError, TokenGate};
-use sim_core::{MicroPlan, OpKind};
+use sim_core::{Handle, MicroPlan, Op, PlanBuilder, SourceId, Status, Tick};
 use std::collections::{BTreeMap, VecDeque};
 
 /// Snapshots kept per client for baselines (Quake 3 kept 32).
@@ -61,6 +62,16 @@ pub enum Reject {
     SpoofedSource,
     /// A plan with ops the role may not issue, or for entities it does not control.
     NotPermitted,
+    /// A plan with more ops than the role's per-plan cap.
+    TooManyOps,
+    /// A plan over what is left of the role's cost budget for its tick.
+    OverBudget,
+    /// A command for a tick the server has already simulated (dropped).
+    LateCommand,
+    /// A command for a tick further ahead than the server accepts.
+    FarFutureCommand,
+    /// An input datagram that does not decode.
+    MalformedCommand,
 }
 
 impl Reject {
@@ -77,6 +88,22 @@ impl Reject {
             Reject::MalformedInput => "malformed_input",
             Reject::SpoofedSource => "spoofed_source",
             Reject::NotPermitted => "not_permitted",
+            Reject::TooManyOps => "too_many_ops",
+            Reject::OverBudget => "over_budget",
+            Reject::LateCommand => "late_command",
+            Reject::FarFutureCommand => "far_future_command",
+            Reject::MalformedCommand => "malformed_command",
+        }
+    }
+
+    /// The plan status a refused plan's sender is told, if any.
+    #[must_use]
+    pub fn status(self) -> Option<Status> {
+        match self {
+            Reject::NotPermitted | Reject::SpoofedSource => Some(Status::OpNotPermitted),
+            Reject::TooManyOps => Some(Status::TooManyOps),
+            Reject::OverBudget => Some(Status::OverBudget),
+            _ => None,
         }
     }
 
@@ -94,6 +121,11 @@ impl Reject {
             Reject::MalformedInput => "an input plan did not decode".to_string(),
             Reject::SpoofedSource => "a plan carried another source id".to_string(),
             Reject::NotPermitted => "a plan used ops or entities this role may not".to_string(),
+            Reject::TooManyOps => "a plan had more ops than the role allows per plan".to_string(),
+            Reject::OverBudget => "a plan cost more than is left of the role's budget for its tick".to_string(),
+            Reject::LateCommand => "a command arrived after its tick was simulated".to_string(),
+            Reject::FarFutureCommand => format!("a command was for a tick more than {} ticks ahead", sim_core::ports::MAX_TICK_LEAD),
+            Reject::MalformedCommand => "an input datagram did not decode".to_string(),
         };
         format!("{}: {why}", self.label())
     }
@@ -149,6 +181,28 @@ pub struct SessionStats {
     pub rejects: BTreeMap<Reject, u64>,
     pub rtt_ms: Option<u64>,
     pub deferred_last: u32,
+    pub commands_accepted: u64,
+    pub commands_late: u32,
+    /// Cost units spent by accepted plans (all ticks).
+    pub cost_spent: u64,
+}
+
+/// A refused input: why, and the plan's sequence when it had one (so the
+/// sender can be told which plan, with [`Reject::status`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub reject: Reject,
+    pub sequence: Option<u32>,
+}
+
+/// An avatar's exact controller state at a tick, published by the tick
+/// thread for the player blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct AvatarState {
+    pub handle: u64,
+    pub last_command: u32,
+    pub pos: [f32; 3],
+    pub vel: [f32; 3],
 }
 
 /// The server's side of one client.
@@ -164,6 +218,11 @@ pub struct ServerSession {
     sent_at: VecDeque<(u32, u64)>,
     acked: Option<u32>,
     last_input_seq: Option<u32>,
+    last_command_seq: Option<u32>,
+    /// Ticks the newest command arrived before its tick (negative: late).
+    lead: i8,
+    /// Cost spent per target tick (ascending ticks, bounded).
+    spent: VecDeque<(u64, u64)>,
     prio: Priorities,
     last_heard_ms: u64,
     inputs: Bucket,
@@ -184,6 +243,9 @@ impl ServerSession {
             sent_at: VecDeque::with_capacity(RING),
             acked: None,
             last_input_seq: None,
+            last_command_seq: None,
+            lead: 0,
+            spent: VecDeque::new(),
             prio: Priorities::default(),
             last_heard_ms: now_ms,
             inputs: Bucket::new(config.inputs_per_sec, now_ms),
@@ -197,8 +259,9 @@ impl ServerSession {
         r
     }
 
-    /// Builds the next snapshot datagram for `world` (all entities, sorted).
-    pub fn snapshot(&mut self, now_ms: u64, tick: u64, world: &[QEntity], config: &CoreConfig) -> Vec<u8> {
+    /// Builds the next snapshot datagram for `world` (all entities, sorted);
+    /// a player's is wrapped in its player block (`avatars` sorted by handle).
+    pub fn snapshot(&mut self, now_ms: u64, tick: u64, world: &[QEntity], avatars: &[AvatarState], config: &CoreConfig) -> Vec<u8> {
         let filtered;
         let view: &[QEntity] = match (config.interest_radius_m, self.controlled.first()) {
             (Some(r), Some(&me)) => {
@@ -222,7 +285,9 @@ impl ServerSession {
         if baseline.is_none() {
             self.stats.resyncs += 1;
         }
-        let enc = delta::encode(seq, tick, baseline, view, &mut self.prio, config.budget);
+        let player = self.role == Role::Player;
+        let budget = if player { config.budget.saturating_sub(PLAYER_BLOCK_LEN) } else { config.budget };
+        let enc = delta::encode(seq, tick, baseline, view, &mut self.prio, budget);
         self.prio.retain(view);
         if self.ring.len() == RING {
             self.ring.pop_front();
@@ -235,20 +300,49 @@ impl ServerSession {
         self.stats.snapshots_sent += 1;
         self.stats.bytes_sent += enc.bytes.len() as u64;
         self.stats.deferred_last = enc.deferred;
-        enc.bytes
+        if !player {
+            return enc.bytes;
+        }
+        let me = self.controlled.first().and_then(|h| avatars.binary_search_by_key(h, |a| a.handle).ok()).map(|i| avatars[i]);
+        let block = PlayerBlock {
+            last_command: me.map_or(0, |a| a.last_command),
+            lead: self.lead,
+            commands_late: self.stats.commands_late,
+            alive: me.is_some(),
+            pos: me.map_or([0.0; 3], |a| a.pos),
+            vel: me.map_or([0.0; 3], |a| a.vel),
+        };
+        let out = block.wrap(&enc.bytes);
+        self.stats.bytes_sent += PLAYER_BLOCK_LEN as u64;
+        out
     }
 
-    /// Handles a client datagram (ack + redundant inputs); returns the new,
-    /// permitted input plans.
-    pub fn on_datagram(&mut self, now_ms: u64, bytes: &[u8]) -> Result<Vec<MicroPlan>, Reject> {
+    /// Handles a client datagram: an ack with redundant plans (type 2) or a
+    /// player's input datagram (type 3); returns the new, permitted plans.
+    /// `server_tick` is the last tick the world has simulated.
+    pub fn on_datagram(&mut self, now_ms: u64, server_tick: u64, bytes: &[u8]) -> Result<Vec<MicroPlan>, Reject> {
         if !self.datagrams.take(now_ms) {
             return Err(self.reject(Reject::RateLimited));
         }
+        if bytes.first() == Some(&INPUT_TYPE) {
+            return self.on_commands(now_ms, server_tick, bytes);
+        }
         let ack = Ack::decode(bytes).map_err(|_| self.reject(Reject::Protocol))?;
         self.last_heard_ms = now_ms;
+        self.on_ack(now_ms, ack.latest, ack.hash_failures);
+        let mut out = Vec::new();
+        for p in ack.inputs {
+            if let Ok(Some(plan)) = self.input(now_ms, p) {
+                out.push(plan);
+            }
+        }
+        Ok(out)
+    }
+
+    fn on_ack(&mut self, now_ms: u64, latest: Option<u32>, hash_failures: u32) {
         self.stats.acks += 1;
-        self.stats.client_hash_failures = ack.hash_failures;
-        if let Some(s) = ack.latest {
+        self.stats.client_hash_failures = hash_failures;
+        if let Some(s) = latest {
             // Only ever move forward (acks arrive reordered and duplicated).
             if self.acked.is_none_or(|a| (s.wrapping_sub(a) as i32) > 0) && self.ring.iter().any(|(q, _, _)| *q == s) {
                 self.acked = Some(s);
@@ -257,54 +351,129 @@ impl ServerSession {
                 }
             }
         }
+    }
+
+    /// A player's commands become one plan each (a `command` op for its
+    /// avatar, for the command's tick, sequence = the command's), so they
+    /// take the plan path into the world and into replays. Copies already
+    /// taken are skipped; commands for ticks already simulated are dropped
+    /// and counted (never retargeted).
+    fn on_commands(&mut self, now_ms: u64, server_tick: u64, bytes: &[u8]) -> Result<Vec<MicroPlan>, Reject> {
+        if self.role != Role::Player {
+            return Err(self.reject(Reject::NotPermitted));
+        }
+        let d = InputDatagram::decode(bytes).map_err(|_| self.reject(Reject::MalformedCommand))?;
+        self.last_heard_ms = now_ms;
+        self.on_ack(now_ms, d.ack, d.hash_failures);
+        let Some(&avatar) = self.controlled.first() else { return Ok(Vec::new()) };
         let mut out = Vec::new();
-        for p in ack.inputs {
-            match self.input(now_ms, p) {
-                Ok(Some(plan)) => out.push(plan),
-                Ok(None) => {}
-                Err(_) => {}
+        for c in &d.commands {
+            if self.last_command_seq.is_some_and(|last| (c.sequence.wrapping_sub(last) as i32) <= 0) {
+                continue;
+            }
+            self.last_command_seq = Some(c.sequence);
+            let lead = c.tick as i64 - (server_tick as i64 + 1);
+            self.lead = lead.clamp(-128, 127) as i8;
+            if c.tick <= server_tick {
+                self.stats.commands_late += 1;
+                self.reject(Reject::LateCommand);
+                continue;
+            }
+            if c.tick > server_tick + sim_core::ports::MAX_TICK_LEAD {
+                self.reject(Reject::FarFutureCommand);
+                continue;
+            }
+            let [mx, mz] = c.movement();
+            let mut b = PlanBuilder::new(Tick(c.tick), SourceId(self.source), c.sequence);
+            b.push(Op::Command { handle: Handle::from_bits(avatar), sequence: c.sequence, buttons: u32::from(c.buttons), movement: [mx, 0.0, mz], yaw: c.yaw(), pitch: c.pitch() });
+            if let Ok(p) = MicroPlan::decode(b.build()) {
+                self.stats.commands_accepted += 1;
+                out.push(p);
             }
         }
         Ok(out)
     }
 
     /// Checks one input plan (from a datagram or the reliable stream):
-    /// decodes, dedups by sequence, enforces source and role, rate-limits.
-    pub fn input(&mut self, now_ms: u64, bytes: Vec<u8>) -> Result<Option<MicroPlan>, Reject> {
-        self.last_heard_ms = now_ms;
-        let plan = MicroPlan::decode(bytes).map_err(|_| self.reject(Reject::MalformedInput))?;
-        let h = *plan.header();
-        if h.source.0 != self.source {
-            return Err(self.reject(Reject::SpoofedSource));
+    /// [`ServerSession::gate_input`], [`screen_input`] and
+    /// [`ServerSession::accept_input`] in one call. A server that shares
+    /// sessions behind a lock runs the middle step (the decode) outside it.
+    pub fn input(&mut self, now_ms: u64, bytes: Vec<u8>) -> Result<Option<MicroPlan>, Refusal> {
+        if !self.gate_input(now_ms, &bytes)? {
+            return Ok(None);
         }
+        match screen_input(self.role, self.source, bytes) {
+            Ok((plan, cost)) => self.accept_input(plan, cost),
+            Err(r) => Err(self.refused(r)),
+        }
+    }
+
+    /// Step 1, cheap: a redundant copy (recognised by the header's sequence,
+    /// bytes 20..24, before anything is decoded) is `Ok(false)`; then the
+    /// rate limit, so a flood costs one bucket check per plan beyond the
+    /// rate, not a decode.
+    pub fn gate_input(&mut self, now_ms: u64, bytes: &[u8]) -> Result<bool, Refusal> {
+        self.last_heard_ms = now_ms;
+        let seq = bytes.get(20..24).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
+        if let (Some(seq), Some(last)) = (seq, self.last_input_seq)
+            && (seq.wrapping_sub(last) as i32) <= 0 {
+                return Ok(false);
+            }
+        if !self.inputs.take(now_ms) {
+            return Err(Refusal { reject: self.reject(Reject::RateLimited), sequence: None });
+        }
+        Ok(true)
+    }
+
+    /// Counts a refusal from [`screen_input`].
+    pub fn refused(&mut self, r: Refusal) -> Refusal {
+        self.reject(r.reject);
+        if let Some(seq) = r.sequence
+            && self.last_input_seq.is_none_or(|last| (seq.wrapping_sub(last) as i32) > 0) {
+                self.last_input_seq = Some(seq);
+            }
+        r
+    }
+
+    /// Step 3: sequence order, entities this session controls, and what is
+    /// left of the role's cost budget for the plan's tick.
+    pub fn accept_input(&mut self, plan: MicroPlan, cost: u64) -> Result<Option<MicroPlan>, Refusal> {
+        let h = *plan.header();
+        let refuse = |s: &mut Self, r: Reject| Refusal { reject: s.reject(r), sequence: Some(h.sequence) };
         // Serial-number comparison: sequences may wrap like snapshot seqs.
         if self.last_input_seq.is_some_and(|last| (h.sequence.wrapping_sub(last) as i32) <= 0) {
             return Ok(None); // a redundant copy of something already taken
         }
-        if !self.permitted(&plan) {
-            self.last_input_seq = Some(h.sequence);
-            return Err(self.reject(Reject::NotPermitted));
-        }
-        if !self.inputs.take(now_ms) {
-            return Err(self.reject(Reject::RateLimited));
-        }
         self.last_input_seq = Some(h.sequence);
+        if !self.controls_its_targets(&plan) {
+            return Err(refuse(self, Reject::NotPermitted));
+        }
+        let budget = sim_core::cost::role(self.role as u8).map_or(0, |r| r.budget_per_tick);
+        let tick = h.target_tick.0;
+        let spent = self.spent.iter().find(|(t, _)| *t == tick).map_or(0, |(_, c)| *c);
+        if spent.saturating_add(cost) > budget {
+            return Err(refuse(self, Reject::OverBudget));
+        }
+        match self.spent.iter_mut().find(|(t, _)| *t == tick) {
+            Some(e) => e.1 += cost,
+            None => {
+                let at = self.spent.partition_point(|(t, _)| *t < tick);
+                self.spent.insert(at, (tick, cost));
+                while self.spent.len() > 2 * sim_core::ports::MAX_TICK_LEAD as usize {
+                    self.spent.pop_front();
+                }
+            }
+        }
+        self.stats.cost_spent += cost;
         self.stats.inputs_accepted += 1;
         Ok(Some(plan))
     }
 
-    fn permitted(&self, plan: &MicroPlan) -> bool {
-        let allowed: &[OpKind] = match self.role {
-            Role::Player => &[OpKind::SetVelocity, OpKind::ApplyImpulse, OpKind::Raycast, OpKind::Overlap],
-            Role::Policy => &[OpKind::MoveTo, OpKind::Raycast, OpKind::Overlap],
-            Role::Observer => &[],
-        };
-        plan.sections().all(|s| {
-            allowed.contains(&s.kind)
-                && match s.kind {
-                    OpKind::Raycast | OpKind::Overlap => true,
-                    _ => (0..s.count).all(|i| self.controlled.contains(&s.u64(0, i))),
-                }
+    /// Entity ops only name entities this session controls.
+    fn controls_its_targets(&self, plan: &MicroPlan) -> bool {
+        plan.sections().all(|s| match s.kind {
+            sim_core::OpKind::Raycast | sim_core::OpKind::Overlap => true,
+            _ => (0..s.count).all(|i| self.controlled.contains(&s.u64(0, i))),
         })
     }
 
@@ -316,6 +485,25 @@ impl ServerSession {
     #[must_use]
     pub fn acked(&self) -> Option<u32> {
         self.acked
+    }
+}
+
+/// Step 2 of taking a plan, needing no session state (run it outside any
+/// lock): decode, the session's source id, the role's op kinds and per-plan
+/// op cap (the IDL's `[[roles]]`). Returns the plan and its cost. The
+/// refusal is not counted yet: hand it to [`ServerSession::refused`].
+pub fn screen_input(role: Role, source: u32, bytes: Vec<u8>) -> Result<(MicroPlan, u64), Refusal> {
+    let plan = MicroPlan::decode(bytes).map_err(|_| Refusal { reject: Reject::MalformedInput, sequence: None })?;
+    let h = *plan.header();
+    let no = |reject: Reject| Refusal { reject, sequence: Some(h.sequence) };
+    if h.source.0 != source {
+        return Err(no(Reject::SpoofedSource));
+    }
+    let Some(desc) = sim_core::cost::role(role as u8) else { return Err(no(Reject::NotPermitted)) };
+    match desc.admit(&plan) {
+        Ok(cost) => Ok((plan, cost)),
+        Err(Status::TooManyOps) => Err(no(Reject::TooManyOps)),
+        Err(_) => Err(no(Reject::NotPermitted)),
     }
 }
 
@@ -360,6 +548,10 @@ pub struct ClientSession {
     latest: Option<u32>,
     highest_seen: Option<u32>,
     inputs: VecDeque<(Vec<u8>, u8)>,
+    /// A player's commands not yet known to be applied (oldest first).
+    commands: VecDeque<crate::command::Command>,
+    /// The player block of the latest applied snapshot, with its tick.
+    player: Option<(u64, PlayerBlock)>,
     ack_due: bool,
     pub stats: ClientStats,
     /// (tick, view) of recent applied snapshots for interpolation.
@@ -388,13 +580,32 @@ impl ClientSession {
         ClientSession::default()
     }
 
-    /// Handles a snapshot datagram.
-    pub fn on_datagram(&mut self, bytes: &[u8]) {
-        self.stats.snapshots_received += 1;
+    /// Handles a snapshot datagram (type 1, or a player block in front of
+    /// one: type 5). Returns the player block and tick when a player's
+    /// snapshot was applied.
+    pub fn on_datagram(&mut self, bytes: &[u8]) -> Option<(u64, PlayerBlock)> {
         self.stats.bytes_received += bytes.len() as u64;
+        if bytes.first() == Some(&crate::command::PLAYER_BLOCK_TYPE) {
+            let Ok((block, rest)) = PlayerBlock::unwrap(bytes) else {
+                self.stats.snapshots_received += 1;
+                self.stats.malformed += 1;
+                return None;
+            };
+            let tick = self.on_snapshot(rest)?;
+            self.commands.retain(|c| (c.sequence.wrapping_sub(block.last_command) as i32) > 0);
+            self.player = Some((tick, block));
+            return Some((tick, block));
+        }
+        self.on_snapshot(bytes);
+        None
+    }
+
+    /// Applies a snapshot; returns its tick if it was applied.
+    fn on_snapshot(&mut self, bytes: &[u8]) -> Option<u64> {
+        self.stats.snapshots_received += 1;
         let Ok(h) = delta::read_header(bytes) else {
             self.stats.malformed += 1;
-            return;
+            return None;
         };
         match self.highest_seen {
             Some(hs) if (h.seq.wrapping_sub(hs) as i32) <= 0 => {}
@@ -406,7 +617,7 @@ impl ClientSession {
         }
         if self.latest.is_some_and(|l| (h.seq.wrapping_sub(l) as i32) <= 0) {
             self.stats.stale_or_duplicate += 1;
-            return;
+            return None;
         }
         let empty = Vec::new();
         let base = match h.baseline {
@@ -418,18 +629,18 @@ impl ClientSession {
                 Some((_, _, v)) => v,
                 None => {
                     self.stats.missing_baseline += 1;
-                    return;
+                    return None;
                 }
             },
         };
         let Ok((h, view)) = delta::decode(bytes, base) else {
             self.stats.malformed += 1;
-            return;
+            return None;
         };
         if view_hash(&view) != h.hash {
             self.stats.hash_failures += 1;
             self.ack_due = true;
-            return;
+            return None;
         }
         self.stats.snapshots_applied += 1;
         if self.history.len() == 8 {
@@ -442,6 +653,7 @@ impl ClientSession {
         self.ring.push_back((h.seq, h.tick, view));
         self.latest = Some(h.seq);
         self.ack_due = true;
+        Some(h.tick)
     }
 
     /// Queues an input plan; it rides on the next few ack datagrams.
@@ -453,12 +665,35 @@ impl ClientSession {
         self.ack_due = true;
     }
 
-    /// The next ack datagram, if one is due.
+    /// Queues a player's command; it rides on every input datagram until a
+    /// player block says the world applied it (or a later one).
+    pub fn command(&mut self, c: crate::command::Command) {
+        if self.commands.len() == 4 * crate::command::MAX_COMMANDS {
+            self.commands.pop_front();
+        }
+        self.commands.push_back(c);
+        self.ack_due = true;
+    }
+
+    /// The latest player block and the tick of its state.
+    #[must_use]
+    pub fn player(&self) -> Option<(u64, PlayerBlock)> {
+        self.player
+    }
+
+    /// The next datagram to the server, if one is due: a player's input
+    /// datagram (ack + its newest unapplied commands) once it has sent a
+    /// command, else an ack with redundant plans.
     pub fn poll_ack(&mut self) -> Option<Vec<u8>> {
         if !self.ack_due {
             return None;
         }
         self.ack_due = false;
+        if !self.commands.is_empty() {
+            let n = self.commands.len();
+            let commands = self.commands.iter().skip(n.saturating_sub(crate::command::MAX_COMMANDS)).copied().collect();
+            return Some(InputDatagram { ack: self.latest, hash_failures: self.stats.hash_failures, commands }.encode());
+        }
         let inputs: Vec<Vec<u8>> = self.inputs.iter().map(|(p, _)| p.clone()).collect();
         for i in &mut self.inputs {
             i.1 -= 1;

@@ -5,9 +5,12 @@
 use crate::client_args::{parse_duration, MintArgs, Minter, TrustArgs};
 use net::driver::{connect_to, ClientOptions, DevCredentials};
 use net::proto::Frame;
+use net::command::Command;
+use net::predict::Predictor;
 use net::session::ClientSession;
+use net::timeline::TickClock;
+use sim_core::character::{CharacterInput, CharacterState};
 use net::token::Role;
-use sim_core::{Handle, Op, PlanBuilder, SourceId, Tick};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::process::ExitCode;
@@ -51,9 +54,6 @@ pub struct BotArgs {
     /// Dev dir with cert.der and token.key (bots mint their own tokens).
     #[arg(long, env = "DUALPLANE_DEV_DIR")]
     dev_dir: Option<PathBuf>,
-    /// Inputs per second per bot.
-    #[arg(long, default_value_t = 20.0)]
-    input_hz: f64,
     #[arg(long)]
     json: bool,
     /// Run the bots through an in-process link conditioner with this
@@ -69,7 +69,7 @@ pub struct BotArgs {
     mint: MintArgs,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 struct BotReport {
     client_id: u32,
     connected: bool,
@@ -83,13 +83,35 @@ struct BotReport {
     lost: u64,
     loss_pct: f64,
     rtt_ms: f64,
+    /// Commands sent (one per tick of the input timeline).
     inputs_sent: u64,
+    /// Bytes per second of input datagrams (commands + acks).
+    input_bytes_per_s: f64,
+    /// Commands the server dropped for arriving after their tick, % of sent.
+    inputs_late_pct: f64,
+    /// The smoothed lead (ticks early) the server reported last.
+    input_lead_ticks: f64,
+    /// Distance between the predicted and the server's avatar position for
+    /// the same tick, over every player block compared.
+    prediction_error_m_p50: f64,
+    prediction_error_m_p99: f64,
+    prediction_error_m_max: f64,
+    /// Rewinds: server states that differed from the prediction.
+    corrections: u64,
+    corrections_per_min: f64,
 }
 
-async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>, id: u32, duration: Duration, input_every: Duration) -> BotReport {
-    let mut rep = BotReport { client_id: id, connected: false, error: None, seconds: 0.0, snapshots_received: 0, snapshots_applied: 0, snapshots_per_s: 0.0, kbit_per_s: 0.0, hash_failures: 0, lost: 0, loss_pct: 0.0, rtt_ms: 0.0, inputs_sent: 0 };
+fn quantile(sorted: &[f32], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    f64::from(sorted[((sorted.len() - 1) as f64 * q).round() as usize])
+}
+
+async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>, id: u32, duration: Duration) -> BotReport {
+    let mut rep = BotReport { client_id: id, ..BotReport::default() };
     let token = minter.mint(id, Role::Player, Duration::from_secs(60));
-    let c = match connect_to(&server, &opts, Role::Player, &token).await {
+    let mut c = match connect_to(&server, &opts, Role::Player, &token).await {
         Ok(c) => c,
         Err(e) => {
             rep.error = Some(e.to_string());
@@ -97,14 +119,32 @@ async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>
         }
     };
     rep.connected = true;
-    let Frame::Welcome { source_id, controlled, .. } = c.welcome.clone() else { return rep };
-    let avatar = controlled.first().copied();
+    let Frame::Welcome { tick_rate, .. } = c.welcome.clone() else { return rep };
+    // Players get the controller's parameters right after the welcome.
+    let params = match tokio::time::timeout(Duration::from_secs(5), net::driver::read_frame(&mut c.recv)).await {
+        Ok(Ok(Some(Frame::Character(p)))) => p,
+        other => {
+            rep.error = Some(format!("expected the character parameters after the welcome, got {other:?}"));
+            return rep;
+        }
+    };
     let mut client = ClientSession::new();
+    let mut clock = TickClock::new(tick_rate);
+    let mut predictor = Predictor::new(params);
+    let mut errors: Vec<f32> = Vec::new();
     let mut rng = sim_core::rng::WorldRng::from_seed(u64::from(id));
-    let mut seq = 0u32;
+    let (mut seq, mut last_tick, mut late, mut sent_bytes) = (0u32, 0u64, 0u32, 0u64);
     let start = Instant::now();
-    let mut ticker = tokio::time::interval(input_every);
-    let mut dir = [0.0f32; 3];
+    let ms = |t: Instant| t.duration_since(start).as_millis() as u64;
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(tick_rate.max(1))));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut dir = [0.0f32; 2];
+    let send = |client: &mut ClientSession, conn: &quinn::Connection, sent: &mut u64| {
+        if let Some(d) = client.poll_ack() {
+            *sent += d.len() as u64;
+            let _ = conn.send_datagram(d.into());
+        }
+    };
     while start.elapsed() < duration {
         tokio::select! {
             d = c.conn.read_datagram() => {
@@ -116,26 +156,43 @@ async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>
                         break;
                     }
                 };
-                client.on_datagram(&d);
-                if let Some(ack) = client.poll_ack() {
-                    let _ = c.conn.send_datagram(ack.into());
+                if let Some((tick, block)) = client.on_datagram(&d) {
+                    clock.on_snapshot(ms(Instant::now()), tick, c.conn.rtt().as_secs_f64() * 1000.0);
+                    clock.on_lead(block.lead);
+                    late = block.commands_late;
+                    if block.alive
+                        && let Some(e) = predictor.on_server(tick, CharacterState { pos: block.pos, vel: block.vel }) {
+                            errors.push(e);
+                        }
                 }
+                send(&mut client, &c.conn, &mut sent_bytes);
             }
             _ = ticker.tick() => {
-                if let (Some(a), Some((tick, _))) = (avatar, client.view()) {
-                    // Random walk: change heading now and then.
-                    if seq.is_multiple_of(10) {
-                        dir = [rng.range_f32(-3.0, 3.0), 0.0, rng.range_f32(-3.0, 3.0)];
-                    }
-                    seq += 1;
-                    let mut b = PlanBuilder::new(Tick(tick + 2), SourceId(source_id), seq);
-                    b.push(Op::SetVelocity { handle: Handle::from_bits(a), linvel: dir, angvel: [0.0; 3] });
-                    client.submit(b.build());
-                    rep.inputs_sent += 1;
-                    if let Some(ack) = client.poll_ack() {
-                        let _ = c.conn.send_datagram(ack.into());
-                    }
+                let Some(t) = clock.command_tick(ms(Instant::now())) else { continue };
+                if t <= last_tick {
+                    continue; // the clock slowed down: no command this frame
                 }
+                // A random walk that turns back toward the middle (past half
+                // the arena's half extent).
+                if seq.is_multiple_of(30) {
+                    dir = [rng.range_f32(-1.0, 1.0), rng.range_f32(-1.0, 1.0)];
+                }
+                let r = 0.5 * params.half_extents[0].min(params.half_extents[1]);
+                if let Some(s) = predictor.current()
+                    && s.pos[0] * s.pos[0] + s.pos[2] * s.pos[2] > r * r
+                    && dir[0] * s.pos[0] + dir[1] * s.pos[2] > 0.0 {
+                        dir = [-s.pos[0].signum() * 0.7, -s.pos[2].signum() * 0.7];
+                    }
+                // One command per tick; a clock that jumped ahead fills at most 3.
+                for k in (last_tick + 1).max(t.saturating_sub(2))..=t {
+                    seq += 1;
+                    let cmd = Command::new(seq, k, dir, 0.0, 0.0, 0);
+                    client.command(cmd);
+                    predictor.command(k, CharacterInput { movement: cmd.movement(), buttons: u32::from(cmd.buttons) });
+                    rep.inputs_sent += 1;
+                }
+                last_tick = t;
+                send(&mut client, &c.conn, &mut sent_bytes);
             }
         }
     }
@@ -150,6 +207,15 @@ async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>
     rep.lost = s.lost;
     rep.loss_pct = 100.0 * s.lost as f64 / (s.lost + s.snapshots_received).max(1) as f64;
     rep.rtt_ms = c.conn.rtt().as_secs_f64() * 1000.0;
+    rep.input_bytes_per_s = sent_bytes as f64 / secs;
+    rep.inputs_late_pct = 100.0 * f64::from(late) / rep.inputs_sent.max(1) as f64;
+    rep.input_lead_ticks = clock.smoothed_lead();
+    errors.sort_by(f32::total_cmp);
+    rep.prediction_error_m_p50 = quantile(&errors, 0.5);
+    rep.prediction_error_m_p99 = quantile(&errors, 0.99);
+    rep.prediction_error_m_max = quantile(&errors, 1.0);
+    rep.corrections = predictor.corrections;
+    rep.corrections_per_min = predictor.corrections as f64 * 60.0 / secs;
     c.conn.close(quinn::VarInt::from_u32(0), b"bot done");
     c.endpoint.wait_idle().await;
     rep
@@ -177,8 +243,7 @@ pub fn bot(a: &BotArgs) -> anyhow::Result<ExitCode> {
         let server: Arc<str> = Arc::from(target.as_str());
         let opts = Arc::new(opts);
         for i in 0..a.count {
-            let every = Duration::from_secs_f64(1.0 / a.input_hz.max(0.1));
-            tasks.push(tokio::spawn(one_bot(Arc::clone(&server), Arc::clone(&opts), Arc::clone(&minter), a.first_id + i, a.duration, every)));
+            tasks.push(tokio::spawn(one_bot(Arc::clone(&server), Arc::clone(&opts), Arc::clone(&minter), a.first_id + i, a.duration)));
         }
         let mut out = Vec::new();
         for t in tasks {
@@ -194,11 +259,14 @@ pub fn bot(a: &BotArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         println!("{}", serde_json::json!({"bots": reports, "connected": connected, "hash_failures": failures, "snapshots_applied": applied, "link": link}));
     } else {
-        println!("{:>6} {:>9} {:>8} {:>9} {:>6} {:>7} {:>7}", "client", "snap/s", "kbit/s", "applied", "hashf", "loss%", "rtt_ms");
+        println!("{:>6} {:>9} {:>8} {:>9} {:>6} {:>7} {:>7} {:>7} {:>9} {:>6}", "client", "snap/s", "kbit/s", "applied", "hashf", "loss%", "rtt_ms", "late%", "pred_p99", "corr");
         for r in &reports {
             match &r.error {
                 Some(e) if !r.connected => println!("{:>6} error: {e}", r.client_id),
-                _ => println!("{:>6} {:>9.1} {:>8.1} {:>9} {:>6} {:>7.2} {:>7.2}", r.client_id, r.snapshots_per_s, r.kbit_per_s, r.snapshots_applied, r.hash_failures, r.loss_pct, r.rtt_ms),
+                _ => println!(
+                    "{:>6} {:>9.1} {:>8.1} {:>9} {:>6} {:>7.2} {:>7.2} {:>7.2} {:>8.4}m {:>6}",
+                    r.client_id, r.snapshots_per_s, r.kbit_per_s, r.snapshots_applied, r.hash_failures, r.loss_pct, r.rtt_ms, r.inputs_late_pct, r.prediction_error_m_p99, r.corrections
+                ),
             }
         }
         println!("{connected}/{} connected, {applied} snapshots applied, {failures} hash failures", reports.len());

@@ -149,6 +149,9 @@ struct FileConfig {
 #[derive(Debug, Default)]
 struct Stats {
     ticks: AtomicU64,
+    /// The world's tick after the latest step (connection tasks judge
+    /// commands late or early against it).
+    world_tick: AtomicU64,
     overruns: AtomicU64,
     inputs_applied: AtomicU64,
     inputs_late_retargeted: AtomicU64,
@@ -236,6 +239,10 @@ struct JoinReq {
 
 const LATE_SLACK: u64 = 30;
 
+/// What the tick thread publishes after each tick: the tick, the quantized
+/// world, and every avatar's exact state (for the player blocks).
+type WorldView = (u64, Arc<Vec<QEntity>>, Arc<Vec<net::session::AvatarState>>);
+
 /// The server id of a server (and the tokens minted for it) when none is
 /// configured.
 pub const DEFAULT_SERVER_ID: &str = net::token::DEV_SERVER_ID;
@@ -318,6 +325,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let (world, name, scenario_hash) = crate::simulate::load_scenario_world(scenario.as_ref(), seed)?;
     let tick_rate = world.config().tick_rate;
+    let character = Some(world.character_params(world.config().players.shape));
     let hub = Arc::new(Mutex::new(Hub::new(core.clone(), TokenGate::new(ring.clone(), &server_id, &match_id))));
     if let Some(d) = token_keys {
         spawn_key_watch(d, ring, Arc::clone(&hub), metrics.clone(), Arc::clone(&shutdown_flag));
@@ -328,7 +336,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     let (join_tx, join_rx) = sync_channel::<JoinReq>(256);
     let (leave_tx, leave_rx) = sync_channel::<Departed>(1024);
     let (input_tx, input_rx) = sync_channel::<MicroPlan>(16_384);
-    let (world_tx, world_rx) = tokio::sync::watch::channel::<(u64, Arc<Vec<QEntity>>)>((0, Arc::new(Vec::new())));
+    let (world_tx, world_rx) = tokio::sync::watch::channel::<WorldView>((0, Arc::new(Vec::new()), Arc::new(Vec::new())));
     let outboxes: Outboxes = Arc::default();
     let published: Published = Arc::default();
     let recorder = match &record {
@@ -403,7 +411,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
             let (endpoint, hub, conns, stats, metrics, health) = (endpoint.clone(), Arc::clone(&hub), Arc::clone(&conns), Arc::clone(&stats), metrics.clone(), Arc::clone(&health));
             tokio::spawn(async move {
                 while let Some(incoming) = endpoint.accept().await {
-                    let ctx = ConnCtx { tick_rate, metrics: metrics.clone(), health: Arc::clone(&health), hub: Arc::clone(&hub), conns: Arc::clone(&conns), stats: Arc::clone(&stats), join_tx: join_tx.clone(), leave_tx: leave_tx.clone(), input_tx: input_tx.clone(), outboxes: Arc::clone(&outboxes), published: Arc::clone(&published) };
+                    let ctx = ConnCtx { tick_rate, character, metrics: metrics.clone(), health: Arc::clone(&health), hub: Arc::clone(&hub), conns: Arc::clone(&conns), stats: Arc::clone(&stats), join_tx: join_tx.clone(), leave_tx: leave_tx.clone(), input_tx: input_tx.clone(), outboxes: Arc::clone(&outboxes), published: Arc::clone(&published) };
                     tokio::spawn(async move {
                         match incoming.await {
                             Ok(conn) => handle(conn, ctx).await,
@@ -553,7 +561,7 @@ fn tick_loop(
     join_rx: Receiver<JoinReq>,
     leave_rx: Receiver<Departed>,
     input_rx: Receiver<MicroPlan>,
-    world_tx: tokio::sync::watch::Sender<(u64, Arc<Vec<QEntity>>)>,
+    world_tx: tokio::sync::watch::Sender<WorldView>,
     stats: &Stats,
     shutdown: &AtomicBool,
     max_ticks: u64,
@@ -567,7 +575,8 @@ fn tick_loop(
     let mut orphans: Vec<Departed> = Vec::new();
     let mut next = Instant::now();
     let loop_start = next;
-    let _ = world_tx.send((world.tick().0, Arc::new(quantize_world(&world))));
+    let _ = world_tx.send((world.tick().0, Arc::new(quantize_world(&world)), Arc::new(net::hub::avatar_states(&world))));
+    stats.world_tick.store(world.tick().0, Ordering::Relaxed);
     while !shutdown.load(Ordering::Relaxed) && (max_ticks == 0 || world.tick().0 < max_ticks) {
         let t0 = Instant::now();
         let next_tick = Tick(world.tick().0 + 1);
@@ -597,6 +606,10 @@ fn tick_loop(
             let t = p.header().target_tick;
             if t == next_tick {
                 plans.push(p);
+            } else if t < next_tick && p.sections().any(|s| s.kind == sim_core::OpKind::Command) {
+                // A player's command is never retargeted: dropped, counted,
+                // and the player's clock learns from its lead.
+                stats.inputs_late_dropped.fetch_add(1, Ordering::Relaxed);
             } else if t < next_tick && next_tick.0 - t.0 <= LATE_SLACK {
                 let mut bytes = p.into_bytes();
                 bytes[8..16].copy_from_slice(&next_tick.0.to_le_bytes());
@@ -637,7 +650,8 @@ fn tick_loop(
         // Recorded before the state goes out, so a plan decided on it can
         // never arrive before its publication time is known.
         obs.publish(world.tick().0);
-        let _ = world_tx.send((world.tick().0, Arc::new(quantize_world(&world))));
+        stats.world_tick.store(world.tick().0, Ordering::Relaxed);
+        let _ = world_tx.send((world.tick().0, Arc::new(quantize_world(&world)), Arc::new(net::hub::avatar_states(&world))));
         if let Some((every, sink)) = frames.as_mut()
             && world.tick().0.is_multiple_of(*every) {
                 sink(&world);
@@ -685,7 +699,7 @@ fn tick_loop(
 }
 
 async fn replicate(
-    mut rx: tokio::sync::watch::Receiver<(u64, Arc<Vec<QEntity>>)>,
+    mut rx: tokio::sync::watch::Receiver<WorldView>,
     hub: Arc<Mutex<Hub>>,
     conns: Arc<Mutex<BTreeMap<u32, quinn::Connection>>>,
     leave_tx: SyncSender<Departed>,
@@ -693,12 +707,12 @@ async fn replicate(
     metrics: crate::admin::Metrics,
 ) {
     while rx.changed().await.is_ok() {
-        let (tick, world) = rx.borrow_and_update().clone();
+        let (tick, world, avatars) = rx.borrow_and_update().clone();
         let now_ms = now_ms();
         let (out, gone) = match hub.lock() {
             Ok(mut h) => {
                 let gone = h.expire(now_ms);
-                (h.snapshots(now_ms, tick, &world), gone)
+                (h.snapshots(now_ms, tick, &world, &avatars), gone)
             }
             Err(_) => return,
         };
@@ -777,6 +791,8 @@ fn export_counters(hub: &Mutex<Hub>, stats: &Stats, m: &crate::admin::Metrics) {
 
 struct ConnCtx {
     tick_rate: u32,
+    /// The character controller's parameters for players' avatars.
+    character: Option<sim_core::character::CharacterParams>,
     metrics: crate::admin::Metrics,
     health: Arc<crate::admin::Health>,
     hub: Arc<Mutex<Hub>>,
@@ -904,7 +920,7 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
         Ok(mut h) => h.join(&claims, controlled.clone(), now_ms()),
         Err(_) => return,
     }
-    let (tick_rate, source, tick) = (ctx.tick_rate, net::hub::source_of(id), ctx.stats.ticks.load(Ordering::Relaxed));
+    let (tick_rate, source, tick) = (ctx.tick_rate, net::hub::source_of(id), ctx.stats.world_tick.load(Ordering::Relaxed));
     if let Ok(mut c) = ctx.conns.lock() {
         c.insert(id, conn.clone());
     }
@@ -913,6 +929,12 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
         leave(&ctx, id);
         return;
     }
+    if role == net::token::Role::Player
+        && let Some(params) = ctx.character
+        && write_frame(&mut send, &Frame::Character(params)).await.is_err() {
+            leave(&ctx, id);
+            return;
+        }
     // Plan statuses go to policy sessions only: they read their control
     // stream; a player that never reads it must not stall this task.
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Frame>(256);
@@ -928,9 +950,10 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
                 let Ok(d) = d else { break };
                 ctx.metrics.datagrams_in.inc();
                 ctx.metrics.bytes_in.inc_by(d.len() as u64);
+                let server_tick = ctx.stats.world_tick.load(Ordering::Relaxed);
                 let inputs = ctx.hub.lock().ok().and_then(|mut h| {
                     let now = now_ms();
-                    h.sessions.get_mut(&id).map(|s| s.on_datagram(now, &d))
+                    h.sessions.get_mut(&id).map(|s| s.on_datagram(now, server_tick, &d))
                 });
                 if let Some(Ok(inputs)) = inputs {
                     for p in inputs {
@@ -944,7 +967,30 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
                 let Some(f) = f else { break };
                 match f {
                     Ok(Some(Frame::Plan(bytes))) => {
-                        let r = ctx.hub.lock().ok().and_then(|mut h| h.sessions.get_mut(&id).map(|s| s.input(now_ms(), bytes)));
+                        // Dedupe and rate limit under the hub lock; decode
+                        // and role checks outside it (a flood of big plans
+                        // must not hold up replication); then the budget.
+                        let fresh = ctx.hub.lock().ok().and_then(|mut h| h.sessions.get_mut(&id).map(|s| s.gate_input(now_ms(), &bytes)));
+                        let r = match fresh {
+                            Some(Ok(true)) => {
+                                let screened = net::session::screen_input(role, source, bytes);
+                                ctx.hub.lock().ok().and_then(|mut h| {
+                                    h.sessions.get_mut(&id).map(|s| match screened {
+                                        Ok((plan, cost)) => s.accept_input(plan, cost),
+                                        Err(r) => Err(s.refused(r)),
+                                    })
+                                })
+                            }
+                            Some(Ok(false)) => Some(Ok(None)),
+                            Some(Err(r)) => Some(Err(r)),
+                            None => None,
+                        };
+                        // A refused plan's sender is told why (bounded: a
+                        // client that does not read loses statuses).
+                        if let Some(Err(net::session::Refusal { reject, sequence: Some(sequence) })) = r
+                            && let Some(status) = reject.status() {
+                                let _ = out_tx.try_send(Frame::PlanStatus { sequence, tick: ctx.stats.world_tick.load(Ordering::Relaxed), status: status as u16 });
+                            }
                         if let Some(Ok(Some(p))) = r {
                             // The correlation id of an accepted policy plan is
                             // the tick it was decided on.

@@ -9,8 +9,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 fn bots(dev: &str, server: &str, extra: &[&str]) -> serde_json::Value {
-    let o = Command::new(env!("CARGO_BIN_EXE_dualplane"))
-        .args(["bot", "--server", server, "--count", "4", "--dev-dir", dev, "--json"])
+    let o = Command::new(common::bin())
+        .args(["bot", "--server", server, "--dev-dir", dev, "--json"])
+        .args(if extra.contains(&"--count") { &[][..] } else { &["--count", "4"][..] })
         .args(extra)
         .output()
         .expect("bot");
@@ -73,4 +74,29 @@ fn a_netsim_process_relays_any_client_and_reports_its_counters() {
     let o = Command::new(env!("CARGO_BIN_EXE_dualplane")).args(["netsim", "--upstream", "127.0.0.1:1", "--profile", "lag=5ms"]).output().expect("netsim");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("delay=DUR"), "{err}");
+}
+
+#[test]
+fn a_session_of_eight_players_recorded_through_a_bad_link_verifies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rec = dir.path().join("sessions");
+    let stats = dir.path().join("stats.json");
+    let s = start(dir.path(), &["--record", rec.to_str().expect("utf8"), "--ticks", "480", "--stats-json", stats.to_str().expect("utf8")]);
+    let dev = dir.path().to_str().expect("utf8");
+    let v = bots(dev, &s.addr.to_string(), &["--count", "8", "--duration", "6s", "--link", "delay=50ms,jitter=10ms,loss=5%"]);
+    assert_eq!(v["connected"], 8, "{v}");
+    assert_eq!(v["hash_failures"], 0, "{v}");
+    for b in v["bots"].as_array().expect("bots") {
+        assert!(b["inputs_sent"].as_u64().unwrap_or(0) > 200, "a command per tick: {b}");
+        assert!(b["prediction_error_m_p99"].as_f64().unwrap_or(1.0) <= 0.05, "{b}");
+    }
+    let status = s.terminate();
+    assert!(status.success(), "{status:?}");
+    let st: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).expect("stats")).expect("json");
+    assert!(st["inputs_applied"].as_u64().unwrap_or(0) > 8 * 200, "commands reached the world: {st}");
+    let replay = std::fs::read_dir(&rec).expect("record dir").next().expect("one replay").expect("entry").path();
+    let o = Command::new(env!("CARGO_BIN_EXE_dualplane")).args(["replay", "verify", replay.to_str().expect("utf8"), "--json"]).output().expect("verify");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert!(r["ticks_verified"].as_u64().unwrap_or(0) > 300, "{r}");
 }

@@ -66,9 +66,14 @@ fn bad_clients_are_rejected_and_counted_without_disturbing_others() {
         for k in 0..5u32 {
             let _ = net::driver::write_frame(&mut obs.send, &ray(net::hub::source_of(4), k + 1)).await;
         }
-        // A player flooding permitted plans beyond its rate is cut off at the limit.
-        for k in 0..600u32 {
+        // A player may not send plans at all (commands only).
+        for k in 0..20u32 {
             let _ = net::driver::write_frame(&mut good.send, &ray(net::hub::source_of(1), k + 1)).await;
+        }
+        // A policy flooding permitted plans beyond its rate is cut off at the limit.
+        let mut pol = connect(s.addr, &creds.cert_der, Role::Policy, &mint(&creds.key, 6, Role::Policy, unix() + 60, 6)).await.expect("policy");
+        for k in 0..600u32 {
+            let _ = net::driver::write_frame(&mut pol.send, &ray(net::hub::source_of(6), k + 1)).await;
         }
         // The good client still receives snapshots after all that.
         let mut n = 0;
@@ -86,6 +91,7 @@ fn bad_clients_are_rejected_and_counted_without_disturbing_others() {
         assert!(n >= 60, "good client starved: {n}");
         assert_eq!(client.stats.hash_failures, 0);
         drop(big);
+        drop(pol);
     });
     // Let the server finish its 420 ticks and write its counters.
     let mut s = s;

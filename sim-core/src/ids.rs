@@ -154,7 +154,7 @@ impl Archetype {
     /// Kinematic archetypes are moved by targets, not by forces.
     #[must_use]
     pub fn is_kinematic(self) -> bool {
-        matches!(self, Archetype::Npc)
+        matches!(self, Archetype::Npc | Archetype::Avatar)
     }
 }
 

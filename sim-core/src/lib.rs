@@ -35,6 +35,8 @@
 compile_error!("sim-core hashes column bytes in native order and assumes little-endian targets");
 
 pub mod hash;
+pub mod character;
+pub mod cost;
 pub mod ids;
 pub mod journal;
 pub mod microplan;

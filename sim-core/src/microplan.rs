@@ -336,6 +336,14 @@ impl MicroPlan {
                     OpKind::Raycast => Op::Raycast { origin: s.f32x3(0, i), direction: s.f32x3(1, i), max_distance: s.f32(2, i) },
                     OpKind::Overlap => Op::Overlap { min: s.f32x3(0, i), max: s.f32x3(1, i) },
                     OpKind::Grant => Op::Grant { handle: s.handle(0, i), owner: s.u32(1, i) },
+                    OpKind::Command => Op::Command {
+                        handle: s.handle(0, i),
+                        sequence: s.u32(1, i),
+                        buttons: s.u32(2, i),
+                        movement: s.f32x3(3, i),
+                        yaw: s.f32(4, i),
+                        pitch: s.f32(5, i),
+                    },
                 });
             }
         }
@@ -357,6 +365,9 @@ pub enum Op {
     Overlap { min: [f32; 3], max: [f32; 3] },
     /// Authority only: give an entity to a source.
     Grant { handle: Handle, owner: u32 },
+    /// A player's input command for its avatar (the IDL's `move` field is
+    /// `movement` here).
+    Command { handle: Handle, sequence: u32, buttons: u32, movement: [f32; 3], yaw: f32, pitch: f32 },
 }
 
 impl Op {
@@ -371,6 +382,7 @@ impl Op {
             Op::Raycast { .. } => OpKind::Raycast,
             Op::Overlap { .. } => OpKind::Overlap,
             Op::Grant { .. } => OpKind::Grant,
+            Op::Command { .. } => OpKind::Command,
         }
     }
 
@@ -453,6 +465,14 @@ impl PlanBuilder {
             Op::Grant { handle, owner } => {
                 f[0].extend_from_slice(&handle.to_le_bytes());
                 f[1].extend_from_slice(&owner.to_le_bytes());
+            }
+            Op::Command { handle, sequence, buttons, movement, yaw, pitch } => {
+                f[0].extend_from_slice(&handle.to_le_bytes());
+                f[1].extend_from_slice(&sequence.to_le_bytes());
+                f[2].extend_from_slice(&buttons.to_le_bytes());
+                push_f32s(&mut f[3], &movement);
+                push_f32s(&mut f[4], &[yaw]);
+                push_f32s(&mut f[5], &[pitch]);
             }
         }
         self

@@ -49,6 +49,27 @@ pub struct FieldDesc {
     pub size: u32,
 }
 
+/// An op's cost model, in units (1 unit ~ 1 us of tick time): `base`, plus
+/// `per_m` per metre of a raycast's max distance, plus `per_m3` per cubic
+/// metre of an overlap's box. See [`crate::cost`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OpCost {
+    pub base: u32,
+    pub per_m: f64,
+    pub per_m3: f64,
+}
+
+/// What one client role may send (the IDL's `[[roles]]`).
+#[derive(Clone, Copy, Debug)]
+pub struct RoleDesc {
+    pub id: u8,
+    pub name: &'static str,
+    pub ops: &'static [OpKind],
+    pub max_ops_per_plan: u32,
+    /// Cost units the role's plans may spend per tick.
+    pub budget_per_tick: u64,
+}
+
 include!(concat!(env!("OUT_DIR"), "/ports_gen.rs"));
 
 /// The generated Python module (`policy-py/python/dualplane/_ports.py`).

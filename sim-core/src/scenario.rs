@@ -45,6 +45,46 @@ pub struct Scenario {
     pub npcs: Vec<NpcDef>,
     #[serde(default)]
     pub cameras: Vec<CameraDef>,
+    /// How players' avatars move and where they spawn.
+    #[serde(default)]
+    pub players: Players,
+}
+
+/// Gameplay limits of players' avatars (the character controller's
+/// parameters) and their spawn points.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Players {
+    /// Shape of an avatar (a shape name; default: the first shape).
+    pub shape: Option<String>,
+    /// Top walking speed, m/s.
+    pub max_speed: f32,
+    /// Acceleration toward the commanded velocity on the ground, m/s^2.
+    pub acceleration: f32,
+    /// The same in the air, m/s^2.
+    pub air_acceleration: f32,
+    /// Vertical speed of a jump, m/s.
+    pub jump_speed: f32,
+    /// Where avatars appear (centre positions); player k uses point k mod n.
+    pub spawn_points: Vec<[f32; 3]>,
+}
+
+impl Default for Players {
+    fn default() -> Self {
+        // 16 points on a ring of radius 10 m, 2 m up (basic arithmetic: no trig).
+        let mut spawn_points = Vec::with_capacity(16);
+        for k in 0..16u32 {
+            let (side, f) = (k / 4, (k % 4) as f32 / 4.0);
+            let t = -10.0 + 20.0 * f;
+            spawn_points.push(match side {
+                0 => [t, 2.0, -10.0],
+                1 => [10.0, 2.0, t],
+                2 => [-t, 2.0, 10.0],
+                _ => [-10.0, 2.0, -t],
+            });
+        }
+        Players { shape: None, max_speed: 6.0, acceleration: 40.0, air_acceleration: 10.0, jump_speed: 5.0, spawn_points }
+    }
 }
 
 fn default_tick_rate() -> u32 {
@@ -307,6 +347,22 @@ impl Scenario {
         if !(self.arena.wall_height.is_finite() && self.arena.wall_height >= 0.0) {
             return Err(bad("arena.wall_height".into(), "a finite number >= 0", self.arena.wall_height.to_string()));
         }
+        let pl = &self.players;
+        positive("players.max_speed".into(), pl.max_speed)?;
+        positive("players.acceleration".into(), pl.acceleration)?;
+        positive("players.air_acceleration".into(), pl.air_acceleration)?;
+        if !(pl.jump_speed.is_finite() && pl.jump_speed >= 0.0) {
+            return Err(bad("players.jump_speed".into(), "a finite number >= 0", pl.jump_speed.to_string()));
+        }
+        if pl.max_speed > crate::plan::MAX_SPEED {
+            return Err(bad("players.max_speed".into(), &format!("at most {} m/s", crate::plan::MAX_SPEED), pl.max_speed.to_string()));
+        }
+        if pl.spawn_points.is_empty() {
+            return Err(bad("players.spawn_points".into(), "at least one [x, y, z]", "an empty list".into()));
+        }
+        for (i, sp) in pl.spawn_points.iter().enumerate() {
+            finite(format!("players.spawn_points[{i}]"), sp)?;
+        }
         for (i, sh) in self.shapes.iter().enumerate() {
             let f = |name: &str| format!("shapes[{i}].{name}");
             if self.shapes[..i].iter().any(|o| o.name == sh.name) {
@@ -346,6 +402,9 @@ impl Scenario {
                 Err(bad(field, &format!("one of the shape names {names:?}"), format!("{name:?}")))
             }
         };
+        if let Some(name) = &pl.shape {
+            known("players.shape".into(), name)?;
+        }
         for (i, b) in self.bodies.iter().enumerate() {
             known(format!("bodies[{i}].shape"), &b.shape)?;
             finite(format!("bodies[{i}].position"), &b.position)?;

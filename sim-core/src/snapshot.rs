@@ -15,7 +15,7 @@ use crate::world::{key_from_bits, World, WorldConfig};
 use rkyv::rancor;
 
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"DPSNAP\0\0";
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 32;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -47,6 +47,7 @@ struct ConfigV1 {
     kill_y: f32,
     wander_radius: f32,
     seed: u64,
+    players: crate::character::PlayerRules,
 }
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -97,6 +98,7 @@ impl World {
                 kill_y: c.kill_y,
                 wander_radius: c.wander_radius,
                 seed: c.seed,
+                players: c.players.clone(),
             },
             shapes: self.shapes.clone(),
             shape_names: self.shape_names.clone(),
@@ -160,6 +162,14 @@ impl World {
         if s.tables.len() != Archetype::COUNT {
             return Err(bad(format!("{} tables, expected {}", s.tables.len(), Archetype::COUNT)));
         }
+        let pl = &c.players;
+        let rules_ok = [pl.max_speed, pl.acceleration, pl.air_acceleration, pl.jump_speed].iter().all(|v| v.is_finite() && *v >= 0.0)
+            && !pl.spawn_points.is_empty()
+            && pl.spawn_points.iter().flatten().all(|v| v.is_finite())
+            && (pl.shape as usize) < s.shapes.len().max(1);
+        if !rules_ok {
+            return Err(bad("player rules: negative or non-finite limits, no spawn points, or an unknown shape".into()));
+        }
         if s.shape_names.len() != s.shapes.len() {
             return Err(bad("shape names and shapes differ in count".into()));
         }
@@ -206,6 +216,7 @@ impl World {
             kill_y: c.kill_y,
             wander_radius: c.wander_radius,
             seed: c.seed,
+            players: c.players,
         };
         Ok(World::assemble(Tick(s.tick), config, WorldRng::from_state(s.rng), s.shapes, s.shape_names, tables, index, physics))
     }

@@ -279,6 +279,13 @@ impl Table {
         }
     }
 
+    pub fn u32_mut(&mut self, id: ColumnId) -> &mut [u32] {
+        match self.column_mut(id) {
+            Some(ColumnData::U32(v)) => v,
+            _ => &mut [],
+        }
+    }
+
     pub fn i32_mut(&mut self, id: ColumnId) -> &mut [i32] {
         match self.column_mut(id) {
             Some(ColumnData::I32(v)) => v,

@@ -5,13 +5,14 @@
 //! step — 4 sync physics state into columns — 5 game rules — 6 hash —
 //! 7 journal.
 
+use crate::character::{CharacterInput, CharacterParams, CharacterState, PlayerRules};
 use crate::hash::WorldHashes;
 use crate::ids::{Archetype, Handle, SourceId, Tick};
 use crate::journal::{Clock, Counters, Phase, PlanJournal, TickJournal};
 use crate::microplan::{MicroPlan, Section};
 use crate::physics::{BodyDesc, BodyKey, Motion, PhysicsPort, RapierPhysics, Shape, ShapeSpec, STATIC_TAG};
 use crate::plan::{finite_within, MAX_COORD, MAX_IMPULSE, MAX_SPEED};
-use crate::ports::{OpKind, Status, MAX_BYTES_PER_SOURCE_TICK, MAX_OPS_PER_SOURCE_TICK, MAX_OVERLAP_HITS};
+use crate::ports::{OpKind, Status, MAX_BYTES_PER_SOURCE_TICK, MAX_COST_PER_SOURCE_TICK, MAX_OPS_PER_SOURCE_TICK, MAX_OVERLAP_HITS};
 use crate::rng::WorldRng;
 use crate::scenario::{BodyKind, Scenario, ShapeKind};
 use crate::schema::ColumnId;
@@ -34,6 +35,8 @@ pub struct WorldConfig {
     /// Server-owned NPCs pick new targets within this radius of the centre.
     pub wander_radius: f32,
     pub seed: u64,
+    /// Avatars: the character controller's limits and spawn points.
+    pub players: PlayerRules,
 }
 
 /// Scratch memory reused across ticks (never serialized).
@@ -86,6 +89,16 @@ impl World {
             kill_y: s.arena.kill_y,
             wander_radius: s.npcs.first().map_or(10.0, |n| n.wander_radius),
             seed,
+            players: PlayerRules {
+                shape: s.players.shape.as_deref().and_then(|n| s.shape_index(n)).unwrap_or(0),
+                max_speed: s.players.max_speed,
+                acceleration: s.players.acceleration,
+                air_acceleration: s.players.air_acceleration,
+                jump_speed: s.players.jump_speed,
+                spawn_points: s.players.spawn_points.clone(),
+                ground: s.arena.ground,
+                walls: s.arena.wall_height > 0.0,
+            },
         };
         let mut physics = RapierPhysics::new(s.gravity, s.tick_rate);
         let [hx, hz] = s.arena.half_extents;
@@ -239,13 +252,13 @@ impl World {
 
         // 2. Validate and apply, each plan whole or not at all.
         let mut prev: Option<(SourceId, u32)> = None;
-        let (mut src_ops, mut src_bytes) = (0u64, 0u64);
+        let (mut src_ops, mut src_bytes, mut src_cost) = (0u64, 0u64, 0u64);
         for &i in &order {
             let p = &plans[i as usize];
             let h = *p.header();
             let mut pj = PlanJournal::new(h.source, h.sequence, h.correlation);
             if prev.is_none_or(|(s, _)| s != h.source) {
-                (src_ops, src_bytes) = (0, 0);
+                (src_ops, src_bytes, src_cost) = (0, 0, 0);
             }
             if h.target_tick < tick {
                 pj.status = Status::TickInPast;
@@ -257,9 +270,14 @@ impl World {
                 pj.status = Status::SourceOpsCap;
             } else if src_bytes + p.bytes().len() as u64 > u64::from(MAX_BYTES_PER_SOURCE_TICK) {
                 pj.status = Status::SourceBytesCap;
+            } else if h.source != SourceId::SERVER && src_cost.saturating_add(crate::cost::plan_cost(p)) > MAX_COST_PER_SOURCE_TICK {
+                pj.status = Status::OverBudget;
             } else {
                 src_ops += u64::from(p.op_count());
                 src_bytes += p.bytes().len() as u64;
+                if h.source != SourceId::SERVER {
+                    src_cost = src_cost.saturating_add(crate::cost::plan_cost(p));
+                }
                 self.validate_plan(p, &mut pj);
                 if pj.status == Status::Ok {
                     self.apply_plan(p, &mut pj, &mut journal.counters);
@@ -274,6 +292,7 @@ impl World {
             journal.plans.push(pj);
         }
         self.scratch.order = order;
+        self.control_avatars();
         mark(&mut journal, Phase::Apply, clock);
 
         // 3. Physics.
@@ -356,7 +375,7 @@ impl World {
                         pj.reject(d, Status::DuplicateHandle);
                     }
                 }
-                OpKind::SetVelocity | OpKind::ApplyImpulse | OpKind::MoveTo => {
+                OpKind::SetVelocity | OpKind::ApplyImpulse | OpKind::MoveTo | OpKind::Command => {
                     for i in 0..s.count {
                         if let Err(code) = self.check_entity_op(source, &s, i, &despawned) {
                             pj.reject(idx(i), code);
@@ -437,8 +456,25 @@ impl World {
                     return Err(Status::BadValue);
                 }
             }
+            OpKind::Command => {
+                if loc.archetype != Archetype::Avatar {
+                    return Err(Status::WrongArchetype);
+                }
+                let (m, yaw, pitch) = (s.f32x3(3, i), s.f32(4, i), s.f32(5, i));
+                // Written positively so NaN fails.
+                let ok = finite_within(&m, 1.0)
+                    && m[1] == 0.0
+                    && m[0] * m[0] + m[2] * m[2] <= 1.0 + 1e-4
+                    && yaw.is_finite()
+                    && yaw.abs() <= 1.0e4
+                    && pitch.is_finite()
+                    && pitch.abs() <= 1.6;
+                if !ok {
+                    return Err(Status::BadValue);
+                }
+            }
             _ => {
-                if !kinematic {
+                if loc.archetype != Archetype::Npc {
                     return Err(Status::WrongArchetype);
                 }
                 let m = s.f32(2, i);
@@ -498,6 +534,18 @@ impl World {
                 OpKind::Grant => {
                     for i in 0..s.count {
                         self.grant(s.handle(0, i), SourceId(s.u32(1, i)));
+                    }
+                }
+                OpKind::Command => {
+                    for i in 0..s.count {
+                        let Some(loc) = self.index.get(s.handle(0, i)) else { continue };
+                        let t = &mut self.tables[loc.archetype as usize];
+                        let row = loc.row as usize;
+                        let m = s.f32x3(3, i);
+                        let [ix, iz, yaw, pitch] = t.f32_many_mut([ColumnId::InputX, ColumnId::InputZ, ColumnId::Yaw, ColumnId::Pitch]);
+                        (ix[row], iz[row], yaw[row], pitch[row]) = (m[0], m[2], s.f32(4, i), s.f32(5, i));
+                        t.u32_mut(ColumnId::Buttons)[row] = s.u32(2, i);
+                        t.u32_mut(ColumnId::LastCommand)[row] = s.u32(1, i);
                     }
                 }
                 OpKind::Raycast => {
@@ -568,8 +616,61 @@ impl World {
         Some(key_from_bits(self.tables[loc.archetype as usize].keys()[loc.row as usize]))
     }
 
+    /// The controller's parameters for an avatar of `shape`.
+    #[must_use]
+    pub fn character_params(&self, shape: u32) -> CharacterParams {
+        let r = &self.config.players;
+        let (foot, radius) = match self.shapes.get(shape as usize).map(|s| s.shape) {
+            Some(Shape::Ball { radius }) => (radius, radius),
+            Some(Shape::Capsule { half_height, radius }) => (half_height + radius, radius),
+            Some(Shape::Cuboid { half_extents }) => (half_extents[1], half_extents[0].max(half_extents[2])),
+            None => (0.5, 0.5),
+        };
+        CharacterParams {
+            dt: 1.0 / self.config.tick_rate as f32,
+            gravity_y: self.config.gravity[1],
+            max_speed: r.max_speed,
+            acceleration: r.acceleration,
+            air_acceleration: r.air_acceleration,
+            jump_speed: r.jump_speed,
+            ground: r.ground,
+            walls: r.walls,
+            half_extents: self.config.half_extents,
+            foot,
+            radius,
+        }
+    }
+
+    /// Moves every avatar one tick by its latest command (phase 2, after
+    /// the plans): the controller's state is the avatar's position and
+    /// linvel columns; the kinematic body follows to push what it meets.
+    fn control_avatars(&mut self) {
+        let n = self.tables[Archetype::Avatar as usize].len();
+        for row in 0..n {
+            let t = &self.tables[Archetype::Avatar as usize];
+            let params = self.character_params(t.u32(ColumnId::Shape)[row]);
+            let f = |c: ColumnId| t.f32(c)[row];
+            let state = CharacterState {
+                pos: [f(ColumnId::PosX), f(ColumnId::PosY), f(ColumnId::PosZ)],
+                vel: [f(ColumnId::LinvelX), f(ColumnId::LinvelY), f(ColumnId::LinvelZ)],
+            };
+            let input = CharacterInput { movement: [f(ColumnId::InputX), f(ColumnId::InputZ)], buttons: t.u32(ColumnId::Buttons)[row] };
+            let next = crate::character::step(&params, state, input);
+            let key = key_from_bits(t.keys()[row]);
+            let t = &mut self.tables[Archetype::Avatar as usize];
+            let [px, py, pz, vx, vy, vz] = t.f32_many_mut([ColumnId::PosX, ColumnId::PosY, ColumnId::PosZ, ColumnId::LinvelX, ColumnId::LinvelY, ColumnId::LinvelZ]);
+            (px[row], py[row], pz[row]) = (next.pos[0], next.pos[1], next.pos[2]);
+            (vx[row], vy[row], vz[row]) = (next.vel[0], next.vel[1], next.vel[2]);
+            self.physics.set_kinematic_target(key, next.pos);
+        }
+    }
+
     fn sync_physics(&mut self) {
         for table in &mut self.tables {
+            // Avatars' columns are the controller's; their bodies follow them.
+            if table.archetype() == Archetype::Avatar {
+                continue;
+            }
             let (keys, mut cols) = table.physics_columns_mut();
             for (row, &k) in keys.iter().enumerate() {
                 if let Some(state) = self.physics.body_state(key_from_bits(k)) {

@@ -271,6 +271,17 @@ fn every_status_code_is_produced() {
     let r = step_and_check(&[plan(2, 5, 1, &[Op::spawn(Archetype::Prop, 99, [0.0; 3])]), plan(2, 5, 1, &[])]);
     assert!(r.iter().any(|x| x.0 == Status::DuplicateSequence), "{r:?}");
     seen.insert(Status::DuplicateSequence);
+    // Cost: one world-sized overlap is over any source's per-tick budget;
+    // the same from the authority is not capped.
+    let huge = Op::Overlap { min: [-90_000.0; 3], max: [90_000.0; 3] };
+    let r = step_and_check(&[plan(3, 1, 1, &[huge])]);
+    assert_eq!(r[0], (Status::OverBudget, vec![]));
+    seen.insert(Status::OverBudget);
+    assert_eq!(step_and_check(&[plan(0, 1, 1, &[huge])])[0].0, Status::Ok);
+    // Role tables refuse before the world (sessions use them).
+    let player = sim_core::cost::role(1).expect("player role");
+    assert_eq!(player.admit(&plan(3, 1, 1, &[huge])), Err(Status::OpNotPermitted));
+    seen.insert(Status::OpNotPermitted);
     drop(w);
 
     let missing: Vec<_> = Status::ALL.iter().filter(|s| !seen.contains(s)).collect();
@@ -280,7 +291,7 @@ fn every_status_code_is_produced() {
 #[test]
 fn ownership_grants_and_spawned_entities_belong_to_their_source() {
     let mut w = small_world();
-    let j = w.step(&[plan(5, 1, 1, &[Op::spawn(Archetype::Avatar, 0, [0.0, 2.0, 0.0])])], &mut NoClock);
+    let j = w.step(&[plan(5, 1, 1, &[Op::spawn(Archetype::Prop, 0, [0.0, 2.0, 0.0])])], &mut NoClock);
     let mine = j.plans[0].spawned[0];
     let j = w.step(&[plan(5, 2, 2, &[Op::ApplyImpulse { handle: mine, impulse: [0.0, 5.0, 0.0] }])], &mut NoClock);
     assert_eq!(j.plans[0].status, Status::Ok);
@@ -317,4 +328,50 @@ fn op_kinds_apply_in_section_order() {
     ]);
     let kinds: Vec<OpKind> = p.sections().map(|s| s.kind).collect();
     assert_eq!(kinds, vec![OpKind::Spawn, OpKind::Raycast]);
+}
+
+#[test]
+fn commands_drive_avatars_through_the_character_controller() {
+    let mut w = small_world();
+    let j = w.step(&[plan(5, 1, 1, &[Op::spawn(Archetype::Avatar, 0, [0.0, 2.0, 0.0])])], &mut NoClock);
+    let me = j.plans[0].spawned[0];
+    let cmd = |seq: u32, movement: [f32; 3]| Op::Command { handle: me, sequence: seq, buttons: 0, movement, yaw: 0.5, pitch: 0.1 };
+    let pos = |w: &World| {
+        let t = w.table(Archetype::Avatar);
+        let row = w.locate(me).expect("live").row as usize;
+        [t.f32(sim_core::ColumnId::PosX)[row], t.f32(sim_core::ColumnId::PosY)[row], t.f32(sim_core::ColumnId::PosZ)[row]]
+    };
+    for k in 0..60u64 {
+        w.step(&[], &mut NoClock);
+        let _ = k;
+    }
+    let landed = pos(&w);
+    let j = w.step(&[plan(5, 2, 62, &[cmd(7, [1.0, 0.0, 0.0])])], &mut NoClock);
+    assert_eq!(j.plans[0].status, Status::Ok);
+    // The input persists until the next command: the avatar keeps walking.
+    for _ in 0..30 {
+        w.step(&[], &mut NoClock);
+    }
+    let walked = pos(&w);
+    assert!(walked[0] > landed[0] + 1.0, "{landed:?} -> {walked:?}");
+    let t = w.table(Archetype::Avatar);
+    let row = w.locate(me).expect("live").row as usize;
+    assert_eq!(t.u32(sim_core::ColumnId::LastCommand)[row], 7);
+    // Refusals: bad inputs, someone else's avatar, the wrong archetype.
+    let tick = w.tick().0 + 1;
+    let cases = [
+        (5, cmd(8, [2.0, 0.0, 0.0]), Status::BadValue),
+        (5, cmd(8, [0.0, 1.0, 0.0]), Status::BadValue),
+        (5, cmd(8, [f32::NAN, 0.0, 0.0]), Status::BadValue),
+        (5, Op::Command { handle: me, sequence: 8, buttons: 0, movement: [0.0; 3], yaw: 0.0, pitch: 3.0 }, Status::BadValue),
+        (6, cmd(8, [1.0, 0.0, 0.0]), Status::NotOwner),
+        (5, Op::MoveTo { handle: me, target: [0.0; 3], max_speed: 1.0 }, Status::WrongArchetype),
+        (5, Op::SetVelocity { handle: me, linvel: [1.0, 0.0, 0.0], angvel: [0.0; 3] }, Status::WrongArchetype),
+        (0, Op::Command { handle: prop(&w, 0), sequence: 1, buttons: 0, movement: [0.0; 3], yaw: 0.0, pitch: 0.0 }, Status::WrongArchetype),
+    ];
+    for (k, (source, op, want)) in cases.into_iter().enumerate() {
+        let mut twin = World::restore(&w.snapshot().expect("snapshot")).expect("restore");
+        let j = twin.step(&[plan(source, 100 + k as u32, tick, &[op])], &mut NoClock);
+        assert_eq!(j.plans[0].status, want, "{op:?}");
+    }
 }

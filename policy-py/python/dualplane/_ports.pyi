@@ -14,6 +14,7 @@ MAX_OPS_PER_SOURCE_TICK: int
 MAX_BYTES_PER_SOURCE_TICK: int
 MAX_TICK_LEAD: int
 MAX_OVERLAP_HITS: int
+MAX_COST_PER_SOURCE_TICK: int
 
 class Status(IntEnum):
     OK: int
@@ -39,6 +40,8 @@ class Status(IntEnum):
     UNKNOWN_ARCHETYPE: int
     DUPLICATE_HANDLE: int
     DUPLICATE_SEQUENCE: int
+    OP_NOT_PERMITTED: int
+    OVER_BUDGET: int
 
 class OpKind(IntEnum):
     SPAWN: int
@@ -49,6 +52,7 @@ class OpKind(IntEnum):
     RAYCAST: int
     OVERLAP: int
     GRANT: int
+    COMMAND: int
 
 class Archetype(IntEnum):
     PROP: int
@@ -77,6 +81,12 @@ class ColumnId(IntEnum):
     TARGET_Y: int
     TARGET_Z: int
     MAX_SPEED: int
+    INPUT_X: int
+    INPUT_Z: int
+    YAW: int
+    PITCH: int
+    BUTTONS: int
+    LAST_COMMAND: int
 
 class PortCall(IntEnum):
     STEP: int
@@ -89,6 +99,8 @@ class PortCall(IntEnum):
 
 STATUS_MESSAGES: dict[Status, str]
 OP_FIELDS: dict[OpKind, list[tuple[str, str, int]]]
+OP_COSTS: dict[OpKind, tuple[int, float, float]]
+ROLES: dict[str, tuple[frozenset[OpKind], int, int]]
 ARCHETYPE_COLUMNS: dict[Archetype, list[str]]
 COLUMNS: dict[str, tuple[str, str, str]]
 RESERVED_CALLS: frozenset[PortCall]

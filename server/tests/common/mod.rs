@@ -23,9 +23,17 @@ impl Drop for Server {
     }
 }
 
+/// `serve` on the small test scenario.
 pub fn start(dev: &Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dualplane"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--admin-bind", "127.0.0.1:0", "--dev-dir", dev.to_str().expect("utf8"), "--scenario", concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/scenarios/small.toml")])
+    start_scenario(dev, concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/scenarios/small.toml"), extra)
+}
+
+/// `serve` on `scenario` ("" for the embedded default arena).
+pub fn start_scenario(dev: &Path, scenario: &str, extra: &[&str]) -> Server {
+    let scenario_args: &[&str] = if scenario.is_empty() { &[] } else { &["--scenario", scenario] };
+    let mut child = Command::new(bin())
+        .args(["serve", "--bind", "127.0.0.1:0", "--admin-bind", "127.0.0.1:0", "--dev-dir", dev.to_str().expect("utf8")])
+        .args(scenario_args)
         .args(extra)
         .stdout(Stdio::piped())
         .spawn()
@@ -47,6 +55,12 @@ pub fn start(dev: &Path, extra: &[&str]) -> Server {
     });
     let addr = line.split(" on ").nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no address in {line:?}"));
     Server { child, addr, lines }
+}
+
+/// The `dualplane` binary under test: this build's, or `DUALPLANE_BIN`
+/// (to measure a release build with the same tests).
+pub fn bin() -> std::path::PathBuf {
+    std::env::var_os("DUALPLANE_BIN").map_or_else(|| env!("CARGO_BIN_EXE_dualplane").into(), Into::into)
 }
 
 /// A dev token (key id 0, server "dev", no match).

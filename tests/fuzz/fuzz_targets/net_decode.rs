@@ -1,6 +1,7 @@
-//! Every decoder a peer's bytes reach: control-stream frames, ack datagrams
-//! (server side), snapshot deltas against a baseline and the client session
-//! that applies them (client side). Errors, never panics; what decodes
+//! Every decoder a peer's bytes reach: control-stream frames, ack and
+//! input (command) datagrams and the server session that takes them
+//! (server side), player blocks, snapshot deltas against a baseline and the
+//! client session that applies them (client side). Errors, never panics; what decodes
 //! re-encodes to a frame that decodes to the same value.
 #![no_main]
 
@@ -17,6 +18,16 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(f, again);
     }
     let _ = Ack::decode(data);
+    if let Ok(d) = net::command::InputDatagram::decode(data) {
+        assert_eq!(net::command::InputDatagram::decode(&d.encode()).expect("re-encoded input decodes"), d);
+    }
+    let _ = net::command::PlayerBlock::unwrap(data);
+    let config = net::session::CoreConfig::default();
+    for role in [net::token::Role::Player, net::token::Role::Policy] {
+        let mut s = net::session::ServerSession::new(1, 2, role, vec![(1 << 32) | 3], &config, 0);
+        let _ = s.on_datagram(1, 100, data);
+        let _ = s.input(2, data.to_vec());
+    }
     let baseline: Vec<QEntity> = (0..8u64)
         .map(|i| QEntity { handle: (1 << 32) | i, archetype: (i % 3) as u8, shape: i as u32, pos: [i as i32 * 1000, 500, -7], rot: 0x4000_0000 })
         .collect();

@@ -1,0 +1,155 @@
+//! The client's input timeline: which server tick a command sampled now
+//! should be stamped for, so it arrives a little before that tick runs.
+//!
+//! Overwatch's scheme: the client runs ahead of the server by about half
+//! the round trip plus a small buffer, and the server says, in every
+//! player block, how many ticks early (or late) the client's newest
+//! command arrived. The clock nudges its offset toward a target lead with
+//! a small gain on a smoothed lead, so jitter does not make it jump and
+//! the round-trip delay of the feedback does not make it oscillate.
+//! Sans-IO: fed milliseconds on any monotonic clock.
+
+/// Ticks of buffer the clock aims for on a steady link; jitter adds more
+/// (see [`TickClock::target_lead`]).
+pub const TARGET_LEAD: f64 = 3.0;
+/// Most ticks of buffer the clock will add for jitter.
+const MAX_TARGET_LEAD: f64 = 8.0;
+/// Smoothing of the reported lead (weight of a new report).
+const LEAD_WEIGHT: f64 = 0.2;
+/// Fraction of the smoothed lead error corrected per report.
+const GAIN: f64 = 0.02;
+
+#[derive(Clone, Debug)]
+pub struct TickClock {
+    rate: f64,
+    /// Command tick = now_s * rate + offset (set by the first snapshot).
+    offset: Option<f64>,
+    lead: f64,
+    /// Smoothed squared deviation of reported leads (their jitter).
+    lead_var: f64,
+    reports: u64,
+}
+
+impl TickClock {
+    #[must_use]
+    pub fn new(tick_rate: u32) -> TickClock {
+        TickClock { rate: f64::from(tick_rate.max(1)), offset: None, lead: TARGET_LEAD, lead_var: 0.0, reports: 0 }
+    }
+
+    /// A snapshot of `server_tick` arrived at `now_ms`, with the current
+    /// round-trip estimate: the first one sets the clock (server tick now
+    /// ~ snapshot tick + half a round trip; commands go one more half
+    /// round trip plus the buffer ahead).
+    pub fn on_snapshot(&mut self, now_ms: u64, server_tick: u64, rtt_ms: f64) {
+        if self.offset.is_none() {
+            let now_s = now_ms as f64 / 1000.0;
+            let ahead = rtt_ms.max(0.0) / 1000.0 * self.rate + TARGET_LEAD;
+            self.offset = Some(server_tick as f64 + ahead - now_s * self.rate);
+        }
+    }
+
+    /// The server reported how many ticks early the newest command arrived.
+    pub fn on_lead(&mut self, lead: i8) {
+        if self.offset.is_none() {
+            return;
+        }
+        self.reports += 1;
+        let dev = f64::from(lead) - self.lead;
+        self.lead += LEAD_WEIGHT * dev;
+        self.lead_var += 0.05 * (dev * dev - self.lead_var);
+        let target = self.target_lead();
+        // A command that arrived late needs a faster correction than one
+        // that arrived a little early.
+        let err = self.lead - target;
+        let gain = if lead < 0 { 4.0 * GAIN } else { GAIN };
+        if let Some(off) = self.offset.as_mut() {
+            *off -= gain * err;
+        }
+    }
+
+    /// The tick a command sampled at `now_ms` is for (None before the first
+    /// snapshot).
+    #[must_use]
+    pub fn command_tick(&self, now_ms: u64) -> Option<u64> {
+        let t = now_ms as f64 / 1000.0 * self.rate + self.offset?;
+        (t >= 0.0).then_some(t as u64)
+    }
+
+    /// The lead the clock aims for now: the base buffer plus twice the
+    /// reported leads' jitter (a lost datagram's commands arrive a tick
+    /// later with the next one).
+    #[must_use]
+    pub fn target_lead(&self) -> f64 {
+        (TARGET_LEAD + 2.0 * self.lead_var.sqrt()).min(MAX_TARGET_LEAD)
+    }
+
+    /// The smoothed lead the server reports.
+    #[must_use]
+    pub fn smoothed_lead(&self) -> f64 {
+        self.lead
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sim_core::rng::WorldRng;
+
+    /// A 60 Hz server, 50 ms +- `jitter` ms each way, a command per client
+    /// tick: after settling, commands arrive early, by about the target,
+    /// and the command tick never steps back or leaps.
+    fn run(jitter: f32, start_skew_ms: f64) -> (Vec<i64>, Vec<u64>) {
+        let mut rng = WorldRng::from_seed(7);
+        let mut clock = TickClock::new(60);
+        let server_tick = |ms: f64| (ms / (1000.0 / 60.0)).floor() as u64;
+        let mut in_flight: Vec<(f64, u64)> = Vec::new(); // (arrival ms at the server, command tick)
+        let mut reports: Vec<(f64, i8)> = Vec::new(); // (arrival ms at the client, lead)
+        let (mut leads, mut ticks) = (Vec::new(), Vec::new());
+        let mut last_sent = 0u64;
+        for step in 0..1200u64 {
+            let now = step as f64 * (1000.0 / 60.0) + 3.0;
+            let one_way = |rng: &mut WorldRng| 50.0 + f64::from(rng.range_f32(-jitter, jitter));
+            // Snapshots: the server's tick as of one way ago (+ skew on the first).
+            let seen = server_tick((now - one_way(&mut rng) + start_skew_ms).max(0.0));
+            clock.on_snapshot(now as u64, seen, 100.0);
+            for (_, lead) in reports.iter().filter(|(at, _)| *at <= now) {
+                clock.on_lead(*lead);
+            }
+            reports.retain(|(at, _)| *at > now);
+            if let Some(t) = clock.command_tick(now as u64) {
+                ticks.push(t);
+                if t > last_sent {
+                    last_sent = t;
+                    in_flight.push((now + one_way(&mut rng), t));
+                }
+            }
+            // The server takes what arrived and reports the lead of the newest.
+            let arrived: Vec<(f64, u64)> = in_flight.iter().filter(|(at, _)| *at <= now).copied().collect();
+            in_flight.retain(|(at, _)| *at > now);
+            if let Some(&(at, t)) = arrived.last() {
+                let lead = t as i64 - (server_tick(at) as i64 + 1);
+                leads.push(lead);
+                reports.push((now + one_way(&mut rng), lead.clamp(-128, 127) as i8));
+            }
+        }
+        (leads, ticks)
+    }
+
+    #[test]
+    fn converges_under_jitter_and_does_not_oscillate() {
+        for (jitter, skew) in [(0.0, 0.0), (10.0, 0.0), (10.0, 200.0), (20.0, -150.0)] {
+            let (leads, ticks) = run(jitter, skew);
+            let settled = &leads[leads.len() / 2..];
+            let late = settled.iter().filter(|l| **l < 0).count();
+            assert!(late * 100 <= settled.len(), "jitter {jitter} skew {skew}: {late} of {} late", settled.len());
+            let mean = settled.iter().sum::<i64>() as f64 / settled.len() as f64;
+            assert!((1.0..=5.5).contains(&mean), "jitter {jitter} skew {skew}: mean lead {mean}");
+            for w in ticks.windows(2) {
+                assert!(w[1] + 1 >= w[0] && w[1] <= w[0] + 3, "command tick jumped {} -> {}", w[0], w[1]);
+            }
+            // No oscillation: once settled, the lead's spread stays small.
+            let var = settled.iter().map(|l| (*l as f64 - mean).powi(2)).sum::<f64>() / settled.len() as f64;
+            assert!(var.sqrt() < 1.5, "jitter {jitter}: lead stddev {}", var.sqrt());
+        }
+    }
+}
