@@ -9,11 +9,13 @@
 //! the first with sequence (32) and tick (64), each later one with gamma
 //! deltas of both (>= 1: strictly increasing); then per command
 //! move x (8, signed, /127), move z (8, signed, /127), yaw (16, 2 pi/65536),
-//! pitch (16, signed, (pi/2)/32767), buttons (8).
+//! pitch (16, signed, (pi/2)/32767), buttons (8), rewind (8: ticks behind
+//! its tick the player's view was).
 //!
 //! Player block datagram (little-endian): type (8) = 5, last applied
 //! command sequence (u32), input lead (i8: ticks the newest command arrived
-//! before its tick was simulated; negative = late), commands dropped as late
+//! before its tick was simulated; negative = late; -128 = no command
+//! arrived since the previous block), commands dropped as late
 //! so far (u32), flags (u8: 1 = the
 //! avatar is alive), avatar position (3 x f32 bits), velocity (3 x f32
 //! bits); then a whole snapshot datagram (type 1). The state is the one at
@@ -28,6 +30,8 @@ pub const PLAYER_BLOCK_TYPE: u8 = 5;
 pub const MAX_COMMANDS: usize = 8;
 /// Bytes of a player block before the snapshot it carries.
 pub const PLAYER_BLOCK_LEN: usize = 1 + 4 + 1 + 4 + 1 + 24;
+/// A player block's lead when no command arrived since the last block.
+pub const NO_LEAD: i8 = i8::MIN;
 
 /// One input command, as quantized on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -40,6 +44,9 @@ pub struct Command {
     pub yaw: u16,
     pub pitch: i16,
     pub buttons: u8,
+    /// Ticks behind `tick` the player's view was when it sampled this
+    /// command (what it saw: lag compensation of fire).
+    pub rewind: u8,
 }
 
 const TAU: f32 = std::f32::consts::TAU;
@@ -59,7 +66,14 @@ impl Command {
             yaw: ((turns * 65536.0).round() as u32 % 65536) as u16,
             pitch: ((pitch.clamp(-HALF_PI, HALF_PI) / HALF_PI) * 32767.0).round() as i16,
             buttons,
+            rewind: 0,
         }
+    }
+
+    /// The same command, saying its view was `ticks` behind its tick.
+    #[must_use]
+    pub fn seen(self, ticks: u64) -> Command {
+        Command { rewind: ticks.min(255) as u8, ..self }
     }
 
     /// The move input as the world applies it (x, z), length at most 1.
@@ -148,6 +162,7 @@ impl InputDatagram {
             w.write(u64::from(c.yaw), 16);
             w.write(u64::from(c.pitch as u16), 16);
             w.write(u64::from(c.buttons), 8);
+            w.write(u64::from(c.rewind), 8);
         }
         w.finish()
     }
@@ -187,6 +202,7 @@ impl InputDatagram {
             c.yaw = r.read(16)? as u16;
             c.pitch = r.read(16)? as u16 as i16;
             c.buttons = r.read(8)? as u8;
+            c.rewind = r.read(8)? as u8;
         }
         // Only the final byte's padding may remain.
         if r.bits_left() >= 8 {
@@ -201,7 +217,8 @@ impl InputDatagram {
 pub struct PlayerBlock {
     /// Sequence of the last command the world applied for this avatar.
     pub last_command: u32,
-    /// Ticks the newest command arrived before its tick ran (< 0: late).
+    /// Ticks the newest command arrived before its tick ran (< 0: late);
+    /// [`NO_LEAD`] when no command arrived since the previous block.
     pub lead: i8,
     /// This client's commands dropped so far for arriving after their tick.
     pub commands_late: u32,
@@ -261,10 +278,10 @@ mod tests {
         let d = InputDatagram {
             ack: Some(0x0102_0304),
             hash_failures: 0,
-            commands: vec![Command::new(7, 100, [1.0, -0.5], 0.0, 0.0, 1), Command::new(8, 101, [0.0, 0.0], std::f32::consts::PI, 0.5, 2)],
+            commands: vec![Command::new(7, 100, [1.0, -0.5], 0.0, 0.0, 1), Command::new(8, 101, [0.0, 0.0], std::f32::consts::PI, 0.5, 2).seen(9)],
         };
         let b = d.encode();
-        assert_eq!(hex(&b), "0309060402ca010000001900000000000080f4070c0000001000000000e88b2200", "wire layout changed: update net/PROTOCOL.md");
+        assert_eq!(hex(&b), "0309060402ca010000001900000000000080f4070c000000100000000000e88b229000", "wire layout changed: update net/PROTOCOL.md");
         let back = InputDatagram::decode(&b).expect("decodes");
         assert_eq!(back, d);
         assert_eq!(back.commands[1].yaw(), std::f32::consts::PI);

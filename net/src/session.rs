@@ -72,6 +72,10 @@ pub enum Reject {
     FarFutureCommand,
     /// An input datagram that does not decode.
     MalformedCommand,
+    /// A second command for a tick already commanded (or an earlier tick).
+    DuplicateCommandTick,
+    /// A plan for a tick further ahead than the server accepts.
+    TooFarAhead,
 }
 
 impl Reject {
@@ -93,6 +97,8 @@ impl Reject {
             Reject::LateCommand => "late_command",
             Reject::FarFutureCommand => "far_future_command",
             Reject::MalformedCommand => "malformed_command",
+            Reject::DuplicateCommandTick => "duplicate_command_tick",
+            Reject::TooFarAhead => "too_far_ahead",
         }
     }
 
@@ -103,6 +109,7 @@ impl Reject {
             Reject::NotPermitted | Reject::SpoofedSource => Some(Status::OpNotPermitted),
             Reject::TooManyOps => Some(Status::TooManyOps),
             Reject::OverBudget => Some(Status::OverBudget),
+            Reject::TooFarAhead => Some(Status::TickTooFarAhead),
             _ => None,
         }
     }
@@ -126,6 +133,8 @@ impl Reject {
             Reject::LateCommand => "a command arrived after its tick was simulated".to_string(),
             Reject::FarFutureCommand => format!("a command was for a tick more than {} ticks ahead", sim_core::ports::MAX_TICK_LEAD),
             Reject::MalformedCommand => "an input datagram did not decode".to_string(),
+            Reject::DuplicateCommandTick => "a command was for a tick already commanded".to_string(),
+            Reject::TooFarAhead => format!("a plan was for a tick more than {} ticks ahead", sim_core::ports::MAX_TICK_LEAD),
         };
         format!("{}: {why}", self.label())
     }
@@ -219,8 +228,12 @@ pub struct ServerSession {
     acked: Option<u32>,
     last_input_seq: Option<u32>,
     last_command_seq: Option<u32>,
-    /// Ticks the newest command arrived before its tick (negative: late).
-    lead: i8,
+    /// The tick of the newest command taken (commands' ticks only increase:
+    /// one command per tick and avatar).
+    last_command_tick: Option<u64>,
+    /// Ticks the newest command arrived before its tick (negative: late),
+    /// reported once, in the next player block.
+    lead: Option<i8>,
     /// Cost spent per target tick (ascending ticks, bounded).
     spent: VecDeque<(u64, u64)>,
     prio: Priorities,
@@ -244,7 +257,8 @@ impl ServerSession {
             acked: None,
             last_input_seq: None,
             last_command_seq: None,
-            lead: 0,
+            last_command_tick: None,
+            lead: None,
             spent: VecDeque::new(),
             prio: Priorities::default(),
             last_heard_ms: now_ms,
@@ -306,7 +320,7 @@ impl ServerSession {
         let me = self.controlled.first().and_then(|h| avatars.binary_search_by_key(h, |a| a.handle).ok()).map(|i| avatars[i]);
         let block = PlayerBlock {
             last_command: me.map_or(0, |a| a.last_command),
-            lead: self.lead,
+            lead: self.lead.take().unwrap_or(crate::command::NO_LEAD),
             commands_late: self.stats.commands_late,
             alive: me.is_some(),
             pos: me.map_or([0.0; 3], |a| a.pos),
@@ -332,7 +346,7 @@ impl ServerSession {
         self.on_ack(now_ms, ack.latest, ack.hash_failures);
         let mut out = Vec::new();
         for p in ack.inputs {
-            if let Ok(Some(plan)) = self.input(now_ms, p) {
+            if let Ok(Some(plan)) = self.input(now_ms, server_tick, p) {
                 out.push(plan);
             }
         }
@@ -372,20 +386,28 @@ impl ServerSession {
                 continue;
             }
             self.last_command_seq = Some(c.sequence);
-            let lead = c.tick as i64 - (server_tick as i64 + 1);
-            self.lead = lead.clamp(-128, 127) as i8;
+            // i128: a hostile tick near u64::MAX must not overflow.
+            let lead = i128::from(c.tick) - (i128::from(server_tick) + 1);
+            self.lead = Some(lead.clamp(-127, 127) as i8);
             if c.tick <= server_tick {
                 self.stats.commands_late += 1;
                 self.reject(Reject::LateCommand);
                 continue;
             }
-            if c.tick > server_tick + sim_core::ports::MAX_TICK_LEAD {
+            if c.tick > server_tick.saturating_add(sim_core::ports::MAX_TICK_LEAD) {
                 self.reject(Reject::FarFutureCommand);
                 continue;
             }
+            // One command per tick: a later sequence for a tick already
+            // commanded (or an earlier one) is refused.
+            if self.last_command_tick.is_some_and(|t| c.tick <= t) {
+                self.reject(Reject::DuplicateCommandTick);
+                continue;
+            }
+            self.last_command_tick = Some(c.tick);
             let [mx, mz] = c.movement();
             let mut b = PlanBuilder::new(Tick(c.tick), SourceId(self.source), c.sequence);
-            b.push(Op::Command { handle: Handle::from_bits(avatar), sequence: c.sequence, buttons: u32::from(c.buttons), movement: [mx, 0.0, mz], yaw: c.yaw(), pitch: c.pitch() });
+            b.push(Op::Command { handle: Handle::from_bits(avatar), sequence: c.sequence, buttons: u32::from(c.buttons), movement: [mx, 0.0, mz], yaw: c.yaw(), pitch: c.pitch(), rewind: u32::from(c.rewind) });
             if let Ok(p) = MicroPlan::decode(b.build()) {
                 self.stats.commands_accepted += 1;
                 out.push(p);
@@ -398,12 +420,12 @@ impl ServerSession {
     /// [`ServerSession::gate_input`], [`screen_input`] and
     /// [`ServerSession::accept_input`] in one call. A server that shares
     /// sessions behind a lock runs the middle step (the decode) outside it.
-    pub fn input(&mut self, now_ms: u64, bytes: Vec<u8>) -> Result<Option<MicroPlan>, Refusal> {
+    pub fn input(&mut self, now_ms: u64, server_tick: u64, bytes: Vec<u8>) -> Result<Option<MicroPlan>, Refusal> {
         if !self.gate_input(now_ms, &bytes)? {
             return Ok(None);
         }
         match screen_input(self.role, self.source, bytes) {
-            Ok((plan, cost)) => self.accept_input(plan, cost),
+            Ok((plan, cost)) => self.accept_input(plan, cost, server_tick),
             Err(r) => Err(self.refused(r)),
         }
     }
@@ -436,8 +458,11 @@ impl ServerSession {
     }
 
     /// Step 3: sequence order, entities this session controls, and what is
-    /// left of the role's cost budget for the plan's tick.
-    pub fn accept_input(&mut self, plan: MicroPlan, cost: u64) -> Result<Option<MicroPlan>, Refusal> {
+    /// left of the role's cost budget for the tick the plan will run at
+    /// (a late plan runs at the next tick, so it is charged there; no tick
+    /// more than `MAX_TICK_LEAD` ahead). `server_tick`: the last tick
+    /// simulated (or being simulated).
+    pub fn accept_input(&mut self, plan: MicroPlan, cost: u64, server_tick: u64) -> Result<Option<MicroPlan>, Refusal> {
         let h = *plan.header();
         let refuse = |s: &mut Self, r: Reject| Refusal { reject: s.reject(r), sequence: Some(h.sequence) };
         // Serial-number comparison: sequences may wrap like snapshot seqs.
@@ -448,8 +473,15 @@ impl ServerSession {
         if !self.controls_its_targets(&plan) {
             return Err(refuse(self, Reject::NotPermitted));
         }
+        if h.target_tick.0 > server_tick.saturating_add(sim_core::ports::MAX_TICK_LEAD) {
+            return Err(refuse(self, Reject::TooFarAhead));
+        }
         let budget = sim_core::cost::role(self.role as u8).map_or(0, |r| r.budget_per_tick);
-        let tick = h.target_tick.0;
+        let tick = h.target_tick.0.max(server_tick + 1);
+        // Ticks already run no longer need accounts.
+        while self.spent.front().is_some_and(|(t, _)| *t <= server_tick) {
+            self.spent.pop_front();
+        }
         let spent = self.spent.iter().find(|(t, _)| *t == tick).map_or(0, |(_, c)| *c);
         if spent.saturating_add(cost) > budget {
             return Err(refuse(self, Reject::OverBudget));
@@ -459,9 +491,6 @@ impl ServerSession {
             None => {
                 let at = self.spent.partition_point(|(t, _)| *t < tick);
                 self.spent.insert(at, (tick, cost));
-                while self.spent.len() > 2 * sim_core::ports::MAX_TICK_LEAD as usize {
-                    self.spent.pop_front();
-                }
             }
         }
         self.stats.cost_spent += cost;

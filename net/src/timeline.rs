@@ -18,6 +18,9 @@ const MAX_TARGET_LEAD: f64 = 8.0;
 const LEAD_WEIGHT: f64 = 0.2;
 /// Fraction of the smoothed lead error corrected per report.
 const GAIN: f64 = 0.02;
+/// Reports to wait after a jump before another (about a round trip at
+/// 60 Hz and 200 ms).
+const JUMP_HOLDOFF: u32 = 12;
 
 #[derive(Clone, Debug)]
 pub struct TickClock {
@@ -28,12 +31,15 @@ pub struct TickClock {
     /// Smoothed squared deviation of reported leads (their jitter).
     lead_var: f64,
     reports: u64,
+    /// Reports since the clock last jumped (a jump's effect takes a round
+    /// trip to show in the reports).
+    since_jump: u32,
 }
 
 impl TickClock {
     #[must_use]
     pub fn new(tick_rate: u32) -> TickClock {
-        TickClock { rate: f64::from(tick_rate.max(1)), offset: None, lead: TARGET_LEAD, lead_var: 0.0, reports: 0 }
+        TickClock { rate: f64::from(tick_rate.max(1)), offset: None, lead: TARGET_LEAD, lead_var: 0.0, reports: 0, since_jump: u32::MAX }
     }
 
     /// A snapshot of `server_tick` arrived at `now_ms`, with the current
@@ -50,10 +56,23 @@ impl TickClock {
 
     /// The server reported how many ticks early the newest command arrived.
     pub fn on_lead(&mut self, lead: i8) {
-        if self.offset.is_none() {
+        if self.offset.is_none() || lead == crate::command::NO_LEAD {
             return;
         }
         self.reports += 1;
+        self.since_jump = self.since_jump.saturating_add(1);
+        // Well late (a bad first estimate, a route change): jump forward by
+        // the deficit at once instead of losing commands while the gentle
+        // correction catches up; then wait for the jump to show.
+        if f64::from(lead) < -1.0 && self.since_jump > JUMP_HOLDOFF {
+            let jump = self.target_lead() - f64::from(lead);
+            if let Some(off) = self.offset.as_mut() {
+                *off += jump;
+            }
+            self.lead = self.target_lead();
+            self.since_jump = 0;
+            return;
+        }
         let dev = f64::from(lead) - self.lead;
         self.lead += LEAD_WEIGHT * dev;
         self.lead_var += 0.05 * (dev * dev - self.lead_var);
@@ -145,7 +164,7 @@ mod tests {
             let mean = settled.iter().sum::<i64>() as f64 / settled.len() as f64;
             assert!((1.0..=5.5).contains(&mean), "jitter {jitter} skew {skew}: mean lead {mean}");
             for w in ticks.windows(2) {
-                assert!(w[1] + 1 >= w[0] && w[1] <= w[0] + 3, "command tick jumped {} -> {}", w[0], w[1]);
+                assert!(w[1] >= w[0] && w[1] <= w[0] + 3, "command tick stepped back or leapt: {} -> {}", w[0], w[1]);
             }
             // No oscillation: once settled, the lead's spread stays small.
             let var = settled.iter().map(|l| (*l as f64 - mean).powi(2)).sum::<f64>() / settled.len() as f64;

@@ -319,13 +319,13 @@ fn bad_hellos_and_inputs_are_rejected_and_counted() {
     use net::session::Reject;
     let refused = |r: Result<Option<MicroPlan>, net::session::Refusal>| r.err().map(|f| (f.reject, f.reject.status()));
     // Players send commands only: any plan is refused, with the status it is told.
-    assert_eq!(refused(s.input(now, plan(src, 1, push))), Some((Reject::NotPermitted, Some(sim_core::Status::OpNotPermitted))));
-    assert_eq!(refused(s.input(now, plan(src, 2, ray))), Some((Reject::NotPermitted, Some(sim_core::Status::OpNotPermitted))));
+    assert_eq!(refused(s.input(now, 0, plan(src, 1, push))), Some((Reject::NotPermitted, Some(sim_core::Status::OpNotPermitted))));
+    assert_eq!(refused(s.input(now, 0, plan(src, 2, ray))), Some((Reject::NotPermitted, Some(sim_core::Status::OpNotPermitted))));
     // A command op for someone else's avatar, through the plan path.
-    let theirs = Op::Command { handle: other, sequence: 1, buttons: 0, movement: [0.0; 3], yaw: 0.0, pitch: 0.0 };
-    assert_eq!(refused(s.input(now, plan(src, 3, theirs))).map(|r| r.0), Some(Reject::NotPermitted));
-    assert!(s.input(now, plan(src + 1, 4, ray)).is_err());
-    assert!(s.input(now, vec![1, 2, 3]).is_err());
+    let theirs = Op::Command { handle: other, sequence: 1, buttons: 0, movement: [0.0; 3], yaw: 0.0, pitch: 0.0, rewind: 0 };
+    assert_eq!(refused(s.input(now, 0, plan(src, 3, theirs))).map(|r| r.0), Some(Reject::NotPermitted));
+    assert!(s.input(now, 0, plan(src + 1, 4, ray)).is_err());
+    assert!(s.input(now, 0, vec![1, 2, 3]).is_err());
     // Input datagrams: garbage, commands from the far future.
     assert!(s.on_datagram(now, 10, &[3, 0xff, 0xff]).is_err());
     let far = net::command::InputDatagram { ack: None, hash_failures: 0, commands: vec![Command::new(1, 10 + 500, [1.0, 0.0], 0.0, 0.0, 0)] };
@@ -343,7 +343,7 @@ fn bad_hellos_and_inputs_are_rejected_and_counted() {
     assert_eq!(s.on_datagram(now, 10, &cmd.encode()), Err(Reject::NotPermitted), "commands are for players");
     let mut accepted = 0;
     for k in 0..1000 {
-        if let Ok(Some(_)) = s.input(now, plan(src, 10 + k, Op::Raycast { origin: [0.0; 3], direction: [0.0, 1.0, 0.0], max_distance: 1.0 })) {
+        if let Ok(Some(_)) = s.input(now, 0, plan(src, 10 + k, Op::Raycast { origin: [0.0; 3], direction: [0.0, 1.0, 0.0], max_distance: 1.0 })) {
             accepted += 1;
         }
     }
@@ -430,9 +430,9 @@ fn input_sequences_may_wrap() {
         b.push(Op::Raycast { origin: [0.0; 3], direction: [0.0, 1.0, 0.0], max_distance: 1.0 });
         b.build()
     };
-    assert!(matches!(s.input(100, plan(u32::MAX - 1)), Ok(Some(_))));
-    assert!(matches!(s.input(101, plan(u32::MAX - 1)), Ok(None)), "a redundant copy is dropped");
-    assert!(matches!(s.input(102, plan(1)), Ok(Some(_))), "after the wrap, seq 1 is newer");
+    assert!(matches!(s.input(100, 0, plan(u32::MAX - 1)), Ok(Some(_))));
+    assert!(matches!(s.input(101, 0, plan(u32::MAX - 1)), Ok(None)), "a redundant copy is dropped");
+    assert!(matches!(s.input(102, 0, plan(1)), Ok(Some(_))), "after the wrap, seq 1 is newer");
     n.tick();
 }
 
@@ -483,4 +483,45 @@ fn players_predict_exactly_on_a_clean_link_and_reconcile_after_losses() {
         assert_eq!(c.predictor.corrections, before, "no corrections once commands arrive in time again");
         assert!(c.errors.iter().all(|e| *e == 0.0), "replayed commands put the avatar where the server has it");
     }
+}
+
+#[test]
+fn budgets_cannot_be_dodged_with_past_ticks_or_repeated_command_ticks() {
+    use net::command::InputDatagram;
+    use net::session::Reject;
+    let config = CoreConfig { inputs_per_sec: 100_000, ..CoreConfig::default() };
+    // A policy stamping each plan for a different past tick: every late plan
+    // runs at the next tick, so that is where it is charged.
+    let mut pol = ServerSession::new(1, 2, Role::Policy, vec![], &config, 0);
+    let ray = Op::Raycast { origin: [0.0; 3], direction: [1.0, 0.0, 0.0], max_distance: 100.0 }; // 4 units
+    let mut accepted = 0;
+    for seq in 1..=40u32 {
+        let mut b = PlanBuilder::new(Tick(u64::from(seq)), SourceId(2), seq);
+        for _ in 0..200 {
+            b.push(ray);
+        }
+        if let Ok(Some(_)) = pol.input(0, 100, b.build()) {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 5, "4,000 units per tick, 800 per plan");
+    assert_eq!(pol.stats.rejects.get(&Reject::OverBudget), Some(&35));
+    // Beyond the accepted lead: refused with a status the client is told.
+    let mut b = PlanBuilder::new(Tick(100 + 500), SourceId(2), 99);
+    b.push(ray);
+    let r = pol.input(0, 100, b.build()).err().map(|r| (r.reject, r.reject.status()));
+    assert_eq!(r, Some((Reject::TooFarAhead, Some(sim_core::Status::TickTooFarAhead))));
+    // A player: one command per tick, however many datagrams repeat it with
+    // new sequence numbers; a hostile tick near u64::MAX is refused, not a panic.
+    let mut p = ServerSession::new(3, 4, Role::Player, vec![(1 << 32) | 7], &config, 0);
+    let mut taken = 0;
+    for seq in 1..=50u32 {
+        let d = InputDatagram { ack: None, hash_failures: 0, commands: vec![Command::new(seq, 105, [1.0, 0.0], 0.0, 0.0, 0)] };
+        taken += p.on_datagram(0, 100, &d.encode()).map_or(0, |v| v.len());
+    }
+    assert_eq!(taken, 1);
+    assert_eq!(p.stats.rejects.get(&Reject::DuplicateCommandTick), Some(&49));
+    let d = InputDatagram { ack: None, hash_failures: 0, commands: vec![Command::new(60, u64::MAX - 1, [1.0, 0.0], 0.0, 0.0, 0)] };
+    assert_eq!(p.on_datagram(0, 100, &d.encode()).map(|v| v.len()), Ok(0));
+    assert_eq!(p.stats.rejects.get(&Reject::FarFutureCommand), Some(&1));
 }

@@ -96,6 +96,8 @@ struct BotReport {
     prediction_error_m_p50: f64,
     prediction_error_m_p99: f64,
     prediction_error_m_max: f64,
+    /// Server states compared with a prediction for the same tick.
+    predictions_compared: u64,
     /// Rewinds: server states that differed from the prediction.
     corrections: u64,
     corrections_per_min: f64,
@@ -107,6 +109,9 @@ fn quantile(sorted: &[f32], q: f64) -> f64 {
     }
     f64::from(sorted[((sorted.len() - 1) as f64 * q).round() as usize])
 }
+
+/// Ticks a bot's view trails its newest snapshot (interpolation delay).
+const INTERP_TICKS: u64 = 2;
 
 async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>, id: u32, duration: Duration) -> BotReport {
     let mut rep = BotReport { client_id: id, ..BotReport::default() };
@@ -128,6 +133,10 @@ async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>
             return rep;
         }
     };
+    // Keep reading the control stream (refusals, fire results) so the
+    // server's writer never waits on us.
+    let (reader, mut frames) = net::driver::spawn_frame_reader(c.recv);
+    let drain = tokio::spawn(async move { while let Some(Ok(Some(_))) = frames.recv().await {} });
     let mut client = ClientSession::new();
     let mut clock = TickClock::new(tick_rate);
     let mut predictor = Predictor::new(params);
@@ -165,7 +174,11 @@ async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>
                             errors.push(e);
                         }
                 }
-                send(&mut client, &c.conn, &mut sent_bytes);
+                // Once commands flow, the ack rides on the next command
+                // datagram (within a tick): one datagram per tick, not two.
+                if last_tick == 0 {
+                    send(&mut client, &c.conn, &mut sent_bytes);
+                }
             }
             _ = ticker.tick() => {
                 let Some(t) = clock.command_tick(ms(Instant::now())) else { continue };
@@ -186,7 +199,10 @@ async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>
                 // One command per tick; a clock that jumped ahead fills at most 3.
                 for k in (last_tick + 1).max(t.saturating_sub(2))..=t {
                     seq += 1;
-                    let cmd = Command::new(seq, k, dir, 0.0, 0.0, 0);
+                    // What this player sees is the newest snapshot, shown
+                    // INTERP_TICKS late (lag compensation rewinds fire to it).
+                    let seen = client.view().map_or(0, |(tick, _)| tick.saturating_sub(INTERP_TICKS));
+                    let cmd = Command::new(seq, k, dir, 0.0, 0.0, 0).seen(k.saturating_sub(seen));
                     client.command(cmd);
                     predictor.command(k, CharacterInput { movement: cmd.movement(), buttons: u32::from(cmd.buttons) });
                     rep.inputs_sent += 1;
@@ -215,7 +231,10 @@ async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>
     rep.prediction_error_m_p99 = quantile(&errors, 0.99);
     rep.prediction_error_m_max = quantile(&errors, 1.0);
     rep.corrections = predictor.corrections;
+    rep.predictions_compared = predictor.compared;
     rep.corrections_per_min = predictor.corrections as f64 * 60.0 / secs;
+    reader.abort();
+    drain.abort();
     c.conn.close(quinn::VarInt::from_u32(0), b"bot done");
     c.endpoint.wait_idle().await;
     rep

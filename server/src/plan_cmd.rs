@@ -64,7 +64,7 @@ fn op_json(op: &Op) -> serde_json::Value {
         Op::Raycast { origin, direction, max_distance } => json!({"op": "raycast", "origin": origin, "direction": direction, "max_distance": max_distance}),
         Op::Overlap { min, max } => json!({"op": "overlap", "min": min, "max": max}),
         Op::Grant { handle, owner } => json!({"op": "grant", "handle": handle.to_bits(), "owner": owner}),
-        Op::Command { handle, sequence, buttons, movement, yaw, pitch } => json!({"op": "command", "handle": handle.to_bits(), "sequence": sequence, "buttons": buttons, "move": movement, "yaw": yaw, "pitch": pitch}),
+        Op::Command { handle, sequence, buttons, movement, yaw, pitch, rewind } => json!({"op": "command", "handle": handle.to_bits(), "sequence": sequence, "buttons": buttons, "move": movement, "yaw": yaw, "pitch": pitch, "rewind": rewind}),
     }
 }
 

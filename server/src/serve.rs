@@ -149,8 +149,8 @@ struct FileConfig {
 #[derive(Debug, Default)]
 struct Stats {
     ticks: AtomicU64,
-    /// The world's tick after the latest step (connection tasks judge
-    /// commands late or early against it).
+    /// The tick being simulated, or the last one simulated between steps
+    /// (connection tasks judge commands late or early against it).
     world_tick: AtomicU64,
     overruns: AtomicU64,
     inputs_applied: AtomicU64,
@@ -602,6 +602,10 @@ fn tick_loop(
                 plans.push(p);
             }
         }
+        // From here on, inputs for `next_tick` are late: connection tasks
+        // judge commands against this (a command arriving during the step
+        // is counted late for its sender, not dropped silently).
+        stats.world_tick.store(next_tick.0, Ordering::Relaxed);
         while let Ok(p) = input_rx.try_recv() {
             let t = p.header().target_tick;
             if t == next_tick {
@@ -805,10 +809,11 @@ struct ConnCtx {
     published: Published,
 }
 
-/// Frames the tick thread sends to policy sessions (plan statuses), by
-/// source id. Bounded: a session that does not keep up loses statuses, the
-/// tick thread never waits.
-type Outboxes = Arc<Mutex<BTreeMap<u32, tokio::sync::mpsc::Sender<Frame>>>>;
+/// Frames the tick thread sends to sessions (plan statuses and ray results),
+/// by source id, with whether the session wants every plan's status (a
+/// policy) or only ray results (a player's fire). Bounded: a session that
+/// does not keep up loses frames, the tick thread never waits.
+type Outboxes = Arc<Mutex<BTreeMap<u32, (tokio::sync::mpsc::Sender<Frame>, bool)>>>;
 
 /// When each recent tick's state was published (tick, now_ms), for the
 /// policy plan latency metric.
@@ -819,7 +824,7 @@ impl TickObserver {
     /// has an outbox.
     fn tell(&self, source: u32, f: impl FnOnce() -> Frame) {
         if let Ok(o) = self.outboxes.lock()
-            && let Some(tx) = o.get(&source) {
+            && let Some((tx, _)) = o.get(&source) {
                 let _ = tx.try_send(f());
             }
     }
@@ -833,8 +838,10 @@ impl TickObserver {
             return;
         }
         for pj in &j.plans {
-            let Some(tx) = o.get(&pj.source.0) else { continue };
-            let _ = tx.try_send(Frame::PlanStatus { sequence: pj.sequence, tick: j.tick.0, status: pj.status as u16 });
+            let Some((tx, statuses)) = o.get(&pj.source.0) else { continue };
+            if *statuses || pj.status != sim_core::Status::Ok {
+                let _ = tx.try_send(Frame::PlanStatus { sequence: pj.sequence, tick: j.tick.0, status: pj.status as u16 });
+            }
             if !pj.ray_hit.is_empty() {
                 let n = pj.ray_hit.len().min(net::proto::MAX_RAYS_PER_FRAME);
                 let _ = tx.try_send(Frame::PlanRays {
@@ -935,14 +942,25 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
             leave(&ctx, id);
             return;
         }
-    // Plan statuses go to policy sessions only: they read their control
-    // stream; a player that never reads it must not stall this task.
+    // Frames to the client go through a bounded outbox drained by its own
+    // writer task: a client that never reads its control stream loses
+    // frames (and stalls only its writer), never this task or the tick.
+    // Policies get every plan's status; players only refusals and the
+    // results of their fire commands.
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Frame>(256);
     let is_policy = role == net::token::Role::Policy;
-    if is_policy
+    if role != net::token::Role::Observer
         && let Ok(mut o) = ctx.outboxes.lock() {
-            o.insert(source, out_tx.clone());
+            o.insert(source, (out_tx.clone(), is_policy));
         }
+    let writer = tokio::spawn(async move {
+        while let Some(f) = out_rx.recv().await {
+            if write_frame(&mut send, &f).await.is_err() {
+                break;
+            }
+        }
+        send
+    });
     let (reader, mut frame_rx) = net::driver::spawn_frame_reader(recv);
     loop {
         tokio::select! {
@@ -976,7 +994,7 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
                                 let screened = net::session::screen_input(role, source, bytes);
                                 ctx.hub.lock().ok().and_then(|mut h| {
                                     h.sessions.get_mut(&id).map(|s| match screened {
-                                        Ok((plan, cost)) => s.accept_input(plan, cost),
+                                        Ok((plan, cost)) => s.accept_input(plan, cost, ctx.stats.world_tick.load(Ordering::Relaxed)),
                                         Err(r) => Err(s.refused(r)),
                                     })
                                 })
@@ -1009,27 +1027,24 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
                     }
                     Err(net::driver::DriverError::Proto(net::proto::ProtoError::TooLarge(_))) => {
                         ctx.stats.oversized_frames.fetch_add(1, Ordering::Relaxed);
-                        refuse(&conn, &mut send, bye::PROTOCOL, "frame too large").await;
+                        let _ = out_tx.try_send(Frame::Bye { code: bye::PROTOCOL, reason: "frame too large".into() });
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        conn.close(quinn::VarInt::from_u32(u32::from(bye::PROTOCOL)), b"frame too large");
                         break;
                     }
                     Err(_) => break,
                 }
             }
-            Some(f) = out_rx.recv() => {
-                if write_frame(&mut send, &f).await.is_err() {
-                    break;
-                }
-            }
         }
     }
-    if is_policy
-        && let Ok(mut o) = ctx.outboxes.lock() {
-            // A reconnect under the same id may have registered a new outbox.
-            if o.get(&source).is_some_and(|tx| tx.same_channel(&out_tx)) {
-                o.remove(&source);
-            }
+    if let Ok(mut o) = ctx.outboxes.lock() {
+        // A reconnect under the same id may have registered a new outbox.
+        if o.get(&source).is_some_and(|(tx, _)| tx.same_channel(&out_tx)) {
+            o.remove(&source);
         }
+    }
     reader.abort();
+    writer.abort();
     leave(&ctx, id);
 }
 

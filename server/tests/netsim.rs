@@ -88,6 +88,7 @@ fn a_session_of_eight_players_recorded_through_a_bad_link_verifies() {
     assert_eq!(v["hash_failures"], 0, "{v}");
     for b in v["bots"].as_array().expect("bots") {
         assert!(b["inputs_sent"].as_u64().unwrap_or(0) > 200, "a command per tick: {b}");
+        assert!(b["predictions_compared"].as_u64().unwrap_or(0) > 150, "predictions were checked: {b}");
         assert!(b["prediction_error_m_p99"].as_f64().unwrap_or(1.0) <= 0.05, "{b}");
     }
     let status = s.terminate();

@@ -108,12 +108,17 @@ pub fn step(p: &CharacterParams, s: CharacterState, input: CharacterInput) -> Ch
     if p.walls {
         for (axis, he) in [(0usize, p.half_extents[0]), (2, p.half_extents[1])] {
             let lim = he - p.radius;
+            // Explicit comparisons (f32::min/max leave the sign of a zero open).
             if pos[axis] > lim {
                 pos[axis] = lim;
-                vel[axis] = vel[axis].min(0.0);
+                if vel[axis] > 0.0 {
+                    vel[axis] = 0.0;
+                }
             } else if pos[axis] < -lim {
                 pos[axis] = -lim;
-                vel[axis] = vel[axis].max(0.0);
+                if vel[axis] < 0.0 {
+                    vel[axis] = 0.0;
+                }
             }
         }
     }
@@ -196,6 +201,8 @@ pub struct PlayerRules {
     pub air_acceleration: f32,
     pub jump_speed: f32,
     pub spawn_points: Vec<[f32; 3]>,
+    /// Most ticks a fire command may be rewound (lag compensation).
+    pub max_rewind_ticks: u32,
     /// The arena has a ground box / walls (the controller's static world).
     pub ground: bool,
     pub walls: bool,

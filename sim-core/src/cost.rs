@@ -100,7 +100,7 @@ mod tests {
         let policy = role(2).expect("policy");
         let observer = role(3).expect("observer");
         assert_eq!((player.name, policy.name, observer.name), ("player", "policy", "observer"));
-        let cmd = Op::Command { handle: Handle::from_bits(1), sequence: 1, buttons: 0, movement: [1.0, 0.0, 0.0], yaw: 0.0, pitch: 0.0 };
+        let cmd = Op::Command { handle: Handle::from_bits(1), sequence: 1, buttons: 0, movement: [1.0, 0.0, 0.0], yaw: 0.0, pitch: 0.0, rewind: 0 };
         let ray = Op::Raycast { origin: [0.0; 3], direction: [1.0, 0.0, 0.0], max_distance: 10.0 };
         assert_eq!(player.admit(&plan(&[cmd])), Ok(1));
         assert_eq!(player.admit(&plan(&[cmd, cmd])), Err(Status::TooManyOps));

@@ -39,6 +39,7 @@ pub mod character;
 pub mod cost;
 pub mod ids;
 pub mod journal;
+pub mod lagcomp;
 pub mod microplan;
 pub mod physics;
 pub mod plan;

@@ -20,7 +20,7 @@ use crate::ports::{
 use xxhash_rust::xxh3::Xxh3;
 
 const KINDS: usize = OpKind::ALL.len();
-const MAX_FIELDS: usize = 6;
+const MAX_FIELDS: usize = 7;
 const CHECKSUM_AT: usize = 40;
 
 /// A structural decode failure: the status code and exactly what was wrong.
@@ -343,6 +343,7 @@ impl MicroPlan {
                         movement: s.f32x3(3, i),
                         yaw: s.f32(4, i),
                         pitch: s.f32(5, i),
+                        rewind: s.u32(6, i),
                     },
                 });
             }
@@ -367,7 +368,7 @@ pub enum Op {
     Grant { handle: Handle, owner: u32 },
     /// A player's input command for its avatar (the IDL's `move` field is
     /// `movement` here).
-    Command { handle: Handle, sequence: u32, buttons: u32, movement: [f32; 3], yaw: f32, pitch: f32 },
+    Command { handle: Handle, sequence: u32, buttons: u32, movement: [f32; 3], yaw: f32, pitch: f32, rewind: u32 },
 }
 
 impl Op {
@@ -466,13 +467,14 @@ impl PlanBuilder {
                 f[0].extend_from_slice(&handle.to_le_bytes());
                 f[1].extend_from_slice(&owner.to_le_bytes());
             }
-            Op::Command { handle, sequence, buttons, movement, yaw, pitch } => {
+            Op::Command { handle, sequence, buttons, movement, yaw, pitch, rewind } => {
                 f[0].extend_from_slice(&handle.to_le_bytes());
                 f[1].extend_from_slice(&sequence.to_le_bytes());
                 f[2].extend_from_slice(&buttons.to_le_bytes());
                 push_f32s(&mut f[3], &movement);
                 push_f32s(&mut f[4], &[yaw]);
                 push_f32s(&mut f[5], &[pitch]);
+                f[6].extend_from_slice(&rewind.to_le_bytes());
             }
         }
         self

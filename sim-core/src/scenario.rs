@@ -67,6 +67,8 @@ pub struct Players {
     pub jump_speed: f32,
     /// Where avatars appear (centre positions); player k uses point k mod n.
     pub spawn_points: Vec<[f32; 3]>,
+    /// How far back a fire command may see (lag compensation), ms.
+    pub max_rewind_ms: u32,
 }
 
 impl Default for Players {
@@ -83,7 +85,7 @@ impl Default for Players {
                 _ => [-10.0, 2.0, -t],
             });
         }
-        Players { shape: None, max_speed: 6.0, acceleration: 40.0, air_acceleration: 10.0, jump_speed: 5.0, spawn_points }
+        Players { shape: None, max_speed: 6.0, acceleration: 40.0, air_acceleration: 10.0, jump_speed: 5.0, spawn_points, max_rewind_ms: 200 }
     }
 }
 
@@ -356,6 +358,9 @@ impl Scenario {
         }
         if pl.max_speed > crate::plan::MAX_SPEED {
             return Err(bad("players.max_speed".into(), &format!("at most {} m/s", crate::plan::MAX_SPEED), pl.max_speed.to_string()));
+        }
+        if pl.max_rewind_ms > 1000 {
+            return Err(bad("players.max_rewind_ms".into(), "at most 1000 (the pose history is about a second)", pl.max_rewind_ms.to_string()));
         }
         if pl.spawn_points.is_empty() {
             return Err(bad("players.spawn_points".into(), "at least one [x, y, z]", "an empty list".into()));

@@ -69,6 +69,8 @@ struct SnapshotV1 {
     locations: Vec<(u8, u32)>,
     free: Vec<u32>,
     physics: Vec<u8>,
+    /// Lag compensation's pose history: (tick, [(handle, centre, radius)]).
+    history: Vec<(u64, crate::lagcomp::Poses)>,
 }
 
 /// Recomputes a snapshot's payload checksum and length (fuzzing and
@@ -111,6 +113,7 @@ impl World {
             locations: locations.to_vec(),
             free: free.to_vec(),
             physics: self.physics.save().map_err(|e| SnapshotError::Encode(e.to_string()))?,
+            history: self.history.iter().cloned().collect(),
         };
         let payload = rkyv::to_bytes::<rancor::Error>(&snap).map_err(|e| SnapshotError::Encode(e.to_string()))?;
         let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
@@ -197,6 +200,14 @@ impl World {
             }
             live += t.len();
         }
+        // Avatars' columns are the controller's input: finite, inputs in range.
+        let av = &tables[Archetype::Avatar as usize];
+        let finite = |c: crate::ColumnId| av.f32(c).iter().all(|v| v.is_finite() && v.abs() <= 1.0e6);
+        let unit = |c: crate::ColumnId| av.f32(c).iter().all(|v| (-1.0..=1.0).contains(v));
+        use crate::ColumnId as C;
+        if ![C::PosX, C::PosY, C::PosZ, C::LinvelX, C::LinvelY, C::LinvelZ, C::Yaw, C::Pitch].into_iter().all(finite) || !unit(C::InputX) || !unit(C::InputZ) {
+            return Err(bad("avatar state is not finite or its inputs are out of range".into()));
+        }
         if live != index.live_count() {
             return Err(bad(format!("{live} rows but {} live handles", index.live_count())));
         }
@@ -218,6 +229,14 @@ impl World {
             seed: c.seed,
             players: c.players,
         };
-        Ok(World::assemble(Tick(s.tick), config, WorldRng::from_state(s.rng), s.shapes, s.shape_names, tables, index, physics))
+        if s.history.len() > crate::lagcomp::HISTORY_TICKS
+            || s.history.windows(2).any(|w| w[0].0 >= w[1].0)
+            || s.history.last().is_some_and(|(t, _)| *t > s.tick)
+            || s.history.iter().any(|(_, p)| p.iter().any(|(_, c, r)| !c.iter().all(|v| v.is_finite()) || !r.is_finite()))
+        {
+            return Err(bad("pose history: too long, out of order, ahead of the tick or not finite".into()));
+        }
+        let history = crate::lagcomp::PoseHistory { ticks: s.history.into_iter().collect() };
+        Ok(World::assemble(Tick(s.tick), config, WorldRng::from_state(s.rng), s.shapes, s.shape_names, tables, index, physics, history))
     }
 }

@@ -7,6 +7,7 @@
 
 use crate::character::{CharacterInput, CharacterParams, CharacterState, PlayerRules};
 use crate::hash::WorldHashes;
+use crate::lagcomp::{PoseHistory, Poses};
 use crate::ids::{Archetype, Handle, SourceId, Tick};
 use crate::journal::{Clock, Counters, Phase, PlanJournal, TickJournal};
 use crate::microplan::{MicroPlan, Section};
@@ -60,6 +61,8 @@ pub struct World {
     pub(crate) tables: Vec<Table>,
     pub(crate) index: EntityIndex,
     pub(crate) physics: RapierPhysics,
+    /// Poses of avatars and NPCs over the last second (lag compensation).
+    pub(crate) history: PoseHistory,
     hashes: WorldHashes,
     journal: TickJournal,
     scratch: Scratch,
@@ -96,6 +99,7 @@ impl World {
                 air_acceleration: s.players.air_acceleration,
                 jump_speed: s.players.jump_speed,
                 spawn_points: s.players.spawn_points.clone(),
+                max_rewind_ticks: (s.players.max_rewind_ms * s.tick_rate).div_ceil(1000),
                 ground: s.arena.ground,
                 walls: s.arena.wall_height > 0.0,
             },
@@ -125,6 +129,7 @@ impl World {
             tables: Archetype::ALL.iter().map(|&a| Table::new(a)).collect(),
             index: EntityIndex::new(0),
             physics,
+            history: PoseHistory::default(),
             hashes: WorldHashes::default(),
             journal: TickJournal::default(),
             scratch: Scratch::default(),
@@ -307,6 +312,7 @@ impl World {
         self.tick = tick;
         self.rule_out_of_bounds(&mut journal);
         self.rule_npc_steering(&mut journal);
+        self.record_poses();
         mark(&mut journal, Phase::Rules, clock);
 
         // 6. Hash.
@@ -546,6 +552,9 @@ impl World {
                         (ix[row], iz[row], yaw[row], pitch[row]) = (m[0], m[2], s.f32(4, i), s.f32(5, i));
                         t.u32_mut(ColumnId::Buttons)[row] = s.u32(2, i);
                         t.u32_mut(ColumnId::LastCommand)[row] = s.u32(1, i);
+                        if s.u32(2, i) & crate::character::BUTTON_FIRE != 0 {
+                            self.fire(s.handle(0, i), s.f32(4, i), s.f32(5, i), s.u32(6, i), pj);
+                        }
                     }
                 }
                 OpKind::Raycast => {
@@ -614,6 +623,68 @@ impl World {
     fn key_of(&self, h: Handle) -> Option<BodyKey> {
         let loc = self.index.get(h)?;
         Some(key_from_bits(self.tables[loc.archetype as usize].keys()[loc.row as usize]))
+    }
+
+    /// A bounding radius of a shape (lag-compensated hits are spheres).
+    fn bounding_radius(&self, shape: u32) -> f32 {
+        match self.shapes.get(shape as usize).map(|s| s.shape) {
+            Some(Shape::Ball { radius }) => radius,
+            Some(Shape::Capsule { half_height, radius }) => half_height + radius,
+            Some(Shape::Cuboid { half_extents: [x, y, z] }) => (x * x + y * y + z * z).sqrt(),
+            None => 0.5,
+        }
+    }
+
+    /// Remembers this tick's poses of avatars and NPCs.
+    fn record_poses(&mut self) {
+        let mut poses: Poses = Vec::new();
+        for a in [Archetype::Npc, Archetype::Avatar] {
+            let t = &self.tables[a as usize];
+            let (px, py, pz, shape) = (t.f32(ColumnId::PosX), t.f32(ColumnId::PosY), t.f32(ColumnId::PosZ), t.u32(ColumnId::Shape));
+            for (row, &h) in t.handles().iter().enumerate() {
+                poses.push((h, [px[row], py[row], pz[row]], self.bounding_radius(shape[row])));
+            }
+        }
+        poses.sort_unstable_by_key(|p| p.0);
+        self.history.push(self.tick.0, poses);
+    }
+
+    /// A fire command: a ray from the shooter's eye along its view, tested
+    /// against the poses of the tick it saw (`rewind` ticks before this one,
+    /// at least 1: the newest state it can have seen; at most the max
+    /// rewind). The result goes to the plan journal as a raycast result;
+    /// a hit costs the target `FIRE_DAMAGE` health.
+    fn fire(&mut self, shooter: Handle, yaw: f32, pitch: f32, rewind: u32, pj: &mut PlanJournal) {
+        let Some(loc) = self.index.get(shooter) else { return };
+        let t = &self.tables[loc.archetype as usize];
+        let row = loc.row as usize;
+        let params = self.character_params(t.u32(ColumnId::Shape)[row]);
+        let eye = [t.f32(ColumnId::PosX)[row], t.f32(ColumnId::PosY)[row] + 0.5 * params.foot, t.f32(ColumnId::PosZ)[row]];
+        let back = u64::from(rewind.clamp(1, self.config.players.max_rewind_ticks.max(1)));
+        let seen = (self.tick.0 + 1).saturating_sub(back);
+        let hit = self.history.at(seen).and_then(|(_, poses)| crate::lagcomp::ray_hit(poses, eye, crate::lagcomp::aim(yaw, pitch), crate::lagcomp::FIRE_RANGE, shooter.to_bits()));
+        match hit {
+            Some((target, dist)) => {
+                pj.ray_hit.push(1);
+                pj.ray_handle.push(target);
+                pj.ray_distance.push(dist);
+                if let Some(tl) = self.index.get(Handle::from_bits(target)) {
+                    let hp = &mut self.tables[tl.archetype as usize].i32_mut(ColumnId::Health)[tl.row as usize];
+                    *hp = hp.saturating_sub(crate::lagcomp::FIRE_DAMAGE).max(0);
+                }
+            }
+            None => {
+                pj.ray_hit.push(0);
+                pj.ray_handle.push(Handle::NONE.to_bits());
+                pj.ray_distance.push(f32::INFINITY);
+            }
+        }
+    }
+
+    /// The poses kept for lag compensation.
+    #[must_use]
+    pub fn pose_history(&self) -> &PoseHistory {
+        &self.history
     }
 
     /// The controller's parameters for an avatar of `shape`.
@@ -855,6 +926,7 @@ impl World {
         tables: Vec<Table>,
         index: EntityIndex,
         physics: RapierPhysics,
+        history: PoseHistory,
     ) -> World {
         let mut w = World {
             tick,
@@ -865,6 +937,7 @@ impl World {
             tables,
             index,
             physics,
+            history,
             hashes: WorldHashes::default(),
             journal: TickJournal::default(),
             scratch: Scratch::default(),

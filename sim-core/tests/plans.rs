@@ -335,7 +335,7 @@ fn commands_drive_avatars_through_the_character_controller() {
     let mut w = small_world();
     let j = w.step(&[plan(5, 1, 1, &[Op::spawn(Archetype::Avatar, 0, [0.0, 2.0, 0.0])])], &mut NoClock);
     let me = j.plans[0].spawned[0];
-    let cmd = |seq: u32, movement: [f32; 3]| Op::Command { handle: me, sequence: seq, buttons: 0, movement, yaw: 0.5, pitch: 0.1 };
+    let cmd = |seq: u32, movement: [f32; 3]| Op::Command { handle: me, sequence: seq, buttons: 0, movement, yaw: 0.5, pitch: 0.1, rewind: 0 };
     let pos = |w: &World| {
         let t = w.table(Archetype::Avatar);
         let row = w.locate(me).expect("live").row as usize;
@@ -363,11 +363,11 @@ fn commands_drive_avatars_through_the_character_controller() {
         (5, cmd(8, [2.0, 0.0, 0.0]), Status::BadValue),
         (5, cmd(8, [0.0, 1.0, 0.0]), Status::BadValue),
         (5, cmd(8, [f32::NAN, 0.0, 0.0]), Status::BadValue),
-        (5, Op::Command { handle: me, sequence: 8, buttons: 0, movement: [0.0; 3], yaw: 0.0, pitch: 3.0 }, Status::BadValue),
+        (5, Op::Command { handle: me, sequence: 8, buttons: 0, movement: [0.0; 3], yaw: 0.0, pitch: 3.0, rewind: 0 }, Status::BadValue),
         (6, cmd(8, [1.0, 0.0, 0.0]), Status::NotOwner),
         (5, Op::MoveTo { handle: me, target: [0.0; 3], max_speed: 1.0 }, Status::WrongArchetype),
         (5, Op::SetVelocity { handle: me, linvel: [1.0, 0.0, 0.0], angvel: [0.0; 3] }, Status::WrongArchetype),
-        (0, Op::Command { handle: prop(&w, 0), sequence: 1, buttons: 0, movement: [0.0; 3], yaw: 0.0, pitch: 0.0 }, Status::WrongArchetype),
+        (0, Op::Command { handle: prop(&w, 0), sequence: 1, buttons: 0, movement: [0.0; 3], yaw: 0.0, pitch: 0.0, rewind: 0 }, Status::WrongArchetype),
     ];
     for (k, (source, op, want)) in cases.into_iter().enumerate() {
         let mut twin = World::restore(&w.snapshot().expect("snapshot")).expect("restore");

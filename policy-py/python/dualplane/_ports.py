@@ -5,7 +5,7 @@
 from enum import IntEnum
 
 PORTS_SEMVER = "2.0.0"
-PORTS_SCHEMA_HASH = 0x7c6800f4fbb35828
+PORTS_SCHEMA_HASH = 0x2cf14b952dfc97b4
 
 PLAN_MAGIC = b"DPMP"
 PLAN_VERSION = 1
@@ -104,7 +104,7 @@ OP_FIELDS = {
     OpKind.RAYCAST: [("origin", "<f4", 3), ("direction", "<f4", 3), ("max_distance", "<f4", 1)],
     OpKind.OVERLAP: [("min", "<f4", 3), ("max", "<f4", 3)],
     OpKind.GRANT: [("handle", "<u8", 1), ("owner", "<u4", 1)],
-    OpKind.COMMAND: [("handle", "<u8", 1), ("sequence", "<u4", 1), ("buttons", "<u4", 1), ("move", "<f4", 3), ("yaw", "<f4", 1), ("pitch", "<f4", 1)],
+    OpKind.COMMAND: [("handle", "<u8", 1), ("sequence", "<u4", 1), ("buttons", "<u4", 1), ("move", "<f4", 3), ("yaw", "<f4", 1), ("pitch", "<f4", 1), ("rewind", "<u4", 1)],
 }
 
 # Per op kind: (base cost, cost per metre of ray, cost per cubic metre of box).

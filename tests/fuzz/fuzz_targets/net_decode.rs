@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     for role in [net::token::Role::Player, net::token::Role::Policy] {
         let mut s = net::session::ServerSession::new(1, 2, role, vec![(1 << 32) | 3], &config, 0);
         let _ = s.on_datagram(1, 100, data);
-        let _ = s.input(2, data.to_vec());
+        let _ = s.input(2, 100, data.to_vec());
     }
     let baseline: Vec<QEntity> = (0..8u64)
         .map(|i| QEntity { handle: (1 << 32) | i, archetype: (i % 3) as u8, shape: i as u32, pos: [i as i32 * 1000, 500, -7], rot: 0x4000_0000 })
