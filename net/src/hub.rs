@@ -96,6 +96,57 @@ pub fn leave_plans(world: &World, d: &Departed, tick: Tick, seq: &mut u32) -> Ve
     out
 }
 
+/// Avatars of players who left, kept (stopped) for a grace period so that a
+/// reconnect with a fresh token for the same client id gets the same avatar
+/// back. Every change it makes to the world is a plan (replayable).
+#[derive(Debug, Default)]
+pub struct Parking {
+    /// client id -> (avatar, tick after which it is despawned)
+    parked: BTreeMap<u32, (u64, u64)>,
+}
+
+impl Parking {
+    /// A player's departure: its avatar stays until `tick + grace_ticks`;
+    /// returns the authority's plan that stops it (a command with no input,
+    /// sequence 0). Departures of other roles, or with no live avatar, are
+    /// not parked: `None`, and the caller removes them as usual.
+    pub fn park(&mut self, world: &World, d: &Departed, tick: Tick, grace_ticks: u64, seq: &mut u32) -> Option<MicroPlan> {
+        let &avatar = d.controlled.first()?;
+        if d.role != Role::Player || grace_ticks == 0 || world.locate(Handle::from_bits(avatar)).is_none() {
+            return None;
+        }
+        self.parked.insert(d.client_id, (avatar, tick.0 + grace_ticks));
+        *seq = seq.wrapping_add(1);
+        let mut b = PlanBuilder::new(tick, SourceId::SERVER, *seq);
+        b.push(Op::Command { handle: Handle::from_bits(avatar), sequence: 0, buttons: 0, movement: [0.0; 3], yaw: 0.0, pitch: 0.0, rewind: 0 });
+        MicroPlan::decode(b.build()).ok()
+    }
+
+    /// A player joining: its parked avatar, if it has one still live.
+    pub fn claim(&mut self, world: &World, client_id: u32) -> Option<u64> {
+        let (avatar, _) = self.parked.remove(&client_id)?;
+        world.locate(Handle::from_bits(avatar)).is_some().then_some(avatar)
+    }
+
+    /// Parked players whose grace ran out by `tick`, as departures.
+    pub fn expired(&mut self, tick: u64) -> Vec<Departed> {
+        let gone: Vec<u32> = self.parked.iter().filter(|(_, (_, until))| *until <= tick).map(|(c, _)| *c).collect();
+        gone.into_iter()
+            .filter_map(|c| self.parked.remove(&c).map(|(h, _)| Departed { client_id: c, source: source_of(c), role: Role::Player, controlled: vec![h] }))
+            .collect()
+    }
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.parked.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.parked.is_empty()
+    }
+}
+
 /// Counters of the hub (labels are bounded: reject reasons and outcomes).
 #[derive(Debug, Default, Clone)]
 pub struct HubCounters {
@@ -114,6 +165,11 @@ pub struct Hub {
     pub sessions: BTreeMap<u32, ServerSession>,
     /// Client ids admitted but not joined yet (their join plan is pending).
     pending: std::collections::BTreeSet<u32>,
+    /// Sessions ended by a reconnect, for the caller to depart.
+    evicted: Vec<Departed>,
+    /// Each session's epoch: a connection leaves only its own session.
+    epochs: BTreeMap<u32, u64>,
+    next_epoch: u64,
     pub counters: HubCounters,
 }
 
@@ -121,7 +177,7 @@ impl Hub {
     /// A hub admitting tokens through `gate` (its keys, server id and match).
     #[must_use]
     pub fn new(config: CoreConfig, gate: TokenGate) -> Hub {
-        Hub { config, gate, sessions: BTreeMap::new(), pending: Default::default(), counters: HubCounters::default() }
+        Hub { config, gate, sessions: BTreeMap::new(), pending: Default::default(), evicted: Vec::new(), epochs: BTreeMap::new(), next_epoch: 0, counters: HubCounters::default() }
     }
 
     /// Rotates the token keys; sessions and used nonces are kept.
@@ -148,9 +204,20 @@ impl Hub {
     pub fn hello(&mut self, frame: &Frame, now_unix: u64) -> Result<Claims, Reject> {
         let live = self.sessions.len() + self.pending.len();
         match admit(&mut self.gate, &self.config, live, frame, now_unix) {
-            Ok(c) if self.sessions.contains_key(&c.client_id) || self.pending.contains(&c.client_id) => {
+            Ok(c) if self.pending.contains(&c.client_id) => {
                 self.count("duplicate_client");
                 Err(Reject::Protocol)
+            }
+            Ok(c) if self.sessions.contains_key(&c.client_id) => {
+                // A reconnect (a fresh token for a client id still in
+                // session: its old connection died quietly): the old session
+                // ends now, and its avatar is parked for the new one.
+                self.count("reconnected");
+                if let Some(d) = self.leave(c.client_id) {
+                    self.evicted.push(d);
+                }
+                self.pending.insert(c.client_id);
+                Ok(c)
             }
             Ok(c) => {
                 self.count("accepted");
@@ -164,11 +231,29 @@ impl Hub {
         }
     }
 
-    /// Starts the session once the join plan has been applied.
-    pub fn join(&mut self, claims: &Claims, controlled: Vec<u64>, now_ms: u64) {
+    /// Starts the session once the join plan has been applied; returns the
+    /// session's epoch (for [`Hub::leave_epoch`]).
+    pub fn join(&mut self, claims: &Claims, controlled: Vec<u64>, now_ms: u64) -> u64 {
         self.pending.remove(&claims.client_id);
         let s = ServerSession::new(claims.client_id, source_of(claims.client_id), claims.role, controlled, &self.config, now_ms);
         self.sessions.insert(claims.client_id, s);
+        self.next_epoch += 1;
+        self.epochs.insert(claims.client_id, self.next_epoch);
+        self.next_epoch
+    }
+
+    /// Ends a session if it is still the one of `epoch` (a connection that
+    /// was replaced by a reconnect must not end its successor).
+    pub fn leave_epoch(&mut self, client_id: u32, epoch: u64) -> Option<Departed> {
+        if self.epochs.get(&client_id) != Some(&epoch) {
+            return None;
+        }
+        self.leave(client_id)
+    }
+
+    /// Sessions ended by reconnects since the last call.
+    pub fn take_evicted(&mut self) -> Vec<Departed> {
+        std::mem::take(&mut self.evicted)
     }
 
     /// Forgets an admitted client whose join did not complete.
@@ -179,6 +264,7 @@ impl Hub {
     /// Ends a session (disconnect).
     pub fn leave(&mut self, client_id: u32) -> Option<Departed> {
         let s = self.sessions.remove(&client_id)?;
+        self.epochs.remove(&client_id);
         self.counters.departures += 1;
         for (k, v) in &s.stats.rejects {
             *self.counters.session_rejects.entry(k.label()).or_default() += v;
@@ -219,12 +305,12 @@ pub fn avatar_states(world: &World) -> Vec<AvatarState> {
     let t = world.table(Archetype::Avatar);
     let f = |c: ColumnId| t.f32(c);
     let (px, py, pz, vx, vy, vz) = (f(ColumnId::PosX), f(ColumnId::PosY), f(ColumnId::PosZ), f(ColumnId::LinvelX), f(ColumnId::LinvelY), f(ColumnId::LinvelZ));
-    let last = t.u32(ColumnId::LastCommand);
+    let (last, health, respawn) = (t.u32(ColumnId::LastCommand), t.i32(ColumnId::Health), t.u64(ColumnId::RespawnTick));
     let mut out: Vec<AvatarState> = t
         .handles()
         .iter()
         .enumerate()
-        .map(|(i, &handle)| AvatarState { handle, last_command: last[i], pos: [px[i], py[i], pz[i]], vel: [vx[i], vy[i], vz[i]] })
+        .map(|(i, &handle)| AvatarState { handle, alive: health[i] > 0 && respawn[i] == 0, last_command: last[i], pos: [px[i], py[i], pz[i]], vel: [vx[i], vy[i], vz[i]] })
         .collect();
     out.sort_unstable_by_key(|a| a.handle);
     out

@@ -29,6 +29,9 @@ pub struct CoreConfig {
     /// controlled entity (None: everything).
     pub interest_radius_m: Option<f32>,
     pub schema_hash: u64,
+    /// A player who leaves keeps its avatar this long for a reconnect with a
+    /// fresh token for the same client id (0: despawned at once).
+    pub reconnect_grace_ms: u64,
 }
 
 impl Default for CoreConfig {
@@ -41,6 +44,7 @@ impl Default for CoreConfig {
             datagrams_per_sec: 600,
             interest_radius_m: None,
             schema_hash: sim_core::PORTS_SCHEMA_HASH,
+            reconnect_grace_ms: 10_000,
         }
     }
 }
@@ -209,6 +213,8 @@ pub struct Refusal {
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub struct AvatarState {
     pub handle: u64,
+    /// Not dead and waiting to respawn.
+    pub alive: bool,
     pub last_command: u32,
     pub pos: [f32; 3],
     pub vel: [f32; 3],
@@ -322,7 +328,7 @@ impl ServerSession {
             last_command: me.map_or(0, |a| a.last_command),
             lead: self.lead.take().unwrap_or(crate::command::NO_LEAD),
             commands_late: self.stats.commands_late,
-            alive: me.is_some(),
+            alive: me.is_some_and(|a| a.alive),
             pos: me.map_or([0.0; 3], |a| a.pos),
             vel: me.map_or([0.0; 3], |a| a.vel),
         };

@@ -525,3 +525,42 @@ fn budgets_cannot_be_dodged_with_past_ticks_or_repeated_command_ticks() {
     assert_eq!(p.on_datagram(0, 100, &d.encode()).map(|v| v.len()), Ok(0));
     assert_eq!(p.stats.rejects.get(&Reject::FarFutureCommand), Some(&1));
 }
+
+#[test]
+fn a_player_who_reconnects_within_the_grace_period_gets_its_avatar_back() {
+    use net::hub::Parking;
+    let mut n = Net::new(2, CoreConfig::default());
+    for _ in 0..30 {
+        n.tick();
+    }
+    let (id, avatar) = (n.clients[0].id, n.clients[0].avatar.expect("avatar"));
+    // A reconnect with a fresh token while the old session still lives
+    // (its connection died quietly): the old session ends, to be parked.
+    let hello = Frame::Hello { version: 1, schema_hash: sim_core::PORTS_SCHEMA_HASH, role: Role::Player, token: mint(KEY, id, Role::Player, 10_000, 777) };
+    let claims = n.hub.hello(&hello, 100).expect("a reconnect is admitted");
+    let evicted = n.hub.take_evicted();
+    assert_eq!(evicted.len(), 1);
+    assert_eq!(n.hub.counters.handshakes.get("reconnected"), Some(&1));
+    let mut parking = Parking::default();
+    let mut seq = 0;
+    let next = Tick(n.world.tick().0 + 1);
+    let stop = parking.park(&n.world, &evicted[0], next, 600, &mut seq).expect("parked, with a stop plan");
+    assert_eq!(n.world.step(&[stop], &mut NoClock).plans[0].status, sim_core::Status::Ok);
+    assert_eq!(parking.claim(&n.world, claims.client_id), Some(avatar), "the same avatar");
+    let epoch = n.hub.join(&claims, vec![avatar], 0);
+    // The old connection's late leave cannot end the new session.
+    assert!(n.hub.leave_epoch(id, epoch - 1).is_none());
+    assert!(n.hub.sessions.contains_key(&id));
+    // A departure parked past its grace comes back as a departure to remove.
+    let d = n.hub.leave_epoch(id, epoch).expect("own session");
+    let now = n.world.tick().0;
+    assert!(parking.park(&n.world, &d, Tick(now + 1), 60, &mut seq).is_some());
+    assert!(parking.expired(now + 30).is_empty(), "still within grace");
+    let gone = parking.expired(now + 61);
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].controlled, vec![avatar]);
+    assert!(parking.claim(&n.world, id).is_none(), "grace over: a new avatar");
+    // Policies are never parked.
+    let pol = net::hub::Departed { client_id: 9, source: 10, role: Role::Policy, controlled: vec![avatar] };
+    assert!(parking.park(&n.world, &pol, Tick(now + 1), 60, &mut seq).is_none());
+}

@@ -73,6 +73,10 @@ pub struct ServeArgs {
     max_clients: Option<usize>,
     #[arg(long, env = "DUALPLANE_IDLE_TIMEOUT_MS")]
     idle_timeout_ms: Option<u64>,
+    /// A player who leaves keeps its avatar this long for a reconnect with
+    /// a fresh token for the same client id (0: removed at once).
+    #[arg(long, env = "DUALPLANE_RECONNECT_GRACE_MS")]
+    reconnect_grace_ms: Option<u64>,
     #[arg(long, env = "DUALPLANE_KEEP_ALIVE_MS")]
     keep_alive_ms: Option<u64>,
     /// Input plans accepted per client per second.
@@ -131,6 +135,7 @@ struct FileConfig {
     match_id: Option<String>,
     max_clients: Option<usize>,
     idle_timeout_ms: Option<u64>,
+    reconnect_grace_ms: Option<u64>,
     keep_alive_ms: Option<u64>,
     inputs_per_sec: Option<u32>,
     datagrams_per_sec: Option<u32>,
@@ -298,6 +303,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
         datagrams_per_sec: a.datagrams_per_sec.or(file.datagrams_per_sec).unwrap_or(600),
         interest_radius_m: a.interest_radius.or(file.interest_radius),
         schema_hash: sim_core::PORTS_SCHEMA_HASH,
+        reconnect_grace_ms: a.reconnect_grace_ms.or(file.reconnect_grace_ms).unwrap_or(10_000),
     };
     let transport = TransportSettings {
         idle_timeout: Duration::from_millis(core.idle_timeout_ms),
@@ -351,7 +357,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
 
     let tick_thread = {
         let (stats, shutdown) = (Arc::clone(&stats), Arc::clone(&shutdown));
-        let obs = TickObserver { metrics: metrics.clone(), health: Arc::clone(&health), outboxes: Arc::clone(&outboxes), published: Arc::clone(&published) };
+        let obs = TickObserver { metrics: metrics.clone(), health: Arc::clone(&health), outboxes: Arc::clone(&outboxes), published: Arc::clone(&published), reconnect_grace_ms: core.reconnect_grace_ms };
         std::thread::Builder::new().name("tick".into()).spawn(move || {
             tick_loop(world, recorder, join_rx, leave_rx, input_rx, world_tx, &stats, &shutdown, max_ticks, frames.map(|f| (frames_every, f)), &obs)
         })?
@@ -548,6 +554,8 @@ fn summary(stats: &Stats, hub: &Mutex<Hub>, tick_rate: u32) -> serde_json::Value
 
 /// What the tick thread reports each tick (atomic metrics; never blocks).
 struct TickObserver {
+    /// How long a departed player's avatar waits for a reconnect.
+    reconnect_grace_ms: u64,
     metrics: crate::admin::Metrics,
     health: Arc<crate::admin::Health>,
     outboxes: Outboxes,
@@ -573,6 +581,8 @@ fn tick_loop(
     let mut queue = PlanQueue::default();
     let mut admin_seq = 0u32;
     let mut orphans: Vec<Departed> = Vec::new();
+    let mut parking = net::hub::Parking::default();
+    let grace_ticks = obs.reconnect_grace_ms * u64::from(world.config().tick_rate) / 1000;
     let mut next = Instant::now();
     let loop_start = next;
     let _ = world_tx.send((world.tick().0, Arc::new(quantize_world(&world)), Arc::new(net::hub::avatar_states(&world))));
@@ -581,25 +591,45 @@ fn tick_loop(
         let t0 = Instant::now();
         let next_tick = Tick(world.tick().0 + 1);
         let mut plans = queue.take(next_tick);
+        // Departures first: a reconnect's old session parks its avatar
+        // before the new session claims it below.
+        let mut leaving: Vec<Departed> = std::mem::take(&mut orphans);
+        while let Ok(d) = leave_rx.try_recv() {
+            leaving.push(d);
+        }
+        for d in &leaving {
+            if let Some(p) = parking.park(&world, d, next_tick, grace_ticks, &mut admin_seq) {
+                plans.push(p);
+                continue;
+            }
+            for p in leave_plans(&world, d, next_tick, &mut admin_seq) {
+                plans.push(p);
+            }
+        }
+        // Parked avatars whose grace ran out are removed.
+        for d in parking.expired(next_tick.0) {
+            for p in leave_plans(&world, &d, next_tick, &mut admin_seq) {
+                plans.push(p);
+            }
+        }
         let mut joins = Vec::new();
         // NPCs granted by earlier joins of this same tick are taken.
         let mut taken: Vec<u64> = Vec::new();
         while let Ok(j) = join_rx.try_recv() {
+            // A player back within the grace period gets its avatar again.
+            if j.claims.role == net::token::Role::Player
+                && let Some(h) = parking.claim(&world, j.claims.client_id) {
+                    if j.reply.send(vec![h]).is_err() {
+                        orphans.push(Departed { client_id: j.claims.client_id, source: net::hub::source_of(j.claims.client_id), role: j.claims.role, controlled: vec![h] });
+                    }
+                    continue;
+                }
             if let Some(p) = join_plan(&world, &j.claims, next_tick, &taken) {
                 taken.extend(p.ops().iter().filter_map(|o| if let sim_core::Op::Grant { handle, .. } = o { Some(handle.to_bits()) } else { None }));
                 plans.push(p.clone());
                 joins.push((j, Some(p)));
             } else {
                 joins.push((j, None));
-            }
-        }
-        let mut leaving: Vec<Departed> = std::mem::take(&mut orphans);
-        while let Ok(d) = leave_rx.try_recv() {
-            leaving.push(d);
-        }
-        for d in &leaving {
-            for p in leave_plans(&world, d, next_tick, &mut admin_seq) {
-                plans.push(p);
             }
         }
         // From here on, inputs for `next_tick` are late: connection tasks
@@ -900,10 +930,18 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
         refuse(&conn, &mut send, bye::SHUTDOWN, "server draining").await;
         return;
     }
-    let admitted = match ctx.hub.lock() {
-        Ok(mut h) => h.hello(&hello, unix_now()),
+    let (admitted, evicted) = match ctx.hub.lock() {
+        Ok(mut h) => (h.hello(&hello, unix_now()), h.take_evicted()),
         Err(_) => return,
     };
+    // A reconnect replaced a session whose connection died quietly: close
+    // that connection; its avatar is parked for this one.
+    for d in evicted {
+        if let Some(c) = ctx.conns.lock().ok().and_then(|mut c| c.remove(&d.client_id)) {
+            c.close(quinn::VarInt::from_u32(u32::from(bye::NORMAL)), b"replaced by a reconnect");
+        }
+        let _ = ctx.leave_tx.try_send(d);
+    }
     let claims = match admitted {
         Ok(c) => c,
         Err(r) => {
@@ -923,10 +961,11 @@ async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
         refuse(&conn, &mut send, bye::PROTOCOL, "join failed").await;
         return;
     };
-    match ctx.hub.lock() {
+    let epoch = match ctx.hub.lock() {
         Ok(mut h) => h.join(&claims, controlled.clone(), now_ms()),
         Err(_) => return,
-    }
+    };
+    let leave = |ctx: &ConnCtx, id: u32| leave(ctx, id, epoch, conn.stable_id());
     let (tick_rate, source, tick) = (ctx.tick_rate, net::hub::source_of(id), ctx.stats.world_tick.load(Ordering::Relaxed));
     if let Ok(mut c) = ctx.conns.lock() {
         c.insert(id, conn.clone());
@@ -1061,11 +1100,14 @@ fn cancel_pending(ctx: &ConnCtx, id: u32) {
     }
 }
 
-fn leave(ctx: &ConnCtx, id: u32) {
-    if let Ok(mut c) = ctx.conns.lock() {
-        c.remove(&id);
-    }
-    if let Some(d) = ctx.hub.lock().ok().and_then(|mut h| h.leave(id)) {
+/// Ends this connection's session (of `epoch`), unless a reconnect has
+/// replaced it: then the new connection and session stay.
+fn leave(ctx: &ConnCtx, id: u32, epoch: u64, conn_id: usize) {
+    if let Ok(mut c) = ctx.conns.lock()
+        && c.get(&id).is_some_and(|k| k.stable_id() == conn_id) {
+            c.remove(&id);
+        }
+    if let Some(d) = ctx.hub.lock().ok().and_then(|mut h| h.leave_epoch(id, epoch)) {
         let _ = ctx.leave_tx.try_send(d);
     }
 }

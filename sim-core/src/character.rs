@@ -203,6 +203,8 @@ pub struct PlayerRules {
     pub spawn_points: Vec<[f32; 3]>,
     /// Most ticks a fire command may be rewound (lag compensation).
     pub max_rewind_ticks: u32,
+    /// Ticks a dead avatar waits before it respawns (at least 1).
+    pub respawn_ticks: u32,
     /// The arena has a ground box / walls (the controller's static world).
     pub ground: bool,
     pub walls: bool,

@@ -95,6 +95,8 @@ pub trait PhysicsPort {
     fn step(&mut self);
     fn body_state(&self, key: BodyKey) -> Option<BodyState>;
     fn set_velocity(&mut self, key: BodyKey, linvel: [f32; 3], angvel: [f32; 3]);
+    /// Moves a body to `position` at once (no sweep: nothing in between is pushed).
+    fn teleport(&mut self, key: BodyKey, position: [f32; 3]);
     fn apply_impulse(&mut self, key: BodyKey, impulse: [f32; 3]);
     /// Sets where a kinematic body will be after the next step.
     fn set_kinematic_target(&mut self, key: BodyKey, position: [f32; 3]);
@@ -231,6 +233,15 @@ impl PhysicsPort for RapierPhysics {
     fn apply_impulse(&mut self, key: BodyKey, impulse: [f32; 3]) {
         if let Some(b) = self.world.bodies.get_mut(key.rapier()) {
             b.apply_impulse(v3(impulse), true);
+        }
+    }
+
+    fn teleport(&mut self, key: BodyKey, position: [f32; 3]) {
+        if let Some(b) = self.world.bodies.get_mut(key.rapier()) {
+            b.set_translation(v3(position), true);
+            if b.is_kinematic() {
+                b.set_next_kinematic_translation(v3(position));
+            }
         }
     }
 

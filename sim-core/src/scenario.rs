@@ -69,6 +69,8 @@ pub struct Players {
     pub spawn_points: Vec<[f32; 3]>,
     /// How far back a fire command may see (lag compensation), ms.
     pub max_rewind_ms: u32,
+    /// How long a dead avatar waits before it respawns, ms.
+    pub respawn_delay_ms: u32,
 }
 
 impl Default for Players {
@@ -85,7 +87,7 @@ impl Default for Players {
                 _ => [-10.0, 2.0, -t],
             });
         }
-        Players { shape: None, max_speed: 6.0, acceleration: 40.0, air_acceleration: 10.0, jump_speed: 5.0, spawn_points, max_rewind_ms: 200 }
+        Players { shape: None, max_speed: 6.0, acceleration: 40.0, air_acceleration: 10.0, jump_speed: 5.0, spawn_points, max_rewind_ms: 200, respawn_delay_ms: 2000 }
     }
 }
 
@@ -358,6 +360,9 @@ impl Scenario {
         }
         if pl.max_speed > crate::plan::MAX_SPEED {
             return Err(bad("players.max_speed".into(), &format!("at most {} m/s", crate::plan::MAX_SPEED), pl.max_speed.to_string()));
+        }
+        if pl.respawn_delay_ms > 600_000 {
+            return Err(bad("players.respawn_delay_ms".into(), "at most 600000 (10 minutes)", pl.respawn_delay_ms.to_string()));
         }
         if pl.max_rewind_ms > 1000 {
             return Err(bad("players.max_rewind_ms".into(), "at most 1000 (the pose history is about a second)", pl.max_rewind_ms.to_string()));

@@ -256,6 +256,21 @@ impl Table {
     }
 
     #[must_use]
+    pub fn u64(&self, id: ColumnId) -> &[u64] {
+        match self.column(id) {
+            Some(ColumnData::U64(v)) => v,
+            _ => &[],
+        }
+    }
+
+    pub fn u64_mut(&mut self, id: ColumnId) -> &mut [u64] {
+        match self.column_mut(id) {
+            Some(ColumnData::U64(v)) => v,
+            _ => &mut [],
+        }
+    }
+
+    #[must_use]
     pub fn f32(&self, id: ColumnId) -> &[f32] {
         match self.column(id) {
             Some(ColumnData::F32(v)) => v,

@@ -100,6 +100,7 @@ impl World {
                 jump_speed: s.players.jump_speed,
                 spawn_points: s.players.spawn_points.clone(),
                 max_rewind_ticks: (s.players.max_rewind_ms * s.tick_rate).div_ceil(1000),
+                respawn_ticks: (s.players.respawn_delay_ms.saturating_mul(s.tick_rate)).div_ceil(1000).max(1),
                 ground: s.arena.ground,
                 walls: s.arena.wall_height > 0.0,
             },
@@ -311,6 +312,7 @@ impl World {
         // 5. Game rules.
         self.tick = tick;
         self.rule_out_of_bounds(&mut journal);
+        self.rule_respawn();
         self.rule_npc_steering(&mut journal);
         self.record_poses();
         mark(&mut journal, Phase::Rules, clock);
@@ -641,7 +643,11 @@ impl World {
         for a in [Archetype::Npc, Archetype::Avatar] {
             let t = &self.tables[a as usize];
             let (px, py, pz, shape) = (t.f32(ColumnId::PosX), t.f32(ColumnId::PosY), t.f32(ColumnId::PosZ), t.u32(ColumnId::Shape));
+            let dead = t.u64(ColumnId::RespawnTick);
             for (row, &h) in t.handles().iter().enumerate() {
+                if dead.get(row).is_some_and(|d| *d != 0) {
+                    continue;
+                }
                 poses.push((h, [px[row], py[row], pz[row]], self.bounding_radius(shape[row])));
             }
         }
@@ -658,6 +664,12 @@ impl World {
         let Some(loc) = self.index.get(shooter) else { return };
         let t = &self.tables[loc.archetype as usize];
         let row = loc.row as usize;
+        if t.u64(ColumnId::RespawnTick).get(row).is_some_and(|d| *d != 0) {
+            pj.ray_hit.push(0);
+            pj.ray_handle.push(Handle::NONE.to_bits());
+            pj.ray_distance.push(f32::INFINITY);
+            return;
+        }
         let params = self.character_params(t.u32(ColumnId::Shape)[row]);
         let eye = [t.f32(ColumnId::PosX)[row], t.f32(ColumnId::PosY)[row] + 0.5 * params.foot, t.f32(ColumnId::PosZ)[row]];
         let back = u64::from(rewind.clamp(1, self.config.players.max_rewind_ticks.max(1)));
@@ -719,6 +731,9 @@ impl World {
         let n = self.tables[Archetype::Avatar as usize].len();
         for row in 0..n {
             let t = &self.tables[Archetype::Avatar as usize];
+            if t.u64(ColumnId::RespawnTick)[row] != 0 {
+                continue; // dead: frozen until it respawns
+            }
             let params = self.character_params(t.u32(ColumnId::Shape)[row]);
             let f = |c: ColumnId| t.f32(c)[row];
             let state = CharacterState {
@@ -760,17 +775,19 @@ impl World {
         doomed.clear();
         for table in &mut self.tables {
             let n = table.len();
+            // Avatars are not despawned: they die and respawn (`rule_respawn`).
+            let avatar = table.archetype() == Archetype::Avatar;
             for row in 0..n {
                 let (x, y, z) =
                     (table.f32(ColumnId::PosX)[row], table.f32(ColumnId::PosY)[row], table.f32(ColumnId::PosZ)[row]);
                 let inside = x.abs() <= hx && z.abs() <= hz && y >= kill_y;
-                if inside {
+                if inside || (avatar && table.i32(ColumnId::Health)[row] <= 0) {
                     continue;
                 }
                 journal.counters.out_of_bounds_damage += 1;
                 let health = &mut table.i32_mut(ColumnId::Health)[row];
                 *health = health.saturating_sub(OUT_OF_BOUNDS_DAMAGE);
-                if *health <= 0 {
+                if *health <= 0 && !avatar {
                     doomed.push(Handle::from_bits(table.handles()[row]));
                 }
             }
@@ -783,6 +800,39 @@ impl World {
             }
         }
         self.scratch.doomed = doomed;
+    }
+
+    /// Rule: an avatar whose health ran out (fell out of the arena, was
+    /// shot) freezes, and after the scenario's respawn delay reappears at
+    /// its owner's spawn point with full health: the player keeps its handle.
+    fn rule_respawn(&mut self) {
+        let tick = self.tick.0;
+        let rules = &self.config.players;
+        let n = rules.spawn_points.len().max(1) as u64;
+        let t = &mut self.tables[Archetype::Avatar as usize];
+        for row in 0..t.len() {
+            let due = t.u64(ColumnId::RespawnTick)[row];
+            if due == 0 {
+                if t.i32(ColumnId::Health)[row] <= 0 {
+                    t.u64_mut(ColumnId::RespawnTick)[row] = tick + u64::from(rules.respawn_ticks.max(1));
+                    let [vx, vy, vz, ix, iz] = t.f32_many_mut([ColumnId::LinvelX, ColumnId::LinvelY, ColumnId::LinvelZ, ColumnId::InputX, ColumnId::InputZ]);
+                    (vx[row], vy[row], vz[row], ix[row], iz[row]) = (0.0, 0.0, 0.0, 0.0, 0.0);
+                }
+                continue;
+            }
+            if tick < due {
+                continue;
+            }
+            let k = u64::from(t.u32(ColumnId::Owner)[row].saturating_sub(1)) % n;
+            let p = rules.spawn_points.get(k as usize).copied().unwrap_or([0.0, 2.0, 0.0]);
+            let [px, py, pz, vx, vy, vz, ix, iz] = t.f32_many_mut([ColumnId::PosX, ColumnId::PosY, ColumnId::PosZ, ColumnId::LinvelX, ColumnId::LinvelY, ColumnId::LinvelZ, ColumnId::InputX, ColumnId::InputZ]);
+            (px[row], py[row], pz[row]) = (p[0], p[1], p[2]);
+            (vx[row], vy[row], vz[row], ix[row], iz[row]) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            t.i32_mut(ColumnId::Health)[row] = SPAWN_HEALTH;
+            t.u64_mut(ColumnId::RespawnTick)[row] = 0;
+            let key = key_from_bits(t.keys()[row]);
+            self.physics.teleport(key, p);
+        }
     }
 
     /// Rule: kinematic NPCs advance toward their move target at their max

@@ -375,3 +375,41 @@ fn commands_drive_avatars_through_the_character_controller() {
         assert_eq!(j.plans[0].status, want, "{op:?}");
     }
 }
+
+#[test]
+fn an_avatar_that_falls_out_respawns_at_its_spawn_point_with_the_same_handle() {
+    let mut w = small_world();
+    let j = w.step(&[plan(5, 1, 1, &[Op::spawn(Archetype::Avatar, w.config().players.shape, [5.0, 2.0, 0.0])])], &mut NoClock);
+    let me = j.plans[0].spawned[0];
+    let t = w.tick().0 + 1;
+    w.step(&[plan(5, 2, t, &[Op::Command { handle: me, sequence: 1, buttons: 0, movement: [1.0, 0.0, 0.0], yaw: 0.0, pitch: 0.0, rewind: 0 }])], &mut NoClock);
+    let col = |w: &World, c: sim_core::ColumnId| {
+        let row = w.locate(me).expect("the avatar is never despawned").row as usize;
+        let t = w.table(Archetype::Avatar);
+        (t.f32(c).get(row).copied(), t.i32(c).get(row).copied(), t.u64(c).get(row).copied())
+    };
+    let mut died = None;
+    for _ in 0..400 {
+        w.step(&[], &mut NoClock);
+        if died.is_none() && col(&w, sim_core::ColumnId::Health).1 == Some(0) {
+            died = Some(w.tick().0);
+            assert!(col(&w, sim_core::ColumnId::RespawnTick).2.is_some_and(|t| t > 0), "waiting to respawn");
+        }
+        if died.is_some() && col(&w, sim_core::ColumnId::RespawnTick).2 == Some(0) {
+            break;
+        }
+    }
+    let died = died.expect("walked off the edge and died");
+    let delay = u64::from(w.config().players.respawn_ticks);
+    assert_eq!(w.tick().0, died + delay, "respawned after the scenario's delay");
+    assert_eq!(col(&w, sim_core::ColumnId::Health).1, Some(100));
+    // Source 5 is client 4: spawn point 4 mod 4 = 0.
+    let sp = w.config().players.spawn_points[0];
+    let p = [col(&w, sim_core::ColumnId::PosX).0, col(&w, sim_core::ColumnId::PosY).0, col(&w, sim_core::ColumnId::PosZ).0];
+    assert_eq!(p, [Some(sp[0]), Some(sp[1]), Some(sp[2])]);
+    // And it lives on: it falls to the ground and stands.
+    for _ in 0..60 {
+        w.step(&[], &mut NoClock);
+    }
+    assert_eq!(col(&w, sim_core::ColumnId::Health).1, Some(100));
+}

@@ -5,7 +5,7 @@
 from enum import IntEnum
 
 PORTS_SEMVER = "2.0.0"
-PORTS_SCHEMA_HASH = 0x2cf14b952dfc97b4
+PORTS_SCHEMA_HASH = 0x31a931c332db5610
 
 PLAN_MAGIC = b"DPMP"
 PLAN_VERSION = 1
@@ -139,7 +139,7 @@ class Archetype(IntEnum):
 ARCHETYPE_COLUMNS = {
     Archetype.PROP: ["handle", "shape", "owner", "health", "pos_x", "pos_y", "pos_z", "rot_x", "rot_y", "rot_z", "rot_w", "linvel_x", "linvel_y", "linvel_z", "angvel_x", "angvel_y", "angvel_z"],
     Archetype.NPC: ["handle", "shape", "owner", "health", "pos_x", "pos_y", "pos_z", "rot_x", "rot_y", "rot_z", "rot_w", "linvel_x", "linvel_y", "linvel_z", "angvel_x", "angvel_y", "angvel_z", "target_x", "target_y", "target_z", "max_speed"],
-    Archetype.AVATAR: ["handle", "shape", "owner", "health", "pos_x", "pos_y", "pos_z", "rot_x", "rot_y", "rot_z", "rot_w", "linvel_x", "linvel_y", "linvel_z", "angvel_x", "angvel_y", "angvel_z", "input_x", "input_z", "yaw", "pitch", "buttons", "last_command"],
+    Archetype.AVATAR: ["handle", "shape", "owner", "health", "pos_x", "pos_y", "pos_z", "rot_x", "rot_y", "rot_z", "rot_w", "linvel_x", "linvel_y", "linvel_z", "angvel_x", "angvel_y", "angvel_z", "input_x", "input_z", "yaw", "pitch", "buttons", "last_command", "respawn_tick"],
 }
 
 
@@ -173,6 +173,7 @@ class ColumnId(IntEnum):
     PITCH = 24
     BUTTONS = 25
     LAST_COMMAND = 26
+    RESPAWN_TICK = 27
 
 
 # name -> (numpy dtype, unit, quantization)
@@ -204,6 +205,7 @@ COLUMNS = {
     "pitch": ("<f4", "rad", "none"),
     "buttons": ("<u4", "bits", "none"),
     "last_command": ("<u4", "sequence", "none"),
+    "respawn_tick": ("<u8", "tick", "none"),
 }
 
 

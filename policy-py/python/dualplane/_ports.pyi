@@ -87,6 +87,7 @@ class ColumnId(IntEnum):
     PITCH: int
     BUTTONS: int
     LAST_COMMAND: int
+    RESPAWN_TICK: int
 
 class PortCall(IntEnum):
     STEP: int
