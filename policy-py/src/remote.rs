@@ -37,6 +37,7 @@ struct State {
     statuses_dropped: u64,
     /// The latest raycast results: (sequence, tick, hit, handle, distance).
     rays: Option<Rays>,
+    avatar: Avatar,
 }
 
 /// Raycast results of one plan: (sequence, tick, hit, handle, distance).
@@ -60,6 +61,23 @@ impl Shared {
 #[derive(Debug)]
 enum Cmd {
     Plan(Vec<u8>),
+    /// A player's held input: move (x, z), yaw, pitch, buttons.
+    Input([f32; 4], u8),
+}
+
+/// A player's avatar as its session sees it: the prediction and the
+/// server's latest state.
+#[derive(Debug, Default, Clone)]
+struct Avatar {
+    predicted: Option<sim_core::character::CharacterState>,
+    server: Option<(u64, sim_core::character::CharacterState)>,
+    alive: bool,
+    commands_sent: u64,
+    commands_late: u32,
+    corrections: u64,
+    compared: u64,
+    error_max_m: f32,
+    lead: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -87,10 +105,22 @@ async fn run(addr: String, opts: ClientOptions, role: Role, token: String, share
             return;
         }
     };
+    let c_welcome_rate = w.tick_rate;
     let _ = ready.send(Ok(w));
     let net::driver::Connected { endpoint, conn, mut send, recv, .. } = c;
     let (reader, mut frames) = net::driver::spawn_frame_reader(recv);
     let mut client = ClientSession::new();
+    // Players: one command per tick of the input timeline, with the input
+    // Python last set, predicted by the server's own controller.
+    let player = role == Role::Player;
+    let tick_rate = c_welcome_rate;
+    let mut clock = net::timeline::TickClock::new(tick_rate);
+    let mut predictor: Option<net::predict::Predictor> = None;
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(tick_rate.max(1))));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let (mut held, mut buttons, mut seq, mut last_tick) = ([0f32; 4], 0u8, 0u32, 0u64);
+    let start = Instant::now();
+    let ms = move || start.elapsed().as_millis() as u64;
     let reason = loop {
         tokio::select! {
             d = conn.read_datagram() => {
@@ -99,10 +129,27 @@ async fn run(addr: String, opts: ClientOptions, role: Role, token: String, share
                     Err(e) => break format!("connection closed: {e}"),
                 };
                 let before = client.stats.snapshots_applied;
-                client.on_datagram(&d);
-                if let Some(ack) = client.poll_ack() {
-                    let _ = conn.send_datagram(ack.into());
+                let block = client.on_datagram(&d);
+                if let Some((tick, b)) = block {
+                    clock.on_snapshot(ms(), tick, conn.rtt().as_secs_f64() * 1000.0);
+                    clock.on_lead(b.lead);
+                    let state = sim_core::character::CharacterState { pos: b.pos, vel: b.vel };
+                    let err = if b.alive { predictor.as_mut().and_then(|p| p.on_server(tick, state)) } else { None };
+                    let (pred, corr, cmp) = predictor.as_ref().map_or((None, 0, 0), |p| (p.current(), p.corrections, p.compared));
+                    let lead = clock.smoothed_lead();
+                    shared.update(|s| {
+                        let a = &mut s.avatar;
+                        (a.server, a.alive, a.commands_late, a.predicted, a.corrections, a.compared, a.lead) = (Some((tick, state)), b.alive, b.commands_late, pred, corr, cmp, lead);
+                        if let Some(e) = err {
+                            a.error_max_m = a.error_max_m.max(e);
+                        }
+                    });
                 }
+                // A player's ack rides on its next command datagram.
+                if (!player || last_tick == 0)
+                    && let Some(ack) = client.poll_ack() {
+                        let _ = conn.send_datagram(ack.into());
+                    }
                 let st = client.stats.clone();
                 let cols = (st.snapshots_applied != before).then(|| client.columns()).flatten();
                 shared.update(|s| {
@@ -128,6 +175,7 @@ async fn run(addr: String, opts: ClientOptions, role: Role, token: String, share
                     let distance = distance_bits.into_iter().map(f32::from_bits).collect();
                     shared.update(|s| s.rays = Some((sequence, tick, hit, handle, distance)));
                 }
+                Some(Ok(Some(Frame::Character(p)))) => predictor = Some(net::predict::Predictor::new(p)),
                 Some(Ok(Some(Frame::Bye { code, reason }))) => break format!("server said bye ({code}): {reason}"),
                 Some(Ok(Some(_))) => {}
                 Some(Ok(None)) | None => break "server closed the control stream".to_string(),
@@ -137,7 +185,8 @@ async fn run(addr: String, opts: ClientOptions, role: Role, token: String, share
                 // Flush plans already submitted, then say bye: bounded, so a
                 // server that stopped reading cannot hold `close()`.
                 let _ = tokio::time::timeout(Duration::from_millis(500), async {
-                    while let Ok(Cmd::Plan(b)) = cmds.try_recv() {
+                    while let Ok(c) = cmds.try_recv() {
+                        let Cmd::Plan(b) = c else { continue };
                         if write_frame(&mut send, &Frame::Plan(b)).await.is_err() {
                             return;
                         }
@@ -149,7 +198,34 @@ async fn run(addr: String, opts: ClientOptions, role: Role, token: String, share
                 let _ = send.finish();
                 break "closed by this client".to_string();
             }
+            _ = ticker.tick(), if player && predictor.is_some() => {
+                let Some(t) = clock.command_tick(ms()) else { continue };
+                if t <= last_tick {
+                    continue;
+                }
+                let seen = client.view().map_or(0, |(tick, _)| tick.saturating_sub(2));
+                let mut sent = 0u64;
+                for k in (last_tick + 1).max(t.saturating_sub(2))..=t {
+                    seq += 1;
+                    let cmd = net::command::Command::new(seq, k, [held[0], held[1]], held[2], held[3], buttons).seen(k.saturating_sub(seen));
+                    client.command(cmd);
+                    if let Some(p) = predictor.as_mut() {
+                        p.command(k, sim_core::character::CharacterInput { movement: cmd.movement(), buttons: u32::from(cmd.buttons) });
+                    }
+                    sent += 1;
+                }
+                last_tick = t;
+                if let Some(d) = client.poll_ack() {
+                    let _ = conn.send_datagram(d.into());
+                }
+                let pred = predictor.as_ref().and_then(net::predict::Predictor::current);
+                shared.update(|s| {
+                    s.avatar.commands_sent += sent;
+                    s.avatar.predicted = pred;
+                });
+            }
             c = cmds.recv() => match c {
+                Some(Cmd::Input(h, b)) => (held, buttons) = (h, b),
                 Some(Cmd::Plan(b)) => {
                     if let Err(e) = write_frame(&mut send, &Frame::Plan(b)).await {
                         break format!("cannot send a plan: {e}");
@@ -182,6 +258,7 @@ pub struct Session {
     cmds: tokio::sync::mpsc::Sender<Cmd>,
     stop: Arc<tokio::sync::Notify>,
     welcome: Welcome,
+    role: Role,
     seen: std::sync::atomic::AtomicU64,
     /// Signalled when the session thread ends.
     done: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
@@ -266,7 +343,7 @@ pub fn connect(py: Python<'_>, addr: &str, token: &str, cert: Option<&Bound<'_, 
         })
         .map_err(|e| PyConnectionError::new_err(format!("cannot start the session thread: {e}")))?;
     match py.detach(move || ready_rx.recv_timeout(wait)) {
-        Ok(Ok(welcome)) => Ok(Session { shared, cmds: tx, stop, welcome, seen: std::sync::atomic::AtomicU64::new(0), done: std::sync::Mutex::new(Some(done_rx)) }),
+        Ok(Ok(welcome)) => Ok(Session { shared, cmds: tx, stop, welcome, role, seen: std::sync::atomic::AtomicU64::new(0), done: std::sync::Mutex::new(Some(done_rx)) }),
         Ok(Err(e)) => Err(PyConnectionError::new_err(format!("connect to {addr}: {e}"))),
         Err(_) => {
             stop.notify_one();
@@ -377,6 +454,53 @@ impl Session {
             Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => Ok(false),
             Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Err(closed_error("session thread ended")),
         }
+    }
+
+    /// A player's input, held until the next call: move along x and z
+    /// (-1..1, length <= 1), view yaw and pitch (radians), buttons (1 jump,
+    /// 2 fire). The session sends one command per server tick with it,
+    /// stamped for the tick it should arrive at, and predicts the avatar.
+    #[pyo3(signature = (x = 0.0, z = 0.0, yaw = 0.0, pitch = 0.0, buttons = 0))]
+    fn input(&self, x: f32, z: f32, yaw: f32, pitch: f32, buttons: u8) -> PyResult<()> {
+        ffi();
+        if self.role != Role::Player {
+            return Err(value_error(format!("input: only a player session sends commands (this one is a {})", self.role.name())));
+        }
+        if ![x, z, yaw, pitch].iter().all(|v| v.is_finite()) || x.abs() > 1.0 || z.abs() > 1.0 {
+            return Err(value_error(format!("input: x and z must be in -1..1 and every value finite, got x={x} z={z} yaw={yaw} pitch={pitch}")));
+        }
+        if let Some(r) = self.shared.state.lock().ok().and_then(|s| s.closed.clone()) {
+            return Err(closed_error(&r));
+        }
+        match self.cmds.try_send(Cmd::Input([x, z, yaw, pitch], buttons)) {
+            Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => Ok(()),
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Err(closed_error("session thread ended")),
+        }
+    }
+
+    /// A player's avatar: `predicted_pos`/`predicted_vel` (where this client
+    /// predicts it after its newest command, or None before the first
+    /// snapshot), `server_tick`, `server_pos`, `server_vel` (the server's
+    /// exact state at that tick), `alive`, `commands_sent`, `commands_late`
+    /// (dropped by the server for arriving after their tick), `corrections`,
+    /// `compared`, `prediction_error_max_m`, `input_lead_ticks`.
+    fn avatar<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        ffi();
+        let a = self.shared.state.lock().map(|s| s.avatar.clone()).unwrap_or_default();
+        let d = PyDict::new(py);
+        d.set_item("predicted_pos", a.predicted.map(|p| p.pos.to_vec()))?;
+        d.set_item("predicted_vel", a.predicted.map(|p| p.vel.to_vec()))?;
+        d.set_item("server_tick", a.server.map(|s| s.0))?;
+        d.set_item("server_pos", a.server.map(|s| s.1.pos.to_vec()))?;
+        d.set_item("server_vel", a.server.map(|s| s.1.vel.to_vec()))?;
+        d.set_item("alive", a.alive)?;
+        d.set_item("commands_sent", a.commands_sent)?;
+        d.set_item("commands_late", a.commands_late)?;
+        d.set_item("corrections", a.corrections)?;
+        d.set_item("compared", a.compared)?;
+        d.set_item("prediction_error_max_m", a.error_max_m)?;
+        d.set_item("input_lead_ticks", a.lead)?;
+        Ok(d)
     }
 
     /// Plan outcomes received since the last call: (sequence, tick, Status).

@@ -159,3 +159,34 @@ def test_connect_by_host_name_with_pin_ca_and_explained_refusals(server):
         dualplane.connect(f"localhost:{port}", server.token(36), cert=der, pin=pin)
     with pytest.raises(ConnectionError, match="cannot resolve"):
         dualplane.connect("no-such-host.invalid:4433", server.token(37), cert=der)
+
+
+def test_a_python_player_walks_predicts_and_fires(server):
+    """role="player": held input becomes one command per tick on the input
+    timeline; the session predicts the avatar with the server's controller
+    (exact on open ground) and fire results come back as rays."""
+    with dualplane.connect(server.addr, server.token(31, "player"), cert=str(server.cert), role="player") as s:
+        assert len(s.controlled) == 1
+        with pytest.raises(ValueError, match="x and z must be in -1..1"):
+            s.input(x=2.0)
+        deadline = time.time() + 5
+        while s.avatar()["server_pos"] is None and time.time() < deadline:
+            time.sleep(0.05)
+        start = s.avatar()
+        assert start["server_pos"] is not None, start
+        time.sleep(1.0)  # land on the ground first
+        s.input(x=1.0)
+        time.sleep(1.5)
+        s.input(x=0.0, buttons=2)  # stop, and fire straight ahead
+        time.sleep(0.5)
+        a = s.avatar()
+        assert a["alive"] and a["commands_sent"] > 100, a
+        assert a["server_pos"][0] > start["server_pos"][0] + 3.0, (start, a)
+        assert a["compared"] > 50 and a["prediction_error_max_m"] < 0.05, a
+        assert a["commands_late"] <= a["commands_sent"] // 20, a
+        rays = s.rays()
+        assert rays is not None and len(rays["hit"]) == 1, "fire results reach the player"
+        s2 = dualplane.connect(server.addr, server.token(32), cert=str(server.cert))
+        with pytest.raises(ValueError, match="only a player session"):
+            s2.input(x=1.0)
+        s2.close()
