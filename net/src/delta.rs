@@ -10,8 +10,9 @@
 //! [+ baseline age (6)], tick (64), view hash (64), removals: count (gamma),
 //! handle deltas (gamma); updates: count (gamma), per update: handle delta
 //! (gamma), new (1); new: archetype (2), shape (gamma), position (3 x 32),
-//! rotation (32); existing: per axis zigzag-gamma mm delta, rotation mode
-//! (2: same / per-component delta / full) [+ deltas or 32 bits].
+//! rotation (32), velocity (3 x 16, cm/s); existing: per axis zigzag-gamma
+//! mm delta, rotation mode (2: same / per-component delta / full) [+ deltas
+//! or 32 bits], velocity changed (1) [+ per axis zigzag-gamma cm/s delta].
 
 use crate::bits::{BitError, BitReader, BitWriter};
 use crate::quant::{view_hash, QEntity};
@@ -75,6 +76,9 @@ fn write_entity(w: &mut BitWriter, prev_handle: u64, e: &QEntity, base: Option<&
                 w.write(u64::from(p as u32), 32);
             }
             w.write(u64::from(e.rot), 32);
+            for v in e.vel {
+                w.write(u64::from(v as u16), 16);
+            }
         }
         Some(b) => {
             w.bit(false);
@@ -93,6 +97,15 @@ fn write_entity(w: &mut BitWriter, prev_handle: u64, e: &QEntity, base: Option<&
             } else {
                 w.write(2, 2);
                 w.write(u64::from(e.rot), 32);
+            }
+            // Velocity: 1 bit "same as the baseline", else per-axis deltas.
+            if e.vel == b.vel {
+                w.bit(false);
+            } else {
+                w.bit(true);
+                for k in 0..3 {
+                    w.sgamma(i64::from(e.vel[k]) - i64::from(b.vel[k]));
+                }
             }
         }
     }
@@ -370,7 +383,8 @@ pub fn decode(bytes: &[u8], baseline: &[QEntity]) -> Result<(SnapshotHeader, Vec
             let shape = u32::try_from(r.gamma()?).map_err(|_| DeltaError::Malformed("shape"))?;
             let pos = [r.read(32)? as u32 as i32, r.read(32)? as u32 as i32, r.read(32)? as u32 as i32];
             let rot = r.read(32)? as u32;
-            QEntity { handle, archetype, shape, pos, rot }
+            let vel = [r.read(16)? as u16 as i16, r.read(16)? as u16 as i16, r.read(16)? as u16 as i16];
+            QEntity { handle, archetype, shape, pos, rot, vel }
         } else {
             let b = baseline
                 .binary_search_by_key(&handle, |x| x.handle)
@@ -400,7 +414,13 @@ pub fn decode(bytes: &[u8], baseline: &[QEntity]) -> Result<(SnapshotHeader, Vec
                 2 => r.read(32)? as u32,
                 _ => return Err(DeltaError::Malformed("rotation mode")),
             };
-            QEntity { handle, archetype: b.archetype, shape: b.shape, pos, rot }
+            let mut vel = b.vel;
+            if r.bit()? {
+                for (v, base) in vel.iter_mut().zip(b.vel) {
+                    *v = i64::from(base).checked_add(r.sgamma()?).and_then(|x| i16::try_from(x).ok()).ok_or(DeltaError::Malformed("velocity out of range"))?;
+                }
+            }
+            QEntity { handle, archetype: b.archetype, shape: b.shape, pos, rot, vel }
         };
         updates.push(e);
     }
@@ -413,7 +433,7 @@ mod tests {
     use super::*;
 
     fn ent(h: u64, x: i32) -> QEntity {
-        QEntity { handle: h, archetype: 0, shape: 1, pos: [x, 2 * x, -x], rot: crate::quant::quantize_rot([0.0, 0.0, 0.0, 1.0]) }
+        QEntity { handle: h, archetype: 0, shape: 1, pos: [x, 2 * x, -x], rot: crate::quant::quantize_rot([0.0, 0.0, 0.0, 1.0]), vel: [(x % 7) as i16, 0, -(x % 5) as i16] }
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub struct QEntity {
     /// Smallest-three: index of the dropped component in bits 30..32, then
     /// three `ROT_BITS` fields.
     pub rot: u32,
+    /// Linear velocity in units of 1 / scale m/s (cm/s by the IDL), for
+    /// extrapolating past the newest snapshot.
+    pub vel: [i16; 3],
 }
 
 /// A sorted set of quantized entities (a client's view).
@@ -98,6 +101,28 @@ pub fn quantize_pos(p: [f32; 3]) -> [i32; 3] {
     p.map(|x| (x * s).round().clamp(i32::MIN as f32, i32::MAX as f32) as i32)
 }
 
+/// Velocity scale from the IDL (`linvel_x` is `fixed` with `scale`).
+#[must_use]
+pub fn vel_scale() -> f32 {
+    match ColumnId::LinvelX.desc().quant {
+        Quant::Fixed { scale, .. } => scale,
+        _ => 100.0,
+    }
+}
+
+#[must_use]
+pub fn quantize_vel(v: [f32; 3]) -> [i16; 3] {
+    let s = vel_scale();
+    // NaN becomes 0 under `as`; out of range saturates.
+    v.map(|x| (x * s).round() as i16)
+}
+
+#[must_use]
+pub fn dequantize_vel(v: [i16; 3]) -> [f32; 3] {
+    let s = vel_scale();
+    v.map(|x| f32::from(x) / s)
+}
+
 #[must_use]
 pub fn dequantize_pos(p: [i32; 3]) -> [f32; 3] {
     let s = pos_scale();
@@ -113,6 +138,7 @@ pub fn quantize_world(w: &World) -> QView {
         let (px, py, pz) = (t.f32(ColumnId::PosX), t.f32(ColumnId::PosY), t.f32(ColumnId::PosZ));
         let (rx, ry, rz, rw) = (t.f32(ColumnId::RotX), t.f32(ColumnId::RotY), t.f32(ColumnId::RotZ), t.f32(ColumnId::RotW));
         let shape = t.u32(ColumnId::Shape);
+        let (vx, vy, vz) = (t.f32(ColumnId::LinvelX), t.f32(ColumnId::LinvelY), t.f32(ColumnId::LinvelZ));
         for (i, &h) in t.handles().iter().enumerate() {
             out.push(QEntity {
                 handle: h,
@@ -120,6 +146,7 @@ pub fn quantize_world(w: &World) -> QView {
                 shape: shape[i],
                 pos: quantize_pos([px[i], py[i], pz[i]]),
                 rot: quantize_rot([rx[i], ry[i], rz[i], rw[i]]),
+                vel: quantize_vel([vx[i], vy[i], vz[i]]),
             });
         }
     }
@@ -127,12 +154,12 @@ pub fn quantize_world(w: &World) -> QView {
     out
 }
 
-/// Hash of a view: xxh3 over fixed 32-byte little-endian records.
+/// Hash of a view: xxh3 over fixed 40-byte little-endian records.
 #[must_use]
 pub fn view_hash(v: &[QEntity]) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     for e in v {
-        let mut rec = [0u8; 32];
+        let mut rec = [0u8; 40];
         rec[0..8].copy_from_slice(&e.handle.to_le_bytes());
         rec[8] = e.archetype;
         rec[12..16].copy_from_slice(&e.shape.to_le_bytes());
@@ -140,6 +167,9 @@ pub fn view_hash(v: &[QEntity]) -> u64 {
         rec[20..24].copy_from_slice(&e.pos[1].to_le_bytes());
         rec[24..28].copy_from_slice(&e.pos[2].to_le_bytes());
         rec[28..32].copy_from_slice(&e.rot.to_le_bytes());
+        for (k, v) in e.vel.iter().enumerate() {
+            rec[32 + 2 * k..34 + 2 * k].copy_from_slice(&v.to_le_bytes());
+        }
         h.update(&rec);
     }
     h.digest()

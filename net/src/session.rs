@@ -591,6 +591,33 @@ pub struct ClientSession {
     pub stats: ClientStats,
     /// (tick, view) of recent applied snapshots for interpolation.
     history: VecDeque<(u64, QView)>,
+    tick_rate: Option<u32>,
+}
+
+/// Most ticks `ClientSession::interpolate` extrapolates past the newest
+/// snapshot (100 ms at 60 Hz); beyond it, entities hold still.
+pub const MAX_EXTRAPOLATION_TICKS: f64 = 6.0;
+
+/// Spherical interpolation of unit quaternions (the shorter way round).
+#[must_use]
+pub fn slerp(a: [f32; 4], b: [f32; 4], t: f32) -> [f32; 4] {
+    let mut d = a[0] * b[0] + a[1] * b[1] + a[2] * b[2] + a[3] * b[3];
+    let b = if d < 0.0 {
+        d = -d;
+        [-b[0], -b[1], -b[2], -b[3]]
+    } else {
+        b
+    };
+    let (wa, wb) = if d > 0.9995 {
+        (1.0 - t, t)
+    } else {
+        let th = d.clamp(-1.0, 1.0).acos();
+        let s = th.sin();
+        (((1.0 - t) * th).sin() / s, (t * th).sin() / s)
+    };
+    let q = [wa * a[0] + wb * b[0], wa * a[1] + wb * b[1], wa * a[2] + wb * b[2], wa * a[3] + wb * b[3]];
+    let n = (q.iter().map(|x| x * x).sum::<f32>()).sqrt().max(1e-12);
+    q.map(|x| x / n)
 }
 
 /// The replicated world as SoA columns.
@@ -763,28 +790,82 @@ impl ClientSession {
         Some(c)
     }
 
-    /// Positions at a fractional tick between the two snapshots around it
-    /// (interpolation buffer): (handle, position in metres) for entities in
-    /// both; clamps to the newest snapshot.
+    /// Every entity at a fractional `tick`, as (handle, position in metres,
+    /// unit rotation): between the two snapshots around it, positions
+    /// lerped and rotations slerped; past the newest snapshot, positions
+    /// extrapolated along the replicated velocity for at most
+    /// [`MAX_EXTRAPOLATION_TICKS`]; before the oldest kept, the oldest.
     #[must_use]
-    pub fn interpolate(&self, tick: f64) -> Vec<(u64, [f32; 3])> {
+    pub fn interpolate(&self, tick: f64) -> Vec<(u64, [f32; 3], [f32; 4])> {
+        use crate::quant::{dequantize_pos, dequantize_rot, dequantize_vel};
         let n = self.history.len();
         if n == 0 {
             return Vec::new();
         }
-        let idx = self.history.iter().position(|(t, _)| *t as f64 >= tick).unwrap_or(n - 1);
+        let idx = self.history.iter().position(|(t, _)| *t as f64 >= tick);
+        let Some(idx) = idx else {
+            // Past the newest: extrapolate.
+            let (t1, v1) = &self.history[n - 1];
+            let dt_s = ((tick - *t1 as f64).min(MAX_EXTRAPOLATION_TICKS) / self.tick_rate_hz()) as f32;
+            return v1
+                .iter()
+                .map(|e| {
+                    let (p, v) = (dequantize_pos(e.pos), dequantize_vel(e.vel));
+                    (e.handle, [p[0] + v[0] * dt_s, p[1] + v[1] * dt_s, p[2] + v[2] * dt_s], dequantize_rot(e.rot))
+                })
+                .collect();
+        };
         let (t1, v1) = &self.history[idx];
         if idx == 0 || *t1 as f64 <= tick {
-            return v1.iter().map(|e| (e.handle, crate::quant::dequantize_pos(e.pos))).collect();
+            return v1.iter().map(|e| (e.handle, dequantize_pos(e.pos), dequantize_rot(e.rot))).collect();
         }
         let (t0, v0) = &self.history[idx - 1];
         let a = ((tick - *t0 as f64) / (*t1 as f64 - *t0 as f64)) as f32;
         v1.iter()
             .filter_map(|e| {
-                let p0 = v0.binary_search_by_key(&e.handle, |x| x.handle).ok().map(|k| v0[k].pos)?;
-                let (x0, x1) = (crate::quant::dequantize_pos(p0), crate::quant::dequantize_pos(e.pos));
-                Some((e.handle, [x0[0] + (x1[0] - x0[0]) * a, x0[1] + (x1[1] - x0[1]) * a, x0[2] + (x1[2] - x0[2]) * a]))
+                let b = v0.binary_search_by_key(&e.handle, |x| x.handle).ok().map(|k| v0[k])?;
+                let (x0, x1) = (dequantize_pos(b.pos), dequantize_pos(e.pos));
+                let p = [x0[0] + (x1[0] - x0[0]) * a, x0[1] + (x1[1] - x0[1]) * a, x0[2] + (x1[2] - x0[2]) * a];
+                Some((e.handle, p, slerp(dequantize_rot(b.rot), dequantize_rot(e.rot), a)))
             })
             .collect()
+    }
+
+    /// The tick rate snapshots come at (for extrapolation), from their ticks
+    /// (60 until two have been seen).
+    fn tick_rate_hz(&self) -> f64 {
+        self.tick_rate.map_or(60.0, f64::from)
+    }
+
+    /// Tells the session the server's tick rate (from the Welcome).
+    pub fn set_tick_rate(&mut self, hz: u32) {
+        self.tick_rate = Some(hz.max(1));
+    }
+}
+
+#[cfg(test)]
+mod interpolation_tests {
+    use super::*;
+    use crate::quant::{quantize_pos, quantize_rot, quantize_vel, QEntity};
+
+    #[test]
+    fn others_are_lerped_slerped_and_extrapolated_along_their_velocity() {
+        let mut c = ClientSession::new();
+        c.set_tick_rate(60);
+        let half = std::f32::consts::FRAC_1_SQRT_2;
+        let e = |x: f32, rot: [f32; 4], vx: f32| QEntity { handle: 1, archetype: 1, shape: 0, pos: quantize_pos([x, 1.0, 0.0]), rot: quantize_rot(rot), vel: quantize_vel([vx, 0.0, 0.0]) };
+        c.history.push_back((10, vec![e(0.0, [0.0, 0.0, 0.0, 1.0], 6.0)]));
+        c.history.push_back((12, vec![e(0.2, [0.0, half, 0.0, half], 6.0)]));
+        let mid = c.interpolate(11.0);
+        assert!((mid[0].1[0] - 0.1).abs() < 1e-3, "{mid:?}");
+        // Halfway from identity to 90 degrees about y: 45 degrees.
+        let q = mid[0].2;
+        let want = [0.0, (std::f32::consts::PI / 8.0).sin(), 0.0, (std::f32::consts::PI / 8.0).cos()];
+        assert!(q.iter().zip(want).all(|(a, b)| (a - b).abs() < 5e-3), "{q:?}");
+        // Three ticks past the newest at 6 m/s: 0.3 m further; capped at 6 ticks.
+        let ahead = c.interpolate(15.0);
+        assert!((ahead[0].1[0] - 0.5).abs() < 1e-3, "{ahead:?}");
+        let far = c.interpolate(100.0);
+        assert!((far[0].1[0] - (0.2 + 6.0 * 6.0 / 60.0)).abs() < 1e-3, "{far:?}");
     }
 }

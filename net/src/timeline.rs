@@ -172,3 +172,89 @@ mod tests {
         }
     }
 }
+
+/// How far behind the newest snapshot a client should render others: a
+/// buffer that grows with the measured jitter of snapshot arrivals (and
+/// shrinks again when the link calms), so interpolation rarely runs dry.
+#[derive(Clone, Debug)]
+pub struct InterpDelay {
+    rate: f64,
+    /// Smoothed offset of arrival time minus tick time, ms.
+    offset: Option<f64>,
+    /// Smoothed absolute deviation from it, ms.
+    jitter_ms: f64,
+}
+
+/// The least delay, in ticks (one snapshot interval of slack plus a half).
+pub const MIN_INTERP_TICKS: f64 = 1.5;
+/// The most delay, in ticks.
+pub const MAX_INTERP_TICKS: f64 = 12.0;
+
+impl InterpDelay {
+    #[must_use]
+    pub fn new(tick_rate: u32) -> InterpDelay {
+        InterpDelay { rate: f64::from(tick_rate.max(1)), offset: None, jitter_ms: 0.0 }
+    }
+
+    /// A snapshot of `tick` arrived at `now_ms`.
+    pub fn on_snapshot(&mut self, now_ms: u64, tick: u64) {
+        let off = now_ms as f64 - tick as f64 * 1000.0 / self.rate;
+        match self.offset.as_mut() {
+            None => self.offset = Some(off),
+            Some(o) => {
+                let dev = off - *o;
+                // The offset follows slowly (clock drift), the jitter quickly
+                // upward and slowly downward.
+                *o += 0.02 * dev;
+                let w = if dev.abs() > self.jitter_ms { 0.25 } else { 0.02 };
+                self.jitter_ms += w * (dev.abs() - self.jitter_ms);
+            }
+        }
+    }
+
+    /// The delay to render others at, in ticks.
+    #[must_use]
+    pub fn ticks(&self) -> f64 {
+        (MIN_INTERP_TICKS + 2.0 * self.jitter_ms * self.rate / 1000.0).min(MAX_INTERP_TICKS)
+    }
+
+    /// The fractional tick to render others at now.
+    #[must_use]
+    pub fn render_tick(&self, now_ms: u64) -> Option<f64> {
+        let o = self.offset?;
+        Some((now_ms as f64 - o) * self.rate / 1000.0 - self.ticks())
+    }
+}
+
+#[cfg(test)]
+mod interp_tests {
+    use super::*;
+    use sim_core::rng::WorldRng;
+
+    fn settle(jitter_ms: f32) -> InterpDelay {
+        let mut d = InterpDelay::new(60);
+        let mut rng = WorldRng::from_seed(3);
+        for tick in 0..600u64 {
+            let at = tick as f64 * 1000.0 / 60.0 + 50.0 + f64::from(rng.range_f32(-jitter_ms, jitter_ms));
+            d.on_snapshot(at.max(0.0) as u64, tick);
+        }
+        d
+    }
+
+    #[test]
+    fn the_delay_grows_with_jitter_and_shrinks_when_it_calms() {
+        let calm = settle(0.0);
+        assert!(calm.ticks() < 2.0, "{}", calm.ticks());
+        let rough = settle(30.0);
+        assert!(rough.ticks() > 3.0 && rough.ticks() <= MAX_INTERP_TICKS, "{}", rough.ticks());
+        // Rendered about `ticks()` behind the newest tick.
+        let now = (600.0 * 1000.0 / 60.0 + 50.0) as u64;
+        let r = calm.render_tick(now).expect("set");
+        assert!((600.0 - r - calm.ticks()).abs() < 1.0, "{r}");
+        let mut d = rough;
+        for tick in 600..2400u64 {
+            d.on_snapshot((tick as f64 * 1000.0 / 60.0 + 50.0) as u64, tick);
+        }
+        assert!(d.ticks() < 2.5, "calmed: {}", d.ticks());
+    }
+}

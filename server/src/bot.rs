@@ -91,6 +91,8 @@ struct BotReport {
     inputs_late_pct: f64,
     /// The smoothed lead (ticks early) the server reported last.
     input_lead_ticks: f64,
+    /// How far behind the newest snapshot others are shown (adapts to jitter).
+    interp_delay_ticks: f64,
     /// Distance between the predicted and the server's avatar position for
     /// the same tick, over every player block compared.
     prediction_error_m_p50: f64,
@@ -109,9 +111,6 @@ fn quantile(sorted: &[f32], q: f64) -> f64 {
     }
     f64::from(sorted[((sorted.len() - 1) as f64 * q).round() as usize])
 }
-
-/// Ticks a bot's view trails its newest snapshot (interpolation delay).
-const INTERP_TICKS: u64 = 2;
 
 async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>, id: u32, duration: Duration) -> BotReport {
     let mut rep = BotReport { client_id: id, ..BotReport::default() };
@@ -138,7 +137,9 @@ async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>
     let (reader, mut frames) = net::driver::spawn_frame_reader(c.recv);
     let drain = tokio::spawn(async move { while let Some(Ok(Some(_))) = frames.recv().await {} });
     let mut client = ClientSession::new();
+    client.set_tick_rate(tick_rate);
     let mut clock = TickClock::new(tick_rate);
+    let mut interp = net::timeline::InterpDelay::new(tick_rate);
     let mut predictor = Predictor::new(params);
     let mut errors: Vec<f32> = Vec::new();
     let mut rng = sim_core::rng::WorldRng::from_seed(u64::from(id));
@@ -166,6 +167,7 @@ async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>
                     }
                 };
                 if let Some((tick, block)) = client.on_datagram(&d) {
+                    interp.on_snapshot(ms(Instant::now()), tick);
                     clock.on_snapshot(ms(Instant::now()), tick, c.conn.rtt().as_secs_f64() * 1000.0);
                     clock.on_lead(block.lead);
                     late = block.commands_late;
@@ -199,9 +201,9 @@ async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>
                 // One command per tick; a clock that jumped ahead fills at most 3.
                 for k in (last_tick + 1).max(t.saturating_sub(2))..=t {
                     seq += 1;
-                    // What this player sees is the newest snapshot, shown
-                    // INTERP_TICKS late (lag compensation rewinds fire to it).
-                    let seen = client.view().map_or(0, |(tick, _)| tick.saturating_sub(INTERP_TICKS));
+                    // What this player sees: others interpolated at the
+                    // render tick (lag compensation rewinds fire to it).
+                    let seen = interp.render_tick(ms(Instant::now())).map_or(0, |t| t.max(0.0) as u64);
                     let cmd = Command::new(seq, k, dir, 0.0, 0.0, 0).seen(k.saturating_sub(seen));
                     client.command(cmd);
                     predictor.command(k, CharacterInput { movement: cmd.movement(), buttons: u32::from(cmd.buttons) });
@@ -226,6 +228,7 @@ async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>
     rep.input_bytes_per_s = sent_bytes as f64 / secs;
     rep.inputs_late_pct = 100.0 * f64::from(late) / rep.inputs_sent.max(1) as f64;
     rep.input_lead_ticks = clock.smoothed_lead();
+    rep.interp_delay_ticks = interp.ticks();
     errors.sort_by(f32::total_cmp);
     rep.prediction_error_m_p50 = quantile(&errors, 0.5);
     rep.prediction_error_m_p99 = quantile(&errors, 0.99);

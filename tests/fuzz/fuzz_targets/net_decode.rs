@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = s.input(2, 100, data.to_vec());
     }
     let baseline: Vec<QEntity> = (0..8u64)
-        .map(|i| QEntity { handle: (1 << 32) | i, archetype: (i % 3) as u8, shape: i as u32, pos: [i as i32 * 1000, 500, -7], rot: 0x4000_0000 })
+        .map(|i| QEntity { handle: (1 << 32) | i, archetype: (i % 3) as u8, shape: i as u32, pos: [i as i32 * 1000, 500, -7], rot: 0x4000_0000, vel: [i as i16, 0, -3] })
         .collect();
     if let Ok((_, view)) = net::delta::decode(data, &baseline) {
         assert!(view.windows(2).all(|w| w[0].handle < w[1].handle), "views stay sorted by handle");
