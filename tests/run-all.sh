@@ -162,7 +162,7 @@ step "generated Python port constants are current"
 ok "ports gen-python --check"
 
 step "fuzz every decoder of untrusted bytes (bounded)"
-./tests/fuzz.sh "${FUZZ_SECONDS:-20}" || fail "fuzzing"
+./tests/fuzz.sh "${FUZZ_SECONDS:-10}" || fail "fuzzing"
 ok "fuzz"
 
 step "perf smoke: full tick vs raw rapier on the same scene, one run (ratio, not wall-clock)"
