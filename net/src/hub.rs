@@ -107,19 +107,28 @@ pub struct Parking {
 
 impl Parking {
     /// A player's departure: its avatar stays until `tick + grace_ticks`;
-    /// returns the authority's plan that stops it (a command with no input,
-    /// sequence 0). Departures of other roles, or with no live avatar, are
-    /// not parked: `None`, and the caller removes them as usual.
-    pub fn park(&mut self, world: &World, d: &Departed, tick: Tick, grace_ticks: u64, seq: &mut u32) -> Option<MicroPlan> {
-        let &avatar = d.controlled.first()?;
+    /// returns the authority's plans: the one that stops it (a command with
+    /// no input, sequence 0), after removing an avatar parked earlier for
+    /// the same client. Departures of other roles, or with no live avatar,
+    /// are not parked: empty, and the caller removes them as usual.
+    pub fn park(&mut self, world: &World, d: &Departed, tick: Tick, grace_ticks: u64, seq: &mut u32) -> Vec<MicroPlan> {
+        let mut out = Vec::new();
+        let Some(&avatar) = d.controlled.first() else { return out };
         if d.role != Role::Player || grace_ticks == 0 || world.locate(Handle::from_bits(avatar)).is_none() {
-            return None;
+            return out;
         }
-        self.parked.insert(d.client_id, (avatar, tick.0 + grace_ticks));
+        // A client already parked with another avatar (a reconnect that
+        // raced its own departure): that one is removed, not leaked.
+        if let Some((old, _)) = self.parked.insert(d.client_id, (avatar, tick.0.saturating_add(grace_ticks)))
+            && old != avatar {
+                let gone = Departed { client_id: d.client_id, source: d.source, role: Role::Player, controlled: vec![old] };
+                out.extend(leave_plans(world, &gone, tick, seq));
+            }
         *seq = seq.wrapping_add(1);
         let mut b = PlanBuilder::new(tick, SourceId::SERVER, *seq);
         b.push(Op::Command { handle: Handle::from_bits(avatar), sequence: 0, buttons: 0, movement: [0.0; 3], yaw: 0.0, pitch: 0.0, rewind: 0 });
-        MicroPlan::decode(b.build()).ok()
+        out.extend(MicroPlan::decode(b.build()).ok());
+        out
     }
 
     /// A player joining: its parked avatar, if it has one still live.

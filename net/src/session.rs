@@ -479,6 +479,14 @@ impl ServerSession {
         if !self.controls_its_targets(&plan) {
             return Err(refuse(self, Reject::NotPermitted));
         }
+        // Command plans share the one-command-per-tick rule of the input
+        // datagrams.
+        if plan.sections().any(|s| s.kind == sim_core::OpKind::Command) {
+            if self.last_command_tick.is_some_and(|t| h.target_tick.0 <= t) {
+                return Err(refuse(self, Reject::DuplicateCommandTick));
+            }
+            self.last_command_tick = Some(h.target_tick.0);
+        }
         if h.target_tick.0 > server_tick.saturating_add(sim_core::ports::MAX_TICK_LEAD) {
             return Err(refuse(self, Reject::TooFarAhead));
         }
@@ -831,8 +839,8 @@ impl ClientSession {
             .collect()
     }
 
-    /// The tick rate snapshots come at (for extrapolation), from their ticks
-    /// (60 until two have been seen).
+    /// The tick rate snapshots come at (for extrapolation): as set by
+    /// [`ClientSession::set_tick_rate`], 60 until then.
     fn tick_rate_hz(&self) -> f64 {
         self.tick_rate.map_or(60.0, f64::from)
     }

@@ -318,7 +318,7 @@ fn bad_hellos_and_inputs_are_rejected_and_counted() {
     let ray = Op::Raycast { origin: [0.0; 3], direction: [0.0, 1.0, 0.0], max_distance: 1.0 };
     use net::session::Reject;
     let refused = |r: Result<Option<MicroPlan>, net::session::Refusal>| r.err().map(|f| (f.reject, f.reject.status()));
-    // Players send commands only: any plan is refused, with the status it is told.
+    // Players send commands: any other plan is refused, with the status it is told.
     assert_eq!(refused(s.input(now, 0, plan(src, 1, push))), Some((Reject::NotPermitted, Some(sim_core::Status::OpNotPermitted))));
     assert_eq!(refused(s.input(now, 0, plan(src, 2, ray))), Some((Reject::NotPermitted, Some(sim_core::Status::OpNotPermitted))));
     // A command op for someone else's avatar, through the plan path.
@@ -521,6 +521,16 @@ fn budgets_cannot_be_dodged_with_past_ticks_or_repeated_command_ticks() {
     }
     assert_eq!(taken, 1);
     assert_eq!(p.stats.rejects.get(&Reject::DuplicateCommandTick), Some(&49));
+    // The plan path shares the rule: a command plan for a tick already
+    // commanded is refused, whatever its sequence.
+    let cmd_plan = |seq: u32, tick: u64| {
+        let mut b = PlanBuilder::new(Tick(tick), SourceId(4), seq);
+        b.push(Op::Command { handle: Handle::from_bits((1 << 32) | 7), sequence: seq, buttons: 2, movement: [0.0; 3], yaw: 0.0, pitch: 0.0, rewind: 1 });
+        b.build()
+    };
+    assert!(matches!(p.input(0, 100, cmd_plan(100, 105)), Err(r) if r.reject == Reject::DuplicateCommandTick));
+    assert!(matches!(p.input(0, 100, cmd_plan(101, 106)), Ok(Some(_))));
+    assert!(matches!(p.input(0, 100, cmd_plan(102, 106)), Err(r) if r.reject == Reject::DuplicateCommandTick));
     let d = InputDatagram { ack: None, hash_failures: 0, commands: vec![Command::new(60, u64::MAX - 1, [1.0, 0.0], 0.0, 0.0, 0)] };
     assert_eq!(p.on_datagram(0, 100, &d.encode()).map(|v| v.len()), Ok(0));
     assert_eq!(p.stats.rejects.get(&Reject::FarFutureCommand), Some(&1));
@@ -544,8 +554,9 @@ fn a_player_who_reconnects_within_the_grace_period_gets_its_avatar_back() {
     let mut parking = Parking::default();
     let mut seq = 0;
     let next = Tick(n.world.tick().0 + 1);
-    let stop = parking.park(&n.world, &evicted[0], next, 600, &mut seq).expect("parked, with a stop plan");
-    assert_eq!(n.world.step(&[stop], &mut NoClock).plans[0].status, sim_core::Status::Ok);
+    let stop = parking.park(&n.world, &evicted[0], next, 600, &mut seq);
+    assert_eq!(stop.len(), 1, "parked, with a stop plan");
+    assert_eq!(n.world.step(&stop, &mut NoClock).plans[0].status, sim_core::Status::Ok);
     assert_eq!(parking.claim(&n.world, claims.client_id), Some(avatar), "the same avatar");
     let epoch = n.hub.join(&claims, vec![avatar], 0);
     // The old connection's late leave cannot end the new session.
@@ -554,7 +565,7 @@ fn a_player_who_reconnects_within_the_grace_period_gets_its_avatar_back() {
     // A departure parked past its grace comes back as a departure to remove.
     let d = n.hub.leave_epoch(id, epoch).expect("own session");
     let now = n.world.tick().0;
-    assert!(parking.park(&n.world, &d, Tick(now + 1), 60, &mut seq).is_some());
+    assert_eq!(parking.park(&n.world, &d, Tick(now + 1), 60, &mut seq).len(), 1);
     assert!(parking.expired(now + 30).is_empty(), "still within grace");
     let gone = parking.expired(now + 61);
     assert_eq!(gone.len(), 1);
@@ -562,5 +573,13 @@ fn a_player_who_reconnects_within_the_grace_period_gets_its_avatar_back() {
     assert!(parking.claim(&n.world, id).is_none(), "grace over: a new avatar");
     // Policies are never parked.
     let pol = net::hub::Departed { client_id: 9, source: 10, role: Role::Policy, controlled: vec![avatar] };
-    assert!(parking.park(&n.world, &pol, Tick(now + 1), 60, &mut seq).is_none());
+    assert!(parking.park(&n.world, &pol, Tick(now + 1), 60, &mut seq).is_empty());
+    // Parked twice with different avatars: the first is removed, not leaked.
+    let other = n.clients[1].avatar.expect("avatar");
+    let twice = net::hub::Departed { client_id: id, source: net::hub::source_of(id), role: Role::Player, controlled: vec![other] };
+    let mut p2 = Parking::default();
+    assert_eq!(p2.park(&n.world, &d, Tick(now + 1), 60, &mut seq).len(), 1);
+    let plans = p2.park(&n.world, &twice, Tick(now + 1), 60, &mut seq);
+    assert_eq!(plans.len(), 2, "a despawn of the displaced avatar, then the stop");
+    assert!(matches!(plans[0].ops()[0], Op::Despawn { handle } if handle.to_bits() == avatar));
 }

@@ -38,6 +38,8 @@ struct State {
     /// The latest raycast results: (sequence, tick, hit, handle, distance).
     rays: Option<Rays>,
     avatar: Avatar,
+    /// A player's held input (move x, z, yaw, pitch; buttons), read every tick.
+    held: ([f32; 4], u8),
 }
 
 /// Raycast results of one plan: (sequence, tick, hit, handle, distance).
@@ -61,8 +63,6 @@ impl Shared {
 #[derive(Debug)]
 enum Cmd {
     Plan(Vec<u8>),
-    /// A player's held input: move (x, z), yaw, pitch, buttons.
-    Input([f32; 4], u8),
 }
 
 /// A player's avatar as its session sees it: the prediction and the
@@ -118,7 +118,9 @@ async fn run(addr: String, opts: ClientOptions, role: Role, token: String, share
     let mut predictor: Option<net::predict::Predictor> = None;
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(tick_rate.max(1))));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let (mut held, mut buttons, mut seq, mut last_tick) = ([0f32; 4], 0u8, 0u32, 0u64);
+    let mut interp = net::timeline::InterpDelay::new(tick_rate);
+    client.set_tick_rate(tick_rate);
+    let (mut seq, mut last_tick) = (0u32, 0u64);
     let start = Instant::now();
     let ms = move || start.elapsed().as_millis() as u64;
     let reason = loop {
@@ -131,6 +133,7 @@ async fn run(addr: String, opts: ClientOptions, role: Role, token: String, share
                 let before = client.stats.snapshots_applied;
                 let block = client.on_datagram(&d);
                 if let Some((tick, b)) = block {
+                    interp.on_snapshot(ms(), tick);
                     clock.on_snapshot(ms(), tick, conn.rtt().as_secs_f64() * 1000.0);
                     clock.on_lead(b.lead);
                     let state = sim_core::character::CharacterState { pos: b.pos, vel: b.vel };
@@ -185,8 +188,7 @@ async fn run(addr: String, opts: ClientOptions, role: Role, token: String, share
                 // Flush plans already submitted, then say bye: bounded, so a
                 // server that stopped reading cannot hold `close()`.
                 let _ = tokio::time::timeout(Duration::from_millis(500), async {
-                    while let Ok(c) = cmds.try_recv() {
-                        let Cmd::Plan(b) = c else { continue };
+                    while let Ok(Cmd::Plan(b)) = cmds.try_recv() {
                         if write_frame(&mut send, &Frame::Plan(b)).await.is_err() {
                             return;
                         }
@@ -203,7 +205,9 @@ async fn run(addr: String, opts: ClientOptions, role: Role, token: String, share
                 if t <= last_tick {
                     continue;
                 }
-                let seen = client.view().map_or(0, |(tick, _)| tick.saturating_sub(2));
+                // What this player sees: others at the render tick.
+                let seen = interp.render_tick(ms()).map_or(0, |t| t.max(0.0) as u64);
+                let (held, buttons) = shared.state.lock().map(|s| s.held).unwrap_or_default();
                 let mut sent = 0u64;
                 for k in (last_tick + 1).max(t.saturating_sub(2))..=t {
                     seq += 1;
@@ -225,7 +229,6 @@ async fn run(addr: String, opts: ClientOptions, role: Role, token: String, share
                 });
             }
             c = cmds.recv() => match c {
-                Some(Cmd::Input(h, b)) => (held, buttons) = (h, b),
                 Some(Cmd::Plan(b)) => {
                     if let Err(e) = write_frame(&mut send, &Frame::Plan(b)).await {
                         break format!("cannot send a plan: {e}");
@@ -472,10 +475,8 @@ impl Session {
         if let Some(r) = self.shared.state.lock().ok().and_then(|s| s.closed.clone()) {
             return Err(closed_error(&r));
         }
-        match self.cmds.try_send(Cmd::Input([x, z, yaw, pitch], buttons)) {
-            Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => Ok(()),
-            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Err(closed_error("session thread ended")),
-        }
+        self.shared.update(|s| s.held = ([x, z, yaw, pitch], buttons));
+        Ok(())
     }
 
     /// A player's avatar: `predicted_pos`/`predicted_vel` (where this client

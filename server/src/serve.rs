@@ -597,9 +597,17 @@ fn tick_loop(
         while let Ok(d) = leave_rx.try_recv() {
             leaving.push(d);
         }
+        // What a departed client queued must not keep driving its avatar
+        // (parked, or about to be removed) or its NPCs.
+        let departed: Vec<sim_core::SourceId> = leaving.iter().map(|d| sim_core::SourceId(d.source)).collect();
+        for &s in &departed {
+            queue.drop_source(s);
+        }
+        plans.retain(|p| !departed.contains(&p.header().source));
         for d in &leaving {
-            if let Some(p) = parking.park(&world, d, next_tick, grace_ticks, &mut admin_seq) {
-                plans.push(p);
+            let parked = parking.park(&world, d, next_tick, grace_ticks, &mut admin_seq);
+            if !parked.is_empty() {
+                plans.extend(parked);
                 continue;
             }
             for p in leave_plans(&world, d, next_tick, &mut admin_seq) {
@@ -637,6 +645,9 @@ fn tick_loop(
         // is counted late for its sender, not dropped silently).
         stats.world_tick.store(next_tick.0, Ordering::Relaxed);
         while let Ok(p) = input_rx.try_recv() {
+            if departed.contains(&p.header().source) {
+                continue;
+            }
             let t = p.header().target_tick;
             if t == next_tick {
                 plans.push(p);

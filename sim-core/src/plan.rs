@@ -48,6 +48,19 @@ impl PlanQueue {
         self.pending.entry(plan.header().target_tick.0).or_default().push(plan);
     }
 
+    /// Drops every queued plan of `source` (a departed client's commands
+    /// must not keep driving what it left behind); returns how many.
+    pub fn drop_source(&mut self, source: crate::SourceId) -> usize {
+        let mut n = 0;
+        for v in self.pending.values_mut() {
+            let before = v.len();
+            v.retain(|p| p.header().source != source);
+            n += before - v.len();
+        }
+        self.pending.retain(|_, v| !v.is_empty());
+        n
+    }
+
     /// Removes and returns the plans for `tick`.
     pub fn take(&mut self, tick: Tick) -> Vec<MicroPlan> {
         self.pending.remove(&tick.0).unwrap_or_default()
@@ -67,5 +80,23 @@ impl PlanQueue {
     #[must_use]
     pub fn next_tick(&self) -> Option<Tick> {
         self.pending.keys().next().map(|&t| Tick(t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MicroPlan, PlanBuilder, SourceId};
+
+    #[test]
+    fn a_departed_source_s_plans_are_dropped_and_only_theirs() {
+        let mut q = PlanQueue::default();
+        for (src, t) in [(3, 5), (4, 5), (3, 7), (4, 9)] {
+            q.submit(MicroPlan::decode(PlanBuilder::new(Tick(t), SourceId(src), t as u32).build()).expect("plan"), Tick(1)).expect("queued");
+        }
+        assert_eq!(q.drop_source(SourceId(3)), 2);
+        assert_eq!(q.len(), 2);
+        assert!(q.take(Tick(7)).is_empty());
+        assert_eq!(q.take(Tick(5)).len(), 1);
     }
 }

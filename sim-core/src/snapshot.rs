@@ -165,6 +165,9 @@ impl World {
         if s.tables.len() != Archetype::COUNT {
             return Err(bad(format!("{} tables, expected {}", s.tables.len(), Archetype::COUNT)));
         }
+        if s.tick > u64::MAX / 4 {
+            return Err(bad(format!("tick {} is beyond any run", s.tick)));
+        }
         let pl = &c.players;
         let rules_ok = [pl.max_speed, pl.acceleration, pl.air_acceleration, pl.jump_speed].iter().all(|v| v.is_finite() && *v >= 0.0)
             && !pl.spawn_points.is_empty()

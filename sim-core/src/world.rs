@@ -48,6 +48,8 @@ struct Scratch {
     /// (handle bits, op index) of the current plan's despawns, sorted.
     despawned_in_plan: Vec<(u64, u32)>,
     overlap: Vec<u64>,
+    /// Avatars that fired this tick (one shot each).
+    fired: Vec<u64>,
 }
 
 /// The whole simulation state plus scratch.
@@ -99,7 +101,8 @@ impl World {
                 air_acceleration: s.players.air_acceleration,
                 jump_speed: s.players.jump_speed,
                 spawn_points: s.players.spawn_points.clone(),
-                max_rewind_ticks: (s.players.max_rewind_ms * s.tick_rate).div_ceil(1000),
+                // The history must reach back that far (a few ticks of slack).
+                max_rewind_ticks: (s.players.max_rewind_ms.saturating_mul(s.tick_rate)).div_ceil(1000).min(crate::lagcomp::HISTORY_TICKS as u32 - 2),
                 respawn_ticks: (s.players.respawn_delay_ms.saturating_mul(s.tick_rate)).div_ceil(1000).max(1),
                 ground: s.arena.ground,
                 walls: s.arena.wall_height > 0.0,
@@ -254,6 +257,7 @@ impl World {
             (p.header().source, p.header().sequence, p.checksum(), i)
         });
         journal.counters.plans_received = plans.len() as u32;
+        self.scratch.fired.clear();
         mark(&mut journal, Phase::Ingest, clock);
 
         // 2. Validate and apply, each plan whole or not at all.
@@ -554,7 +558,10 @@ impl World {
                         (ix[row], iz[row], yaw[row], pitch[row]) = (m[0], m[2], s.f32(4, i), s.f32(5, i));
                         t.u32_mut(ColumnId::Buttons)[row] = s.u32(2, i);
                         t.u32_mut(ColumnId::LastCommand)[row] = s.u32(1, i);
-                        if s.u32(2, i) & crate::character::BUTTON_FIRE != 0 {
+                        // One shot per avatar per tick, whatever the plans.
+                        let shooter = s.handle(0, i).to_bits();
+                        if s.u32(2, i) & crate::character::BUTTON_FIRE != 0 && !self.scratch.fired.contains(&shooter) {
+                            self.scratch.fired.push(shooter);
                             self.fire(s.handle(0, i), s.f32(4, i), s.f32(5, i), s.u32(6, i), pj);
                         }
                     }
@@ -781,6 +788,11 @@ impl World {
                 let (x, y, z) =
                     (table.f32(ColumnId::PosX)[row], table.f32(ColumnId::PosY)[row], table.f32(ColumnId::PosZ)[row]);
                 let inside = x.abs() <= hx && z.abs() <= hz && y >= kill_y;
+                if inside && !avatar && table.i32(ColumnId::Health)[row] <= 0 {
+                    // Killed inside the arena (shot): removed like the fallen.
+                    doomed.push(Handle::from_bits(table.handles()[row]));
+                    continue;
+                }
                 if inside || (avatar && table.i32(ColumnId::Health)[row] <= 0) {
                     continue;
                 }

@@ -413,3 +413,37 @@ fn an_avatar_that_falls_out_respawns_at_its_spawn_point_with_the_same_handle() {
     }
     assert_eq!(col(&w, sim_core::ColumnId::Health).1, Some(100));
 }
+
+#[test]
+fn an_avatar_fires_once_per_tick_and_a_shot_dead_npc_is_removed() {
+    let mut s = common::small();
+    s.npcs.clear();
+    let mut w = World::from_scenario(&s, None);
+    let shape = w.config().players.shape;
+    let j = w.step(&[plan(5, 1, 1, &[Op::spawn(Archetype::Avatar, shape, [0.0, 2.0, 3.0]), Op::spawn(Archetype::Npc, 2, [0.0, 1.0, -3.0])])], &mut NoClock);
+    let (me, target) = (j.plans[0].spawned[0], j.plans[0].spawned[1]);
+    for _ in 0..60 {
+        w.step(&[], &mut NoClock);
+    }
+    let fire = |w: &World, seq: u32, tick: u64| {
+        // Level with the NPC, straight along -z (yaw 0).
+        let t = w.table(Archetype::Npc);
+        let r = w.locate(target).map(|l| l.row as usize);
+        let dy = r.map_or(0.0, |r| t.f32(sim_core::ColumnId::PosY)[r]) - (w.table(Archetype::Avatar).f32(sim_core::ColumnId::PosY)[0] + 0.5 * w.character_params(shape).foot);
+        plan(5, seq, tick, &[Op::Command { handle: me, sequence: seq, buttons: sim_core::character::BUTTON_FIRE, movement: [0.0; 3], yaw: 0.0, pitch: (dy / 6.0).atan(), rewind: 1 }])
+    };
+    let tick = w.tick().0 + 1;
+    let plans: Vec<MicroPlan> = (0..5).map(|k| fire(&w, 10 + k, tick)).collect();
+    let j = w.step(&plans, &mut NoClock).clone();
+    let shots: usize = j.plans.iter().map(|p| p.ray_hit.len()).sum();
+    assert_eq!(shots, 1, "five fire plans in one tick, one shot: {:?}", j.plans);
+    assert_eq!(j.plans[0].ray_handle, vec![target.to_bits()], "{:?}", j.plans[0]);
+    let hp = |w: &World| w.locate(target).map(|l| w.table(Archetype::Npc).i32(sim_core::ColumnId::Health)[l.row as usize]);
+    assert_eq!(hp(&w), Some(75));
+    for k in 0..3u32 {
+        let t = w.tick().0 + 1;
+        let p = fire(&w, 20 + k, t);
+        w.step(&[p], &mut NoClock);
+    }
+    assert_eq!(hp(&w), None, "shot to 0 health inside the arena: removed");
+}
