@@ -8,6 +8,7 @@
 //! [`driver`] is the thin quinn/tokio glue for both ends.
 
 pub mod bits;
+pub mod client;
 pub mod command;
 pub mod delta;
 pub mod driver;

@@ -36,6 +36,7 @@ compile_error!("sim-core hashes column bytes in native order and assumes little-
 
 pub mod hash;
 pub mod character;
+pub mod avatars;
 pub mod cost;
 pub mod ids;
 pub mod journal;
