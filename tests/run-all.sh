@@ -11,7 +11,10 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
 passed=0
 failed=0
-step() { echo; echo "=== $*"; }
+T0=$SECONDS
+# Each step prints the seconds since the start (the whole command must stay
+# under 50 minutes on a fresh machine).
+step() { echo; echo "=== [+$((SECONDS - T0))s] $*"; }
 ok() { passed=$((passed + 1)); echo "ok: $*"; }
 fail() { failed=$((failed + 1)); echo "FAILED: $*"; echo "$passed passed, $failed failed"; exit 1; }
 
@@ -171,4 +174,5 @@ step "perf smoke: full tick vs raw rapier on the same scene, one run (ratio, not
 ok "perf smoke"
 
 echo
+echo "total $((SECONDS - T0)) s"
 echo "$passed passed, $failed failed"
