@@ -84,52 +84,74 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
 fn bench_tick(a: &TickArgs) -> anyhow::Result<ExitCode> {
     let scenario = Scenario::generated(a.bodies, a.seed);
     let mut raw = World::from_scenario(&scenario, None);
+    let mut raw1 = World::from_scenario(&scenario, None);
     let mut ours = World::from_scenario(&scenario, None);
     let bodies = ours.entity_count();
+    // Ours and raw on `--threads` threads; raw1 on one (the single-thread
+    // floor the parallel tick is judged against).
+    let threads = crate::threads::threads();
+    let pool = crate::threads::pool(threads, "bench")?;
+    let pool1 = crate::threads::pool(1, "bench1")?;
     for _ in 0..a.warmup {
-        raw.physics_mut().raw_step();
-        ours.step(&[], &mut NoClock);
+        pool.install(|| raw.physics_mut().raw_step());
+        pool1.install(|| raw1.physics_mut().raw_step());
+        pool.install(|| ours.step(&[], &mut NoClock));
     }
 
-    // Interleave raw and full ticks (alternating which goes first) so drift
-    // in machine load hits both equally. Both worlds start identical and see
-    // the same tick range, so they do the same physics work.
+    // Interleave raw and full ticks (rotating which goes first) so drift in
+    // machine load hits all equally. The worlds start identical and see the
+    // same tick range, so they do the same physics work.
     let mut clock = MonotonicClock::new();
     let mut raw_ns = Vec::with_capacity(a.ticks as usize);
+    let mut raw1_ns = Vec::with_capacity(a.ticks as usize);
     let mut tick_ns = Vec::with_capacity(a.ticks as usize);
     let mut phase_ns = [0u64; 7];
     let (mut raw_allocs, mut our_allocs) = (0u64, 0u64);
+    let mut raw1_allocs = 0u64;
     for i in 0..a.ticks {
-        let time_raw = |raw: &mut World, raw_ns: &mut Vec<u64>, raw_allocs: &mut u64| {
+        let time_raw = |pool: &rayon::ThreadPool, raw: &mut World, raw_ns: &mut Vec<u64>, raw_allocs: &mut u64| {
             let a0 = allocations();
             let t0 = Instant::now();
-            raw.physics_mut().raw_step();
+            pool.install(|| raw.physics_mut().raw_step());
             raw_ns.push(t0.elapsed().as_nanos() as u64);
             *raw_allocs += allocations() - a0;
         };
         let mut time_ours = |ours: &mut World, tick_ns: &mut Vec<u64>, our_allocs: &mut u64| {
             let a0 = allocations();
             let t0 = Instant::now();
-            let j = ours.step(&[], &mut clock);
+            let j = pool.install(|| ours.step(&[], &mut clock).phase_ns);
             tick_ns.push(t0.elapsed().as_nanos() as u64);
             *our_allocs += allocations() - a0;
             for p in Phase::ALL {
-                phase_ns[p as usize] += j.phase_ns[p as usize];
+                phase_ns[p as usize] += j[p as usize];
             }
         };
-        if i % 2 == 0 {
-            time_raw(&mut raw, &mut raw_ns, &mut raw_allocs);
-            time_ours(&mut ours, &mut tick_ns, &mut our_allocs);
-        } else {
-            time_ours(&mut ours, &mut tick_ns, &mut our_allocs);
-            time_raw(&mut raw, &mut raw_ns, &mut raw_allocs);
+        match i % 3 {
+            0 => {
+                time_raw(&pool, &mut raw, &mut raw_ns, &mut raw_allocs);
+                time_ours(&mut ours, &mut tick_ns, &mut our_allocs);
+                time_raw(&pool1, &mut raw1, &mut raw1_ns, &mut raw1_allocs);
+            }
+            1 => {
+                time_ours(&mut ours, &mut tick_ns, &mut our_allocs);
+                time_raw(&pool1, &mut raw1, &mut raw1_ns, &mut raw1_allocs);
+                time_raw(&pool, &mut raw, &mut raw_ns, &mut raw_allocs);
+            }
+            _ => {
+                time_raw(&pool1, &mut raw1, &mut raw1_ns, &mut raw1_allocs);
+                time_raw(&pool, &mut raw, &mut raw_ns, &mut raw_allocs);
+                time_ours(&mut ours, &mut tick_ns, &mut our_allocs);
+            }
         }
     }
     let raw_total: u64 = raw_ns.iter().sum();
+    let raw1_total: u64 = raw1_ns.iter().sum();
     let tick_total: u64 = tick_ns.iter().sum();
     let (raw_mean, raw_p99) = mean_p99(&mut raw_ns);
+    let (raw1_mean, _) = mean_p99(&mut raw1_ns);
     let (tick_mean, tick_p99) = mean_p99(&mut tick_ns);
     let tick_over_raw = tick_total as f64 / raw_total.max(1) as f64;
+    let tick_over_raw1 = tick_total as f64 / raw1_total.max(1) as f64;
 
     // Hashing: our per-tick hashing of every column vs one xxh3 pass over a
     // contiguous buffer with the same byte count. Best of many repetitions
@@ -155,11 +177,14 @@ fn bench_tick(a: &TickArgs) -> anyhow::Result<ExitCode> {
     let report = serde_json::json!({
         "bodies": bodies,
         "ticks": a.ticks,
+        "threads": threads,
         "raw_physics_ms_mean": raw_mean / 1e6,
+        "raw_physics_single_thread_ms_mean": raw1_mean / 1e6,
         "raw_physics_ms_p99": raw_p99 / 1e6,
         "tick_ms_mean": tick_mean / 1e6,
         "tick_ms_p99": tick_p99 / 1e6,
         "tick_over_raw_physics": tick_over_raw,
+        "tick_over_raw_single_thread": tick_over_raw1,
         "phase_us_mean": phases,
         "hash_bytes": bytes,
         "hash_us": our_hash_best as f64 / 1e3,
@@ -175,13 +200,15 @@ fn bench_tick(a: &TickArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         println!("{report}");
     } else {
-        println!("bench tick: {bodies} bodies, {} ticks", a.ticks);
-        println!("  raw rapier step   mean {:.3} ms  p99 {:.3} ms", raw_mean / 1e6, raw_p99 / 1e6);
+        println!("bench tick: {bodies} bodies, {} ticks, {threads} threads", a.ticks);
+        println!("  raw rapier step   mean {:.3} ms  p99 {:.3} ms ({threads} threads)", raw_mean / 1e6, raw_p99 / 1e6);
+        println!("  raw rapier step   mean {:.3} ms (1 thread)", raw1_mean / 1e6);
         println!("  full tick         mean {:.3} ms  p99 {:.3} ms", tick_mean / 1e6, tick_p99 / 1e6);
         for p in Phase::ALL {
             println!("    {:<8} {:>10.1} us", p.name(), phase_ns[p as usize] as f64 / n / 1e3);
         }
         println!("  tick_over_raw_physics {tick_over_raw:.4}");
+        println!("  tick_over_raw_single_thread {tick_over_raw1:.4}");
         println!(
             "  hashing {bytes} B: ours {:.1} us ({:.1} GB/s), raw xxh3 {:.1} us ({:.1} GB/s)",
             our_hash_best as f64 / 1e3,

@@ -1,27 +1,10 @@
 //! `dualplane`: the thin binary. Parses the command line and calls into the
-//! libraries; all logic worth testing lives in sim-core (and later net,
-//! replays).
+//! server crate's library (src/lib.rs); all logic worth testing lives there
+//! and in sim-core, net and replays.
 
-mod admin;
-#[cfg(feature = "agones")]
-mod agones;
-#[cfg_attr(not(feature = "agones"), allow(dead_code))]
-mod agones_meta;
-mod alloc_count;
-mod bench;
-mod bench_handshake;
-mod bot;
-mod client_args;
-mod clock;
-mod netsim;
-mod plan_cmd;
-mod ports_cmd;
+use server::{alloc_count, bench, bot, netsim, plan_cmd, ports_cmd, replay_cmd, serve, simulate, threads};
 #[cfg(feature = "render")]
-mod render_cmd;
-mod replay_cmd;
-mod serve;
-mod serve_trust;
-mod simulate;
+use server::render_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -32,6 +15,10 @@ static ALLOC: alloc_count::CountingAlloc = alloc_count::CountingAlloc;
 #[derive(Parser, Debug)]
 #[command(name = "dualplane", version, about = "Deterministic simulation server for authoritative multiplayer")]
 struct Cli {
+    /// Simulation threads (physics steps split across them; hashes do not
+    /// depend on the count). Default: the cores available, at most 8.
+    #[arg(long, global = true, env = "DUALPLANE_THREADS", value_parser = threads::parse)]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,8 +63,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = threads::init(cli.threads) {
+        eprintln!("dualplane: error: cannot start {} simulation threads: {e:#}", threads::count(cli.threads));
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
-        Command::Simulate(args) => simulate::run(&args),
+        Command::Simulate(args) => threads::install(|| simulate::run(&args)),
         Command::Serve(args) => serve::run(&args),
         Command::Token(args) => bot::token(&args),
         #[cfg(feature = "render")]
@@ -87,7 +78,7 @@ fn main() -> ExitCode {
         Command::Bench { what } => bench::run(&what),
         Command::Plan { what } => plan_cmd::run(&what),
         Command::Ports { what } => ports_cmd::run(&what),
-        Command::Replay { what } => replay_cmd::run(&what),
+        Command::Replay { what } => threads::install(|| replay_cmd::run(&what)),
     };
     match result {
         Ok(code) => code,

@@ -162,6 +162,7 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
             "final_tick": world.tick().0,
             "final_hash": format!("{:#018x}", world.world_hash()),
             "entities": world.entity_count(),
+            "threads": crate::threads::threads(),
             "ticks_per_s": ticks_per_s,
             "tick_ms_mean": mean / 1e6,
             "tick_ms_p99": p99 / 1e6,
@@ -177,10 +178,11 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
     } else {
         writeln!(
             out,
-            "summary: ticks={} final_tick={} entities={} ticks_per_s={ticks_per_s:.1} tick_ms_mean={:.3} tick_ms_p99={:.3}",
+            "summary: ticks={} final_tick={} entities={} threads={} ticks_per_s={ticks_per_s:.1} tick_ms_mean={:.3} tick_ms_p99={:.3}",
             a.ticks,
             world.tick().0,
             world.entity_count(),
+            crate::threads::threads(),
             mean / 1e6,
             p99 / 1e6
         )?;

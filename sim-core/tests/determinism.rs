@@ -35,6 +35,26 @@ fn small_scenario_matches_committed_golden_hashes() {
     assert_eq!(actual, expected, "simulation results changed; if deliberate, re-bless {GOLDEN}");
 }
 
+/// rapier's parallel step on 1, 2 and 3 threads: the golden hashes hold on
+/// every count, and the default arena agrees tick by tick (every column).
+#[test]
+fn golden_hashes_hold_on_every_thread_count() {
+    let expected = std::fs::read_to_string(repo_root().join(GOLDEN)).expect("golden file exists");
+    for n in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(n).build().expect("pool");
+        let actual = pool.install(|| golden_lines(&mut small_world()));
+        assert_eq!(actual, expected, "golden hashes differ on {n} threads");
+    }
+    let run = |n: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(n).build().expect("pool");
+        pool.install(|| {
+            let mut w = World::from_scenario(&Scenario::default_arena(), None);
+            (0..240).map(|_| w.step(&[], &mut NoClock).world_hash).collect::<Vec<u64>>()
+        })
+    };
+    assert_eq!(run(1), run(2), "the default arena differs between 1 and 2 threads");
+}
+
 #[test]
 fn golden_window_exercises_the_out_of_bounds_rule() {
     let mut w = small_world();

@@ -1,0 +1,27 @@
+//! The dualplane server crate's library: every command's logic (serve,
+//! bot, simulate, bench, replay, netsim, ...), so that tests and benches
+//! can drive it without a process. The `dualplane` binary (main.rs) only
+//! parses the command line and calls in here.
+
+pub mod admin;
+#[cfg(feature = "agones")]
+pub mod agones;
+#[cfg_attr(not(feature = "agones"), allow(dead_code))]
+pub mod agones_meta;
+pub mod alloc_count;
+pub mod bench;
+pub mod bench_handshake;
+pub mod bot;
+pub mod client_args;
+pub mod clock;
+pub mod netsim;
+pub mod plan_cmd;
+pub mod ports_cmd;
+#[cfg(feature = "render")]
+pub mod render_cmd;
+pub mod replay_cmd;
+pub mod serve;
+pub mod serve_trust;
+pub mod simulate;
+pub mod threads;
+

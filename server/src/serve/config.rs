@@ -1,0 +1,126 @@
+//! `serve`'s settings: flags, env vars and the TOML config file.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Every setting: flag > env var > config file > default.
+#[derive(clap::Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML config file with any of the settings below (snake_case keys).
+    #[arg(long, env = "DUALPLANE_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// UDP address to listen on (default 127.0.0.1:4433; port 0 picks one).
+    #[arg(long, env = "DUALPLANE_BIND")]
+    pub(crate) bind: Option<SocketAddr>,
+    /// Scenario file (default: the embedded arena).
+    #[arg(long, env = "DUALPLANE_SCENARIO")]
+    pub(crate) scenario: Option<PathBuf>,
+    #[arg(long, env = "DUALPLANE_SEED")]
+    pub(crate) seed: Option<u64>,
+    /// Where the dev token key and self-signed certificate live (default
+    /// $HOME/.dualplane/dev); generated when missing.
+    #[arg(long, env = "DUALPLANE_DEV_DIR")]
+    pub(crate) dev_dir: Option<PathBuf>,
+    /// PEM certificate chain to present (leaf first; cert-manager's
+    /// tls.crt). Re-read when it changes. Without it (and --tls-key) the
+    /// server runs in dev mode with the self-signed dev certificate.
+    #[arg(long, env = "DUALPLANE_TLS_CERT", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (tls.key).
+    #[arg(long, env = "DUALPLANE_TLS_KEY", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Directory of token keys, one `<key id>.key` file each (hex); tokens
+    /// signed by any of them are accepted, and the directory is re-read
+    /// every 2 s (rotation without restart). Default: the dev dir's
+    /// token.key as key id 0.
+    #[arg(long, env = "DUALPLANE_TOKEN_KEYS")]
+    pub(crate) token_keys: Option<PathBuf>,
+    /// This server's id: tokens must name it (default "dev"; under Agones
+    /// the GameServer's name).
+    #[arg(long, env = "DUALPLANE_SERVER_ID")]
+    pub(crate) server_id: Option<String>,
+    /// The match tokens must name (default ""; under Agones the allocation's
+    /// dualplane.dev/session annotation moves the server to that match).
+    #[arg(long = "match-id", env = "DUALPLANE_MATCH_ID")]
+    pub(crate) match_id: Option<String>,
+    #[arg(long, env = "DUALPLANE_MAX_CLIENTS")]
+    pub(crate) max_clients: Option<usize>,
+    #[arg(long, env = "DUALPLANE_IDLE_TIMEOUT_MS")]
+    pub(crate) idle_timeout_ms: Option<u64>,
+    /// A player who leaves keeps its avatar this long for a reconnect with
+    /// a fresh token for the same client id (0: removed at once).
+    #[arg(long, env = "DUALPLANE_RECONNECT_GRACE_MS")]
+    pub(crate) reconnect_grace_ms: Option<u64>,
+    #[arg(long, env = "DUALPLANE_KEEP_ALIVE_MS")]
+    pub(crate) keep_alive_ms: Option<u64>,
+    /// Input plans accepted per client per second.
+    #[arg(long, env = "DUALPLANE_INPUTS_PER_SEC")]
+    pub(crate) inputs_per_sec: Option<u32>,
+    /// Datagrams accepted per client per second.
+    #[arg(long, env = "DUALPLANE_DATAGRAMS_PER_SEC")]
+    pub(crate) datagrams_per_sec: Option<u32>,
+    /// Bytes per snapshot datagram.
+    #[arg(long, env = "DUALPLANE_SNAPSHOT_BUDGET")]
+    pub(crate) snapshot_budget: Option<usize>,
+    /// Replicate only entities within this many metres of each client's avatar.
+    #[arg(long, env = "DUALPLANE_INTEREST_RADIUS")]
+    pub(crate) interest_radius: Option<f32>,
+    /// Record every session into this directory (one replay per run).
+    #[arg(long, env = "DUALPLANE_RECORD")]
+    pub(crate) record: Option<PathBuf>,
+    /// Stop after this many ticks (0 = run until SIGTERM/SIGINT).
+    #[arg(long, env = "DUALPLANE_TICKS")]
+    pub(crate) ticks: Option<u64>,
+    /// Write run statistics as JSON here on exit.
+    #[arg(long, env = "DUALPLANE_STATS_JSON")]
+    pub(crate) stats_json: Option<PathBuf>,
+    /// Render a verification frame every N ticks, off the tick thread
+    /// (a slow renderer skips frames; it never stalls a tick).
+    #[arg(long, env = "DUALPLANE_VERIFY_FRAMES_EVERY")]
+    pub(crate) verify_frames_every: Option<u64>,
+    /// HTTP admin address for /metrics, /healthz, /readyz (default
+    /// 127.0.0.1:9464; port 0 picks one).
+    #[arg(long, env = "DUALPLANE_ADMIN_BIND")]
+    pub(crate) admin_bind: Option<SocketAddr>,
+    /// Longest a SIGTERM/SIGINT drain may take before exiting anyway.
+    #[arg(long, env = "DUALPLANE_DRAIN_TIMEOUT_MS")]
+    pub(crate) drain_timeout_ms: Option<u64>,
+    /// Where verification frames (PNG) and frames.jsonl are written.
+    #[arg(long, env = "DUALPLANE_FRAMES_DIR")]
+    pub(crate) frames_dir: Option<PathBuf>,
+    /// Run under Agones: read GameServer annotations, mark Ready, ping
+    /// health from the tick loop, Shutdown after drain (needs a build with
+    /// `--features agones` and the SDK sidecar).
+    #[arg(long)]
+    pub(crate) agones: bool,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    pub(crate) bind: Option<SocketAddr>,
+    pub(crate) scenario: Option<PathBuf>,
+    pub(crate) seed: Option<u64>,
+    pub(crate) dev_dir: Option<PathBuf>,
+    pub(crate) tls_cert: Option<PathBuf>,
+    pub(crate) tls_key: Option<PathBuf>,
+    pub(crate) token_keys: Option<PathBuf>,
+    pub(crate) server_id: Option<String>,
+    pub(crate) match_id: Option<String>,
+    pub(crate) max_clients: Option<usize>,
+    pub(crate) idle_timeout_ms: Option<u64>,
+    pub(crate) reconnect_grace_ms: Option<u64>,
+    pub(crate) keep_alive_ms: Option<u64>,
+    pub(crate) inputs_per_sec: Option<u32>,
+    pub(crate) datagrams_per_sec: Option<u32>,
+    pub(crate) snapshot_budget: Option<usize>,
+    pub(crate) interest_radius: Option<f32>,
+    pub(crate) record: Option<PathBuf>,
+    pub(crate) ticks: Option<u64>,
+    pub(crate) stats_json: Option<PathBuf>,
+    pub(crate) verify_frames_every: Option<u64>,
+    pub(crate) frames_dir: Option<PathBuf>,
+    pub(crate) admin_bind: Option<SocketAddr>,
+    pub(crate) drain_timeout_ms: Option<u64>,
+}

@@ -1,0 +1,256 @@
+//! One task per QUIC connection: hello, join, then datagrams and control
+//! frames until it leaves.
+
+use net::driver::{read_frame, write_frame};
+use net::hub::{Departed, Hub};
+use net::proto::{bye, Frame};
+use sim_core::MicroPlan;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use super::*;
+
+pub(crate) struct ConnCtx {
+    pub(crate) tick_rate: u32,
+    /// The character controller's parameters for players' avatars.
+    pub(crate) character: Option<sim_core::character::CharacterParams>,
+    pub(crate) metrics: crate::admin::Metrics,
+    pub(crate) health: Arc<crate::admin::Health>,
+    pub(crate) hub: Arc<Mutex<Hub>>,
+    pub(crate) conns: Arc<Mutex<BTreeMap<u32, quinn::Connection>>>,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) join_tx: SyncSender<JoinReq>,
+    pub(crate) leave_tx: SyncSender<Departed>,
+    pub(crate) input_tx: SyncSender<MicroPlan>,
+    pub(crate) outboxes: Outboxes,
+    pub(crate) published: Published,
+}
+
+/// Frames the tick thread sends to sessions (plan statuses and ray results),
+/// by source id, with whether the session wants every plan's status (a
+/// policy) or only ray results (a player's fire). Bounded: a session that
+/// does not keep up loses frames, the tick thread never waits.
+pub(crate) type Outboxes = Arc<Mutex<BTreeMap<u32, (tokio::sync::mpsc::Sender<Frame>, bool)>>>;
+
+/// When each recent tick's state was published (tick, now_ms), for the
+/// policy plan latency metric.
+pub(crate) type Published = Arc<Mutex<std::collections::VecDeque<(u64, u64)>>>;
+
+/// Milliseconds since the state of `tick` was published, if it is recent.
+pub(crate) fn since_published(published: &Published, tick: u64) -> Option<u64> {
+    let p = published.lock().ok()?;
+    let (first, _) = *p.front()?;
+    let (t, at) = *p.get(usize::try_from(tick.checked_sub(first)?).ok()?)?;
+    (t == tick).then(|| now_ms().saturating_sub(at))
+}
+
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+pub(crate) async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
+    let Ok(Ok((mut send, mut recv))) = tokio::time::timeout(Duration::from_secs(5), conn.accept_bi()).await else {
+        ctx.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+        conn.close(quinn::VarInt::from_u32(u32::from(bye::PROTOCOL)), b"no control stream");
+        return;
+    };
+    let hello = match tokio::time::timeout(Duration::from_secs(5), read_frame(&mut recv)).await {
+        Ok(Ok(Some(f))) => f,
+        Ok(Err(net::driver::DriverError::Proto(net::proto::ProtoError::TooLarge(_)))) => {
+            ctx.stats.oversized_frames.fetch_add(1, Ordering::Relaxed);
+            refuse(&conn, &mut send, bye::PROTOCOL, "frame too large").await;
+            return;
+        }
+        _ => {
+            ctx.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+            refuse(&conn, &mut send, bye::PROTOCOL, "expected Hello").await;
+            return;
+        }
+    };
+    if ctx.health.draining.load(Ordering::Relaxed) {
+        refuse(&conn, &mut send, bye::SHUTDOWN, "server draining").await;
+        return;
+    }
+    let (admitted, evicted) = match ctx.hub.lock() {
+        Ok(mut h) => (h.hello(&hello, unix_now()), h.take_evicted()),
+        Err(_) => return,
+    };
+    // A reconnect replaced a session whose connection died quietly: close
+    // that connection; its avatar is parked for this one.
+    for d in evicted {
+        if let Some(c) = ctx.conns.lock().ok().and_then(|mut c| c.remove(&d.client_id)) {
+            c.close(quinn::VarInt::from_u32(u32::from(bye::NORMAL)), b"replaced by a reconnect");
+        }
+        let _ = ctx.leave_tx.try_send(d);
+    }
+    let claims = match admitted {
+        Ok(c) => c,
+        Err(r) => {
+            refuse(&conn, &mut send, r.bye_code(), &r.reason()).await;
+            return;
+        }
+    };
+    let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+    let (id, role) = (claims.client_id, claims.role);
+    if ctx.join_tx.try_send(JoinReq { claims: claims.clone(), reply: reply_tx }).is_err() {
+        cancel_pending(&ctx, claims.client_id);
+        refuse(&conn, &mut send, bye::FULL, "server busy").await;
+        return;
+    }
+    let Ok(Ok(controlled)) = tokio::time::timeout(Duration::from_secs(5), reply_rx).await else {
+        cancel_pending(&ctx, claims.client_id);
+        refuse(&conn, &mut send, bye::PROTOCOL, "join failed").await;
+        return;
+    };
+    let epoch = match ctx.hub.lock() {
+        Ok(mut h) => h.join(&claims, controlled.clone(), now_ms()),
+        Err(_) => return,
+    };
+    let leave = |ctx: &ConnCtx, id: u32| leave(ctx, id, epoch, conn.stable_id());
+    let (tick_rate, source, tick) = (ctx.tick_rate, net::hub::source_of(id), ctx.stats.world_tick.load(Ordering::Relaxed));
+    if let Ok(mut c) = ctx.conns.lock() {
+        c.insert(id, conn.clone());
+    }
+    let welcome = Frame::Welcome { client_id: id, source_id: source, role, tick_rate, tick, schema_hash: sim_core::PORTS_SCHEMA_HASH, controlled };
+    if write_frame(&mut send, &welcome).await.is_err() {
+        leave(&ctx, id);
+        return;
+    }
+    if role == net::token::Role::Player
+        && let Some(params) = ctx.character
+        && write_frame(&mut send, &Frame::Character(params)).await.is_err() {
+            leave(&ctx, id);
+            return;
+        }
+    // Frames to the client go through a bounded outbox drained by its own
+    // writer task: a client that never reads its control stream loses
+    // frames (and stalls only its writer), never this task or the tick.
+    // Policies get every plan's status; players only refusals and the
+    // results of their fire commands.
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Frame>(256);
+    let is_policy = role == net::token::Role::Policy;
+    if role != net::token::Role::Observer
+        && let Ok(mut o) = ctx.outboxes.lock() {
+            o.insert(source, (out_tx.clone(), is_policy));
+        }
+    let writer = tokio::spawn(async move {
+        while let Some(f) = out_rx.recv().await {
+            if write_frame(&mut send, &f).await.is_err() {
+                break;
+            }
+        }
+        send
+    });
+    let (reader, mut frame_rx) = net::driver::spawn_frame_reader(recv);
+    loop {
+        tokio::select! {
+            d = conn.read_datagram() => {
+                let Ok(d) = d else { break };
+                ctx.metrics.datagrams_in.inc();
+                ctx.metrics.bytes_in.inc_by(d.len() as u64);
+                let server_tick = ctx.stats.world_tick.load(Ordering::Relaxed);
+                let inputs = ctx.hub.lock().ok().and_then(|mut h| {
+                    let now = now_ms();
+                    h.sessions.get_mut(&id).map(|s| s.on_datagram(now, server_tick, &d))
+                });
+                if let Some(Ok(inputs)) = inputs {
+                    for p in inputs {
+                        if ctx.input_tx.try_send(p).is_err() {
+                            ctx.stats.inputs_queue_full.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            f = frame_rx.recv() => {
+                let Some(f) = f else { break };
+                match f {
+                    Ok(Some(Frame::Plan(bytes))) => {
+                        // Dedupe and rate limit under the hub lock; decode
+                        // and role checks outside it (a flood of big plans
+                        // must not hold up replication); then the budget.
+                        let fresh = ctx.hub.lock().ok().and_then(|mut h| h.sessions.get_mut(&id).map(|s| s.gate_input(now_ms(), &bytes)));
+                        let r = match fresh {
+                            Some(Ok(true)) => {
+                                let screened = net::session::screen_input(role, source, bytes);
+                                ctx.hub.lock().ok().and_then(|mut h| {
+                                    h.sessions.get_mut(&id).map(|s| match screened {
+                                        Ok((plan, cost)) => s.accept_input(plan, cost, ctx.stats.world_tick.load(Ordering::Relaxed)),
+                                        Err(r) => Err(s.refused(r)),
+                                    })
+                                })
+                            }
+                            Some(Ok(false)) => Some(Ok(None)),
+                            Some(Err(r)) => Some(Err(r)),
+                            None => None,
+                        };
+                        // A refused plan's sender is told why (bounded: a
+                        // client that does not read loses statuses).
+                        if let Some(Err(net::session::Refusal { reject, sequence: Some(sequence) })) = r
+                            && let Some(status) = reject.status() {
+                                let _ = out_tx.try_send(Frame::PlanStatus { sequence, tick: ctx.stats.world_tick.load(Ordering::Relaxed), status: status as u16 });
+                            }
+                        if let Some(Ok(Some(p))) = r {
+                            // The correlation id of an accepted policy plan is
+                            // the tick it was decided on.
+                            if is_policy
+                                && let Some(ms) = since_published(&ctx.published, p.header().correlation) {
+                                    ctx.metrics.policy_latency.observe(ms as f64 / 1000.0);
+                                }
+                            if ctx.input_tx.try_send(p).is_err() {
+                                ctx.stats.inputs_queue_full.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    Ok(Some(Frame::Bye { .. })) | Ok(None) => break,
+                    Ok(Some(_)) => {
+                        ctx.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(net::driver::DriverError::Proto(net::proto::ProtoError::TooLarge(_))) => {
+                        ctx.stats.oversized_frames.fetch_add(1, Ordering::Relaxed);
+                        let _ = out_tx.try_send(Frame::Bye { code: bye::PROTOCOL, reason: "frame too large".into() });
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        conn.close(quinn::VarInt::from_u32(u32::from(bye::PROTOCOL)), b"frame too large");
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+    if let Ok(mut o) = ctx.outboxes.lock() {
+        // A reconnect under the same id may have registered a new outbox.
+        if o.get(&source).is_some_and(|(tx, _)| tx.same_channel(&out_tx)) {
+            o.remove(&source);
+        }
+    }
+    reader.abort();
+    writer.abort();
+    leave(&ctx, id);
+}
+
+pub(crate) fn cancel_pending(ctx: &ConnCtx, id: u32) {
+    if let Ok(mut h) = ctx.hub.lock() {
+        h.cancel_pending(id);
+    }
+}
+
+/// Ends this connection's session (of `epoch`), unless a reconnect has
+/// replaced it: then the new connection and session stay.
+pub(crate) fn leave(ctx: &ConnCtx, id: u32, epoch: u64, conn_id: usize) {
+    if let Ok(mut c) = ctx.conns.lock()
+        && c.get(&id).is_some_and(|k| k.stable_id() == conn_id) {
+            c.remove(&id);
+        }
+    if let Some(d) = ctx.hub.lock().ok().and_then(|mut h| h.leave_epoch(id, epoch)) {
+        let _ = ctx.leave_tx.try_send(d);
+    }
+}
+
+pub(crate) async fn refuse(conn: &quinn::Connection, send: &mut quinn::SendStream, code: u16, reason: &str) {
+    let _ = write_frame(send, &Frame::Bye { code, reason: reason.to_string() }).await;
+    let _ = send.finish();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    conn.close(quinn::VarInt::from_u32(u32::from(code)), reason.as_bytes());
+}

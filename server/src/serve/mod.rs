@@ -1,0 +1,321 @@
+//! `dualplane serve`: the dedicated server.
+//!
+//! Threads: the tick thread owns the World and steps it at a fixed rate; it
+//! never waits on the network (it only `try_recv`s joins, leaves and inputs
+//! queued by the connection tasks, and publishes each tick's quantized world
+//! on a watch channel). The tokio runtime runs one task per connection and a
+//! replication task that encodes every client's snapshot from the published
+//! world and sends it as a datagram.
+
+
+mod config;
+mod conn;
+mod frames;
+mod replicate;
+mod stats;
+mod tick;
+
+pub use config::ServeArgs;
+use config::FileConfig;
+use conn::{handle, ConnCtx, Outboxes, Published};
+use frames::{frame_sink, FrameSink};
+use replicate::replicate;
+use stats::{export_counters, summary, Stats};
+use tick::{tick_loop, JoinReq, TickObserver};
+
+use anyhow::Context;
+use crate::serve_trust::{spawn_key_watch, ServerTrust};
+use net::driver::server_config_for;
+use net::driver::TransportSettings;
+use net::hub::{Departed, Hub};
+use net::proto::bye;
+use net::quant::QEntity;
+use net::session::CoreConfig;
+use net::tls::ServerIdentity;
+use net::token::TokenGate;
+use sim_core::MicroPlan;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the tick thread publishes after each tick: the tick, the quantized
+/// world, and every avatar's exact state (for the player blocks).
+pub(crate) type WorldView = (u64, Arc<Vec<QEntity>>, Arc<Vec<net::session::AvatarState>>);
+
+/// The server id of a server (and the tokens minted for it) when none is
+/// configured.
+pub const DEFAULT_SERVER_ID: &str = net::token::DEV_SERVER_ID;
+
+
+pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let file: FileConfig = match &a.config {
+        Some(p) => toml::from_str(&std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?)
+            .with_context(|| format!("{}: invalid config", p.display()))?,
+        None => FileConfig::default(),
+    };
+    let bind = a.bind.or(file.bind).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 4433)));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    #[cfg_attr(not(feature = "agones"), allow(unused_mut))]
+    let mut scenario = a.scenario.clone().or(file.scenario);
+    #[cfg_attr(not(feature = "agones"), allow(unused_mut))]
+    let mut seed = a.seed.or(file.seed);
+    #[cfg_attr(not(feature = "agones"), allow(unused_mut))]
+    let mut max_clients = a.max_clients.or(file.max_clients);
+    #[cfg_attr(not(feature = "agones"), allow(unused_mut))]
+    let mut server_id = a.server_id.clone().or(file.server_id);
+    #[cfg_attr(not(feature = "agones"), allow(unused_mut))]
+    let mut match_id = a.match_id.clone().or(file.match_id);
+    #[cfg(not(feature = "agones"))]
+    if a.agones {
+        anyhow::bail!("--agones: this binary was built without the `agones` feature (cargo build --release -p server --features agones)");
+    }
+    // GameServer annotations are the orchestrator's per-instance choice:
+    // they override flags, env and file.
+    #[cfg(feature = "agones")]
+    let mut agones = if a.agones {
+        let (sdk, o) = rt.block_on(crate::agones::Agones::connect(Duration::from_secs(10)))?;
+        say(&format!("agones: GameServer {:?}: scenario {:?} seed {:?} max_clients {:?}", sdk.name, o.scenario, o.seed, o.max_clients));
+        for r in &o.rejected {
+            say(&format!("agones: ignoring annotation {r}"));
+        }
+        scenario = o.scenario.or(scenario);
+        seed = o.seed.or(seed);
+        max_clients = o.max_clients.or(max_clients);
+        // Tokens are bound to this GameServer and to its allocated match.
+        server_id = Some(sdk.name.clone()).filter(|n| !n.is_empty()).or(server_id);
+        match_id = o.session.clone().or(match_id);
+        Some(sdk)
+    } else {
+        None
+    };
+    let dev_dir = a.dev_dir.clone().or(file.dev_dir).unwrap_or_else(net::driver::default_dev_dir);
+    let core = CoreConfig {
+        budget: a.snapshot_budget.or(file.snapshot_budget).unwrap_or(1100),
+        idle_timeout_ms: a.idle_timeout_ms.or(file.idle_timeout_ms).unwrap_or(10_000),
+        max_clients: max_clients.unwrap_or(256),
+        inputs_per_sec: a.inputs_per_sec.or(file.inputs_per_sec).unwrap_or(240),
+        datagrams_per_sec: a.datagrams_per_sec.or(file.datagrams_per_sec).unwrap_or(600),
+        interest_radius_m: a.interest_radius.or(file.interest_radius),
+        schema_hash: sim_core::PORTS_SCHEMA_HASH,
+        reconnect_grace_ms: a.reconnect_grace_ms.or(file.reconnect_grace_ms).unwrap_or(10_000),
+    };
+    let transport = TransportSettings {
+        idle_timeout: Duration::from_millis(core.idle_timeout_ms),
+        keep_alive: Duration::from_millis(a.keep_alive_ms.or(file.keep_alive_ms).unwrap_or(2000)),
+    };
+    let record = a.record.clone().or(file.record);
+    let max_ticks = a.ticks.or(file.ticks).unwrap_or(0);
+    let stats_json = a.stats_json.clone().or(file.stats_json);
+    let frames_every = a.verify_frames_every.or(file.verify_frames_every).unwrap_or(0);
+    let frames_dir = a.frames_dir.clone().or(file.frames_dir);
+    let admin_bind = a.admin_bind.or(file.admin_bind).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464)));
+    let drain_timeout = Duration::from_millis(a.drain_timeout_ms.or(file.drain_timeout_ms).unwrap_or(5000));
+    let metrics = crate::admin::Metrics::new();
+    let health = Arc::new(crate::admin::Health::default());
+    let shutdown_flag = Arc::new(AtomicBool::new(false));
+
+    let ServerTrust { identity, ring, token_keys, tls_desc, keys_desc } = ServerTrust::load(a.tls_cert.clone().or(file.tls_cert), a.tls_key.clone().or(file.tls_key), a.token_keys.clone().or(file.token_keys), &dev_dir)?;
+    metrics.tls_dev_mode.set(i64::from(matches!(identity, ServerIdentity::Dev { .. })));
+    let server_id = server_id.unwrap_or_else(|| DEFAULT_SERVER_ID.to_string());
+    let match_id = match_id.unwrap_or_default();
+    for (what, id) in [("server id", &server_id), ("match id", &match_id)] {
+        if id.len() > net::token::MAX_ID {
+            anyhow::bail!("{what} {id:?}: {} bytes; tokens carry at most {}", id.len(), net::token::MAX_ID);
+        }
+    }
+    let (world, name, scenario_hash) = crate::simulate::load_scenario_world(scenario.as_ref(), seed)?;
+    let tick_rate = world.config().tick_rate;
+    let character = Some(world.character_params(world.config().players.shape));
+    let hub = Arc::new(Mutex::new(Hub::new(core.clone(), TokenGate::new(ring.clone(), &server_id, &match_id))));
+    if let Some(d) = token_keys {
+        spawn_key_watch(d, ring, Arc::clone(&hub), metrics.clone(), Arc::clone(&shutdown_flag));
+    }
+    let stats = Arc::new(Stats::default());
+    let frames = if frames_every > 0 { Some(frame_sink(Arc::clone(&stats), frames_dir)?) } else { None };
+    let shutdown = shutdown_flag;
+    let (join_tx, join_rx) = sync_channel::<JoinReq>(256);
+    let (leave_tx, leave_rx) = sync_channel::<Departed>(1024);
+    let (input_tx, input_rx) = sync_channel::<MicroPlan>(16_384);
+    let (world_tx, world_rx) = tokio::sync::watch::channel::<WorldView>((0, Arc::new(Vec::new()), Arc::new(Vec::new())));
+    let outboxes: Outboxes = Arc::default();
+    let published: Published = Arc::default();
+    let recorder = match &record {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+            let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let path = dir.join(format!("session-{unix}.rpl"));
+            Some(replays::Recorder::create(&path, &world, &name, scenario_hash, replays::RecorderConfig::default())?)
+        }
+        None => None,
+    };
+
+    let tick_thread = {
+        let (stats, shutdown) = (Arc::clone(&stats), Arc::clone(&shutdown));
+        let obs = TickObserver { metrics: metrics.clone(), health: Arc::clone(&health), outboxes: Arc::clone(&outboxes), published: Arc::clone(&published), reconnect_grace_ms: core.reconnect_grace_ms };
+        std::thread::Builder::new().name("tick".into()).spawn(move || {
+            // The whole loop runs on the simulation pool: rapier's parallel
+            // step then needs no hand-off per tick.
+            crate::threads::install(|| tick_loop(world, recorder, join_rx, leave_rx, input_rx, world_tx, &stats, &shutdown, max_ticks, frames.map(|f| (frames_every, f)), &obs))
+        })?
+    };
+
+    let result = rt.block_on(async {
+        let (sc, reloader) = server_config_for(&identity, transport)?;
+        let endpoint = quinn::Endpoint::server(sc, bind).with_context(|| format!("cannot listen on {bind}"))?;
+        let local = endpoint.local_addr()?;
+        say(&format!("dualplane serving {name:?} at {tick_rate} Hz on {local} (QUIC, ALPN dualplane/1), {} simulation threads", crate::threads::threads()));
+        say(&format!("{tls_desc}; tokens for server id {server_id:?}, match {match_id:?}, keys {keys_desc}; connect bots with: dualplane bot --server {local} --count 8"));
+        if let Some(r) = reloader {
+            metrics.watch_cert_reloads(r);
+        }
+        // The admin server has its own thread and runtime: a scrape or a
+        // health probe never queues behind replication work on a loaded box.
+        let admin = std::net::TcpListener::bind(admin_bind).with_context(|| format!("cannot listen on {admin_bind} (admin)"))?;
+        admin.set_nonblocking(true)?;
+        say(&format!("admin http on {} (/metrics /healthz /readyz)", admin.local_addr()?));
+        let admin_done = {
+            let (m, h, sd) = (metrics.clone(), Arc::clone(&health), Arc::clone(&shutdown));
+            let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+            std::thread::Builder::new().name("admin".into()).spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+                let _ = rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(admin)?;
+                    crate::admin::serve_admin(listener, m, h, now_ms, async move {
+                        while !sd.load(Ordering::Relaxed) {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    })
+                    .await
+                });
+                let _ = done_tx.send(());
+            })?;
+            done_rx
+        };
+        #[cfg(feature = "agones")]
+        let agones_tasks = match agones.as_mut() {
+            Some(sdk) => {
+                sdk.ready().await?;
+                say("agones: Ready");
+                vec![sdk.spawn_health(Arc::clone(&health), now_ms, Duration::from_secs(2), metrics.clone()), sdk.spawn_watch(metrics.clone(), {
+                    let hub = Arc::clone(&hub);
+                    Box::new(move |m: &str| {
+                        if let Ok(mut h) = hub.lock() {
+                            h.set_match(m);
+                        }
+                    })
+                })]
+            }
+            None => Vec::new(),
+        };
+        let conns: Arc<Mutex<BTreeMap<u32, quinn::Connection>>> = Arc::default();
+        let repl = tokio::spawn(replicate(world_rx, Arc::clone(&hub), Arc::clone(&conns), leave_tx.clone(), Arc::clone(&stats), metrics.clone()));
+        let accept = {
+            let (endpoint, hub, conns, stats, metrics, health) = (endpoint.clone(), Arc::clone(&hub), Arc::clone(&conns), Arc::clone(&stats), metrics.clone(), Arc::clone(&health));
+            tokio::spawn(async move {
+                while let Some(incoming) = endpoint.accept().await {
+                    let ctx = ConnCtx { tick_rate, character, metrics: metrics.clone(), health: Arc::clone(&health), hub: Arc::clone(&hub), conns: Arc::clone(&conns), stats: Arc::clone(&stats), join_tx: join_tx.clone(), leave_tx: leave_tx.clone(), input_tx: input_tx.clone(), outboxes: Arc::clone(&outboxes), published: Arc::clone(&published) };
+                    tokio::spawn(async move {
+                        match incoming.await {
+                            Ok(conn) => handle(conn, ctx).await,
+                            Err(_) => {
+                                ctx.stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    });
+                }
+            })
+        };
+        let (sd, hl) = (Arc::clone(&shutdown), Arc::clone(&health));
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            // Drain: stop admitting (readyz 503, hellos refused), then stop
+            // the tick loop after its current tick (it flushes the replay).
+            hl.draining.store(true, Ordering::Relaxed);
+            sd.store(true, Ordering::Relaxed);
+        });
+        while !shutdown.load(Ordering::Relaxed) && !tick_thread.is_finished() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        shutdown.store(true, Ordering::Relaxed);
+        // Drain: tell every client why, then close.
+        let all: Vec<quinn::Connection> = conns.lock().map(|c| c.values().cloned().collect()).unwrap_or_default();
+        for c in &all {
+            c.close(quinn::VarInt::from_u32(u32::from(bye::SHUTDOWN)), b"server shutting down");
+        }
+        accept.abort();
+        repl.abort();
+        endpoint.close(quinn::VarInt::from_u32(0), b"shutdown");
+        tokio::time::timeout(drain_timeout, endpoint.wait_idle()).await.ok();
+        // A scraper's keep-alive connection may hold the graceful shutdown:
+        // wait a bounded time, the process exits anyway.
+        let _ = tokio::task::spawn_blocking(move || admin_done.recv_timeout(Duration::from_secs(1))).await;
+        #[cfg(feature = "agones")]
+        for t in agones_tasks {
+            t.abort();
+        }
+        anyhow::Ok(())
+    });
+    // Whatever ended the async part (drain, or an error such as a port in
+    // use), the tick thread and the admin thread must stop too.
+    shutdown.store(true, Ordering::Relaxed);
+    let tick_result = tick_thread.join().map_err(|_| anyhow::anyhow!("tick thread panicked"))?;
+    result?;
+    tick_result?;
+    let summary = summary(&stats, &hub, tick_rate);
+    say(&summary.to_string());
+    if let Some(p) = stats_json {
+        std::fs::write(&p, serde_json::to_vec_pretty(&summary)?).with_context(|| format!("{}: cannot write", p.display()))?;
+    }
+    // The replay is flushed and closed: now Agones may delete the pod.
+    #[cfg(feature = "agones")]
+    if let Some(mut sdk) = agones {
+        match rt.block_on(sdk.shutdown()) {
+            Ok(()) => say("agones: Shutdown"),
+            Err(e) => say(&format!("{e}")),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a line; a closed stdout (a pipe nobody reads) is not an error
+/// worth dying for.
+pub(crate) fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+
+/// The one clock of every session: milliseconds since the process started
+/// (the replication task and the connection tasks must agree on "now").
+pub(crate) fn now_ms() -> u64 {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    ORIGIN.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+

@@ -1,0 +1,119 @@
+//! The server's counters shared by its threads, the exit summary, and
+//! their export into the Prometheus metrics.
+
+use crate::clock::mean_p99;
+use net::hub::Hub;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Counters shared by the threads.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) ticks: AtomicU64,
+    /// The tick being simulated, or the last one simulated between steps
+    /// (connection tasks judge commands late or early against it).
+    pub(crate) world_tick: AtomicU64,
+    pub(crate) overruns: AtomicU64,
+    pub(crate) inputs_applied: AtomicU64,
+    pub(crate) inputs_late_retargeted: AtomicU64,
+    pub(crate) inputs_late_dropped: AtomicU64,
+    pub(crate) inputs_queue_full: AtomicU64,
+    pub(crate) plans_rejected: AtomicU64,
+    pub(crate) datagrams_sent: AtomicU64,
+    pub(crate) datagram_bytes_sent: AtomicU64,
+    pub(crate) datagram_send_errors: AtomicU64,
+    pub(crate) handshake_failures: AtomicU64,
+    pub(crate) oversized_frames: AtomicU64,
+    pub(crate) protocol_errors: AtomicU64,
+    pub(crate) tick_ns: Mutex<Vec<u64>>,
+    pub(crate) frames_rendered: AtomicU64,
+    pub(crate) frames_failed: AtomicU64,
+    pub(crate) frames_skipped: AtomicU64,
+    /// Wall time of the tick loop, microseconds.
+    pub(crate) loop_us: AtomicU64,
+    pub(crate) last_frame: Mutex<Option<(u64, String)>>,
+}
+
+pub(crate) fn summary(stats: &Stats, hub: &Mutex<Hub>, tick_rate: u32) -> serde_json::Value {
+    let mut ns = stats.tick_ns.lock().map(|v| v.clone()).unwrap_or_default();
+    let n = ns.len();
+    let (mean, p99) = mean_p99(&mut ns);
+    let p50 = ns.get(n / 2).copied().unwrap_or(0) as f64;
+    let (handshakes, rejects, clients) = match hub.lock() {
+        Ok(h) => (h.counters.handshakes.clone(), h.session_rejects(), h.sessions.len()),
+        Err(_) => (BTreeMap::new(), BTreeMap::new(), 0),
+    };
+    let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let wall_s = l(&stats.loop_us) as f64 / 1e6;
+    serde_json::json!({
+        "tick_rate": tick_rate,
+        "wall_s": wall_s,
+        "tick_rate_achieved": l(&stats.ticks) as f64 / wall_s.max(1e-9),
+        "ticks": l(&stats.ticks),
+        "overruns": l(&stats.overruns),
+        "tick_ms_mean": mean / 1e6,
+        "tick_ms_p50": p50 / 1e6,
+        "tick_ms_p99": p99 / 1e6,
+        "inputs_applied": l(&stats.inputs_applied),
+        "inputs_late_retargeted": l(&stats.inputs_late_retargeted),
+        "inputs_late_dropped": l(&stats.inputs_late_dropped),
+        "inputs_queue_full": l(&stats.inputs_queue_full),
+        "plans_rejected": l(&stats.plans_rejected),
+        "datagrams_sent": l(&stats.datagrams_sent),
+        "datagram_bytes_sent": l(&stats.datagram_bytes_sent),
+        "datagram_send_errors": l(&stats.datagram_send_errors),
+        "handshake_failures": l(&stats.handshake_failures),
+        "oversized_frames": l(&stats.oversized_frames),
+        "protocol_errors": l(&stats.protocol_errors),
+        "handshakes": handshakes,
+        "session_rejects": rejects,
+        "clients_at_exit": clients,
+        "frames_rendered": l(&stats.frames_rendered),
+        "frames_failed": l(&stats.frames_failed),
+        "frames_skipped": l(&stats.frames_skipped),
+        "last_frame": stats.last_frame.lock().ok().and_then(|f| f.clone()).map(|(t, h)| serde_json::json!({"tick": t, "hash": h})),
+    })
+}
+
+/// Raises a counter to a running total kept elsewhere.
+pub(crate) fn raise(c: &prometheus::IntCounter, total: u64) {
+    let now = c.get();
+    if total > now {
+        c.inc_by(total - now);
+    }
+}
+
+/// Copies the hub's and the server's running totals into the metrics.
+pub(crate) fn export_counters(hub: &Mutex<Hub>, stats: &Stats, m: &crate::admin::Metrics) {
+    m.sync_cert_reloads();
+    if let Ok(h) = hub.lock() {
+        for (k, v) in &h.counters.handshakes {
+            raise(&m.handshakes.with_label_values(&[k]), *v);
+        }
+        for (k, v) in h.session_rejects() {
+            raise(&m.rejects.with_label_values(&[k]), v);
+        }
+        let mut roles: BTreeMap<&'static str, i64> = [("player", 0), ("policy", 0), ("observer", 0)].into_iter().collect();
+        let mut failures = 0i64;
+        for s in h.sessions.values() {
+            *roles.entry(s.role.name()).or_default() += 1;
+            failures += i64::from(s.stats.client_hash_failures);
+        }
+        for (r, n) in roles {
+            m.clients.with_label_values(&[r]).set(n);
+        }
+        m.client_hash_failures.set(failures);
+    }
+    let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    raise(&m.handshakes.with_label_values(&["tls_failed"]), l(&stats.handshake_failures));
+    raise(&m.handshakes.with_label_values(&["oversized_frame"]), l(&stats.oversized_frames));
+    raise(&m.handshakes.with_label_values(&["protocol_error"]), l(&stats.protocol_errors));
+    raise(&m.inputs.with_label_values(&["applied"]), l(&stats.inputs_applied));
+    raise(&m.inputs.with_label_values(&["late_retargeted"]), l(&stats.inputs_late_retargeted));
+    raise(&m.inputs.with_label_values(&["late_dropped"]), l(&stats.inputs_late_dropped));
+    raise(&m.inputs.with_label_values(&["queue_full"]), l(&stats.inputs_queue_full));
+    raise(&m.frames.with_label_values(&["rendered"]), l(&stats.frames_rendered));
+    raise(&m.frames.with_label_values(&["failed"]), l(&stats.frames_failed));
+    raise(&m.frames.with_label_values(&["skipped"]), l(&stats.frames_skipped));
+}

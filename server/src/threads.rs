@@ -1,0 +1,64 @@
+//! The simulation's worker threads: one rayon pool, sized by `--threads`
+//! (env `DUALPLANE_THREADS`; default: the cores available, at most
+//! [`DEFAULT_CAP`]). rapier's `parallel` feature splits its step across the
+//! pool of the thread that calls it; sim-core itself starts no thread. The
+//! world's hashes do not depend on the count (tests/threads compares 1 and
+//! 2 threads hash line by hash line).
+
+use std::sync::OnceLock;
+
+/// The default never takes more than this many cores.
+pub const DEFAULT_CAP: usize = 8;
+
+/// Most threads a pool may have (a typo such as 10000 is refused, not obeyed).
+pub const MAX: usize = 256;
+
+static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+
+/// The thread count for `requested` (None: the default).
+#[must_use]
+pub fn count(requested: Option<usize>) -> usize {
+    requested.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(DEFAULT_CAP))
+}
+
+/// Checks a `--threads` value (clap value parser).
+pub fn parse(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("expected a thread count (1 to {MAX}), found {s:?}: {e}"))?;
+    if !(1..=MAX).contains(&n) {
+        return Err(format!("expected a thread count from 1 to {MAX}, found {n}"));
+    }
+    Ok(n)
+}
+
+/// A pool of `n` threads named `{name}-{i}`.
+pub fn pool(n: usize, name: &'static str) -> anyhow::Result<rayon::ThreadPool> {
+    Ok(rayon::ThreadPoolBuilder::new().num_threads(n).thread_name(move |i| format!("{name}-{i}")).build()?)
+}
+
+/// Sets the process's simulation thread count (once, at start): the pool
+/// [`install`] runs in, and rayon's global pool for any other caller.
+pub fn init(requested: Option<usize>) -> anyhow::Result<usize> {
+    let n = count(requested);
+    // The global pool is set once per process; a second init (tests) keeps
+    // the first.
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).thread_name(|i| format!("rayon-{i}")).build_global();
+    if POOL.get().is_none() {
+        let _ = POOL.set(pool(n, "sim")?);
+    }
+    Ok(threads())
+}
+
+/// The simulation pool's thread count.
+#[must_use]
+pub fn threads() -> usize {
+    POOL.get().map_or_else(rayon::current_num_threads, rayon::ThreadPool::current_num_threads)
+}
+
+/// Runs `f` on the simulation pool (its calls into rapier then split across
+/// the pool without a hand-off per call).
+pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    match POOL.get() {
+        Some(p) => p.install(f),
+        None => f(),
+    }
+}
