@@ -7,6 +7,18 @@ use crate::session::{admit, AvatarState, CoreConfig, Reject, ServerSession};
 use crate::token::{Claims, Role, TokenGate};
 use sim_core::{Archetype, ColumnId, Handle, MicroPlan, Op, PlanBuilder, SourceId, Tick, World};
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A session shared by its connection (inputs, acks) and the replication
+/// workers (snapshots), each holding only this session's lock: no lock
+/// that every connection takes is held while a snapshot is encoded.
+pub type SharedSession = Arc<Mutex<ServerSession>>;
+
+/// Locks a session. A panic while it was held (a bug) leaves it usable:
+/// its state is plain data, and one client must not take the server down.
+pub fn lock(s: &SharedSession) -> MutexGuard<'_, ServerSession> {
+    s.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// NPCs granted to each policy worker on join.
 pub const NPCS_PER_POLICY: usize = 4;
@@ -171,7 +183,7 @@ pub struct HubCounters {
 pub struct Hub {
     pub config: CoreConfig,
     gate: TokenGate,
-    pub sessions: BTreeMap<u32, ServerSession>,
+    pub sessions: BTreeMap<u32, SharedSession>,
     /// Client ids admitted but not joined yet (their join plan is pending).
     pending: std::collections::BTreeSet<u32>,
     /// Sessions ended by a reconnect, for the caller to depart.
@@ -245,10 +257,16 @@ impl Hub {
     pub fn join(&mut self, claims: &Claims, controlled: Vec<u64>, now_ms: u64) -> u64 {
         self.pending.remove(&claims.client_id);
         let s = ServerSession::new(claims.client_id, source_of(claims.client_id), claims.role, controlled, &self.config, now_ms);
-        self.sessions.insert(claims.client_id, s);
+        self.sessions.insert(claims.client_id, Arc::new(Mutex::new(s)));
         self.next_epoch += 1;
         self.epochs.insert(claims.client_id, self.next_epoch);
         self.next_epoch
+    }
+
+    /// A live session, to hold outside the hub's lock.
+    #[must_use]
+    pub fn session(&self, client_id: u32) -> Option<SharedSession> {
+        self.sessions.get(&client_id).cloned()
     }
 
     /// Ends a session if it is still the one of `epoch` (a connection that
@@ -273,17 +291,18 @@ impl Hub {
     /// Ends a session (disconnect).
     pub fn leave(&mut self, client_id: u32) -> Option<Departed> {
         let s = self.sessions.remove(&client_id)?;
+        let s = lock(&s);
         self.epochs.remove(&client_id);
         self.counters.departures += 1;
         for (k, v) in &s.stats.rejects {
             *self.counters.session_rejects.entry(k.label()).or_default() += v;
         }
-        Some(Departed { client_id, source: s.source, role: s.role, controlled: s.controlled })
+        Some(Departed { client_id, source: s.source, role: s.role, controlled: s.controlled.clone() })
     }
 
     /// Drops sessions silent for longer than the idle timeout.
     pub fn expire(&mut self, now_ms: u64) -> Vec<Departed> {
-        let dead: Vec<u32> = self.sessions.iter().filter(|(_, s)| s.timed_out(now_ms, &self.config)).map(|(k, _)| *k).collect();
+        let dead: Vec<u32> = self.sessions.iter().filter(|(_, s)| lock(s).timed_out(now_ms, &self.config)).map(|(k, _)| *k).collect();
         self.counters.expired += dead.len() as u64;
         dead.into_iter().filter_map(|c| self.leave(c)).collect()
     }
@@ -293,17 +312,18 @@ impl Hub {
     pub fn session_rejects(&self) -> BTreeMap<&'static str, u64> {
         let mut out = self.counters.session_rejects.clone();
         for s in self.sessions.values() {
-            for (k, v) in &s.stats.rejects {
+            for (k, v) in &lock(s).stats.rejects {
                 *out.entry(k.label()).or_default() += v;
             }
         }
         out
     }
 
-    /// Snapshot datagrams for every session.
+    /// Snapshot datagrams for every session, one after another (a server
+    /// encodes them in parallel from [`Hub::session`] handles instead).
     pub fn snapshots(&mut self, now_ms: u64, tick: u64, world: &[crate::quant::QEntity], avatars: &[AvatarState]) -> Vec<(u32, Vec<u8>)> {
         let config = self.config.clone();
-        self.sessions.iter_mut().map(|(id, s)| (*id, s.snapshot(now_ms, tick, world, avatars, &config))).collect()
+        self.sessions.iter().map(|(id, s)| (*id, lock(s).snapshot(now_ms, tick, world, avatars, &config))).collect()
     }
 }
 

@@ -156,8 +156,8 @@ impl Net {
         let mut plans = std::mem::take(&mut self.pending_admin);
         for c in &mut self.clients {
             for d in c.up.poll(now) {
-                if let Some(s) = self.hub.sessions.get_mut(&c.id)
-                    && let Ok(inputs) = s.on_datagram(now, self.world.tick().0, &d) {
+                if let Some(s) = self.hub.sessions.get(&c.id)
+                    && let Ok(inputs) = net::hub::lock(s).on_datagram(now, self.world.tick().0, &d) {
                         for p in inputs {
                             let _ = self.queue.submit(p, self.world.tick());
                         }
@@ -229,7 +229,7 @@ fn clients_reconverge_after_loss_reordering_and_duplicates() {
     assert!(converged_after.is_some_and(|k| k <= 10), "clients did not reconverge: {:?}", n.clients.iter().map(|c| c.session.stats.clone()).collect::<Vec<_>>());
     for c in &n.clients {
         assert_eq!(c.session.stats.hash_failures, 0, "every applied snapshot matched the server's hash");
-        let s = &n.hub.sessions[&c.id];
+        let s = net::hub::lock(&n.hub.sessions[&c.id]);
         assert!(s.stats.commands_accepted > 100, "commands got through the lossy link: {}", s.stats.commands_accepted);
     }
 }
@@ -240,7 +240,7 @@ fn aged_out_baseline_forces_a_resync_and_the_client_recovers() {
     for _ in 0..30 {
         n.tick();
     }
-    let before = n.hub.sessions[&n.clients[0].id].stats.resyncs;
+    let before = net::hub::lock(&n.hub.sessions[&n.clients[0].id]).stats.resyncs;
     // Client 0's acks are lost for 100 ticks: its last ack ages out of the ring.
     n.clients[0].up.loss = 1.0;
     for _ in 0..100 {
@@ -250,7 +250,7 @@ fn aged_out_baseline_forces_a_resync_and_the_client_recovers() {
     for _ in 0..20 {
         n.tick();
     }
-    let s = &n.hub.sessions[&n.clients[0].id];
+    let s = net::hub::lock(&n.hub.sessions[&n.clients[0].id]);
     assert!(s.stats.resyncs > before, "baseline aged out, server resynced");
     assert_eq!(n.clients[0].session.stats.hash_failures, 0);
     let (t, v) = n.clients[0].session.view().expect("view");
@@ -308,7 +308,8 @@ fn bad_hellos_and_inputs_are_rejected_and_counted() {
     let id = n.clients[0].id;
     let src = net::hub::source_of(id);
     let other = Handle::from_bits(n.world.table(sim_core::Archetype::Prop).handles()[0]);
-    let s = n.hub.sessions.get_mut(&id).expect("session");
+    let shared = n.hub.session(id).expect("session");
+    let mut s = net::hub::lock(&shared);
     let plan = |source: u32, seq: u32, op: Op| {
         let mut b = PlanBuilder::new(Tick(5), SourceId(source), seq);
         b.push(op);

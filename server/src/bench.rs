@@ -20,6 +20,9 @@ pub enum BenchCommand {
     /// QUIC + TLS handshake time: a CA-signed chain verified by name vs the
     /// pinned dev certificate, over loopback.
     Handshake(crate::bench_handshake::HandshakeArgs),
+    /// Replication in one process: N virtual clients (sans-IO sessions that
+    /// decode and hash-check every snapshot), no sockets, no bot CPU.
+    Serve(crate::bench_serve::ServeBenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -78,6 +81,7 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Plan(a) => bench_plan(a),
         BenchCommand::Delta(a) => bench_delta(a),
         BenchCommand::Handshake(a) => crate::bench_handshake::run(a),
+        BenchCommand::Serve(a) => crate::bench_serve::run(a),
     }
 }
 

@@ -104,9 +104,13 @@ pub(crate) async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
         refuse(&conn, &mut send, bye::PROTOCOL, "join failed").await;
         return;
     };
-    let epoch = match ctx.hub.lock() {
-        Ok(mut h) => h.join(&claims, controlled.clone(), now_ms()),
-        Err(_) => return,
+    // The connection holds its session itself: datagrams and plans lock
+    // only it, never the hub.
+    let Some((epoch, session)) = ctx.hub.lock().ok().and_then(|mut h| {
+        let epoch = h.join(&claims, controlled.clone(), now_ms());
+        h.session(id).map(|s| (epoch, s))
+    }) else {
+        return;
     };
     let leave = |ctx: &ConnCtx, id: u32| leave(ctx, id, epoch, conn.stable_id());
     let (tick_rate, source, tick) = (ctx.tick_rate, net::hub::source_of(id), ctx.stats.world_tick.load(Ordering::Relaxed));
@@ -151,11 +155,8 @@ pub(crate) async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
                 ctx.metrics.datagrams_in.inc();
                 ctx.metrics.bytes_in.inc_by(d.len() as u64);
                 let server_tick = ctx.stats.world_tick.load(Ordering::Relaxed);
-                let inputs = ctx.hub.lock().ok().and_then(|mut h| {
-                    let now = now_ms();
-                    h.sessions.get_mut(&id).map(|s| s.on_datagram(now, server_tick, &d))
-                });
-                if let Some(Ok(inputs)) = inputs {
+                let inputs = net::hub::lock(&session).on_datagram(now_ms(), server_tick, &d);
+                if let Ok(inputs) = inputs {
                     for p in inputs {
                         if ctx.input_tx.try_send(p).is_err() {
                             ctx.stats.inputs_queue_full.fetch_add(1, Ordering::Relaxed);
@@ -167,31 +168,30 @@ pub(crate) async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
                 let Some(f) = f else { break };
                 match f {
                     Ok(Some(Frame::Plan(bytes))) => {
-                        // Dedupe and rate limit under the hub lock; decode
-                        // and role checks outside it (a flood of big plans
-                        // must not hold up replication); then the budget.
-                        let fresh = ctx.hub.lock().ok().and_then(|mut h| h.sessions.get_mut(&id).map(|s| s.gate_input(now_ms(), &bytes)));
+                        // Dedupe and rate limit under the session's lock;
+                        // decode and role checks outside it (a flood of big
+                        // plans must not hold up its snapshots); then the
+                        // budget.
+                        let fresh = net::hub::lock(&session).gate_input(now_ms(), &bytes);
                         let r = match fresh {
-                            Some(Ok(true)) => {
+                            Ok(true) => {
                                 let screened = net::session::screen_input(role, source, bytes);
-                                ctx.hub.lock().ok().and_then(|mut h| {
-                                    h.sessions.get_mut(&id).map(|s| match screened {
-                                        Ok((plan, cost)) => s.accept_input(plan, cost, ctx.stats.world_tick.load(Ordering::Relaxed)),
-                                        Err(r) => Err(s.refused(r)),
-                                    })
-                                })
+                                let mut s = net::hub::lock(&session);
+                                match screened {
+                                    Ok((plan, cost)) => s.accept_input(plan, cost, ctx.stats.world_tick.load(Ordering::Relaxed)),
+                                    Err(r) => Err(s.refused(r)),
+                                }
                             }
-                            Some(Ok(false)) => Some(Ok(None)),
-                            Some(Err(r)) => Some(Err(r)),
-                            None => None,
+                            Ok(false) => Ok(None),
+                            Err(r) => Err(r),
                         };
                         // A refused plan's sender is told why (bounded: a
                         // client that does not read loses statuses).
-                        if let Some(Err(net::session::Refusal { reject, sequence: Some(sequence) })) = r
+                        if let Err(net::session::Refusal { reject, sequence: Some(sequence) }) = r
                             && let Some(status) = reject.status() {
                                 let _ = out_tx.try_send(Frame::PlanStatus { sequence, tick: ctx.stats.world_tick.load(Ordering::Relaxed), status: status as u16 });
                             }
-                        if let Some(Ok(Some(p))) = r {
+                        if let Ok(Some(p)) = r {
                             // The correlation id of an accepted policy plan is
                             // the tick it was decided on.
                             if is_policy

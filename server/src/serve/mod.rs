@@ -19,7 +19,6 @@ pub use config::ServeArgs;
 use config::FileConfig;
 use conn::{handle, ConnCtx, Outboxes, Published};
 use frames::{frame_sink, FrameSink};
-use replicate::replicate;
 use stats::{export_counters, summary, Stats};
 use tick::{tick_loop, JoinReq, TickObserver};
 
@@ -140,7 +139,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     let (join_tx, join_rx) = sync_channel::<JoinReq>(256);
     let (leave_tx, leave_rx) = sync_channel::<Departed>(1024);
     let (input_tx, input_rx) = sync_channel::<MicroPlan>(16_384);
-    let (world_tx, world_rx) = tokio::sync::watch::channel::<WorldView>((0, Arc::new(Vec::new()), Arc::new(Vec::new())));
+    let latest = Arc::new(replicate::Latest::default());
     let outboxes: Outboxes = Arc::default();
     let published: Published = Arc::default();
     let recorder = match &record {
@@ -153,13 +152,18 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
 
+    let conns: Arc<Mutex<BTreeMap<u32, quinn::Connection>>> = Arc::default();
+    let replication = replicate::spawn(
+        replicate::Replication { latest: Arc::clone(&latest), hub: Arc::clone(&hub), conns: Arc::clone(&conns), leave_tx: leave_tx.clone(), stats: Arc::clone(&stats), metrics: metrics.clone(), shutdown: Arc::clone(&shutdown) },
+        crate::threads::threads(),
+    )?;
     let tick_thread = {
-        let (stats, shutdown) = (Arc::clone(&stats), Arc::clone(&shutdown));
+        let (stats, shutdown, latest) = (Arc::clone(&stats), Arc::clone(&shutdown), Arc::clone(&latest));
         let obs = TickObserver { metrics: metrics.clone(), health: Arc::clone(&health), outboxes: Arc::clone(&outboxes), published: Arc::clone(&published), reconnect_grace_ms: core.reconnect_grace_ms };
         std::thread::Builder::new().name("tick".into()).spawn(move || {
             // The whole loop runs on the simulation pool: rapier's parallel
             // step then needs no hand-off per tick.
-            crate::threads::install(|| tick_loop(world, recorder, join_rx, leave_rx, input_rx, world_tx, &stats, &shutdown, max_ticks, frames.map(|f| (frames_every, f)), &obs))
+            crate::threads::install(|| tick_loop(world, recorder, join_rx, leave_rx, input_rx, &latest, &stats, &shutdown, max_ticks, frames.map(|f| (frames_every, f)), &obs))
         })?
     };
 
@@ -211,8 +215,6 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
             }
             None => Vec::new(),
         };
-        let conns: Arc<Mutex<BTreeMap<u32, quinn::Connection>>> = Arc::default();
-        let repl = tokio::spawn(replicate(world_rx, Arc::clone(&hub), Arc::clone(&conns), leave_tx.clone(), Arc::clone(&stats), metrics.clone()));
         let accept = {
             let (endpoint, hub, conns, stats, metrics, health) = (endpoint.clone(), Arc::clone(&hub), Arc::clone(&conns), Arc::clone(&stats), metrics.clone(), Arc::clone(&health));
             tokio::spawn(async move {
@@ -247,7 +249,6 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
             c.close(quinn::VarInt::from_u32(u32::from(bye::SHUTDOWN)), b"server shutting down");
         }
         accept.abort();
-        repl.abort();
         endpoint.close(quinn::VarInt::from_u32(0), b"shutdown");
         tokio::time::timeout(drain_timeout, endpoint.wait_idle()).await.ok();
         // A scraper's keep-alive connection may hold the graceful shutdown:
@@ -263,6 +264,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     // use), the tick thread and the admin thread must stop too.
     shutdown.store(true, Ordering::Relaxed);
     let tick_result = tick_thread.join().map_err(|_| anyhow::anyhow!("tick thread panicked"))?;
+    replication.join().map_err(|_| anyhow::anyhow!("replication thread panicked"))?;
     result?;
     tick_result?;
     let summary = summary(&stats, &hub, tick_rate);

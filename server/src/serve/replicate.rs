@@ -1,59 +1,125 @@
 //! Replication: every session's snapshot datagram from each published
-//! tick.
+//! tick, encoded in parallel on the replication pool.
+//!
+//! The tick thread quantizes the world once per tick and leaves it in a
+//! [`Latest`] slot (it never waits: a tick the replication thread has not
+//! taken yet is replaced by the next one, and counted). The replication
+//! thread takes the hub's lock only to list the live sessions, then encodes
+//! each under that session's own lock, on `--threads` workers, and hands the
+//! datagram to quinn (which never blocks).
 
-use net::hub::{Departed, Hub};
+use super::{now_ms, Stats, WorldView};
+use net::hub::{lock, Departed, Hub, SharedSession};
 use net::proto::bye;
+use rayon::prelude::*;
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
-use std::sync::{Arc, Mutex};
-use super::*;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
-pub(crate) async fn replicate(
-    mut rx: tokio::sync::watch::Receiver<WorldView>,
-    hub: Arc<Mutex<Hub>>,
-    conns: Arc<Mutex<BTreeMap<u32, quinn::Connection>>>,
-    leave_tx: SyncSender<Departed>,
-    stats: Arc<Stats>,
-    metrics: crate::admin::Metrics,
-) {
-    while rx.changed().await.is_ok() {
-        let (tick, world, avatars) = rx.borrow_and_update().clone();
-        let now_ms = now_ms();
-        let (out, gone) = match hub.lock() {
-            Ok(mut h) => {
-                let gone = h.expire(now_ms);
-                (h.snapshots(now_ms, tick, &world, &avatars), gone)
-            }
+/// The newest published tick, waiting for the replication thread.
+#[derive(Default)]
+pub(crate) struct Latest {
+    slot: Mutex<Option<WorldView>>,
+    ready: Condvar,
+}
+
+impl Latest {
+    /// Publishes a tick; returns true when it replaced one never taken
+    /// (replication is behind the tick rate).
+    pub(crate) fn put(&self, v: WorldView) -> bool {
+        let mut g = self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let skipped = g.replace(v).is_some();
+        drop(g);
+        self.ready.notify_one();
+        skipped
+    }
+
+    /// The newest tick, waiting at most `timeout` for one.
+    fn take(&self, timeout: Duration) -> Option<WorldView> {
+        let g = self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (mut g, _) = self.ready.wait_timeout_while(g, timeout, |v| v.is_none()).unwrap_or_else(std::sync::PoisonError::into_inner);
+        g.take()
+    }
+}
+
+/// What the replication thread works with.
+pub(crate) struct Replication {
+    pub(crate) latest: Arc<Latest>,
+    pub(crate) hub: Arc<Mutex<Hub>>,
+    pub(crate) conns: Arc<Mutex<BTreeMap<u32, quinn::Connection>>>,
+    pub(crate) leave_tx: SyncSender<Departed>,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) metrics: crate::admin::Metrics,
+    pub(crate) shutdown: Arc<AtomicBool>,
+}
+
+/// Counters are copied into the metrics every this many ticks (a quarter
+/// second at 60 Hz): the hub's lock is not taken for them every tick.
+const EXPORT_EVERY: u64 = 15;
+
+/// Starts the replication thread and its pool of `threads` encoders.
+pub(crate) fn spawn(r: Replication, threads: usize) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let pool = crate::threads::pool(threads, "repl")?;
+    Ok(std::thread::Builder::new().name("replicate".into()).spawn(move || run(&r, &pool))?)
+}
+
+fn run(r: &Replication, pool: &rayon::ThreadPool) {
+    let config = r.hub.lock().map(|h| h.config.clone()).unwrap_or_default();
+    let mut rounds = 0u64;
+    while !r.shutdown.load(Ordering::Relaxed) {
+        let Some((tick, world, avatars)) = r.latest.take(Duration::from_millis(100)) else { continue };
+        let t0 = Instant::now();
+        let now = now_ms();
+        let (gone, sessions): (Vec<Departed>, Vec<(u32, SharedSession)>) = match r.hub.lock() {
+            Ok(mut h) => (h.expire(now), h.sessions.iter().map(|(id, s)| (*id, Arc::clone(s))).collect()),
             Err(_) => return,
         };
-        // send_datagram never blocks, so the lock is held only for the sends
-        // (no copy of the connection map per tick).
-        let Ok(conns_now) = conns.lock() else { return };
-        for (id, bytes) in out {
-            if let Some(c) = conns_now.get(&id) {
-                let n = bytes.len() as u64;
-                match c.send_datagram(bytes.into()) {
-                    Ok(()) => {
-                        stats.datagrams_sent.fetch_add(1, Ordering::Relaxed);
-                        stats.datagram_bytes_sent.fetch_add(n, Ordering::Relaxed);
-                        metrics.datagrams_out.inc();
-                        metrics.bytes_out.inc_by(n);
-                        metrics.snapshot_bytes.observe(n as f64);
-                    }
-                    Err(_) => {
-                        stats.datagram_send_errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
+        let work: Vec<(SharedSession, quinn::Connection)> = match r.conns.lock() {
+            Ok(c) => sessions.into_iter().filter_map(|(id, s)| c.get(&id).map(|k| (s, k.clone()))).collect(),
+            Err(_) => return,
+        };
+        let encode_ns = AtomicU64::new(0);
+        pool.install(|| {
+            work.par_iter().for_each(|(s, c)| {
+                let e0 = Instant::now();
+                let bytes = lock(s).snapshot(now, tick, &world, &avatars, &config);
+                encode_ns.fetch_add(e0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                send(r, c, bytes);
+            });
+        });
+        let st = &r.stats;
+        st.replication_ns.fetch_add(encode_ns.into_inner(), Ordering::Relaxed);
+        st.replication_encodes.fetch_add(work.len() as u64, Ordering::Relaxed);
+        st.replication_rounds.fetch_add(1, Ordering::Relaxed);
+        r.metrics.replication_seconds.observe(t0.elapsed().as_secs_f64());
+        rounds += 1;
+        if rounds.is_multiple_of(EXPORT_EVERY) {
+            super::export_counters(&r.hub, st, &r.metrics);
         }
-        drop(conns_now);
-        export_counters(&hub, &stats, &metrics);
         for d in gone {
-            if let Some(c) = conns.lock().ok().and_then(|mut c| c.remove(&d.client_id)) {
+            if let Some(c) = r.conns.lock().ok().and_then(|mut c| c.remove(&d.client_id)) {
                 c.close(quinn::VarInt::from_u32(u32::from(bye::NORMAL)), b"idle timeout");
             }
-            let _ = leave_tx.try_send(d);
+            let _ = r.leave_tx.try_send(d);
+        }
+    }
+    super::export_counters(&r.hub, &r.stats, &r.metrics);
+}
+
+fn send(r: &Replication, c: &quinn::Connection, bytes: Vec<u8>) {
+    let n = bytes.len() as u64;
+    match c.send_datagram(bytes.into()) {
+        Ok(()) => {
+            r.stats.datagrams_sent.fetch_add(1, Ordering::Relaxed);
+            r.stats.datagram_bytes_sent.fetch_add(n, Ordering::Relaxed);
+            r.metrics.datagrams_out.inc();
+            r.metrics.bytes_out.inc_by(n);
+            r.metrics.snapshot_bytes.observe(n as f64);
+        }
+        Err(_) => {
+            r.stats.datagram_send_errors.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -27,6 +27,13 @@ pub(crate) struct Stats {
     pub(crate) oversized_frames: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
     pub(crate) tick_ns: Mutex<Vec<u64>>,
+    /// Snapshot encode time summed over clients (CPU on the replication
+    /// pool), encodes, and rounds (one per replicated tick).
+    pub(crate) replication_ns: AtomicU64,
+    pub(crate) replication_encodes: AtomicU64,
+    pub(crate) replication_rounds: AtomicU64,
+    /// Published ticks replaced before replication took them.
+    pub(crate) replication_skipped: AtomicU64,
     pub(crate) frames_rendered: AtomicU64,
     pub(crate) frames_failed: AtomicU64,
     pub(crate) frames_skipped: AtomicU64,
@@ -60,6 +67,9 @@ pub(crate) fn summary(stats: &Stats, hub: &Mutex<Hub>, tick_rate: u32) -> serde_
         "inputs_late_dropped": l(&stats.inputs_late_dropped),
         "inputs_queue_full": l(&stats.inputs_queue_full),
         "plans_rejected": l(&stats.plans_rejected),
+        "replication_us_per_client_tick": l(&stats.replication_ns) as f64 / 1e3 / l(&stats.replication_encodes).max(1) as f64,
+        "replication_rounds": l(&stats.replication_rounds),
+        "replication_skipped_ticks": l(&stats.replication_skipped),
         "datagrams_sent": l(&stats.datagrams_sent),
         "datagram_bytes_sent": l(&stats.datagram_bytes_sent),
         "datagram_send_errors": l(&stats.datagram_send_errors),
@@ -97,6 +107,7 @@ pub(crate) fn export_counters(hub: &Mutex<Hub>, stats: &Stats, m: &crate::admin:
         let mut roles: BTreeMap<&'static str, i64> = [("player", 0), ("policy", 0), ("observer", 0)].into_iter().collect();
         let mut failures = 0i64;
         for s in h.sessions.values() {
+            let s = net::hub::lock(s);
             *roles.entry(s.role.name()).or_default() += 1;
             failures += i64::from(s.stats.client_hash_failures);
         }
@@ -113,6 +124,7 @@ pub(crate) fn export_counters(hub: &Mutex<Hub>, stats: &Stats, m: &crate::admin:
     raise(&m.inputs.with_label_values(&["late_retargeted"]), l(&stats.inputs_late_retargeted));
     raise(&m.inputs.with_label_values(&["late_dropped"]), l(&stats.inputs_late_dropped));
     raise(&m.inputs.with_label_values(&["queue_full"]), l(&stats.inputs_queue_full));
+    raise(&m.replication_skipped, l(&stats.replication_skipped));
     raise(&m.frames.with_label_values(&["rendered"]), l(&stats.frames_rendered));
     raise(&m.frames.with_label_values(&["failed"]), l(&stats.frames_failed));
     raise(&m.frames.with_label_values(&["skipped"]), l(&stats.frames_skipped));

@@ -37,7 +37,7 @@ pub(crate) fn tick_loop(
     join_rx: Receiver<JoinReq>,
     leave_rx: Receiver<Departed>,
     input_rx: Receiver<MicroPlan>,
-    world_tx: tokio::sync::watch::Sender<WorldView>,
+    latest: &super::replicate::Latest,
     stats: &Stats,
     shutdown: &AtomicBool,
     max_ticks: u64,
@@ -53,7 +53,7 @@ pub(crate) fn tick_loop(
     let grace_ticks = obs.reconnect_grace_ms * u64::from(world.config().tick_rate) / 1000;
     let mut next = Instant::now();
     let loop_start = next;
-    let _ = world_tx.send((world.tick().0, Arc::new(quantize_world(&world)), Arc::new(net::hub::avatar_states(&world))));
+    latest.put((world.tick().0, Arc::new(quantize_world(&world)), Arc::new(net::hub::avatar_states(&world))));
     stats.world_tick.store(world.tick().0, Ordering::Relaxed);
     while !shutdown.load(Ordering::Relaxed) && (max_ticks == 0 || world.tick().0 < max_ticks) {
         let t0 = Instant::now();
@@ -164,7 +164,9 @@ pub(crate) fn tick_loop(
         // never arrive before its publication time is known.
         obs.publish(world.tick().0);
         stats.world_tick.store(world.tick().0, Ordering::Relaxed);
-        let _ = world_tx.send((world.tick().0, Arc::new(quantize_world(&world)), Arc::new(net::hub::avatar_states(&world))));
+        if latest.put((world.tick().0, Arc::new(quantize_world(&world)), Arc::new(net::hub::avatar_states(&world)))) {
+            stats.replication_skipped.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some((every, sink)) = frames.as_mut()
             && world.tick().0.is_multiple_of(*every) {
                 sink(&world);
