@@ -42,15 +42,14 @@ impl BitWriter {
         self.write(u64::from(b), 1);
     }
 
-    /// Elias-gamma code of `v + 1` (so 0 costs 1 bit, 1..2 cost 3, ...).
+    /// Elias-gamma code of `v + 1` (so 0 costs 1 bit, 1..2 cost 3, ...):
+    /// `n` zeros, then the value's `n + 1` bits, most significant (the
+    /// leading 1) first, written as one bit-reversed field.
     pub fn gamma(&mut self, v: u64) {
         let x = v.saturating_add(1);
         let n = 63 - x.leading_zeros();
         self.write(0, n);
-        // The value's bits, most significant (the leading 1) first.
-        for i in (0..=n).rev() {
-            self.bit((x >> i) & 1 == 1);
-        }
+        self.write(x.reverse_bits() >> (63 - n), n + 1);
     }
 
     /// Zigzag + gamma for signed values.
@@ -100,13 +99,17 @@ impl<'a> BitReader<'a> {
         if n > 64 || self.pos + n as usize > len {
             return Err(BitError { wanted: n, at: self.pos, len });
         }
-        let mut v = 0u64;
-        for i in 0..n {
-            let p = self.pos + i as usize;
-            let b = (self.bytes[p / 8] >> (p % 8)) & 1;
-            v |= u64::from(b) << i;
+        // A byte at a time (at most 9 bytes for 64 bits).
+        let (mut v, mut got, mut pos) = (0u64, 0u32, self.pos);
+        while got < n {
+            let byte = u64::from(self.bytes[pos / 8]);
+            let off = (pos % 8) as u32;
+            let take = (8 - off).min(n - got);
+            v |= ((byte >> off) & ((1u64 << take) - 1)) << got;
+            got += take;
+            pos += take as usize;
         }
-        self.pos += n as usize;
+        self.pos = pos;
         Ok(v)
     }
 
@@ -122,11 +125,12 @@ impl<'a> BitReader<'a> {
                 return Err(BitError { wanted: 64, at: self.pos, len: self.bytes.len() * 8 });
             }
         }
-        let mut x = 1u64;
-        for _ in 0..zeros {
-            x = (x << 1) | u64::from(self.bit()?);
+        if zeros == 0 {
+            return Ok(0);
         }
-        Ok(x - 1)
+        // The bits after the leading 1 arrive most significant first.
+        let low = self.read(zeros)?.reverse_bits() >> (64 - zeros);
+        Ok(((1u64 << zeros) | low) - 1)
     }
 
     pub fn sgamma(&mut self) -> Result<i64, BitError> {
@@ -168,6 +172,42 @@ mod tests {
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let mut r = BitReader::new(&bytes);
             while r.gamma().is_ok() {}
+        }
+    }
+
+    /// The bit-at-a-time codes the fast paths replaced, as the reference.
+    fn gamma_reference(w: &mut BitWriter, v: u64) {
+        let x = v.saturating_add(1);
+        let n = 63 - x.leading_zeros();
+        w.write(0, n);
+        for i in (0..=n).rev() {
+            w.bit((x >> i) & 1 == 1);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn gamma_matches_the_bitwise_reference(vals in proptest::collection::vec(any::<u64>(), 0..40), shift in 0u32..64) {
+            let (mut fast, mut slow) = (BitWriter::new(), BitWriter::new());
+            for v in &vals {
+                fast.gamma(v >> shift);
+                gamma_reference(&mut slow, v >> shift);
+            }
+            prop_assert_eq!(fast.finish(), slow.finish());
+        }
+    }
+
+    #[test]
+    fn gamma_extremes_roundtrip() {
+        for v in [0, 1, 2, u64::MAX - 1, u64::MAX, 1 << 63] {
+            let mut w = BitWriter::new();
+            w.write(5, 3);
+            w.gamma(v);
+            let bytes = w.finish();
+            let mut r = BitReader::new(&bytes);
+            assert_eq!(r.read(3).unwrap(), 5);
+            // u64::MAX saturates to the code of u64::MAX - 1 + 1.
+            assert_eq!(r.gamma().unwrap(), v.min(u64::MAX - 1), "{v}");
         }
     }
 

@@ -111,30 +111,84 @@ fn write_entity(w: &mut BitWriter, prev_handle: u64, e: &QEntity, base: Option<&
     }
 }
 
+fn gamma_bits(v: u64) -> usize {
+    let x = v.saturating_add(1);
+    2 * (63 - x.leading_zeros()) as usize + 1
+}
+
+fn sgamma_bits(v: i64) -> usize {
+    gamma_bits(((v << 1) ^ (v >> 63)) as u64)
+}
+
+/// The bits [`write_entity`] writes for `e` after its handle delta (which
+/// is known only once the chosen set is sorted): the same arithmetic,
+/// nothing written.
+fn entity_bits(e: &QEntity, base: Option<&QEntity>) -> usize {
+    match base {
+        None => 1 + 2 + gamma_bits(u64::from(e.shape)) + 3 * 32 + 32 + 3 * 16,
+        Some(b) => {
+            let mut n = 1 + (0..3).map(|k| sgamma_bits(i64::from(e.pos[k]) - i64::from(b.pos[k]))).sum::<usize>();
+            let (ia, ca) = rot_parts(e.rot);
+            let (ib, cb) = rot_parts(b.rot);
+            n += 2 + if e.rot == b.rot {
+                0
+            } else if ia == ib && (0..3).all(|k| (ca[k] - cb[k]).abs() < 64) {
+                (0..3).map(|k| sgamma_bits(ca[k] - cb[k])).sum::<usize>()
+            } else {
+                32
+            };
+            n + 1 + if e.vel == b.vel { 0 } else { (0..3).map(|k| sgamma_bits(i64::from(e.vel[k]) - i64::from(b.vel[k]))).sum::<usize>() }
+        }
+    }
+}
+
+/// The fewest bits any entity update can take (handle delta, flag, three
+/// unchanged axes, rotation mode, velocity flag): below this much room the
+/// budget is full.
+const MIN_ENTITY_BITS: usize = 1 + 1 + 3 + 2 + 1;
+
 /// Per-client priority accumulator: entities that differ from the client's
 /// baseline gain priority every snapshot until sent, so every change is
-/// eventually sent and the most important first.
+/// eventually sent and the most important first. Slots are indexed by the
+/// handle's index bits (dense, reused by the world) and tagged with the
+/// whole handle, so a reused index starts from zero: no hashing, and stale
+/// slots need no sweep.
 #[derive(Debug, Default, Clone)]
 pub struct Priorities {
-    acc: std::collections::HashMap<u64, u32>,
+    acc: Vec<(u64, u32)>,
 }
 
 impl Priorities {
     fn bump(&mut self, handle: u64, by: u32) -> u32 {
-        let p = self.acc.entry(handle).or_insert(0);
-        *p = p.saturating_add(by);
-        *p
+        let i = handle as u32 as usize;
+        if i >= self.acc.len() {
+            self.acc.resize(i + 1, (0, 0));
+        }
+        let slot = &mut self.acc[i];
+        if slot.0 != handle {
+            *slot = (handle, 0);
+        }
+        slot.1 = slot.1.saturating_add(by);
+        slot.1
     }
 
     fn reset(&mut self, handle: u64) {
-        self.acc.remove(&handle);
+        if let Some(slot) = self.acc.get_mut(handle as u32 as usize)
+            && slot.0 == handle {
+                slot.1 = 0;
+            }
     }
 
-    /// Forget entities no longer present.
+    /// Frees memory when the world shrank a lot (slots past its entity
+    /// count times two are dropped).
     pub fn retain(&mut self, view: &[QEntity]) {
-        if self.acc.len() > view.len() * 2 + 64 {
-            let live: std::collections::HashSet<u64> = view.iter().map(|e| e.handle).collect();
-            self.acc.retain(|h, _| live.contains(h));
+        if self.acc.len() <= 2 * view.len() + 64 {
+            return;
+        }
+        let max = view.iter().map(|e| e.handle as u32 as usize + 1).max().unwrap_or(0);
+        if self.acc.len() > 2 * max + 64 {
+            self.acc.truncate(max);
+            self.acc.shrink_to_fit();
         }
     }
 }
@@ -195,16 +249,15 @@ pub fn encode(
     let mut used = HEADER_BITS + 24 + removals.len() * 20 + 24;
     // (index in current, new, priority rank)
     let mut chosen: Vec<(usize, bool)> = Vec::new();
-    // One scratch writer measures every candidate (no allocation per entity).
-    let mut probe = BitWriter::new();
     for &(_, idx, is_new) in &candidates {
+        if used + MIN_ENTITY_BITS > budget_bits {
+            break; // full: nothing more fits
+        }
         let e = &current[idx];
         let b = if is_new { None } else { base.binary_search_by_key(&e.handle, |x| x.handle).ok().map(|k| &base[k]) };
-        let before = probe.bit_len();
-        write_entity(&mut probe, e.handle, e, b);
         // The real handle delta is known only once sorted: estimate 6 bits
         // (the final encode below trims if the estimate was short).
-        let cost = probe.bit_len() - before - 1 + 6;
+        let cost = entity_bits(e, b) + 6;
         if used + cost > budget_bits {
             continue;
         }
@@ -434,6 +487,29 @@ mod tests {
 
     fn ent(h: u64, x: i32) -> QEntity {
         QEntity { handle: h, archetype: 0, shape: 1, pos: [x, 2 * x, -x], rot: crate::quant::quantize_rot([0.0, 0.0, 0.0, 1.0]), vel: [(x % 7) as i16, 0, -(x % 5) as i16] }
+    }
+
+    #[test]
+    fn entity_bits_is_what_write_entity_writes() {
+        let mut rng = sim_core::rng::WorldRng::from_seed(9);
+        for k in 0..2000u64 {
+            let r = |rng: &mut sim_core::rng::WorldRng, m: f32| rng.range_f32(-m, m) as i32;
+            let b = ent(k, r(&mut rng, 1e6));
+            let mut e = b;
+            e.pos = [b.pos[0] + r(&mut rng, 3.0), b.pos[1] + r(&mut rng, 5000.0), b.pos[2]];
+            e.shape = (k % 5) as u32 * 1000;
+            if k % 3 == 0 {
+                e.rot = crate::quant::quantize_rot([0.1, 0.2, 0.3, 0.927]);
+            }
+            if k % 4 == 0 {
+                e.vel = [r(&mut rng, 300.0) as i16, 0, 7];
+            }
+            for base in [None, Some(&b)] {
+                let mut w = BitWriter::new();
+                write_entity(&mut w, e.handle, &e, base);
+                assert_eq!(w.bit_len(), entity_bits(&e, base) + 1, "{e:?} against {base:?}");
+            }
+        }
     }
 
     #[test]

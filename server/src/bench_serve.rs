@@ -25,6 +25,11 @@ pub struct ServeBenchArgs {
     /// Ticks to run for each client count (after the joins).
     #[arg(long, default_value_t = 300)]
     ticks: u64,
+    /// Ticks the world runs before the clients join (600: the default
+    /// arena's pile has settled; 0 measures the pile falling, when nearly
+    /// every body changes every tick).
+    #[arg(long, default_value_t = 600)]
+    warmup: u64,
     /// Scenario (default: the embedded arena, ~1,000 bodies).
     #[arg(long)]
     scenario: Option<PathBuf>,
@@ -51,7 +56,11 @@ pub struct ServeBenchArgs {
 struct Row {
     clients: usize,
     ticks: u64,
+    warmup_ticks: u64,
     threads: usize,
+    /// Bodies in the world, and how many changed (quantized) per tick.
+    entities: usize,
+    changed_per_tick: f64,
     /// Encode CPU per client per tick (summed over the pool's workers).
     replication_us_per_client_tick: f64,
     /// Wall time of one tick's whole replication round (all clients).
@@ -85,6 +94,9 @@ fn measure(a: &ServeBenchArgs, n: usize, pool: &rayon::ThreadPool) -> anyhow::Re
         None => Scenario::default_arena(),
     };
     let mut world = World::from_scenario(&scenario, None);
+    for _ in 0..a.warmup {
+        world.step(&[], &mut NoClock);
+    }
     let hz = world.config().tick_rate;
     let config = CoreConfig { interest_radius_m: a.interest_radius, max_clients: n.max(1), ..CoreConfig::default() };
     let mut hub = Hub::new(config.clone(), TokenGate::new(KeyRing::single(0, vec![0; 32]), net::token::DEV_SERVER_ID, ""));
@@ -112,6 +124,8 @@ fn measure(a: &ServeBenchArgs, n: usize, pool: &rayon::ThreadPool) -> anyhow::Re
     let (mut tick_ns, mut shared_ns, mut round_ns) = (Vec::new(), 0u64, 0u64);
     let encode_ns = AtomicU64::new(0);
     let bytes_sent = AtomicU64::new(0);
+    let mut changed = 0u64;
+    let mut prev_view: Vec<net::quant::QEntity> = Vec::new();
     for _ in 0..a.ticks {
         let now = ms(world.tick().0, hz);
         while acks.front().is_some_and(|(due, _, _)| *due <= world.tick().0) {
@@ -126,6 +140,7 @@ fn measure(a: &ServeBenchArgs, n: usize, pool: &rayon::ThreadPool) -> anyhow::Re
         let view = quantize_world(&world);
         let avatars = net::hub::avatar_states(&world);
         shared_ns += t0.elapsed().as_nanos() as u64;
+        changed += view.iter().filter(|e| prev_view.binary_search_by_key(&e.handle, |p| p.handle).ok().is_none_or(|k| prev_view[k] != **e)).count() as u64;
         let (tick, now) = (world.tick().0, ms(world.tick().0, hz));
         let t0 = Instant::now();
         let out: Vec<Vec<u8>> = pool.install(|| {
@@ -141,6 +156,7 @@ fn measure(a: &ServeBenchArgs, n: usize, pool: &rayon::ThreadPool) -> anyhow::Re
                 .collect()
         });
         round_ns += t0.elapsed().as_nanos() as u64;
+        prev_view = view;
         // The clients (not timed: their CPU is not the server's).
         for (k, bytes) in out.iter().enumerate() {
             clients[k].on_datagram(bytes);
@@ -156,6 +172,9 @@ fn measure(a: &ServeBenchArgs, n: usize, pool: &rayon::ThreadPool) -> anyhow::Re
     Ok(Row {
         clients: n,
         ticks: a.ticks,
+        warmup_ticks: a.warmup,
+        entities: world.entity_count(),
+        changed_per_tick: changed as f64 / a.ticks.max(1) as f64,
         threads: pool.current_num_threads(),
         replication_us_per_client_tick: encode_ns.into_inner() as f64 / 1e3 / client_ticks,
         replication_ms_per_tick_wall: round_ns as f64 / 1e6 / a.ticks.max(1) as f64,
@@ -178,8 +197,8 @@ pub fn run(a: &ServeBenchArgs) -> anyhow::Result<ExitCode> {
         let row = measure(a, n, &pool)?;
         if !a.json {
             println!(
-                "bench serve: {:>4} clients x {} ticks on {} threads: replication {:.2} us/client/tick ({:.3} ms/tick wall), shared {:.1} us/tick, tick p50 {:.2} ms p99 {:.2} ms, {:.0} B/client/tick, {} hash failures",
-                row.clients, row.ticks, row.threads, row.replication_us_per_client_tick, row.replication_ms_per_tick_wall, row.shared_us_per_tick, row.tick_ms_p50, row.tick_ms_p99, row.bytes_per_client_tick, row.hash_failures
+                "bench serve: {:>4} clients x {} ticks ({} bodies, {:.0} changed per tick) on {} threads: replication {:.2} us/client/tick ({:.3} ms/tick wall), shared {:.1} us/tick, tick p50 {:.2} ms p99 {:.2} ms, {:.0} B/client/tick, {} hash failures",
+                row.clients, row.ticks, row.entities, row.changed_per_tick, row.threads, row.replication_us_per_client_tick, row.replication_ms_per_tick_wall, row.shared_us_per_tick, row.tick_ms_p50, row.tick_ms_p99, row.bytes_per_client_tick, row.hash_failures
             );
         }
         rows.push(row);
