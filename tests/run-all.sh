@@ -181,7 +181,7 @@ step "fuzz every decoder of untrusted bytes (bounded)"
 ok "fuzz"
 
 step "perf smoke: full tick vs raw rapier on the same scene, one run (ratio, not wall-clock)"
-./target/release/dualplane bench tick --bodies 1000 --ticks 200 --json --max-tick-over-raw 1.5 \
+./target/release/dualplane --threads 1 bench tick --bodies 1000 --ticks 200 --json --max-tick-over-raw 1.5 \
     || fail "tick_over_raw_physics above 1.5"
 ok "perf smoke"
 

@@ -150,23 +150,24 @@ const MIN_ENTITY_BITS: usize = 1 + 1 + 3 + 2 + 1;
 /// Per-client priority accumulator: entities that differ from the client's
 /// baseline gain priority every snapshot until sent, so every change is
 /// eventually sent and the most important first. Slots are indexed by the
-/// handle's index bits (dense, reused by the world) and tagged with the
-/// whole handle, so a reused index starts from zero: no hashing, and stale
-/// slots need no sweep.
+/// handle's index bits (dense, reused by the world) and tagged with its
+/// generation and world bits, so a reused index starts from zero: no
+/// hashing, and stale slots need no sweep (8 bytes per index).
 #[derive(Debug, Default, Clone)]
 pub struct Priorities {
-    acc: Vec<(u64, u32)>,
+    /// (the handle's upper 32 bits: generation and world, accumulated).
+    acc: Vec<(u32, u32)>,
 }
 
 impl Priorities {
     fn bump(&mut self, handle: u64, by: u32) -> u32 {
-        let i = handle as u32 as usize;
+        let (i, tag) = (handle as u32 as usize, (handle >> 32) as u32);
         if i >= self.acc.len() {
             self.acc.resize(i + 1, (0, 0));
         }
         let slot = &mut self.acc[i];
-        if slot.0 != handle {
-            *slot = (handle, 0);
+        if slot.0 != tag {
+            *slot = (tag, 0);
         }
         slot.1 = slot.1.saturating_add(by);
         slot.1
@@ -174,13 +175,13 @@ impl Priorities {
 
     fn reset(&mut self, handle: u64) {
         if let Some(slot) = self.acc.get_mut(handle as u32 as usize)
-            && slot.0 == handle {
+            && slot.0 == (handle >> 32) as u32 {
                 slot.1 = 0;
             }
     }
 
-    /// Frees memory when the world shrank a lot (slots past its entity
-    /// count times two are dropped).
+    /// Frees memory when the world shrank a lot (slots past twice its
+    /// highest handle index are dropped).
     pub fn retain(&mut self, view: &[QEntity]) {
         if self.acc.len() <= 2 * view.len() + 64 {
             return;
@@ -213,13 +214,18 @@ pub fn encode(
     let (base_seq, base) = baseline.map_or((None, empty), |(s, v)| (Some(s), v));
     // Merge-join baseline and current (both sorted by handle).
     let mut removals = Vec::new();
-    let mut candidates: Vec<(u32, usize, bool)> = Vec::new(); // (priority, index in current, new)
+    // One u64 per candidate, so the priority sort compares plain integers:
+    // inverted priority (high bits: highest first), then the index in
+    // `current` (handle order breaks ties, reproducibly), then bit 0 = new.
+    let mut candidates: Vec<u64> = Vec::new();
+    debug_assert!(current.len() < 1 << 31, "indices fit the key");
+    let key = |p: u32, idx: usize, new: bool| (u64::from(!p) << 32) | ((idx as u64 & 0x7fff_ffff) << 1) | u64::from(new);
     let (mut i, mut j) = (0, 0);
     while i < base.len() || j < current.len() {
         match (base.get(i), current.get(j)) {
             (Some(b), Some(c)) if b.handle == c.handle => {
                 if b != c {
-                    candidates.push((prio.bump(c.handle, weight(c, false)), j, false));
+                    candidates.push(key(prio.bump(c.handle, weight(c, false)), j, false));
                 }
                 i += 1;
                 j += 1;
@@ -233,38 +239,79 @@ pub fn encode(
                 i += 1;
             }
             (_, Some(c)) => {
-                candidates.push((prio.bump(c.handle, weight(c, true)), j, true));
+                candidates.push(key(prio.bump(c.handle, weight(c, true)), j, true));
                 j += 1;
             }
             (None, None) => break,
         }
     }
-    // Highest priority first; handle order breaks ties (reproducible).
-    candidates.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(current[a.1].handle.cmp(&current[b.1].handle)));
     let budget_bits = budget * 8;
     // Removals: at most what fits in a quarter of the budget per snapshot.
     let max_removals = (budget_bits / 4) / 20;
     let deferred_removals = removals.len().saturating_sub(max_removals);
     removals.truncate(max_removals);
     let mut used = HEADER_BITS + 24 + removals.len() * 20 + 24;
-    // (index in current, new, priority rank)
-    let mut chosen: Vec<(usize, bool)> = Vec::new();
-    for &(_, idx, is_new) in &candidates {
-        if used + MIN_ENTITY_BITS > budget_bits {
-            break; // full: nothing more fits
+    // (index in current, new, bits without the handle delta), by priority.
+    let mut chosen: Vec<(usize, bool, usize)> = Vec::new();
+    // Highest priority first (handle order breaks ties, reproducibly). Only
+    // the front is ever sorted: a budget takes a few hundred updates at
+    // most, so the best `ROUND` are selected (linear) and sorted, and the
+    // next `ROUND` only if the budget is still not full.
+    const ROUND: usize = 256;
+    let mut rest: &mut [u64] = &mut candidates;
+    'fill: while !rest.is_empty() {
+        let k = ROUND.min(rest.len());
+        if k < rest.len() {
+            rest.select_nth_unstable(k - 1);
         }
-        let e = &current[idx];
-        let b = if is_new { None } else { base.binary_search_by_key(&e.handle, |x| x.handle).ok().map(|k| &base[k]) };
-        // The real handle delta is known only once sorted: estimate 6 bits
-        // (the final encode below trims if the estimate was short).
-        let cost = entity_bits(e, b) + 6;
-        if used + cost > budget_bits {
-            continue;
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(k);
+        head.sort_unstable();
+        for &key in head.iter() {
+            if used + MIN_ENTITY_BITS > budget_bits {
+                break 'fill; // full: nothing more fits
+            }
+            let (idx, is_new) = (((key >> 1) & 0x7fff_ffff) as usize, key & 1 != 0);
+            let e = &current[idx];
+            let b = if is_new { None } else { base.binary_search_by_key(&e.handle, |x| x.handle).ok().map(|k| &base[k]) };
+            // The real handle delta is known only once sorted: estimate 6
+            // bits here, exact below.
+            let bits = entity_bits(e, b);
+            if used + bits + 6 > budget_bits {
+                continue;
+            }
+            used += bits + 6;
+            chosen.push((idx, is_new, bits));
         }
-        used += cost;
-        chosen.push((idx, is_new));
+        rest = tail;
     }
-    // `chosen` is in priority order: trim from the end until it fits.
+    // Exact size before building anything: header, removals, and the
+    // chosen in handle order with their real handle deltas. Over budget,
+    // the lowest priorities go (arithmetic only; the view is built once).
+    let removal_bits = gamma_bits(removals.len() as u64) + removals.iter().scan(0u64, |prev, &h| Some(gamma_bits(h - std::mem::replace(prev, h)))).sum::<usize>();
+    let header_bits = HEADER_BITS - if base_seq.is_none() { 6 } else { 0 };
+    let mut by_handle: Vec<(usize, usize)> = Vec::with_capacity(chosen.len());
+    loop {
+        by_handle.clear();
+        by_handle.extend(chosen.iter().map(|&(idx, _, bits)| (idx, bits)));
+        by_handle.sort_unstable();
+        let mut prev = 0u64;
+        let mut total = header_bits + removal_bits + gamma_bits(chosen.len() as u64);
+        for &(idx, bits) in &by_handle {
+            let h = current[idx].handle;
+            total += gamma_bits(h - prev) + bits;
+            prev = h;
+        }
+        if total.div_ceil(8) <= budget || chosen.is_empty() {
+            break;
+        }
+        // Over by whole bytes, as the built datagram would be.
+        let drop = ((total.div_ceil(8) - budget) * 8 / 40).clamp(1, chosen.len());
+        chosen.truncate(chosen.len() - drop);
+    }
+    let chosen: Vec<(usize, bool)> = chosen.iter().map(|&(idx, new, _)| (idx, new)).collect();
+    // `chosen` is in priority order; the size above is exact, so this
+    // builds once (the loop is a guard, not a search).
+    let mut chosen = chosen;
     loop {
         let enc = encode_chosen(seq, tick, base_seq, base, current, &removals, &chosen);
         if enc.bytes.len() <= budget || chosen.is_empty() {
@@ -274,9 +321,8 @@ pub fn encode(
             let deferred = (candidates.len() - chosen.len() + deferred_removals) as u32;
             return Encoded { deferred, ..enc };
         }
-        let over_bits = (enc.bytes.len() - budget) * 8;
-        let drop = (over_bits / 40).clamp(1, chosen.len());
-        chosen.truncate(chosen.len() - drop);
+        debug_assert!(false, "the exact size said {} bytes fit", enc.bytes.len());
+        chosen.truncate(chosen.len() - 1);
     }
 }
 

@@ -291,7 +291,8 @@ impl Hub {
     /// Ends a session (disconnect).
     pub fn leave(&mut self, client_id: u32) -> Option<Departed> {
         let s = self.sessions.remove(&client_id)?;
-        let s = lock(&s);
+        let mut s = lock(&s);
+        s.mark_departed();
         self.epochs.remove(&client_id);
         self.counters.departures += 1;
         for (k, v) in &s.stats.rejects {

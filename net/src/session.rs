@@ -246,6 +246,9 @@ pub struct ServerSession {
     last_heard_ms: u64,
     inputs: Bucket,
     datagrams: Bucket,
+    /// Ended (left, expired or replaced by a reconnect): whoever still
+    /// holds it gets nothing more through it.
+    departed: bool,
     pub stats: SessionStats,
 }
 
@@ -270,8 +273,20 @@ impl ServerSession {
             last_heard_ms: now_ms,
             inputs: Bucket::new(config.inputs_per_sec, now_ms),
             datagrams: Bucket::new(config.datagrams_per_sec, now_ms),
+            departed: false,
             stats: SessionStats::default(),
         }
+    }
+
+    /// Ends the session ([`crate::hub::Hub`] does, under its lock): later
+    /// datagrams and plans through it are ignored, and it is not encoded.
+    pub fn mark_departed(&mut self) {
+        self.departed = true;
+    }
+
+    #[must_use]
+    pub fn is_departed(&self) -> bool {
+        self.departed
     }
 
     fn reject(&mut self, r: Reject) -> Reject {
@@ -341,6 +356,9 @@ impl ServerSession {
     /// player's input datagram (type 3); returns the new, permitted plans.
     /// `server_tick` is the last tick the world has simulated.
     pub fn on_datagram(&mut self, now_ms: u64, server_tick: u64, bytes: &[u8]) -> Result<Vec<MicroPlan>, Reject> {
+        if self.departed {
+            return Ok(Vec::new());
+        }
         if !self.datagrams.take(now_ms) {
             return Err(self.reject(Reject::RateLimited));
         }
@@ -441,6 +459,9 @@ impl ServerSession {
     /// rate limit, so a flood costs one bucket check per plan beyond the
     /// rate, not a decode.
     pub fn gate_input(&mut self, now_ms: u64, bytes: &[u8]) -> Result<bool, Refusal> {
+        if self.departed {
+            return Ok(false);
+        }
         self.last_heard_ms = now_ms;
         let seq = bytes.get(20..24).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
         if let (Some(seq), Some(last)) = (seq, self.last_input_seq)
@@ -469,6 +490,9 @@ impl ServerSession {
     /// more than `MAX_TICK_LEAD` ahead). `server_tick`: the last tick
     /// simulated (or being simulated).
     pub fn accept_input(&mut self, plan: MicroPlan, cost: u64, server_tick: u64) -> Result<Option<MicroPlan>, Refusal> {
+        if self.departed {
+            return Ok(None);
+        }
         let h = *plan.header();
         let refuse = |s: &mut Self, r: Reject| Refusal { reject: s.reject(r), sequence: Some(h.sequence) };
         // Serial-number comparison: sequences may wrap like snapshot seqs.

@@ -337,6 +337,8 @@ fn bad_hellos_and_inputs_are_rejected_and_counted() {
     for (k, at_least) in [(Reject::MalformedCommand, 1), (Reject::FarFutureCommand, 1), (Reject::LateCommand, 1)] {
         assert!(s.stats.rejects.get(&k).copied().unwrap_or(0) >= at_least, "{k:?}: {:?}", s.stats.rejects);
     }
+    // The session's lock is released before the next tick (expiry takes it).
+    drop(s);
     // Policies: their ops within budget, rate-limited.
     let mut pol = ServerSession::new(50, src, Role::Policy, vec![], &CoreConfig::default(), now);
     let s = &mut pol;

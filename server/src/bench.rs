@@ -249,6 +249,8 @@ fn bench_plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
     let n = handles.len();
     let (mut enc, mut enc_batch, mut dec, mut apply, mut step_plain, mut step_plan) = (vec![], vec![], vec![], vec![], vec![], vec![]);
     let mut validate = vec![];
+    let mut raw_apply = vec![];
+    let mut raw_bodies = 0;
     let mut clock = MonotonicClock::new();
     let mut bytes_len = 0;
     for rep in 0..a.reps {
@@ -293,14 +295,23 @@ fn bench_plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
         step_plain.push(t0.elapsed().as_nanos() as u64);
         anyhow::ensure!(j.plans[0].status == Status::BadValue, "bad plan not rejected");
         validate.push(j.phase_ns[Phase::Apply as usize]);
+        // The floor: rapier's own set_linvel/set_angvel over the same bodies.
+        let t0 = Instant::now();
+        raw_bodies = world.physics_mut().raw_set_velocity_all(v, [0.0; 3]);
+        raw_apply.push(t0.elapsed().as_nanos() as u64);
     }
+    let apply_us = median(&mut apply.clone()) / 1e3;
+    let raw_us = median(&mut raw_apply) / 1e3;
     let report = serde_json::json!({
         "ops": n,
         "plan_bytes": bytes_len,
         "encode_us": median(&mut enc) / 1e3,
         "encode_batch_us": median(&mut enc_batch) / 1e3,
         "decode_us": median(&mut dec) / 1e3,
-        "validate_apply_us": median(&mut apply) / 1e3,
+        "validate_apply_us": apply_us,
+        "raw_rapier_set_velocity_us": raw_us,
+        "raw_rapier_bodies": raw_bodies,
+        "apply_over_raw_rapier": apply_us / raw_us.max(1e-9),
         "validate_only_us": median(&mut validate) / 1e3,
         "tick_with_plan_ms": median(&mut step_plan) / 1e6,
         "tick_with_rejected_plan_ms": median(&mut step_plain) / 1e6,
@@ -309,7 +320,7 @@ fn bench_plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
         println!("{report}");
     } else {
         println!("bench plan: {n} set_velocity ops, {bytes_len} bytes");
-        for k in ["encode_us", "encode_batch_us", "decode_us", "validate_apply_us", "validate_only_us", "tick_with_plan_ms", "tick_with_rejected_plan_ms"] {
+        for k in ["encode_us", "encode_batch_us", "decode_us", "validate_apply_us", "raw_rapier_set_velocity_us", "apply_over_raw_rapier", "validate_only_us", "tick_with_plan_ms", "tick_with_rejected_plan_ms"] {
             println!("  {k:<22} {:.2}", report[k].as_f64().unwrap_or(f64::NAN));
         }
     }

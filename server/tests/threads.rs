@@ -1,7 +1,7 @@
 //! The parallel tick is deterministic: `simulate --threads 1` and
 //! `--threads 2` print the same hash lines (the default arena for 3,000
 //! ticks, the 10k-body arena for 300, or 3,000 with `DUALPLANE_FULL=1`),
-//! and a replay recorded on 2 threads verifies on 1.
+//! and a replay recorded on 8 threads (the default cap) verifies on 1.
 
 mod common;
 
@@ -46,12 +46,12 @@ fn ten_thousand_bodies_hash_identically_on_1_and_2_threads() {
 }
 
 #[test]
-fn a_replay_recorded_on_2_threads_verifies_on_1() {
+fn a_replay_recorded_on_8_threads_verifies_on_1() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rpl = dir.path().join("run.rpl");
     let path = |p: &Path| p.to_str().expect("utf8").to_string();
     let rec = Command::new(common::bin())
-        .args(["--threads", "2", "simulate", "--ticks", "600", "--keyframe-every", "200", "--hash-every", "0", "--record", &path(&rpl)])
+        .args(["--threads", "8", "simulate", "--ticks", "600", "--keyframe-every", "200", "--hash-every", "0", "--record", &path(&rpl)])
         .output()
         .expect("record");
     assert!(rec.status.success(), "{}", String::from_utf8_lossy(&rec.stderr));

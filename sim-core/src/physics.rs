@@ -168,6 +168,21 @@ impl RapierPhysics {
         self.world.step();
     }
 
+    /// Raw rapier: sets the velocity of every dynamic body (waking it), the
+    /// floor `bench plan` holds a validated set-velocity plan against.
+    /// Returns the bodies set.
+    pub fn raw_set_velocity_all(&mut self, linvel: [f32; 3], angvel: [f32; 3]) -> usize {
+        let mut n = 0;
+        for (_, b) in self.world.bodies.iter_mut() {
+            if b.is_dynamic() {
+                b.set_linvel(v3(linvel), true);
+                b.set_angvel(v3(angvel), true);
+                n += 1;
+            }
+        }
+        n
+    }
+
     #[must_use]
     pub fn rapier(&self) -> &PhysicsWorld {
         &self.world

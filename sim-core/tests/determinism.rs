@@ -35,12 +35,12 @@ fn small_scenario_matches_committed_golden_hashes() {
     assert_eq!(actual, expected, "simulation results changed; if deliberate, re-bless {GOLDEN}");
 }
 
-/// rapier's parallel step on 1, 2 and 3 threads: the golden hashes hold on
+/// rapier's parallel step on 1, 2, 3 and 8 threads (8: the default cap): the golden hashes hold on
 /// every count, and the default arena agrees tick by tick (every column).
 #[test]
 fn golden_hashes_hold_on_every_thread_count() {
     let expected = std::fs::read_to_string(repo_root().join(GOLDEN)).expect("golden file exists");
-    for n in [1, 2, 3] {
+    for n in [1, 2, 3, 8] {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(n).build().expect("pool");
         let actual = pool.install(|| golden_lines(&mut small_world()));
         assert_eq!(actual, expected, "golden hashes differ on {n} threads");

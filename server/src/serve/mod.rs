@@ -1,11 +1,12 @@
 //! `dualplane serve`: the dedicated server.
 //!
-//! Threads: the tick thread owns the World and steps it at a fixed rate; it
-//! never waits on the network (it only `try_recv`s joins, leaves and inputs
-//! queued by the connection tasks, and publishes each tick's quantized world
-//! on a watch channel). The tokio runtime runs one task per connection and a
-//! replication task that encodes every client's snapshot from the published
-//! world and sends it as a datagram.
+//! Threads: the tick thread (`tick.rs`) owns the World and steps it at a
+//! fixed rate on the simulation pool; it never waits on the network (it only
+//! `try_recv`s joins, leaves and inputs queued by the connection tasks, and
+//! leaves each tick's quantized world in the replication slot). The
+//! replication thread (`replicate.rs`) encodes every client's snapshot from
+//! it in parallel and sends them as datagrams. The tokio runtime runs one
+//! task per connection (`conn.rs`). `run` wires them and drains on SIGTERM.
 
 
 mod config;
@@ -239,7 +240,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
             hl.draining.store(true, Ordering::Relaxed);
             sd.store(true, Ordering::Relaxed);
         });
-        while !shutdown.load(Ordering::Relaxed) && !tick_thread.is_finished() {
+        while !shutdown.load(Ordering::Relaxed) && !tick_thread.is_finished() && !replication.is_finished() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         shutdown.store(true, Ordering::Relaxed);

@@ -84,7 +84,14 @@ fn run(r: &Replication, pool: &rayon::ThreadPool) {
         pool.install(|| {
             work.par_iter().for_each(|(s, c)| {
                 let e0 = Instant::now();
-                let bytes = lock(s).snapshot(now, tick, &world, &avatars, &config);
+                let mut session = lock(s);
+                // Left since the listing (a reconnect's new connection may
+                // be the one now registered under its id): nothing to send.
+                if session.is_departed() {
+                    return;
+                }
+                let bytes = session.snapshot(now, tick, &world, &avatars, &config);
+                drop(session);
                 encode_ns.fetch_add(e0.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 send(r, c, bytes);
             });

@@ -1,7 +1,6 @@
 //! The server's counters shared by its threads, the exit summary, and
 //! their export into the Prometheus metrics.
 
-use crate::clock::mean_p99;
 use net::hub::Hub;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +25,7 @@ pub(crate) struct Stats {
     pub(crate) handshake_failures: AtomicU64,
     pub(crate) oversized_frames: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
-    pub(crate) tick_ns: Mutex<Vec<u64>>,
+    pub(crate) tick_ns: TickTimes,
     /// Snapshot encode time summed over clients (CPU on the replication
     /// pool), encodes, and rounds (one per replicated tick).
     pub(crate) replication_ns: AtomicU64,
@@ -42,11 +41,33 @@ pub(crate) struct Stats {
     pub(crate) last_frame: Mutex<Option<(u64, String)>>,
 }
 
+/// Every tick's duration (ns) in an HDR histogram: constant memory and an
+/// O(1) record for runs of any length (3 significant digits, 1 us to 60 s).
+#[derive(Debug)]
+pub(crate) struct TickTimes(Mutex<hdrhistogram::Histogram<u64>>);
+
+impl Default for TickTimes {
+    fn default() -> Self {
+        let h = hdrhistogram::Histogram::new_with_bounds(1_000, 60_000_000_000, 3).unwrap_or_else(|_| hdrhistogram::Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits are valid")));
+        TickTimes(Mutex::new(h))
+    }
+}
+
+impl TickTimes {
+    pub(crate) fn record(&self, ns: u64) {
+        if let Ok(mut h) = self.0.lock() {
+            h.saturating_record(ns.max(1_000));
+        }
+    }
+
+    /// (mean, p50, p99) in ns.
+    fn summary(&self) -> (f64, f64, f64) {
+        self.0.lock().map_or((0.0, 0.0, 0.0), |h| (h.mean(), h.value_at_quantile(0.5) as f64, h.value_at_quantile(0.99) as f64))
+    }
+}
+
 pub(crate) fn summary(stats: &Stats, hub: &Mutex<Hub>, tick_rate: u32) -> serde_json::Value {
-    let mut ns = stats.tick_ns.lock().map(|v| v.clone()).unwrap_or_default();
-    let n = ns.len();
-    let (mean, p99) = mean_p99(&mut ns);
-    let p50 = ns.get(n / 2).copied().unwrap_or(0) as f64;
+    let (mean, p50, p99) = stats.tick_ns.summary();
     let (handshakes, rejects, clients) = match hub.lock() {
         Ok(h) => (h.counters.handshakes.clone(), h.session_rejects(), h.sessions.len()),
         Err(_) => (BTreeMap::new(), BTreeMap::new(), 0),

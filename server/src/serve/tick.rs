@@ -190,10 +190,7 @@ pub(crate) fn tick_loop(
             m.recorder_stalls.set(rs.stalls.load(Ordering::Relaxed) as i64);
         }
         obs.health.last_tick_ms.store(now_ms(), Ordering::Relaxed);
-        if let Ok(mut v) = stats.tick_ns.lock()
-            && v.len() < 10_000_000 {
-                v.push(spent.as_nanos() as u64);
-            }
+        stats.tick_ns.record(spent.as_nanos() as u64);
         next += period;
         let now = Instant::now();
         if now > next {
