@@ -156,7 +156,8 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     let conns: Arc<Mutex<BTreeMap<u32, quinn::Connection>>> = Arc::default();
     let replication = replicate::spawn(
         replicate::Replication { latest: Arc::clone(&latest), hub: Arc::clone(&hub), conns: Arc::clone(&conns), leave_tx: leave_tx.clone(), stats: Arc::clone(&stats), metrics: metrics.clone(), shutdown: Arc::clone(&shutdown) },
-        crate::threads::threads(),
+        // One core is the tick's: replication gets the others (at least one).
+        crate::threads::threads().saturating_sub(1).max(1),
     )?;
     let tick_thread = {
         let (stats, shutdown, latest) = (Arc::clone(&stats), Arc::clone(&shutdown), Arc::clone(&latest));
