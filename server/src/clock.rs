@@ -6,8 +6,15 @@ use std::time::Instant;
 pub struct MonotonicClock(Instant);
 
 impl MonotonicClock {
+    #[must_use]
     pub fn new() -> MonotonicClock {
         MonotonicClock(Instant::now())
+    }
+}
+
+impl Default for MonotonicClock {
+    fn default() -> Self {
+        MonotonicClock::new()
     }
 }
 
