@@ -37,6 +37,9 @@ fn small_scenario_matches_committed_golden_hashes() {
 
 /// rapier's parallel step on 1, 2, 3 and 8 threads (8: the default cap): the golden hashes hold on
 /// every count, and the default arena agrees tick by tick (every column).
+/// Needs the `parallel` feature (`cargo test -p sim-core --features parallel
+/// --test determinism`); without it there is one thread to test.
+#[cfg(feature = "parallel")]
 #[test]
 fn golden_hashes_hold_on_every_thread_count() {
     let expected = std::fs::read_to_string(repo_root().join(GOLDEN)).expect("golden file exists");
