@@ -9,9 +9,12 @@
 //! ```
 //! Chunk kinds: TICKS (a zstd-compressed batch of consecutive tick records),
 //! KEYFRAME (a zstd-compressed world snapshot after tick T), INDEX (keyframe
-//! ticks and file offsets), END (clean close). Everything little-endian.
-//! Chunks are append-only; a reader recovers every chunk before the first
-//! invalid one.
+//! ticks and file offsets), END (clean close), FAILED (the recorder gave up:
+//! a write failed, e.g. a full disk; payload: the reason, UTF-8). Everything
+//! little-endian. Reserved bytes are zero. Chunks are append-only; a reader
+//! recovers every chunk before the first invalid one, and tells a truncated
+//! tail (a crash: the file just ends) from corruption (a bad chunk with
+//! bytes after it, or anything wrong in a cleanly closed file).
 
 use serde::{Deserialize, Serialize};
 use sim_core::{Archetype, ColumnHash, ColumnId};
@@ -34,6 +37,7 @@ pub enum ChunkKind {
     Keyframe = 2,
     Index = 3,
     End = 4,
+    Failed = 5,
 }
 
 impl ChunkKind {
@@ -44,6 +48,7 @@ impl ChunkKind {
             2 => Some(ChunkKind::Keyframe),
             3 => Some(ChunkKind::Index),
             4 => Some(ChunkKind::End),
+            5 => Some(ChunkKind::Failed),
             _ => None,
         }
     }
@@ -62,6 +67,10 @@ pub struct ReplayHeader {
     pub tick_rate: u32,
     /// Crate version and profile of the recording build.
     pub build: String,
+    /// Commit, toolchain, target, rapier version and threads of the
+    /// recording build (see [`crate::identity`]).
+    #[serde(default)]
+    pub build_info: crate::identity::BuildInfo,
     pub keyframe_every: u64,
     /// The tick of the first keyframe (the recording starts after it).
     pub start_tick: u64,

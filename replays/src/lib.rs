@@ -9,15 +9,19 @@
 //! the simulation to find the first divergent tick, column and entity.
 
 pub mod format;
+pub mod identity;
 pub mod plant;
 pub mod reader;
 #[cfg(feature = "render")]
 pub mod render;
+pub mod verdict;
 pub mod verify;
 pub mod writer;
 
 pub use format::{ReplayHeader, TickRecord};
-pub use reader::{Keyframe, Replay, ReplayError, Stop};
+pub use identity::{BuildInfo, OtherBuild};
+pub use reader::{Keyframe, Replay, ReplayError, Stop, StopKind};
+pub use verdict::Verdict;
 pub use verify::{bisect, diff, entity_diffs, verify, BisectReport, DiffReport, Divergence, VerifyOptions, VerifyReport};
 pub use writer::{FsyncPolicy, RecordError, RecordOutcome, Recorder, RecorderConfig};
 

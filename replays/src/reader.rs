@@ -27,11 +27,27 @@ pub enum ReplayError {
     Other(String),
 }
 
+/// What kind of early end reading found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopKind {
+    /// The file just ends (the recorder was killed mid-write): everything
+    /// before the cut is intact.
+    Truncated,
+    /// The recorder marked the file failed (a write failed, e.g. a full
+    /// disk) and stopped: everything before the mark is intact.
+    Failed,
+    /// A chunk is damaged and bytes follow it, or a cleanly closed file
+    /// does not add up: the file was altered after it was written.
+    Corrupt,
+}
+
 /// Why reading stopped before the end of the file.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Stop {
     /// Byte offset of the first chunk that was not accepted.
     pub offset: u64,
+    pub kind: StopKind,
     pub reason: String,
 }
 
@@ -55,6 +71,8 @@ pub struct Replay {
     /// The file ended with a valid END chunk.
     pub clean_end: bool,
     pub file_bytes: u64,
+    /// Where the INDEX chunk starts (the trailer must point here).
+    index_offset: Option<u64>,
     bytes: Vec<u8>,
 }
 
@@ -96,54 +114,74 @@ impl Replay {
             stop: None,
             clean_end: false,
             file_bytes: bytes.len() as u64,
+            index_offset: None,
             bytes: Vec::new(),
         };
         let mut pos = c.pos;
-        let stop = |offset: usize, reason: String| Some(Stop { offset: offset as u64, reason });
+        // A file that ends in a trailer was closed cleanly: nothing in it
+        // can be a crash's cut, so every early stop is corruption.
+        let closed = bytes.len() >= pos + 16 && bytes[bytes.len() - 16..bytes.len() - 8] == TRAILER_MAGIC;
+        let cut = if closed { StopKind::Corrupt } else { StopKind::Truncated };
+        let stop = |offset: usize, kind: StopKind, reason: String| Some(Stop { offset: offset as u64, kind, reason });
         loop {
             let rest = bytes.len() - pos;
             if rest == 0 {
                 if !replay.clean_end {
-                    replay.stop = stop(pos, "file ends without an END chunk (recording was interrupted)".into());
+                    replay.stop = stop(pos, cut, "file ends without an END chunk (recording was interrupted)".into());
                 }
                 break;
             }
             if replay.clean_end {
                 if rest == 16 && bytes[pos..pos + 8] == TRAILER_MAGIC {
+                    let mut t = Cursor::new(&bytes[pos + 8..]);
+                    let at = t.u64().unwrap_or(u64::MAX);
+                    if Some(at) != replay.index_offset {
+                        replay.stop = stop(pos, StopKind::Corrupt, format!("the trailer points at byte {at}, the index is at {:?}", replay.index_offset));
+                    }
                     break;
                 }
-                replay.stop = stop(pos, format!("{rest} unexpected bytes after the END chunk"));
+                replay.stop = stop(pos, StopKind::Corrupt, format!("{rest} unexpected bytes after the END chunk"));
                 break;
             }
             if rest < CHUNK_HEADER {
-                replay.stop = stop(pos, format!("truncated chunk header ({rest} of {CHUNK_HEADER} bytes)"));
+                replay.stop = stop(pos, cut, format!("truncated chunk header ({rest} of {CHUNK_HEADER} bytes)"));
                 break;
             }
             let mut h = Cursor::new(&bytes[pos..pos + CHUNK_HEADER]);
-            let (kind, _, len, sum) = match (h.u8(), h.take(3), h.u32(), h.u64()) {
+            let (kind, reserved, len, sum) = match (h.u8(), h.take(3), h.u32(), h.u64()) {
                 (Ok(k), Ok(r), Ok(l), Ok(s)) => (k, r, l as usize, s),
                 _ => unreachable!("16 bytes are present"),
             };
+            if reserved != [0; 3] {
+                replay.stop = stop(pos, StopKind::Corrupt, format!("chunk header reserved bytes {reserved:02x?}, expected zeros"));
+                break;
+            }
             if len > MAX_CHUNK {
-                replay.stop = stop(pos, format!("chunk length {len} exceeds {MAX_CHUNK}"));
+                replay.stop = stop(pos, StopKind::Corrupt, format!("chunk length {len} exceeds {MAX_CHUNK}"));
                 break;
             }
             if rest - CHUNK_HEADER < len {
-                replay.stop = stop(pos, format!("truncated chunk: {len} payload bytes declared, {} present", rest - CHUNK_HEADER));
+                replay.stop = stop(pos, cut, format!("truncated chunk: {len} payload bytes declared, {} present", rest - CHUNK_HEADER));
                 break;
             }
             let start = pos + CHUNK_HEADER;
             let payload = &bytes[start..start + len];
             if checksum(kind, payload) != sum {
-                replay.stop = stop(pos, "chunk checksum mismatch".into());
+                replay.stop = stop(pos, StopKind::Corrupt, "chunk checksum mismatch".into());
                 break;
             }
             let Some(kind) = ChunkKind::from_u8(kind) else {
-                replay.stop = stop(pos, format!("unknown chunk kind {kind}"));
+                replay.stop = stop(pos, StopKind::Corrupt, format!("unknown chunk kind {kind}"));
                 break;
             };
+            if kind == ChunkKind::Failed {
+                let why = String::from_utf8_lossy(payload);
+                // Nothing may follow the mark but what a failing disk left.
+                replay.stop = stop(pos, StopKind::Failed, format!("the recorder marked the file failed: {why}"));
+                break;
+            }
             if let Err(reason) = replay.accept(kind, payload, pos, start..start + len) {
-                replay.stop = stop(pos, reason);
+                replay.stop = stop(pos, StopKind::Corrupt, reason);
                 break;
             }
             pos = start + len;
@@ -179,7 +217,9 @@ impl Replay {
                 }
                 self.keyframes.push(Keyframe { tick, offset: offset as u64, payload: range.start + 8..range.end });
             }
-            ChunkKind::Index => {}
+            ChunkKind::Index => {
+                self.index_offset = Some(offset as u64);
+            }
             ChunkKind::End => {
                 let mut c = Cursor::new(payload);
                 let last = c.u64()?;
@@ -188,6 +228,7 @@ impl Replay {
                 }
                 self.clean_end = true;
             }
+            ChunkKind::Failed => return Err("a FAILED mark where a chunk was expected".into()),
         }
         Ok(())
     }

@@ -43,6 +43,11 @@ pub struct VerifyReport {
     pub first_divergence: Option<Divergence>,
     /// Reading stopped before the end of the file (truncated/corrupt).
     pub truncated: Option<crate::reader::Stop>,
+    /// The recording build differs from this one (set only when allowed:
+    /// otherwise the verdict is `other_build` and nothing was simulated).
+    pub other_build: Option<crate::identity::OtherBuild>,
+    pub verdict: crate::verdict::Verdict,
+    pub exit_code: u8,
 }
 
 fn hex(v: u64) -> String {
@@ -83,12 +88,16 @@ fn check(world: &World, rec: &TickRecord, kind: DivergenceKind) -> Option<Diverg
     })
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct VerifyOptions {
     pub from: Option<u64>,
     pub to: Option<u64>,
     /// Keyframe segments verified in parallel.
     pub jobs: usize,
+    /// A file that ends early verifies (exit 0) when its prefix does.
+    pub allow_truncated: bool,
+    /// Re-simulate a replay recorded by another build (and say so).
+    pub allow_other_build: bool,
 }
 
 /// Verifies one segment: restore keyframe `k`, check its hash against the
@@ -124,10 +133,32 @@ fn verify_segment(r: &Replay, k: &Keyframe, start: u64, end: u64, earliest: &Ato
 /// Re-simulates the replay (or `[from, to]` of it) from its keyframes and
 /// compares every tick's world and column hashes with the recording.
 pub fn verify(r: &Replay, opts: VerifyOptions, progress: &(dyn Fn(u64) + Sync)) -> Result<VerifyReport, ReplayError> {
+    use crate::verdict::Verdict;
     let (first, last) = r.range();
     let from = opts.from.unwrap_or(first).clamp(first, last);
     let to = opts.to.unwrap_or(last).clamp(from, last);
-    let start_kf = r.keyframe_at_or_before(from).ok_or(ReplayError::NoKeyframe)?;
+    let other = crate::identity::other_build(&r.header);
+    let report = |verified, segments, first_divergence: Option<Divergence>, verdict: Verdict| VerifyReport {
+        from,
+        to,
+        ticks_verified: verified,
+        segments,
+        first_divergence,
+        truncated: r.stop.clone(),
+        other_build: other.clone(),
+        verdict,
+        exit_code: verdict.exit_code(),
+    };
+    if other.is_some() && !opts.allow_other_build {
+        return Ok(report(0, 0, None, Verdict::OtherBuild));
+    }
+    let Some(start_kf) = r.keyframe_at_or_before(from) else {
+        // Cut before its first keyframe: an empty prefix, as the stop says.
+        return match &r.stop {
+            Some(s) => Ok(report(0, 0, None, Verdict::of(false, Some(s), opts.allow_truncated))),
+            None => Err(ReplayError::NoKeyframe),
+        };
+    };
     // Segments: [keyframe, next keyframe) intersected with [from, to].
     let kfs: Vec<&Keyframe> = r.keyframes.iter().filter(|k| k.tick >= start_kf.tick && k.tick <= to).collect();
     let segments: Vec<(&Keyframe, u64)> = kfs
@@ -168,7 +199,8 @@ pub fn verify(r: &Replay, opts: VerifyOptions, progress: &(dyn Fn(u64) + Sync)) 
                 first_div = Some(d);
             }
     }
-    Ok(VerifyReport { from, to, ticks_verified: verified, segments: segments.len(), first_divergence: first_div, truncated: r.stop.clone() })
+    let verdict = Verdict::of(first_div.is_some(), r.stop.as_ref(), opts.allow_truncated);
+    Ok(report(verified, segments.len(), first_div, verdict))
 }
 
 /// One entity value that differs between two states.
@@ -287,7 +319,7 @@ pub fn diff(a: &Replay, b: Option<&Replay>, limit: usize) -> Result<DiffReport, 
 }
 
 fn diff_resim(a: &Replay, limit: usize) -> Result<DiffReport, ReplayError> {
-    let v = verify(a, VerifyOptions { from: None, to: None, jobs: 1 }, &|_| {})?;
+    let v = verify(a, VerifyOptions { jobs: 1, allow_other_build: true, ..VerifyOptions::default() }, &|_| {})?;
     let Some(d) = v.first_divergence else {
         return Ok(DiffReport { tick: None, a_world_hash: None, b_world_hash: None, columns: vec![], entities: vec![], note: Some("re-simulation matches the recording".into()), states: None });
     };

@@ -50,11 +50,13 @@ pub struct RecorderConfig {
     /// Capacity of the queue to the writer thread, in messages.
     pub queue: usize,
     pub zstd_level: i32,
+    /// Simulation threads (recorded in the header, informational).
+    pub threads: usize,
 }
 
 impl Default for RecorderConfig {
     fn default() -> Self {
-        RecorderConfig { keyframe_every: 600, flush_every: 30, fsync: FsyncPolicy::Keyframe, queue: 256, zstd_level: 3 }
+        RecorderConfig { keyframe_every: 600, flush_every: 30, fsync: FsyncPolicy::Keyframe, queue: 256, zstd_level: 3, threads: 1 }
     }
 }
 
@@ -115,6 +117,7 @@ impl Recorder {
             seed: world.config().seed,
             tick_rate: world.config().tick_rate,
             build: crate::build_id(),
+            build_info: crate::identity::BuildInfo::current(config.threads),
             keyframe_every: config.keyframe_every,
             start_tick: world.tick().0,
         };

@@ -43,7 +43,7 @@ fn a_shot_at_a_moving_target_hits_where_the_shooter_saw_it_and_replays_the_same(
     let mut w = World::from_scenario(&s, None);
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("shot.rpl");
-    let cfg = RecorderConfig { keyframe_every: 50, flush_every: 7, fsync: FsyncPolicy::Close, queue: 4, zstd_level: 3 };
+    let cfg = RecorderConfig { keyframe_every: 50, flush_every: 7, fsync: FsyncPolicy::Close, queue: 4, zstd_level: 3, threads: 1 };
     let rec = Recorder::create(&file, &w, "small", 1, cfg).expect("recorder");
     let shape = w.config().players.shape;
     let step = |w: &mut World, plans: &[MicroPlan]| {
@@ -89,7 +89,7 @@ fn a_shot_at_a_moving_target_hits_where_the_shooter_saw_it_and_replays_the_same(
     // The replay re-simulates the same hit: every tick verifies, and the
     // state re-simulated from an earlier keyframe has the damage.
     let r = Replay::open(&file).expect("open");
-    let v = verify(&r, VerifyOptions { from: None, to: None, jobs: 2 }, &|_| {}).expect("verify");
+    let v = verify(&r, VerifyOptions { jobs: 2, ..VerifyOptions::default() }, &|_| {}).expect("verify");
     assert!(v.first_divergence.is_none(), "{v:?}");
     let again = r.state_at(fire_tick).expect("state at the shot");
     assert_eq!(health(&again, target), 75, "the replay's shot hit too");

@@ -30,7 +30,7 @@ fn plans_for(w: &World, seq: u32) -> Vec<MicroPlan> {
 
 fn record(path: &Path, ticks: u64, keyframe_every: u64) -> Vec<u64> {
     let mut w = World::from_scenario(&small(), None);
-    let cfg = RecorderConfig { keyframe_every, flush_every: 7, fsync: FsyncPolicy::Close, queue: 4, zstd_level: 3 };
+    let cfg = RecorderConfig { keyframe_every, flush_every: 7, fsync: FsyncPolicy::Close, queue: 4, zstd_level: 3, threads: 1 };
     let rec = Recorder::create(path, &w, "small", 1, cfg).expect("create");
     let mut hashes = vec![w.world_hash()];
     for i in 0..ticks {
@@ -44,7 +44,7 @@ fn record(path: &Path, ticks: u64, keyframe_every: u64) -> Vec<u64> {
 }
 
 fn opts(jobs: usize) -> VerifyOptions {
-    VerifyOptions { from: None, to: None, jobs }
+    VerifyOptions { jobs, ..VerifyOptions::default() }
 }
 
 #[test]
@@ -64,7 +64,7 @@ fn recorded_replay_reads_back_and_verifies_serially_and_in_parallel() {
         assert!(v.first_divergence.is_none(), "{v:?}");
         assert_eq!(v.ticks_verified, 200);
     }
-    let v = verify(&r, VerifyOptions { from: Some(120), to: Some(170), jobs: 2 }, &|_| {}).expect("verify range");
+    let v = verify(&r, VerifyOptions { from: Some(120), to: Some(170), jobs: 2, ..VerifyOptions::default() }, &|_| {}).expect("verify range");
     assert_eq!((v.from, v.to, v.ticks_verified), (120, 170, 51));
     assert_eq!(r.state_at(137).expect("seek").world_hash(), hashes[137]);
     assert!(diff(&r, None, 10).expect("diff").tick.is_none());
@@ -135,7 +135,8 @@ fn truncated_files_recover_every_complete_chunk() {
     let bytes = std::fs::read(&f).expect("read");
     let full = Replay::parse(bytes.clone()).expect("full");
     let mut last_seen = 0;
-    for cut in (400..bytes.len()).step_by(bytes.len() / 37) {
+    let head = replays::format::encode_header(&full.header).len();
+    for cut in (head + 1..bytes.len()).step_by(bytes.len() / 37) {
         let r = Replay::parse(bytes[..cut].to_vec()).expect("header survives");
         let s = r.stop.as_ref().expect("a truncated file says where it stopped");
         assert!(s.offset <= cut as u64);
@@ -145,7 +146,10 @@ fn truncated_files_recover_every_complete_chunk() {
         if !r.keyframes.is_empty() {
             let v = verify(&r, opts(2), &|_| {}).expect("verify");
             assert!(v.first_divergence.is_none());
-            assert!(v.truncated.is_some());
+            assert!(v.truncated.as_ref().is_some_and(|s| s.kind == replays::StopKind::Truncated), "a cut is a truncation: {:?}", v.truncated);
+            assert_eq!(v.verdict, replays::Verdict::Truncated);
+            let v = verify(&r, VerifyOptions { jobs: 2, allow_truncated: true, ..VerifyOptions::default() }, &|_| {}).expect("verify");
+            assert_eq!(v.verdict, replays::Verdict::VerifiedPrefix);
         }
         for t in 1..=last {
             assert_eq!(r.record(t).map(|x| x.world_hash), full.record(t).map(|x| x.world_hash));
@@ -170,4 +174,34 @@ fn bad_headers_are_errors() {
     let mut b = std::fs::read(&f).expect("read");
     b[30] ^= 1;
     assert!(matches!(Replay::parse(b), Err(replays::ReplayError::Header(_))));
+}
+
+#[test]
+fn a_byte_flipped_anywhere_never_verifies() {
+    use replays::Verdict;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("a.rpl");
+    record(&f, 90, 30);
+    let bytes = std::fs::read(&f).expect("read");
+    // 200 seeded positions over the whole file (header, chunk headers,
+    // payloads, index, END, trailer), each with one bit flipped.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..200 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let at = (state % bytes.len() as u64) as usize;
+        let mut b = bytes.clone();
+        b[at] ^= 1 << (state >> 61);
+        // Allowing truncation must not let a flip pass as a cut tail.
+        let verdict = match Replay::parse(b) {
+            Err(e) => Verdict::of_error(&e).expect("a header error is about the bytes"),
+            Ok(r) => match verify(&r, VerifyOptions { jobs: 2, allow_truncated: true, ..VerifyOptions::default() }, &|_| {}) {
+                Ok(v) => v.verdict,
+                Err(e) => Verdict::of_error(&e).expect("a keyframe error is about the bytes"),
+            },
+        };
+        assert!(matches!(verdict, Verdict::Divergence | Verdict::Corrupt | Verdict::OtherBuild), "byte {at} of {}: {verdict:?}", bytes.len());
+        assert_ne!(verdict.exit_code(), 0);
+    }
 }

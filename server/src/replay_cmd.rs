@@ -16,7 +16,16 @@ pub enum ReplayCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Re-simulate and compare every tick's hashes; exit 1 on divergence.
+    /// Re-simulate and compare every tick's hashes with the recording.
+    ///
+    /// Exit codes: 0 verified (the whole file, or with --allow-truncated the
+    /// prefix of a file that ends early); 1 divergence; 2 usage or IO error;
+    /// 3 corrupt (a damaged chunk with bytes after it, a bad header or
+    /// keyframe, anything wrong in a cleanly closed file); 4 truncated (the
+    /// file ends early: a crash, or a recording marked failed); 5 recorded
+    /// by another build (refused). `--json` carries `verdict` and
+    /// `exit_code`.
+    #[command(verbatim_doc_comment)]
     Verify {
         file: PathBuf,
         #[arg(long)]
@@ -26,6 +35,14 @@ pub enum ReplayCommand {
         /// Keyframe segments verified in parallel.
         #[arg(long, default_value_t = 1)]
         jobs: usize,
+        /// A file that ends early (crash, failed recording) exits 0 when
+        /// the part it holds verifies.
+        #[arg(long)]
+        allow_truncated: bool,
+        /// Re-simulate a replay recorded by another build (commit, rustc,
+        /// target, rapier3d, ports schema); the report says so.
+        #[arg(long)]
+        allow_other_build: bool,
         #[arg(long)]
         json: bool,
     },
@@ -83,7 +100,10 @@ pub enum ReplayCommand {
 pub fn run(cmd: &ReplayCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ReplayCommand::Info { file, json } => info(file, *json),
-        ReplayCommand::Verify { file, from, to, jobs, json } => verify(file, *from, *to, *jobs, *json),
+        ReplayCommand::Verify { file, from, to, jobs, allow_truncated, allow_other_build, json } => {
+            let opts = VerifyOptions { from: *from, to: *to, jobs: *jobs, allow_truncated: *allow_truncated, allow_other_build: *allow_other_build };
+            verify(file, opts, *json)
+        }
         ReplayCommand::Diff { a, b, report, limit, json } => diff(a, b.as_deref(), report.as_deref(), *limit, *json),
         ReplayCommand::Seek { file, tick, out } => {
             let r = open(file)?;
@@ -190,33 +210,59 @@ fn info(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn verify(file: &Path, from: Option<u64>, to: Option<u64>, jobs: usize, json: bool) -> anyhow::Result<ExitCode> {
-    let r = open(file)?;
+fn verify(file: &Path, opts: VerifyOptions, json: bool) -> anyhow::Result<ExitCode> {
+    use replays::Verdict;
+    // An error about the file's bytes (header, keyframe) is a verdict too.
+    let refuse = |e: replays::ReplayError| -> anyhow::Result<ExitCode> {
+        let Some(v) = Verdict::of_error(&e) else { return Err(anyhow::Error::new(e).context(file.display().to_string())) };
+        if json {
+            println!("{}", serde_json::json!({ "file": file.display().to_string(), "verdict": v, "exit_code": v.exit_code(), "error": e.to_string() }));
+        }
+        eprintln!("dualplane: {}: {e}", file.display());
+        Ok(ExitCode::from(v.exit_code()))
+    };
+    let r = match Replay::open(file) {
+        Ok(r) => r,
+        Err(e) => return refuse(e),
+    };
+    if let Some(s) = &r.stop {
+        eprintln!("dualplane: {}: read up to byte {}: {}", file.display(), s.offset, s.reason);
+    }
     let (first, last) = r.range();
-    let total = to.unwrap_or(last).min(last).saturating_sub(from.unwrap_or(first).max(first));
+    let total = opts.to.unwrap_or(last).min(last).saturating_sub(opts.from.unwrap_or(first).max(first));
     let pb = (std::io::stderr().is_terminal() && !json).then(|| {
         let pb = indicatif::ProgressBar::new(total);
         pb.set_style(indicatif::ProgressStyle::with_template("verify {bar:40} {pos}/{len} ticks {per_sec} eta {eta}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
         pb
     });
     let t0 = std::time::Instant::now();
-    let report = replays::verify(&r, VerifyOptions { from, to, jobs }, &|n| {
+    let report = replays::verify(&r, opts, &|n| {
         if let Some(pb) = &pb {
             pb.inc(n);
         }
-    })?;
+    });
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
+    let report = match report {
+        Ok(report) => report,
+        Err(e) => return refuse(e),
+    };
     let secs = t0.elapsed().as_secs_f64();
     if json {
         let mut v = serde_json::to_value(&report)?;
+        v["file"] = serde_json::json!(file.display().to_string());
         v["seconds"] = serde_json::json!(secs);
         v["ticks_per_s"] = serde_json::json!(report.ticks_verified as f64 / secs.max(1e-9));
         println!("{v}");
     } else {
+        if let Some(o) = &report.other_build {
+            let what = if report.verdict == Verdict::OtherBuild { "REFUSED (--allow-other-build to verify anyway)" } else { "verified anyway (--allow-other-build)" };
+            println!("other build: {o}: {what}");
+        }
         match &report.first_divergence {
-            None => println!("verified ticks {}..={} ({} ticks, {} segments) in {secs:.2}s: no divergence", report.from, report.to, report.ticks_verified, report.segments),
+            None if report.verdict != Verdict::OtherBuild => println!("verified ticks {}..={} ({} ticks, {} segments) in {secs:.2}s: no divergence", report.from, report.to, report.ticks_verified, report.segments),
+            None => {}
             Some(d) => {
                 println!("DIVERGENCE at tick {} ({:?}): world hash {} recorded, {} re-simulated", d.tick, d.kind, d.expected_world_hash, d.actual_world_hash);
                 for c in &d.columns {
@@ -225,10 +271,17 @@ fn verify(file: &Path, from: Option<u64>, to: Option<u64>, jobs: usize, json: bo
             }
         }
         if let Some(s) = &report.truncated {
-            println!("note: the file is incomplete; verified up to its last complete chunk (stopped at byte {}: {})", s.offset, s.reason);
+            let verdict = match report.verdict {
+                Verdict::VerifiedPrefix => "its prefix verified (--allow-truncated)",
+                Verdict::Truncated => "TRUNCATED (--allow-truncated accepts a verified prefix)",
+                Verdict::Corrupt => "CORRUPT",
+                _ => "",
+            };
+            println!("the file is incomplete ({:?}): verified up to its last good chunk (stopped at byte {}: {}): {verdict}", s.kind, s.offset, s.reason);
         }
+        println!("verdict: {:?} (exit {})", report.verdict, report.exit_code);
     }
-    Ok(if report.first_divergence.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(ExitCode::from(report.exit_code))
 }
 
 fn diff(a: &Path, b: Option<&Path>, report_dir: Option<&Path>, limit: usize, json: bool) -> anyhow::Result<ExitCode> {

@@ -78,7 +78,7 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
     };
     let recorder = match &a.record {
         Some(path) => {
-            let config = replays::RecorderConfig { keyframe_every: a.keyframe_every, flush_every: a.flush_every, fsync: a.fsync, ..Default::default() };
+            let config = replays::RecorderConfig { keyframe_every: a.keyframe_every, flush_every: a.flush_every, fsync: a.fsync, threads: crate::threads::threads(), ..Default::default() };
             Some(replays::Recorder::create(path, &world, &name, scenario_hash, config).with_context(|| format!("{}: cannot record", path.display()))?)
         }
         None => None,

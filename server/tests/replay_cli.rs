@@ -38,9 +38,15 @@ fn killed_recording_verifies_up_to_its_last_complete_chunk() {
     }
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
+    // A crash's cut is not a clean pass: the truncated code, unless allowed.
     let o = run(&["replay", "verify", s(&f), "--json", "--jobs", "2"]);
+    assert_eq!(o.status.code(), Some(4), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["verdict"], "truncated");
+    let o = run(&["replay", "verify", s(&f), "--json", "--jobs", "2", "--allow-truncated"]);
     assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["verdict"], "verified_prefix");
     assert!(v["first_divergence"].is_null());
     assert!(v["ticks_verified"].as_u64().expect("n") >= 350);
     assert!(v["truncated"]["reason"].is_string(), "a killed recording is reported incomplete: {v}");
@@ -91,4 +97,62 @@ fn cli_verify_diff_seek_bisect_find_planted_faults() {
     let o = run(&["replay", "info", s(&snap)]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a dualplane replay"));
+}
+
+/// The header's JSON with `commit` replaced by a same-length string (so no
+/// offset in the file moves), resealed.
+fn with_commit(bytes: &[u8], commit: &str) -> Vec<u8> {
+    let r = replays::Replay::parse(bytes.to_vec()).expect("parse");
+    let old_len = replays::format::encode_header(&r.header).len();
+    let mut h = r.header.clone();
+    assert_eq!(h.build_info.commit.len(), commit.len(), "same length keeps every offset");
+    h.build_info.commit = commit.into();
+    let mut out = replays::format::encode_header(&h);
+    assert_eq!(out.len(), old_len);
+    out.extend_from_slice(&bytes[old_len..]);
+    out
+}
+
+#[test]
+fn verify_exit_codes_tell_verified_divergence_corrupt_truncated_and_other_build_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("a.rpl");
+    let small = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/scenarios/small.toml");
+    let o = run(&["simulate", "--scenario", small, "--ticks", "240", "--hash-every", "0", "--record", s(&f), "--keyframe-every", "60"]);
+    assert!(o.status.success());
+    let bytes = std::fs::read(&f).expect("read");
+    let code = |name: &str, b: &[u8], extra: &[&str]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, b).expect("write");
+        let mut args = vec!["replay", "verify", s(&p), "--json"];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{name}: {e}: {}", String::from_utf8_lossy(&o.stdout)));
+        assert_eq!(v["exit_code"].as_i64().map(|c| c as i32), o.status.code(), "{name}: --json carries the exit code");
+        (o.status.code(), v["verdict"].as_str().unwrap_or_default().to_string(), String::from_utf8_lossy(&o.stderr).to_string())
+    };
+    assert_eq!(code("ok.rpl", &bytes, &[]).0, Some(0));
+    // A damaged chunk with chunks after it: corrupt, even when truncation is allowed.
+    let mut bad = bytes.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x10;
+    let (c, v, _) = code("corrupt.rpl", &bad, &["--allow-truncated"]);
+    assert_eq!((c, v.as_str()), (Some(3), "corrupt"));
+    // A cut tail: truncated; allowed, its prefix verifies.
+    let cut = &bytes[..bytes.len() * 3 / 4];
+    assert_eq!(code("cut.rpl", cut, &[]).0, Some(4));
+    assert_eq!(code("cut.rpl", cut, &["--allow-truncated"]).1, "verified_prefix");
+    // A bad header is corrupt too.
+    let mut head = bytes.clone();
+    head[30] ^= 1;
+    assert_eq!(code("head.rpl", &head, &[]).0, Some(3));
+    // Another commit: refused with both builds named, unless allowed.
+    let this = replays::Replay::parse(bytes.clone()).expect("parse").header.build_info.commit;
+    let other = with_commit(&bytes, &"0".repeat(this.len()));
+    let o = run(&["replay", "verify", s(&{ let p = dir.path().join("other.rpl"); std::fs::write(&p, &other).expect("write"); p })]);
+    assert_eq!(o.status.code(), Some(5));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(&"0".repeat(this.len())) && out.contains(&this), "both commits named: {out}");
+    let (c, v, _) = code("other.rpl", &other, &["--allow-other-build"]);
+    assert_eq!((c, v.as_str()), (Some(0), "verified"));
 }

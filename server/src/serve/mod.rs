@@ -148,7 +148,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
             std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
             let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
             let path = dir.join(format!("session-{unix}.rpl"));
-            Some(replays::Recorder::create(&path, &world, &name, scenario_hash, replays::RecorderConfig::default())?)
+            Some(replays::Recorder::create(&path, &world, &name, scenario_hash, replays::RecorderConfig { threads: crate::threads::threads(), ..Default::default() })?)
         }
         None => None,
     };
