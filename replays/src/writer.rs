@@ -2,15 +2,23 @@
 //! bounded queue, so disk never blocks a tick — unless the queue is full, in
 //! which case the tick waits (nothing is dropped) and the stall is counted
 //! and reported to the caller for its journal.
+//!
+//! A failing write (a full disk, an IO error) ends the recording, never the
+//! match: the writer cuts the file back to its last complete chunk, appends
+//! a FAILED chunk naming the error (when the disk takes it), sets
+//! [`RecorderStats::failed`], and from then on drops what it is sent, so the
+//! tick thread neither blocks nor sees an error. The file verifies up to
+//! where it stopped.
 
 use crate::format::{compress, encode_header, encode_ticks, write_chunk, ChunkKind, ReplayHeader, TickRecord, TRAILER_MAGIC};
 use sim_core::{MicroPlan, World};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io::{Seek, SeekFrom};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// When the writer calls fsync.
@@ -69,6 +77,18 @@ pub struct RecorderStats {
     pub stalls: AtomicU64,
     /// Messages queued but not yet written.
     pub queued: AtomicU64,
+    /// The recording failed and stopped (see `failure`); the match goes on.
+    pub failed: AtomicBool,
+    /// Why the recording failed.
+    pub failure: Mutex<Option<String>>,
+}
+
+impl RecorderStats {
+    /// Why the recording failed, if it did.
+    #[must_use]
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|f| f.clone())
+    }
 }
 
 enum Msg {
@@ -166,6 +186,9 @@ impl Recorder {
     /// Records the tick `world` just stepped, given the plans that were
     /// passed to `step`; adds a keyframe every `keyframe_every` ticks.
     pub fn record(&self, world: &World, plans: &[MicroPlan]) -> Result<RecordOutcome, RecordError> {
+        if self.stats.failed.load(Ordering::Relaxed) {
+            return Ok(RecordOutcome::default());
+        }
         let rec = TickRecord {
             tick: world.tick().0,
             world_hash: world.world_hash(),
@@ -212,8 +235,40 @@ fn writer_loop(
     path: String,
     first_tick: u64,
 ) -> Result<(), RecordError> {
-    let io = |e| RecordError::Io(path.clone(), e);
     let mut offset = stats.bytes_written.load(Ordering::Relaxed);
+    let Err(e) = write_loop(&mut file, &rx, config, &stats, &path, first_tick, &mut offset) else { return Ok(()) };
+    // Cut back to the last complete chunk and mark the file failed (best
+    // effort: a full disk may refuse even that); then drain, so the tick
+    // thread never waits on, or hears from, a recorder that has stopped.
+    let reason = e.to_string();
+    if let Ok(mut f) = stats.failure.lock() {
+        *f = Some(reason.clone());
+    }
+    stats.failed.store(true, Ordering::Relaxed);
+    let _ = file.set_len(offset).and_then(|()| file.seek(SeekFrom::Start(offset)));
+    let mut mark = Vec::new();
+    write_chunk(&mut mark, ChunkKind::Failed, reason.as_bytes());
+    if file.write_all(&mark).and_then(|()| file.sync_all()).is_ok() {
+        stats.bytes_written.store(offset + mark.len() as u64, Ordering::Relaxed);
+    } else {
+        let _ = file.set_len(offset);
+    }
+    while rx.recv().is_ok() {
+        stats.queued.fetch_sub(1, Ordering::Relaxed);
+    }
+    Err(e)
+}
+
+fn write_loop(
+    file: &mut File,
+    rx: &std::sync::mpsc::Receiver<Msg>,
+    config: RecorderConfig,
+    stats: &RecorderStats,
+    path: &str,
+    first_tick: u64,
+    offset: &mut u64,
+) -> Result<(), RecordError> {
+    let io = |e| RecordError::Io(path.to_string(), e);
     let mut pending: Vec<TickRecord> = Vec::new();
     let mut index: Vec<(u64, u64)> = Vec::new();
     let mut last_tick = first_tick;
@@ -247,14 +302,14 @@ fn writer_loop(
                 pending.push(r);
                 stats.ticks_recorded.fetch_add(1, Ordering::Relaxed);
                 if pending.len() as u64 >= config.flush_every.max(1) {
-                    flush_ticks(&mut file, &mut pending, &mut offset, &mut write)?;
+                    flush_ticks(file, &mut pending, offset, &mut write)?;
                 }
             }
             Msg::Keyframe { tick, snapshot } => {
-                flush_ticks(&mut file, &mut pending, &mut offset, &mut write)?;
+                flush_ticks(file, &mut pending, offset, &mut write)?;
                 let mut payload = tick.to_le_bytes().to_vec();
                 payload.extend_from_slice(&compress(&snapshot, config.zstd_level));
-                let at = write(&mut file, ChunkKind::Keyframe, &payload, &mut offset)?;
+                let at = write(file, ChunkKind::Keyframe, &payload, offset)?;
                 index.push((tick, at));
                 stats.keyframes.fetch_add(1, Ordering::Relaxed);
                 if config.fsync == FsyncPolicy::Keyframe {
@@ -264,18 +319,23 @@ fn writer_loop(
         }
     }
     // The sender is gone: close cleanly.
-    flush_ticks(&mut file, &mut pending, &mut offset, &mut write)?;
+    flush_ticks(file, &mut pending, offset, &mut write)?;
     let mut idx = (index.len() as u32).to_le_bytes().to_vec();
     for (t, o) in &index {
         idx.extend_from_slice(&t.to_le_bytes());
         idx.extend_from_slice(&o.to_le_bytes());
     }
-    let index_at = write(&mut file, ChunkKind::Index, &idx, &mut offset)?;
-    write(&mut file, ChunkKind::End, &last_tick.to_le_bytes(), &mut offset)?;
-    let mut trailer = TRAILER_MAGIC.to_vec();
-    trailer.extend_from_slice(&index_at.to_le_bytes());
-    file.write_all(&trailer).map_err(io)?;
-    stats.bytes_written.store(offset + 16, Ordering::Relaxed);
+    // Index, END and trailer in one write: a failure leaves the file at its
+    // last tick chunk, never at an END without its trailer.
+    let index_at = *offset;
+    let mut tail = Vec::new();
+    write_chunk(&mut tail, ChunkKind::Index, &idx);
+    write_chunk(&mut tail, ChunkKind::End, &last_tick.to_le_bytes());
+    tail.extend_from_slice(&TRAILER_MAGIC);
+    tail.extend_from_slice(&index_at.to_le_bytes());
+    file.write_all(&tail).map_err(io)?;
+    *offset += tail.len() as u64;
+    stats.bytes_written.store(*offset, Ordering::Relaxed);
     if config.fsync != FsyncPolicy::Never {
         file.sync_all().map_err(io)?;
     }

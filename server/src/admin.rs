@@ -30,6 +30,7 @@ pub struct Metrics {
     pub replay_bytes: IntGauge,
     pub recorder_queue: IntGauge,
     pub recorder_stalls: IntGauge,
+    pub replay_failures: IntCounter,
     pub frames: IntCounterVec,
     pub rejects: IntCounterVec,
     pub policy_latency: Histogram,
@@ -78,6 +79,7 @@ impl Metrics {
             replay_bytes: g("dualplane_replay_written_bytes", "Bytes written to the replay file."),
             recorder_queue: g("dualplane_recorder_queue_depth", "Replay records queued for the writer thread (recorder lag)."),
             recorder_stalls: g("dualplane_recorder_stalls", "Ticks that waited for the replay writer."),
+            replay_failures: c("dualplane_replay_failures_total", "Replay recordings that failed and stopped (a write failed, e.g. a full disk); the match goes on."),
             frames: cv("dualplane_verification_frames_total", "Verification frames by outcome.", &["outcome"]),
             rejects: cv("dualplane_session_rejects_total", "Per-session rejects by reason.", &["reason"]),
             policy_latency: h(
@@ -135,6 +137,7 @@ impl Metrics {
             Box::new(m.replay_bytes.clone()),
             Box::new(m.recorder_queue.clone()),
             Box::new(m.recorder_stalls.clone()),
+            Box::new(m.replay_failures.clone()),
             Box::new(m.frames.clone()),
             Box::new(m.rejects.clone()),
             Box::new(m.policy_latency.clone()),

@@ -69,6 +69,9 @@ pub struct ServeArgs {
     /// Record every session into this directory (one replay per run).
     #[arg(long, env = "DUALPLANE_RECORD")]
     pub(crate) record: Option<PathBuf>,
+    /// A keyframe every this many ticks in the recording (default 600).
+    #[arg(long, env = "DUALPLANE_KEYFRAME_EVERY")]
+    pub(crate) keyframe_every: Option<u64>,
     /// Stop after this many ticks (0 = run until SIGTERM/SIGINT).
     #[arg(long, env = "DUALPLANE_TICKS")]
     pub(crate) ticks: Option<u64>,
@@ -117,6 +120,7 @@ pub(crate) struct FileConfig {
     pub(crate) snapshot_budget: Option<usize>,
     pub(crate) interest_radius: Option<f32>,
     pub(crate) record: Option<PathBuf>,
+    pub(crate) keyframe_every: Option<u64>,
     pub(crate) ticks: Option<u64>,
     pub(crate) stats_json: Option<PathBuf>,
     pub(crate) verify_frames_every: Option<u64>,

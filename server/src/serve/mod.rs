@@ -108,6 +108,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
         keep_alive: Duration::from_millis(a.keep_alive_ms.or(file.keep_alive_ms).unwrap_or(2000)),
     };
     let record = a.record.clone().or(file.record);
+    let keyframe_every = a.keyframe_every.or(file.keyframe_every).unwrap_or(600);
     let max_ticks = a.ticks.or(file.ticks).unwrap_or(0);
     let stats_json = a.stats_json.clone().or(file.stats_json);
     let frames_every = a.verify_frames_every.or(file.verify_frames_every).unwrap_or(0);
@@ -148,7 +149,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
             std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
             let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
             let path = dir.join(format!("session-{unix}.rpl"));
-            Some(replays::Recorder::create(&path, &world, &name, scenario_hash, replays::RecorderConfig { threads: crate::threads::threads(), ..Default::default() })?)
+            Some(replays::Recorder::create(&path, &world, &name, scenario_hash, replays::RecorderConfig { keyframe_every, threads: crate::threads::threads(), ..Default::default() })?)
         }
         None => None,
     };

@@ -33,7 +33,7 @@ pub(crate) struct TickObserver {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn tick_loop(
     mut world: World,
-    recorder: Option<replays::Recorder>,
+    mut recorder: Option<replays::Recorder>,
     join_rx: Receiver<JoinReq>,
     leave_rx: Receiver<Departed>,
     input_rx: Receiver<MicroPlan>,
@@ -157,9 +157,24 @@ pub(crate) fn tick_loop(
                 orphans.push(Departed { client_id: req.claims.client_id, source: net::hub::source_of(req.claims.client_id), role: req.claims.role, controlled: handles });
             }
         }
-        if let Some(r) = &recorder {
-            r.record(&world, &plans)?;
-        }
+        // A recorder that fails ends the recording, not the match.
+        let failure = match &recorder {
+            Some(r) if r.stats().failed.load(Ordering::Relaxed) => Some(r.stats().failure().unwrap_or_default()),
+            Some(r) => r.record(&world, &plans).err().map(|e| e.to_string()),
+            None => None,
+        };
+        if let Some(why) = failure
+            && let Some(r) = recorder.take() {
+                eprintln!("dualplane: the replay {} stopped: {why}; the match goes on", r.path().display());
+                obs.metrics.replay_failures.inc();
+                if let Ok(mut f) = stats.recording_failure.lock() {
+                    *f = Some(why);
+                }
+                obs.metrics.replay_bytes.set(r.stats().bytes_written.load(Ordering::Relaxed) as i64);
+                obs.metrics.recorder_queue.set(0);
+                // Closing joins a writer that is only draining: off the tick thread.
+                let _ = std::thread::Builder::new().name("replay-close".into()).spawn(move || drop(r));
+            }
         // Recorded before the state goes out, so a plan decided on it can
         // never arrive before its publication time is known.
         obs.publish(world.tick().0);
@@ -205,7 +220,14 @@ pub(crate) fn tick_loop(
     }
     stats.loop_us.store(loop_start.elapsed().as_micros() as u64, Ordering::Relaxed);
     if let Some(r) = recorder {
-        r.close()?;
+        let path = r.path().display().to_string();
+        if let Err(e) = r.close() {
+            eprintln!("dualplane: the replay {path} did not close: {e}");
+            obs.metrics.replay_failures.inc();
+            if let Ok(mut f) = stats.recording_failure.lock() {
+                *f = Some(e.to_string());
+            }
+        }
     }
     Ok(())
 }
