@@ -85,7 +85,7 @@ def main() -> int:
                 print(f"{f}: {e}")
             failed += bool(errs)
             print(f"{'ok' if not errs else 'FAIL'}: {f.name} {doc['kind']}")
-    missing = {"GameServer", "Fleet", "FleetAutoscaler", "GameServerAllocation", "Certificate"} - kinds
+    missing = {"GameServer", "Fleet", "FleetAutoscaler", "GameServerAllocation", "Certificate", "PersistentVolumeClaim", "Job"} - kinds
     if missing:
         print(f"missing manifests for {sorted(missing)}")
         failed += 1
@@ -110,6 +110,18 @@ def main() -> int:
     if cert["spec"]["secretName"] not in secrets:
         print(f"FAIL: the Fleet does not mount the Certificate's Secret {cert['spec']['secretName']!r} (mounts {secrets})")
         failed += 1
+    # Replays outlive pods: the Fleet mounts the claim the verify Job reads.
+    claims = [v["persistentVolumeClaim"]["claimName"] for v in fleet["spec"]["template"]["spec"]["template"]["spec"]["volumes"] if "persistentVolumeClaim" in v]
+    docs = [d for d in yaml.safe_load_all((root / "replays.yaml").read_text()) if d]
+    pvc = next(d for d in docs if d["kind"] == "PersistentVolumeClaim")
+    job = next(d for d in docs if d["kind"] == "Job")
+    job_claims = [v["persistentVolumeClaim"]["claimName"] for v in job["spec"]["template"]["spec"]["volumes"] if "persistentVolumeClaim" in v]
+    if pvc["metadata"]["name"] not in claims or pvc["metadata"]["name"] not in job_claims:
+        print(f"FAIL: the Fleet ({claims}) and the verify Job ({job_claims}) do not both mount {pvc['metadata']['name']!r}")
+        failed += 1
+    b = copy.deepcopy(job)
+    b["spec"]["backofLimit"] = 0
+    bad.append(("Job with a misspelt field", b))
     b = copy.deepcopy(cert)
     del b["spec"]["secretName"]
     bad.append(("Certificate without secretName", b))

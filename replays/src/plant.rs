@@ -24,24 +24,36 @@ pub fn plant(r: &Replay, plant: &Plant, out: &Path) -> Result<(), ReplayError> {
     for k in &r.keyframes {
         keyframes.push((k.tick, r.keyframe_snapshot(k)?));
     }
-    let miss = |what: &str| ReplayError::Other(format!("plant: {what} not found"));
+    let (first, last) = r.range();
+    let ticks = || format!("ticks {}..={last}", first + 1);
+    let err = |what: String| ReplayError::Other(format!("plant: {what}"));
     match *plant {
         Plant::PlanByte { tick, plan, offset } => {
-            let rec = records.iter_mut().find(|x| x.tick == tick).ok_or_else(|| miss("tick"))?;
-            let p = rec.plans.get_mut(plan).ok_or_else(|| miss("plan"))?;
-            *p.get_mut(offset).ok_or_else(|| miss("plan byte"))? ^= 1;
+            let rec = records.iter_mut().find(|x| x.tick == tick).ok_or_else(|| err(format!("tick {tick} is not recorded (valid: {})", ticks())))?;
+            let n = rec.plans.len();
+            let p = rec.plans.get_mut(plan).ok_or_else(|| err(format!("tick {tick} has {n} plans (valid: 0..{n}), not plan {plan}")))?;
+            let len = p.len();
+            *p.get_mut(offset).ok_or_else(|| err(format!("plan {plan} of tick {tick} has {len} bytes (valid offsets: 0..{len}), not {offset}")))? ^= 1;
         }
         Plant::ColumnHash { tick, archetype, column } => {
-            let rec = records.iter_mut().find(|x| x.tick == tick).ok_or_else(|| miss("tick"))?;
-            let c = rec.columns.iter_mut().find(|c| c.archetype == archetype && c.column == column).ok_or_else(|| miss("column"))?;
+            let rec = records.iter_mut().find(|x| x.tick == tick).ok_or_else(|| err(format!("tick {tick} is not recorded (valid: {})", ticks())))?;
+            let valid: Vec<String> = rec.columns.iter().filter(|c| c.archetype == archetype).map(|c| c.column.name().to_string()).collect();
+            let c = rec
+                .columns
+                .iter_mut()
+                .find(|c| c.archetype == archetype && c.column == column)
+                .ok_or_else(|| err(format!("{} has no column {} at tick {tick} (valid: {})", archetype.name(), column.name(), valid.join(", "))))?;
             c.hash ^= 1;
         }
         Plant::KeyframeF32 { tick, archetype, column, row } => {
-            let kf = keyframes.iter_mut().find(|k| k.0 == tick).ok_or_else(|| miss("keyframe"))?;
+            let valid: Vec<String> = keyframes.iter().map(|k| k.0.to_string()).collect();
+            let kf = keyframes.iter_mut().find(|k| k.0 == tick).ok_or_else(|| err(format!("no keyframe at tick {tick} (keyframes: {})", valid.join(", "))))?;
             let mut w = World::restore(&kf.1).map_err(|e| ReplayError::Other(e.to_string()))?;
-            let col = w.table_mut_for_fault_injection(archetype).column_mut(column).ok_or_else(|| miss("column"))?;
+            let table = w.table_mut_for_fault_injection(archetype);
+            let rows = table.len();
+            let col = table.column_mut(column).ok_or_else(|| err(format!("{} has no column {}", archetype.name(), column.name())))?;
             let bytes = col.bytes_mut();
-            *bytes.get_mut(row * 4).ok_or_else(|| miss("row"))? ^= 1;
+            *bytes.get_mut(row * 4).ok_or_else(|| err(format!("{} has {rows} rows (valid: 0..{rows}), not row {row}", archetype.name())))? ^= 1;
             kf.1 = w.snapshot().map_err(|e| ReplayError::Other(e.to_string()))?;
         }
     }

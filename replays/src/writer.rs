@@ -126,8 +126,27 @@ impl Recorder {
     /// Creates the file, writes the header and a keyframe of `world`'s
     /// current tick, and starts the writer thread.
     pub fn create(path: &Path, world: &World, scenario_name: &str, scenario_hash: u64, config: RecorderConfig) -> Result<Recorder, RecordError> {
+        let file = File::create(path).map_err(|e| RecordError::Io(path.display().to_string(), e))?;
+        Recorder::start(file, path, world, scenario_name, scenario_hash, config)
+    }
+
+    /// Like [`Recorder::create`], into a new file `DIR/STEM.rpl` (or
+    /// `STEM-1.rpl`, `STEM-2.rpl`, ... when taken): never truncates a
+    /// replay, even one another process is writing.
+    pub fn create_new_in(dir: &Path, stem: &str, world: &World, scenario_name: &str, scenario_hash: u64, config: RecorderConfig) -> Result<Recorder, RecordError> {
+        for k in 0..10_000u32 {
+            let path = dir.join(if k == 0 { format!("{stem}.rpl") } else { format!("{stem}-{k}.rpl") });
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(file) => return Recorder::start(file, &path, world, scenario_name, scenario_hash, config),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(RecordError::Io(path.display().to_string(), e)),
+            }
+        }
+        Err(RecordError::Io(dir.join(stem).display().to_string(), std::io::Error::other("10,000 replays of this name exist")))
+    }
+
+    fn start(mut file: File, path: &Path, world: &World, scenario_name: &str, scenario_hash: u64, config: RecorderConfig) -> Result<Recorder, RecordError> {
         let io = |e| RecordError::Io(path.display().to_string(), e);
-        let mut file = File::create(path).map_err(io)?;
         let header = ReplayHeader {
             format_version: crate::format::FORMAT_VERSION,
             ports_semver: sim_core::PORTS_SEMVER.to_string(),

@@ -21,6 +21,7 @@ pub mod ports_cmd;
 #[cfg(feature = "render")]
 pub mod render_cmd;
 pub mod replay_cmd;
+pub mod replay_verify;
 pub mod serve;
 pub mod serve_trust;
 pub mod simulate;

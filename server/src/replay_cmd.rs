@@ -4,7 +4,6 @@ use anyhow::Context;
 use replays::plant::Plant;
 use replays::{Replay, VerifyOptions};
 use sim_core::{Archetype, ColumnId};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -26,6 +25,10 @@ pub enum ReplayCommand {
     /// by another build (refused). `--json` carries `verdict` and
     /// `exit_code`.
     #[command(verbatim_doc_comment)]
+    ///
+    /// FILE may be a directory: every `*.rpl` in it is verified (in name
+    /// order), with a summary table (or `--json`: `files`, one report each)
+    /// and the most serious exit code among them.
     Verify {
         file: PathBuf,
         #[arg(long)]
@@ -102,7 +105,7 @@ pub fn run(cmd: &ReplayCommand) -> anyhow::Result<ExitCode> {
         ReplayCommand::Info { file, json } => info(file, *json),
         ReplayCommand::Verify { file, from, to, jobs, allow_truncated, allow_other_build, json } => {
             let opts = VerifyOptions { from: *from, to: *to, jobs: *jobs, allow_truncated: *allow_truncated, allow_other_build: *allow_other_build };
-            verify(file, opts, *json)
+            crate::replay_verify::run(file, opts, *json)
         }
         ReplayCommand::Diff { a, b, report, limit, json } => diff(a, b.as_deref(), report.as_deref(), *limit, *json),
         ReplayCommand::Seek { file, tick, out } => {
@@ -150,11 +153,17 @@ fn parts<'a>(s: &'a str, n: usize, what: &str) -> anyhow::Result<Vec<&'a str>> {
 }
 
 fn arch(s: &str) -> anyhow::Result<Archetype> {
-    Archetype::ALL.into_iter().find(|a| a.name() == s).ok_or_else(|| anyhow::anyhow!("unknown archetype {s:?} (prop, npc, avatar)"))
+    Archetype::ALL.into_iter().find(|a| a.name() == s).ok_or_else(|| {
+        let valid: Vec<&str> = Archetype::ALL.iter().map(|a| a.name()).collect();
+        anyhow::anyhow!("unknown archetype {s:?} (valid: {})", valid.join(", "))
+    })
 }
 
 fn col(s: &str) -> anyhow::Result<ColumnId> {
-    ColumnId::from_name(s).ok_or_else(|| anyhow::anyhow!("unknown column {s:?}"))
+    ColumnId::from_name(s).ok_or_else(|| {
+        let valid: Vec<&str> = sim_core::schema::COLUMNS.iter().map(|d| d.name).collect();
+        anyhow::anyhow!("unknown column {s:?} (valid: {})", valid.join(", "))
+    })
 }
 
 fn parse_plant(plan: Option<&str>, hash: Option<&str>, kf: Option<&str>) -> anyhow::Result<Plant> {
@@ -208,80 +217,6 @@ fn info(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn verify(file: &Path, opts: VerifyOptions, json: bool) -> anyhow::Result<ExitCode> {
-    use replays::Verdict;
-    // An error about the file's bytes (header, keyframe) is a verdict too.
-    let refuse = |e: replays::ReplayError| -> anyhow::Result<ExitCode> {
-        let Some(v) = Verdict::of_error(&e) else { return Err(anyhow::Error::new(e).context(file.display().to_string())) };
-        if json {
-            println!("{}", serde_json::json!({ "file": file.display().to_string(), "verdict": v, "exit_code": v.exit_code(), "error": e.to_string() }));
-        }
-        eprintln!("dualplane: {}: {e}", file.display());
-        Ok(ExitCode::from(v.exit_code()))
-    };
-    let r = match Replay::open(file) {
-        Ok(r) => r,
-        Err(e) => return refuse(e),
-    };
-    if let Some(s) = &r.stop {
-        eprintln!("dualplane: {}: read up to byte {}: {}", file.display(), s.offset, s.reason);
-    }
-    let (first, last) = r.range();
-    let total = opts.to.unwrap_or(last).min(last).saturating_sub(opts.from.unwrap_or(first).max(first));
-    let pb = (std::io::stderr().is_terminal() && !json).then(|| {
-        let pb = indicatif::ProgressBar::new(total);
-        pb.set_style(indicatif::ProgressStyle::with_template("verify {bar:40} {pos}/{len} ticks {per_sec} eta {eta}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
-        pb
-    });
-    let t0 = std::time::Instant::now();
-    let report = replays::verify(&r, opts, &|n| {
-        if let Some(pb) = &pb {
-            pb.inc(n);
-        }
-    });
-    if let Some(pb) = pb {
-        pb.finish_and_clear();
-    }
-    let report = match report {
-        Ok(report) => report,
-        Err(e) => return refuse(e),
-    };
-    let secs = t0.elapsed().as_secs_f64();
-    if json {
-        let mut v = serde_json::to_value(&report)?;
-        v["file"] = serde_json::json!(file.display().to_string());
-        v["seconds"] = serde_json::json!(secs);
-        v["ticks_per_s"] = serde_json::json!(report.ticks_verified as f64 / secs.max(1e-9));
-        println!("{v}");
-    } else {
-        if let Some(o) = &report.other_build {
-            let what = if report.verdict == Verdict::OtherBuild { "REFUSED (--allow-other-build to verify anyway)" } else { "verified anyway (--allow-other-build)" };
-            println!("other build: {o}: {what}");
-        }
-        match &report.first_divergence {
-            None if report.verdict != Verdict::OtherBuild => println!("verified ticks {}..={} ({} ticks, {} segments) in {secs:.2}s: no divergence", report.from, report.to, report.ticks_verified, report.segments),
-            None => {}
-            Some(d) => {
-                println!("DIVERGENCE at tick {} ({:?}): world hash {} recorded, {} re-simulated", d.tick, d.kind, d.expected_world_hash, d.actual_world_hash);
-                for c in &d.columns {
-                    println!("  column {}/{}: recorded {}, re-simulated {}", c.archetype, c.column, c.expected, c.actual);
-                }
-            }
-        }
-        if let Some(s) = &report.truncated {
-            let verdict = match report.verdict {
-                Verdict::VerifiedPrefix => "its prefix verified (--allow-truncated)",
-                Verdict::Truncated => "TRUNCATED (--allow-truncated accepts a verified prefix)",
-                Verdict::Corrupt => "CORRUPT",
-                _ => "",
-            };
-            println!("the file is incomplete ({:?}): verified up to its last good chunk (stopped at byte {}: {}): {verdict}", s.kind, s.offset, s.reason);
-        }
-        println!("verdict: {:?} (exit {})", report.verdict, report.exit_code);
-    }
-    Ok(ExitCode::from(report.exit_code))
 }
 
 fn diff(a: &Path, b: Option<&Path>, report_dir: Option<&Path>, limit: usize, json: bool) -> anyhow::Result<ExitCode> {

@@ -155,4 +155,16 @@ fn verify_exit_codes_tell_verified_divergence_corrupt_truncated_and_other_build_
     assert!(out.contains(&"0".repeat(this.len())) && out.contains(&this), "both commits named: {out}");
     let (c, v, _) = code("other.rpl", &other, &["--allow-other-build"]);
     assert_eq!((c, v.as_str()), (Some(0), "verified"));
+
+    // A directory: every replay, a table, the most serious code (corrupt
+    // outranks truncated and other build).
+    let o = run(&["replay", "verify", s(dir.path()), "--json", "--jobs", "2"]);
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stdout));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let files = v["files"].as_array().expect("files");
+    assert_eq!(files.len(), 6, "a, ok, corrupt, cut, head, other: {v}");
+    assert_eq!(v["verified"], 2, "a.rpl and ok.rpl: {v}");
+    let o = run(&["replay", "verify", s(dir.path())]);
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("corrupt.rpl") && table.contains("2 of 6 replays verified (exit 3)"), "{table}");
 }

@@ -147,9 +147,13 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     let recorder = match &record {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+            // Named by match, server and start time; never truncating one
+            // that exists (many servers may share one volume).
             let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            let path = dir.join(format!("session-{unix}.rpl"));
-            Some(replays::Recorder::create(&path, &world, &name, scenario_hash, replays::RecorderConfig { keyframe_every, threads: crate::threads::threads(), ..Default::default() })?)
+            let safe = |s: &str| s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect::<String>();
+            let stem = format!("{}-{}-{unix}", if match_id.is_empty() { "session".to_string() } else { safe(&match_id) }, safe(&server_id));
+            let config = replays::RecorderConfig { keyframe_every, threads: crate::threads::threads(), ..Default::default() };
+            Some(replays::Recorder::create_new_in(dir, &stem, &world, &name, scenario_hash, config)?)
         }
         None => None,
     };
