@@ -93,7 +93,8 @@ impl RecorderStats {
 
 enum Msg {
     Tick(TickRecord),
-    Keyframe { tick: u64, snapshot: Vec<u8> },
+    /// A keyframe's state, copied on the tick thread, encoded on the writer's.
+    Keyframe(Box<sim_core::Capture>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,7 +165,7 @@ impl Recorder {
         file.write_all(&head).map_err(io)?;
         let stats = Arc::new(RecorderStats::default());
         stats.bytes_written.fetch_add(head.len() as u64, Ordering::Relaxed);
-        let snapshot = world.snapshot().map_err(|e| RecordError::Snapshot(e.to_string()))?;
+        let capture = Box::new(world.capture());
         let (tx, rx) = sync_channel::<Msg>(config.queue.max(1));
         let st = Arc::clone(&stats);
         let p = path.display().to_string();
@@ -174,7 +175,7 @@ impl Recorder {
             .spawn(move || writer_loop(file, rx, config, st, p, first))
             .map_err(|e| RecordError::Io(path.display().to_string(), e))?;
         let r = Recorder { tx: Some(tx), writer: Some(writer), config, stats, path: path.to_path_buf() };
-        r.send(Msg::Keyframe { tick: world.tick().0, snapshot })?;
+        r.send(Msg::Keyframe(capture))?;
         Ok(r)
     }
 
@@ -216,8 +217,8 @@ impl Recorder {
         };
         let mut out = self.send(Msg::Tick(rec))?;
         if self.config.keyframe_every > 0 && world.tick().0.is_multiple_of(self.config.keyframe_every) {
-            let snapshot = world.snapshot().map_err(|e| RecordError::Snapshot(e.to_string()))?;
-            out.stalled |= self.send(Msg::Keyframe { tick: world.tick().0, snapshot })?.stalled;
+            // Copied here (a fraction of encoding's cost), encoded there.
+            out.stalled |= self.send(Msg::Keyframe(Box::new(world.capture())))?.stalled;
         }
         Ok(out)
     }
@@ -324,8 +325,10 @@ fn write_loop(
                     flush_ticks(file, &mut pending, offset, &mut write)?;
                 }
             }
-            Msg::Keyframe { tick, snapshot } => {
+            Msg::Keyframe(capture) => {
                 flush_ticks(file, &mut pending, offset, &mut write)?;
+                let tick = capture.tick();
+                let snapshot = capture.encode().map_err(|e| RecordError::Snapshot(e.to_string()))?;
                 let mut payload = tick.to_le_bytes().to_vec();
                 payload.extend_from_slice(&compress(&snapshot, config.zstd_level));
                 let at = write(file, ChunkKind::Keyframe, &payload, offset)?;

@@ -110,6 +110,7 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
         pb
     });
     let mut tick_ns = Vec::with_capacity(a.ticks as usize);
+    let mut record_ns_max = 0u64;
     let wall = std::time::Instant::now();
     for _ in 0..a.ticks {
         let due = queue.take(world.tick().next());
@@ -122,13 +123,19 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
                 *rejected_by_status.entry(p.status.name()).or_default() += 1;
             }
         }
-        tick_ns.push(j.total_ns());
+        let step_ns = j.total_ns();
         let t = j.tick.0;
         let hash = j.world_hash;
+        // The tick's time includes recording it (a keyframe's snapshot is
+        // taken on this thread), as in `serve`.
+        let r0 = std::time::Instant::now();
         if let Some(r) = &recorder
             && r.record(&world, &due)?.stalled {
                 record_stalls += 1;
             }
+        let rec_ns = r0.elapsed().as_nanos() as u64;
+        record_ns_max = record_ns_max.max(rec_ns);
+        tick_ns.push(step_ns + rec_ns);
         if a.hash_every > 0 && t % a.hash_every == 0 {
             writeln!(out, "tick={t} hash={hash:#018x}")?;
         }
@@ -166,6 +173,7 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
             "ticks_per_s": ticks_per_s,
             "tick_ms_mean": mean / 1e6,
             "tick_ms_p99": p99 / 1e6,
+            "record_ms_max": record_ns_max as f64 / 1e6,
             "plans_applied": plans_applied,
             "plans_rejected": plans_rejected,
             "plans_rejected_by_status": rejected_by_status,

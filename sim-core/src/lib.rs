@@ -61,6 +61,6 @@ pub use plan::PlanQueue;
 pub use ports::{OpKind, Status, PORTS_SCHEMA_HASH, PORTS_SEMVER};
 pub use scenario::{Scenario, ScenarioError, DEFAULT_SCENARIO};
 pub use schema::{ColumnId, ColumnType};
-pub use snapshot::SnapshotError;
+pub use snapshot::{Capture, SnapshotError};
 pub use table::{ColumnData, Table};
 pub use world::{World, WorldConfig};

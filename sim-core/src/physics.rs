@@ -138,6 +138,31 @@ fn bincode_config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
+/// A copy of the simulation state (bodies, colliders, islands, broad and
+/// narrow phase, joints, parameters), for saving it on another thread: the
+/// pipelines and the CCD solver are workspaces, rebuilt fresh, exactly as
+/// `load` rebuilds them (so a clone steps like a restored snapshot).
+impl Clone for RapierPhysics {
+    fn clone(&self) -> RapierPhysics {
+        let w = &self.world;
+        RapierPhysics {
+            world: PhysicsWorld {
+                gravity: w.gravity,
+                integration_parameters: w.integration_parameters,
+                islands: w.islands.clone(),
+                broad_phase: w.broad_phase.clone(),
+                narrow_phase: w.narrow_phase.clone(),
+                bodies: w.bodies.clone(),
+                colliders: w.colliders.clone(),
+                impulse_joints: w.impulse_joints.clone(),
+                multibody_joints: w.multibody_joints.clone(),
+                soft_bodies: w.soft_bodies.clone(),
+                ..PhysicsWorld::default()
+            },
+        }
+    }
+}
+
 impl RapierPhysics {
     #[must_use]
     pub fn new(gravity: [f32; 3], tick_rate: u32) -> RapierPhysics {

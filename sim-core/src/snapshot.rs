@@ -84,12 +84,64 @@ pub fn reseal(bytes: &mut [u8]) {
     }
 }
 
+/// A world's state, copied by [`World::capture`], not yet encoded.
+pub struct Capture {
+    snap: SnapshotV1,
+    physics: RapierPhysics,
+}
+
+impl std::fmt::Debug for Capture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capture").field("tick", &self.snap.tick).field("physics", &self.physics).finish()
+    }
+}
+
+impl Capture {
+    /// The tick the captured world had simulated.
+    #[must_use]
+    pub fn tick(&self) -> u64 {
+        self.snap.tick
+    }
+
+    /// The snapshot bytes, identical to [`World::snapshot`] at capture time.
+    pub fn encode(mut self) -> Result<Vec<u8>, SnapshotError> {
+        self.snap.physics = self.physics.save().map_err(|e| SnapshotError::Encode(e.to_string()))?;
+        seal(&self.snap)
+    }
+}
+
+fn seal(snap: &SnapshotV1) -> Result<Vec<u8>, SnapshotError> {
+    let payload = rkyv::to_bytes::<rancor::Error>(snap).map_err(|e| SnapshotError::Encode(e.to_string()))?;
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.extend_from_slice(&SNAPSHOT_MAGIC);
+    out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&payload).to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
 impl World {
     /// The whole world as bytes.
     pub fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
+        let mut snap = self.snapshot_parts();
+        snap.physics = self.physics.save().map_err(|e| SnapshotError::Encode(e.to_string()))?;
+        seal(&snap)
+    }
+
+    /// A copy of the state a snapshot holds, to encode elsewhere (the
+    /// replay writer's thread): copying is a fraction of encoding's cost,
+    /// and `Capture::encode` gives exactly the bytes `snapshot` would have.
+    #[must_use]
+    pub fn capture(&self) -> Capture {
+        Capture { snap: self.snapshot_parts(), physics: self.physics.clone() }
+    }
+
+    fn snapshot_parts(&self) -> SnapshotV1 {
         let (world_id, generations, locations, free) = self.index.parts();
         let c = &self.config;
-        let snap = SnapshotV1 {
+        SnapshotV1 {
             tick: self.tick.0,
             rng: self.rng.state(),
             config: ConfigV1 {
@@ -112,18 +164,9 @@ impl World {
             generations: generations.to_vec(),
             locations: locations.to_vec(),
             free: free.to_vec(),
-            physics: self.physics.save().map_err(|e| SnapshotError::Encode(e.to_string()))?,
+            physics: Vec::new(),
             history: self.history.iter().cloned().collect(),
-        };
-        let payload = rkyv::to_bytes::<rancor::Error>(&snap).map_err(|e| SnapshotError::Encode(e.to_string()))?;
-        let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-        out.extend_from_slice(&SNAPSHOT_MAGIC);
-        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-        out.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&payload).to_le_bytes());
-        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        out.extend_from_slice(&payload);
-        Ok(out)
+        }
     }
 
     /// Rebuilds a world from [`World::snapshot`] bytes.

@@ -96,6 +96,7 @@ fn snapshot_restore_continues_bit_identically_in_the_settling_pile() {
     let horizon = 110u64;
     let mut restored: Vec<World> = Vec::new();
     let mut max_contacts = 0;
+    let mut pending: Option<(sim_core::Capture, Vec<u8>)> = None;
     for _ in 0..horizon {
         if snap_ticks.contains(&a.tick().0) {
             let bytes = a.snapshot().expect("snapshot");
@@ -112,12 +113,23 @@ fn snapshot_restore_continues_bit_identically_in_the_settling_pile() {
         }
         if t.0 % 25 == 0 {
             let bytes = a.snapshot().expect("snapshot");
+            // A capture (the replay writer encodes it on its thread) gives
+            // the same bytes, encoded 25 ticks later while the world has
+            // stepped on.
+            if let Some((c, b)) = pending.take() {
+                assert_eq!(c.encode().expect("encode"), b, "captured bytes 25 ticks before {t}");
+            }
+            let capture = a.capture();
+            assert_eq!(capture.tick(), t.0);
+            pending = Some((capture, bytes.clone()));
             for b in &restored {
                 assert_eq!(b.snapshot().expect("snapshot"), bytes, "snapshot bytes diverge at tick {t}");
             }
         }
     }
     assert_eq!(restored.len(), snap_ticks.len());
+    let (c, b) = pending.expect("captured");
+    assert_eq!(c.encode().expect("encode"), b);
     assert!(max_contacts > 500, "the window must include a contact-dense pile, saw {max_contacts} pairs");
 }
 
