@@ -72,6 +72,10 @@ pub struct ServeArgs {
     /// A keyframe every this many ticks in the recording (default 600).
     #[arg(long, env = "DUALPLANE_KEYFRAME_EVERY")]
     pub(crate) keyframe_every: Option<u64>,
+    /// One replay per run (default; under Agones a pod is one match), or
+    /// per match: from the first client's join to the last one's leave.
+    #[arg(long, env = "DUALPLANE_RECORD_MATCH", value_enum)]
+    pub(crate) record_match: Option<super::recording::RecordMatch>,
     /// Stop after this many ticks (0 = run until SIGTERM/SIGINT).
     #[arg(long, env = "DUALPLANE_TICKS")]
     pub(crate) ticks: Option<u64>,
@@ -121,6 +125,7 @@ pub(crate) struct FileConfig {
     pub(crate) interest_radius: Option<f32>,
     pub(crate) record: Option<PathBuf>,
     pub(crate) keyframe_every: Option<u64>,
+    pub(crate) record_match: Option<super::recording::RecordMatch>,
     pub(crate) ticks: Option<u64>,
     pub(crate) stats_json: Option<PathBuf>,
     pub(crate) verify_frames_every: Option<u64>,

@@ -12,6 +12,7 @@
 mod config;
 mod conn;
 mod frames;
+mod recording;
 mod replicate;
 mod stats;
 mod tick;
@@ -144,7 +145,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     let latest = Arc::new(replicate::Latest::default());
     let outboxes: Outboxes = Arc::default();
     let published: Published = Arc::default();
-    let recorder = match &record {
+    let recording = match &record {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
             // Named by match, server and start time; never truncating one
@@ -153,7 +154,12 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
             let safe = |s: &str| s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect::<String>();
             let stem = format!("{}-{}-{unix}", if match_id.is_empty() { "session".to_string() } else { safe(&match_id) }, safe(&server_id));
             let config = replays::RecorderConfig { keyframe_every, threads: crate::threads::threads(), ..Default::default() };
-            Some(replays::Recorder::create_new_in(dir, &stem, &world, &name, scenario_hash, config)?)
+            let mode = a.record_match.or(file.record_match).unwrap_or(recording::RecordMatch::Run);
+            let mut r = recording::Recording::new(dir.clone(), stem, name.clone(), scenario_hash, config, mode);
+            if mode == recording::RecordMatch::Run {
+                r.open(&world, &stats)?;
+            }
+            Some(r)
         }
         None => None,
     };
@@ -170,7 +176,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
         std::thread::Builder::new().name("tick".into()).spawn(move || {
             // The whole loop runs on the simulation pool: rapier's parallel
             // step then needs no hand-off per tick.
-            crate::threads::install(|| tick_loop(world, recorder, join_rx, leave_rx, input_rx, &latest, &stats, &shutdown, max_ticks, frames.map(|f| (frames_every, f)), &obs))
+            crate::threads::install(|| tick_loop(world, recording, join_rx, leave_rx, input_rx, &latest, &stats, &shutdown, max_ticks, frames.map(|f| (frames_every, f)), &obs))
         })?
     };
 

@@ -41,6 +41,8 @@ pub(crate) struct Stats {
     pub(crate) last_frame: Mutex<Option<(u64, String)>>,
     /// Why the replay recording stopped (a failed write); the match went on.
     pub(crate) recording_failure: Mutex<Option<String>>,
+    /// Replay files started, in order.
+    pub(crate) replays: Mutex<Vec<String>>,
 }
 
 /// Every tick's duration (ns) in an HDR histogram: constant memory and an
@@ -105,6 +107,7 @@ pub(crate) fn summary(stats: &Stats, hub: &Mutex<Hub>, tick_rate: u32) -> serde_
         "frames_rendered": l(&stats.frames_rendered),
         "frames_failed": l(&stats.frames_failed),
         "frames_skipped": l(&stats.frames_skipped),
+        "replays": stats.replays.lock().map(|r| r.clone()).unwrap_or_default(),
         "recording_failed": stats.recording_failure.lock().ok().and_then(|f| f.clone()),
         "last_frame": stats.last_frame.lock().ok().and_then(|f| f.clone()).map(|(t, h)| serde_json::json!({"tick": t, "hash": h})),
     })

@@ -33,7 +33,7 @@ pub(crate) struct TickObserver {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn tick_loop(
     mut world: World,
-    mut recorder: Option<replays::Recorder>,
+    mut recording: Option<super::recording::Recording>,
     join_rx: Receiver<JoinReq>,
     leave_rx: Receiver<Departed>,
     input_rx: Receiver<MicroPlan>,
@@ -62,9 +62,13 @@ pub(crate) fn tick_loop(
         // Departures first: a reconnect's old session parks its avatar
         // before the new session claims it below.
         let mut leaving: Vec<Departed> = std::mem::take(&mut orphans);
+        // Orphans never had a reply; only sessions that joined leave here.
+        let mut left = 0;
         while let Ok(d) = leave_rx.try_recv() {
             leaving.push(d);
+            left += 1;
         }
+        let mut joined = 0;
         // What a departed client queued must not keep driving its avatar
         // (parked, or about to be removed) or its NPCs.
         let departed: Vec<sim_core::SourceId> = leaving.iter().map(|d| sim_core::SourceId(d.source)).collect();
@@ -95,7 +99,9 @@ pub(crate) fn tick_loop(
             // A player back within the grace period gets its avatar again.
             if j.claims.role == net::token::Role::Player
                 && let Some(h) = parking.claim(&world, j.claims.client_id) {
-                    if j.reply.send(vec![h]).is_err() {
+                    if j.reply.send(vec![h]).is_ok() {
+                        joined += 1;
+                    } else {
                         orphans.push(Departed { client_id: j.claims.client_id, source: net::hub::source_of(j.claims.client_id), role: j.claims.role, controlled: vec![h] });
                     }
                     continue;
@@ -140,6 +146,9 @@ pub(crate) fn tick_loop(
                 }
             }
         }
+        if let Some(r) = recording.as_mut() {
+            r.before_step(&world, joins.len() + joined, stats, &obs.metrics);
+        }
         let j = world.step(&plans, &mut clock);
         obs.tell_outcomes(j);
         stats.inputs_applied.fetch_add(j.plans.iter().filter(|p| p.status == sim_core::Status::Ok && p.source.0 != 0).count() as u64, Ordering::Relaxed);
@@ -152,29 +161,17 @@ pub(crate) fn tick_loop(
                     j.plans.iter().find(|pj| pj.source == h.source && pj.sequence == h.sequence).map(|pj| joined_handles(p, pj))
                 })
                 .unwrap_or_default();
-            if req.reply.send(handles.clone()).is_err() && !handles.is_empty() {
+            let replied = req.reply.send(handles.clone()).is_ok();
+            joined += usize::from(replied);
+            if !replied && !handles.is_empty() {
                 // The connection gave up waiting: undo the join next tick.
                 orphans.push(Departed { client_id: req.claims.client_id, source: net::hub::source_of(req.claims.client_id), role: req.claims.role, controlled: handles });
             }
         }
-        // A recorder that fails ends the recording, not the match.
-        let failure = match &recorder {
-            Some(r) if r.stats().failed.load(Ordering::Relaxed) => Some(r.stats().failure().unwrap_or_default()),
-            Some(r) => r.record(&world, &plans).err().map(|e| e.to_string()),
-            None => None,
-        };
-        if let Some(why) = failure
-            && let Some(r) = recorder.take() {
-                eprintln!("dualplane: the replay {} stopped: {why}; the match goes on", r.path().display());
-                obs.metrics.replay_failures.inc();
-                if let Ok(mut f) = stats.recording_failure.lock() {
-                    *f = Some(why);
-                }
-                obs.metrics.replay_bytes.set(r.stats().bytes_written.load(Ordering::Relaxed) as i64);
-                obs.metrics.recorder_queue.set(0);
-                // Closing joins a writer that is only draining: off the tick thread.
-                let _ = std::thread::Builder::new().name("replay-close".into()).spawn(move || drop(r));
-            }
+        if let Some(r) = recording.as_mut() {
+            r.clients(joined, left);
+            r.after_step(&world, &plans, stats, &obs.metrics);
+        }
         // Recorded before the state goes out, so a plan decided on it can
         // never arrive before its publication time is known.
         obs.publish(world.tick().0);
@@ -198,12 +195,6 @@ pub(crate) fn tick_loop(
         for p in &world.journal().plans {
             m.plans.with_label_values(&[p.status.name()]).inc();
         }
-        if let Some(r) = &recorder {
-            let rs = r.stats();
-            m.replay_bytes.set(rs.bytes_written.load(Ordering::Relaxed) as i64);
-            m.recorder_queue.set(rs.queued.load(Ordering::Relaxed) as i64);
-            m.recorder_stalls.set(rs.stalls.load(Ordering::Relaxed) as i64);
-        }
         obs.health.last_tick_ms.store(now_ms(), Ordering::Relaxed);
         stats.tick_ns.record(spent.as_nanos() as u64);
         next += period;
@@ -219,15 +210,8 @@ pub(crate) fn tick_loop(
         }
     }
     stats.loop_us.store(loop_start.elapsed().as_micros() as u64, Ordering::Relaxed);
-    if let Some(r) = recorder {
-        let path = r.path().display().to_string();
-        if let Err(e) = r.close() {
-            eprintln!("dualplane: the replay {path} did not close: {e}");
-            obs.metrics.replay_failures.inc();
-            if let Ok(mut f) = stats.recording_failure.lock() {
-                *f = Some(e.to_string());
-            }
-        }
+    if let Some(r) = recording {
+        r.finish(stats, &obs.metrics);
     }
     Ok(())
 }
