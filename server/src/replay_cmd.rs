@@ -201,6 +201,9 @@ fn info(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
         "file_bytes": r.file_bytes,
         "bytes_per_tick": if ticks == 0 { 0.0 } else { r.file_bytes as f64 / ticks as f64 },
         "bytes_per_tick_without_keyframes": if ticks == 0 { 0.0 } else { (r.file_bytes as f64 - kf_total as f64) / ticks as f64 },
+        "keyframe_bytes": kf_sizes,
+        "bytes_per_hour": if ticks == 0 { 0.0 } else { r.file_bytes as f64 / ticks as f64 * f64::from(r.header.tick_rate) * 3600.0 },
+        "sources": replays::sources::sources(&r),
         "complete": r.clean_end,
         "stopped": r.stop,
     });
@@ -211,6 +214,13 @@ fn info(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
         println!("  ports {} schema {:#018x}", r.header.ports_semver, r.header.ports_schema_hash);
         println!("  ticks {first}..={last} ({ticks}), {} keyframes (every {}), mean keyframe {} B", r.keyframes.len(), r.header.keyframe_every, v["keyframe_bytes_mean"]);
         println!("  {} bytes, {:.1} B/tick ({:.1} B/tick without keyframes)", r.file_bytes, v["bytes_per_tick"].as_f64().unwrap_or(0.0), v["bytes_per_tick_without_keyframes"].as_f64().unwrap_or(0.0));
+        println!("  keyframe bytes: {kf_sizes:?} (all full snapshots); {:.1} MB per hour", v["bytes_per_hour"].as_f64().unwrap_or(0.0) / 1e6);
+        for s in replays::sources::sources(&r) {
+            println!(
+                "  source {:>5}: ticks {}..={}, {} plans, {} avatars spawned, {} NPCs granted, {} released",
+                s.source, s.first_tick, s.last_tick, s.plans, s.avatars_spawned, s.npcs_granted, s.npcs_released
+            );
+        }
         match &r.stop {
             None => println!("  complete"),
             Some(s) => println!("  INCOMPLETE: stopped at byte {}: {}", s.offset, s.reason),

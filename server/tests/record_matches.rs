@@ -45,6 +45,13 @@ fn two_matches_in_one_run_make_two_replays_that_verify() {
             .sum();
         assert!(grants >= clients, "{f}: {grants} avatar spawns in its first second, {clients} clients joined");
     }
+    // `replay info` lists the clients: their source ids and avatars.
+    for (f, clients) in files.iter().zip([2u64, 1]) {
+        let o = Command::new(common::bin()).args(["replay", "info", f, "--json"]).output().expect("info");
+        let info: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        let players: u64 = info["sources"].as_array().expect("sources").iter().filter(|s| s["source"] != 0).map(|s| s["avatars_spawned"].as_u64().unwrap_or(0)).sum();
+        assert_eq!(players, clients, "{f}: {info}");
+    }
     let o = Command::new(common::bin()).args(["replay", "verify", rec.to_str().expect("utf8"), "--json"]).output().expect("verify");
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert!(o.status.success(), "{j}");
