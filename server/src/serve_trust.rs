@@ -28,8 +28,15 @@ impl ServerTrust {
     /// Certificate files (both or neither) and a key directory; whatever is
     /// missing comes from the dev dir, which is read (and made) only then: a
     /// production server may run on a read-only filesystem.
-    pub fn load(tls_cert: Option<PathBuf>, tls_key: Option<PathBuf>, token_keys: Option<PathBuf>, dev_dir: &Path) -> anyhow::Result<ServerTrust> {
+    /// The dev dir's secrets (token.key, key.der) must be readable by their
+    /// owner only, unless `allow_readable_keys`.
+    pub fn load(tls_cert: Option<PathBuf>, tls_key: Option<PathBuf>, token_keys: Option<PathBuf>, dev_dir: &Path, allow_readable_keys: bool) -> anyhow::Result<ServerTrust> {
         let creds = if tls_cert.is_some() && tls_key.is_some() && token_keys.is_some() { None } else { Some(DevCredentials::load_or_create(dev_dir)?) };
+        if creds.is_some() && !allow_readable_keys {
+            for name in ["token.key", "key.der"] {
+                refuse_readable(&dev_dir.join(name))?;
+            }
+        }
         let dev = |what: &str| creds.as_ref().with_context(|| format!("{what}: no dev credentials loaded"));
         let identity = match (tls_cert, tls_key) {
             (Some(cert), Some(key)) => ServerIdentity::Files { cert, key },
@@ -52,6 +59,25 @@ impl ServerTrust {
         };
         Ok(ServerTrust { identity, ring, token_keys, tls_desc, keys_desc })
     }
+}
+
+/// A secret that others than its owner can read is refused (the server
+/// writes its dev secrets 0600; a copy or an umask may not have).
+fn refuse_readable(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).with_context(|| format!("{}: cannot stat", path.display()))?.permissions().mode();
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "{}: a secret key readable by others (mode {:o}, expected 600): run `chmod 600 {}`, or start with --allow-readable-keys",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Re-reads the token key directory every 2 s; a changed, valid ring

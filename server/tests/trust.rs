@@ -264,3 +264,37 @@ fn a_production_server_needs_no_dev_dir() {
     });
     assert!(!unwritable.exists());
 }
+
+/// The dev secrets the server generates are 0600, and a server whose dev
+/// token key others can read refuses to start (naming the file and the fix)
+/// unless told to.
+#[cfg(unix)]
+#[test]
+fn dev_secrets_are_private_and_readable_ones_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dev = dir.path().join("dev");
+    let dev_s = dev.to_str().expect("utf8");
+    let out = Command::new(common::bin()).args(["token", "--client-id", "1", "--role", "player", "--dev-dir", dev_s]).output().expect("token");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for name in ["token.key", "key.der"] {
+        let mode = std::fs::metadata(dev.join(name)).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{name} was written with mode {mode:o}");
+    }
+    let serve = |extra: &[&str]| {
+        Command::new(common::bin())
+            .args(["serve", "--bind", "127.0.0.1:0", "--admin-bind", "127.0.0.1:0", "--dev-dir", dev_s, "--ticks", "3"])
+            .args(extra)
+            .output()
+            .expect("serve")
+    };
+    assert!(serve(&[]).status.success(), "a private dev dir must start");
+    std::fs::set_permissions(dev.join("token.key"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let refused = serve(&[]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "a world-readable token.key must be refused");
+    assert!(err.contains("token.key") && err.contains("644") && err.contains("chmod 600") && err.contains("--allow-readable-keys"), "{err}");
+    let allowed = serve(&["--allow-readable-keys"]);
+    assert!(allowed.status.success(), "--allow-readable-keys must start: {}", String::from_utf8_lossy(&allowed.stderr));
+}

@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// token.key as key id 0.
     #[arg(long, env = "DUALPLANE_TOKEN_KEYS")]
     pub(crate) token_keys: Option<PathBuf>,
+    /// Start even though the dev dir's secret keys (token.key, key.der) are
+    /// readable by others than their owner (refused by default).
+    #[arg(long, env = "DUALPLANE_ALLOW_READABLE_KEYS")]
+    pub(crate) allow_readable_keys: bool,
     /// This server's id: tokens must name it (default "dev"; under Agones
     /// the GameServer's name).
     #[arg(long, env = "DUALPLANE_SERVER_ID")]

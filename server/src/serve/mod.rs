@@ -120,7 +120,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     let health = Arc::new(crate::admin::Health::default());
     let shutdown_flag = Arc::new(AtomicBool::new(false));
 
-    let ServerTrust { identity, ring, token_keys, tls_desc, keys_desc } = ServerTrust::load(a.tls_cert.clone().or(file.tls_cert), a.tls_key.clone().or(file.tls_key), a.token_keys.clone().or(file.token_keys), &dev_dir)?;
+    let ServerTrust { identity, ring, token_keys, tls_desc, keys_desc } = ServerTrust::load(a.tls_cert.clone().or(file.tls_cert), a.tls_key.clone().or(file.tls_key), a.token_keys.clone().or(file.token_keys), &dev_dir, a.allow_readable_keys)?;
     metrics.tls_dev_mode.set(i64::from(matches!(identity, ServerIdentity::Dev { .. })));
     let server_id = server_id.unwrap_or_else(|| DEFAULT_SERVER_ID.to_string());
     let match_id = match_id.unwrap_or_default();
