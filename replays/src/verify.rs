@@ -1,7 +1,7 @@
 //! Re-simulation against a recording: verify, diff, bisect.
 
 use crate::reader::{Keyframe, Replay, ReplayError};
-use crate::{decode_plans, format::TickRecord};
+use crate::{decode_plans, format::{short_hash, TickRecord}};
 use serde::Serialize;
 use sim_core::{Archetype, ColumnData, ColumnHash, Handle, NoClock, World};
 use std::collections::BTreeMap;
@@ -54,7 +54,15 @@ fn hex(v: u64) -> String {
     format!("{v:#018x}")
 }
 
-/// Columns whose hashes differ between a record and a computed set.
+/// Whether a record's columns match a computed set (hashes compared as
+/// records keep them: [`short_hash`]).
+fn same_columns(recorded: &[ColumnHash], actual: &[ColumnHash]) -> bool {
+    recorded.len() == actual.len()
+        && recorded.iter().zip(actual).all(|(r, a)| (r.archetype, r.column, r.rows, short_hash(r.hash)) == (a.archetype, a.column, a.rows, short_hash(a.hash)))
+}
+
+/// Columns whose hashes differ between a record and a computed set
+/// (compared, and shown, as records keep them: the low 16 bits).
 #[must_use]
 pub fn column_diffs(expected: &[ColumnHash], actual: &[ColumnHash]) -> Vec<ColumnDiff> {
     let key = |c: &ColumnHash| (c.archetype, c.column);
@@ -63,12 +71,12 @@ pub fn column_diffs(expected: &[ColumnHash], actual: &[ColumnHash]) -> Vec<Colum
     let mut out = Vec::new();
     for k in e.keys().chain(a.keys()).copied().collect::<std::collections::BTreeSet<_>>() {
         let (x, y) = (e.get(&k), a.get(&k));
-        if x.map(|c| (c.hash, c.rows)) != y.map(|c| (c.hash, c.rows)) {
+        if x.map(|c| (short_hash(c.hash), c.rows)) != y.map(|c| (short_hash(c.hash), c.rows)) {
             out.push(ColumnDiff {
                 archetype: k.0.name(),
                 column: k.1.name(),
-                expected: x.map_or("absent".into(), |c| format!("{} ({} rows)", hex(c.hash), c.rows)),
-                actual: y.map_or("absent".into(), |c| format!("{} ({} rows)", hex(c.hash), c.rows)),
+                expected: x.map_or("absent".into(), |c| format!("{:#06x} ({} rows)", short_hash(c.hash), c.rows)),
+                actual: y.map_or("absent".into(), |c| format!("{:#06x} ({} rows)", short_hash(c.hash), c.rows)),
             });
         }
     }
@@ -76,7 +84,7 @@ pub fn column_diffs(expected: &[ColumnHash], actual: &[ColumnHash]) -> Vec<Colum
 }
 
 fn check(world: &World, rec: &TickRecord, kind: DivergenceKind) -> Option<Divergence> {
-    if world.world_hash() == rec.world_hash && world.hashes().columns == rec.columns {
+    if world.world_hash() == rec.world_hash && same_columns(&rec.columns, &world.hashes().columns) {
         return None;
     }
     Some(Divergence {
