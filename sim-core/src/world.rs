@@ -10,14 +10,16 @@ use crate::hash::WorldHashes;
 use crate::lagcomp::PoseHistory;
 use crate::ids::{Archetype, Handle, SourceId, Tick};
 use crate::journal::{Clock, Counters, Phase, PlanJournal, TickJournal};
-use crate::microplan::{MicroPlan, Section};
+use crate::microplan::MicroPlan;
 use crate::physics::{BodyDesc, BodyKey, Motion, PhysicsPort, RapierPhysics, Shape, ShapeSpec, STATIC_TAG};
-use crate::plan::{finite_within, MAX_COORD, MAX_IMPULSE, MAX_SPEED};
 use crate::ports::{OpKind, Status, MAX_BYTES_PER_SOURCE_TICK, MAX_COST_PER_SOURCE_TICK, MAX_OPS_PER_SOURCE_TICK, MAX_OVERLAP_HITS};
 use crate::rng::WorldRng;
 use crate::scenario::{BodyKind, Scenario, ShapeKind};
 use crate::schema::ColumnId;
 use crate::table::{EntityIndex, Location, RowInit, Table};
+
+mod rules;
+mod validate;
 
 /// Health lost per tick while out of bounds.
 pub const OUT_OF_BOUNDS_DAMAGE: i32 = 20;
@@ -337,168 +339,6 @@ impl World {
         &self.journal
     }
 
-    /// Checks a handle for a plan from `source`: live, this world's,
-    /// owned (or the server), not despawned earlier in the plan.
-    fn check_handle(&self, source: SourceId, h: Handle, despawned: &[(u64, u32)]) -> Result<Location, Status> {
-        let loc = self.index.check(h)?;
-        if despawned.binary_search_by_key(&h.to_bits(), |&(b, _)| b).is_ok() {
-            return Err(Status::DuplicateHandle);
-        }
-        let owner = self.tables[loc.archetype as usize].u32(ColumnId::Owner)[loc.row as usize];
-        if source != SourceId::SERVER && owner != source.0 {
-            return Err(Status::NotOwner);
-        }
-        Ok(loc)
-    }
-
-    /// Validates every op against the world as it is now; rejections go to
-    /// the plan journal as (index, code).
-    fn validate_plan(&mut self, p: &MicroPlan, pj: &mut PlanJournal) {
-        let source = p.header().source;
-        let mut despawned = std::mem::take(&mut self.scratch.despawned_in_plan);
-        despawned.clear();
-        for s in p.sections() {
-            let idx = |i: usize| s.first_op + i as u32;
-            match s.kind {
-                OpKind::Spawn => {
-                    for i in 0..s.count {
-                        if let Err(code) = self.check_spawn(&s, i) {
-                            pj.reject(idx(i), code);
-                        }
-                    }
-                }
-                OpKind::Despawn => {
-                    for i in 0..s.count {
-                        let h = s.handle(0, i);
-                        match self.check_handle(source, h, &[]) {
-                            Ok(_) => despawned.push((h.to_bits(), idx(i))),
-                            Err(code) => pj.reject(idx(i), code),
-                        }
-                    }
-                    despawned.sort_unstable();
-                    let mut dups: Vec<u32> = Vec::new();
-                    for w in despawned.windows(2) {
-                        if w[0].0 == w[1].0 {
-                            dups.push(w[1].1);
-                        }
-                    }
-                    dups.sort_unstable();
-                    for d in dups {
-                        pj.reject(d, Status::DuplicateHandle);
-                    }
-                }
-                OpKind::SetVelocity | OpKind::ApplyImpulse | OpKind::MoveTo | OpKind::Command => {
-                    for i in 0..s.count {
-                        if let Err(code) = self.check_entity_op(source, &s, i, &despawned) {
-                            pj.reject(idx(i), code);
-                        }
-                    }
-                }
-                OpKind::Grant => {
-                    for i in 0..s.count {
-                        if source != SourceId::SERVER {
-                            pj.reject(idx(i), Status::NotOwner);
-                        } else if let Err(code) = self.check_handle(source, s.handle(0, i), &despawned) {
-                            pj.reject(idx(i), code);
-                        }
-                    }
-                }
-                OpKind::Raycast => {
-                    for i in 0..s.count {
-                        let (o, d, m) = (s.f32x3(0, i), s.f32x3(1, i), s.f32(2, i));
-                        let len2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
-                        // Written positively: NaN fails every comparison, so it is refused.
-                        let ok = finite_within(&o, MAX_COORD) && finite_within(&d, MAX_COORD) && len2 > 1e-12 && m > 0.0 && m <= MAX_COORD;
-                        if !ok {
-                            pj.reject(idx(i), Status::BadValue);
-                        }
-                    }
-                }
-                OpKind::Overlap => {
-                    for i in 0..s.count {
-                        let (lo, hi) = (s.f32x3(0, i), s.f32x3(1, i));
-                        if !finite_within(&lo, MAX_COORD) || !finite_within(&hi, MAX_COORD) || (0..3).any(|k| lo[k] > hi[k]) {
-                            pj.reject(idx(i), Status::BadValue);
-                        }
-                    }
-                }
-            }
-        }
-        self.scratch.despawned_in_plan = despawned;
-    }
-
-    fn check_spawn(&self, s: &Section<'_>, i: usize) -> Result<(), Status> {
-        let a = s.u32(0, i);
-        if u8::try_from(a).ok().and_then(Archetype::from_u8).is_none() {
-            return Err(Status::UnknownArchetype);
-        }
-        if s.u32(1, i) as usize >= self.shapes.len() {
-            return Err(Status::UnknownShape);
-        }
-        let rot = s.f32x4(3, i);
-        let n2: f32 = rot.iter().map(|x| x * x).sum();
-        if !finite_within(&s.f32x3(2, i), MAX_COORD)
-            || !finite_within(&rot, 2.0)
-            || !(0.5..=1.5).contains(&n2)
-            || !finite_within(&s.f32x3(4, i), MAX_SPEED)
-            || !finite_within(&s.f32x3(5, i), MAX_SPEED)
-        {
-            return Err(Status::BadValue);
-        }
-        Ok(())
-    }
-
-    fn check_entity_op(&self, source: SourceId, s: &Section<'_>, i: usize, despawned: &[(u64, u32)]) -> Result<(), Status> {
-        let loc = self.check_handle(source, s.handle(0, i), despawned)?;
-        let kinematic = loc.archetype.is_kinematic();
-        match s.kind {
-            OpKind::SetVelocity => {
-                if kinematic {
-                    return Err(Status::WrongArchetype);
-                }
-                if !finite_within(&s.f32x3(1, i), MAX_SPEED) || !finite_within(&s.f32x3(2, i), MAX_SPEED) {
-                    return Err(Status::BadValue);
-                }
-            }
-            OpKind::ApplyImpulse => {
-                if kinematic {
-                    return Err(Status::WrongArchetype);
-                }
-                if !finite_within(&s.f32x3(1, i), MAX_IMPULSE) {
-                    return Err(Status::BadValue);
-                }
-            }
-            OpKind::Command => {
-                if loc.archetype != Archetype::Avatar {
-                    return Err(Status::WrongArchetype);
-                }
-                let (m, yaw, pitch) = (s.f32x3(3, i), s.f32(4, i), s.f32(5, i));
-                // Written positively so NaN fails.
-                let ok = finite_within(&m, 1.0)
-                    && m[1] == 0.0
-                    && m[0] * m[0] + m[2] * m[2] <= 1.0 + 1e-4
-                    && yaw.is_finite()
-                    && yaw.abs() <= 1.0e4
-                    && pitch.is_finite()
-                    && pitch.abs() <= 1.6;
-                if !ok {
-                    return Err(Status::BadValue);
-                }
-            }
-            _ => {
-                if loc.archetype != Archetype::Npc {
-                    return Err(Status::WrongArchetype);
-                }
-                let m = s.f32(2, i);
-                let ok = finite_within(&s.f32x3(1, i), MAX_COORD) && m.is_finite() && (0.0..=MAX_SPEED).contains(&m);
-                if !ok {
-                    return Err(Status::BadValue);
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Applies a validated plan: sections in kind order, ops in index order.
     fn apply_plan(&mut self, p: &MicroPlan, pj: &mut PlanJournal, counters: &mut Counters) {
         let source = p.header().source;
@@ -646,84 +486,6 @@ impl World {
                     write_state(&mut cols, row, &state);
                 }
             }
-        }
-    }
-
-    /// Rule: bodies outside the arena lose health every tick and are
-    /// despawned when it reaches zero.
-    fn rule_out_of_bounds(&mut self, journal: &mut TickJournal) {
-        let [hx, hz] = self.config.half_extents;
-        let kill_y = self.config.kill_y;
-        let doomed = &mut self.scratch.doomed;
-        doomed.clear();
-        for table in &mut self.tables {
-            let n = table.len();
-            // Avatars are not despawned: they die and respawn (`rule_respawn`).
-            let avatar = table.archetype() == Archetype::Avatar;
-            for row in 0..n {
-                let (x, y, z) =
-                    (table.f32(ColumnId::PosX)[row], table.f32(ColumnId::PosY)[row], table.f32(ColumnId::PosZ)[row]);
-                let inside = x.abs() <= hx && z.abs() <= hz && y >= kill_y;
-                if inside && !avatar && table.i32(ColumnId::Health)[row] <= 0 {
-                    // Killed inside the arena (shot): removed like the fallen.
-                    doomed.push(Handle::from_bits(table.handles()[row]));
-                    continue;
-                }
-                if inside || (avatar && table.i32(ColumnId::Health)[row] <= 0) {
-                    continue;
-                }
-                journal.counters.out_of_bounds_damage += 1;
-                let health = &mut table.i32_mut(ColumnId::Health)[row];
-                *health = health.saturating_sub(OUT_OF_BOUNDS_DAMAGE);
-                if *health <= 0 && !avatar {
-                    doomed.push(Handle::from_bits(table.handles()[row]));
-                }
-            }
-        }
-        let doomed = std::mem::take(&mut self.scratch.doomed);
-        for &h in &doomed {
-            if self.despawn(h) {
-                journal.counters.despawned += 1;
-                journal.counters.despawned_out_of_bounds += 1;
-            }
-        }
-        self.scratch.doomed = doomed;
-    }
-
-    /// Rule: kinematic NPCs advance toward their move target at their max
-    /// speed; server-owned NPCs that arrive pick a new random target (world
-    /// RNG), others stop.
-    fn rule_npc_steering(&mut self, journal: &mut TickJournal) {
-        let dt = 1.0 / self.config.tick_rate as f32;
-        let r = self.config.wander_radius;
-        let table = &mut self.tables[Archetype::Npc as usize];
-        for row in 0..table.len() {
-            let owner = table.u32(ColumnId::Owner)[row];
-            let key = key_from_bits(table.keys()[row]);
-            let p = [table.f32(ColumnId::PosX)[row], table.f32(ColumnId::PosY)[row], table.f32(ColumnId::PosZ)[row]];
-            let [tx, ty, tz, ms] =
-                table.f32_many_mut([ColumnId::TargetX, ColumnId::TargetY, ColumnId::TargetZ, ColumnId::MaxSpeed]);
-            if ms[row] <= 0.0 {
-                continue;
-            }
-            let d = [tx[row] - p[0], ty[row] - p[1], tz[row] - p[2]];
-            let dist = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
-            let step = ms[row] * dt;
-            let next = if dist <= step {
-                let arrived = [tx[row], ty[row], tz[row]];
-                if owner == SourceId::SERVER.0 {
-                    tx[row] = self.rng.range_f32(-r, r);
-                    tz[row] = self.rng.range_f32(-r, r);
-                    journal.counters.npc_retargets += 1;
-                } else {
-                    ms[row] = 0.0;
-                }
-                arrived
-            } else {
-                let s = step / dist;
-                [p[0] + d[0] * s, p[1] + d[1] * s, p[2] + d[2] * s]
-            };
-            self.physics.set_kinematic_target(key, next);
         }
     }
 
