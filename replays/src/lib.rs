@@ -14,6 +14,7 @@ pub mod plant;
 pub mod reader;
 #[cfg(feature = "render")]
 pub mod render;
+pub mod sizes;
 pub mod sources;
 pub mod verdict;
 pub mod verify;

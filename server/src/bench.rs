@@ -23,6 +23,9 @@ pub enum BenchCommand {
     /// Replication in one process: N virtual clients (sans-IO sessions that
     /// decode and hash-check every snapshot), no sockets, no bot CPU.
     Serve(crate::bench_serve::ServeBenchArgs),
+    /// Tick time with a replay recording and without (alternating runs,
+    /// medians of their p99s), and the replay's sizes.
+    Record(crate::bench_record::RecordBenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -82,6 +85,7 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Delta(a) => bench_delta(a),
         BenchCommand::Handshake(a) => crate::bench_handshake::run(a),
         BenchCommand::Serve(a) => crate::bench_serve::run(a),
+        BenchCommand::Record(a) => crate::bench_record::run(a),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod agones_meta;
 pub mod alloc_count;
 pub mod bench;
 pub mod bench_handshake;
+pub mod bench_record;
 pub mod bench_serve;
 pub mod bot;
 pub mod client_args;

@@ -187,22 +187,21 @@ fn parse_plant(plan: Option<&str>, hash: Option<&str>, kf: Option<&str>) -> anyh
 fn info(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let r = open(file)?;
     let (first, last) = r.range();
-    let kf_sizes: Vec<usize> = r.keyframes.iter().map(|k| r.keyframe_compressed_len(k)).collect();
-    let ticks = last - first;
-    let kf_total: usize = kf_sizes.iter().sum();
+    let z = replays::sizes::sizes(&r);
+    let kf_sizes = &z.keyframe_bytes;
     let v = serde_json::json!({
         "file": file.display().to_string(),
         "header": r.header,
         "first_tick": first,
         "last_tick": last,
-        "ticks": ticks,
+        "ticks": z.ticks,
         "keyframes": r.keyframes.iter().map(|k| k.tick).collect::<Vec<_>>(),
-        "keyframe_bytes_mean": if kf_sizes.is_empty() { 0 } else { kf_total / kf_sizes.len() },
-        "file_bytes": r.file_bytes,
-        "bytes_per_tick": if ticks == 0 { 0.0 } else { r.file_bytes as f64 / ticks as f64 },
-        "bytes_per_tick_without_keyframes": if ticks == 0 { 0.0 } else { (r.file_bytes as f64 - kf_total as f64) / ticks as f64 },
+        "keyframe_bytes_mean": z.keyframe_bytes_mean,
+        "file_bytes": z.file_bytes,
+        "bytes_per_tick": z.bytes_per_tick,
+        "bytes_per_tick_without_keyframes": z.bytes_per_tick_without_keyframes,
         "keyframe_bytes": kf_sizes,
-        "bytes_per_hour": if ticks == 0 { 0.0 } else { r.file_bytes as f64 / ticks as f64 * f64::from(r.header.tick_rate) * 3600.0 },
+        "bytes_per_hour": z.bytes_per_hour,
         "sources": replays::sources::sources(&r),
         "complete": r.clean_end,
         "stopped": r.stop,
@@ -212,7 +211,7 @@ fn info(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         println!("{}: replay v{} of {:?} (seed {}, {} Hz, {})", file.display(), r.header.format_version, r.header.scenario_name, r.header.seed, r.header.tick_rate, r.header.build);
         println!("  ports {} schema {:#018x}", r.header.ports_semver, r.header.ports_schema_hash);
-        println!("  ticks {first}..={last} ({ticks}), {} keyframes (every {}), mean keyframe {} B", r.keyframes.len(), r.header.keyframe_every, v["keyframe_bytes_mean"]);
+        println!("  ticks {first}..={last} ({}), {} keyframes (every {}), mean keyframe {} B", z.ticks, r.keyframes.len(), r.header.keyframe_every, z.keyframe_bytes_mean);
         println!("  {} bytes, {:.1} B/tick ({:.1} B/tick without keyframes)", r.file_bytes, v["bytes_per_tick"].as_f64().unwrap_or(0.0), v["bytes_per_tick_without_keyframes"].as_f64().unwrap_or(0.0));
         println!("  keyframe bytes: {kf_sizes:?} (all full snapshots); {:.1} MB per hour", v["bytes_per_hour"].as_f64().unwrap_or(0.0) / 1e6);
         for s in replays::sources::sources(&r) {
