@@ -202,6 +202,8 @@ fn weight(e: &QEntity, is_new: bool) -> u32 {
 }
 
 /// Encodes a snapshot of `current` against `baseline` within `budget` bytes.
+/// `boost` (empty, or one per entry of `current`) shifts an entry's
+/// priority weight left (interest management: near and fast first).
 pub fn encode(
     seq: u32,
     tick: u64,
@@ -209,7 +211,9 @@ pub fn encode(
     current: &[QEntity],
     prio: &mut Priorities,
     budget: usize,
+    boost: &[u8],
 ) -> Encoded {
+    let boosted = |w: u32, j: usize| w << boost.get(j).copied().unwrap_or(0).min(3);
     let empty: &[QEntity] = &[];
     let (base_seq, base) = baseline.map_or((None, empty), |(s, v)| (Some(s), v));
     // Merge-join baseline and current (both sorted by handle).
@@ -225,7 +229,7 @@ pub fn encode(
         match (base.get(i), current.get(j)) {
             (Some(b), Some(c)) if b.handle == c.handle => {
                 if b != c {
-                    candidates.push(key(prio.bump(c.handle, weight(c, false)), j, false));
+                    candidates.push(key(prio.bump(c.handle, boosted(weight(c, false), j)), j, false));
                 }
                 i += 1;
                 j += 1;
@@ -239,7 +243,7 @@ pub fn encode(
                 i += 1;
             }
             (_, Some(c)) => {
-                candidates.push(key(prio.bump(c.handle, weight(c, true)), j, true));
+                candidates.push(key(prio.bump(c.handle, boosted(weight(c, true), j)), j, true));
                 j += 1;
             }
             (None, None) => break,
@@ -564,7 +568,7 @@ mod tests {
         let mut cur: Vec<QEntity> = (5..60).map(|h| ent(h, h as i32 * 10 + (h % 3) as i32)).collect();
         cur[7].rot = crate::quant::quantize_rot([0.1, 0.2, 0.3, 0.927]);
         let mut p = Priorities::default();
-        let e = encode(9, 100, Some((7, &base)), &cur, &mut p, 1100);
+        let e = encode(9, 100, Some((7, &base)), &cur, &mut p, 1100, &[]);
         let (h, view) = decode(&e.bytes, &base).expect("decode");
         assert_eq!(h, SnapshotHeader { seq: 9, baseline: Some(7), tick: 100, hash: e.hash });
         assert_eq!(view, e.view);
@@ -579,7 +583,7 @@ mod tests {
         let mut p = Priorities::default();
         let mut view = base.clone();
         for seq in 1..=40 {
-            let e = encode(seq, 1, if seq == 1 { None } else { Some((seq - 1, &view)) }, &cur, &mut p, 1100);
+            let e = encode(seq, 1, if seq == 1 { None } else { Some((seq - 1, &view)) }, &cur, &mut p, 1100, &[]);
             assert!(e.bytes.len() <= 1100, "{}", e.bytes.len());
             let (_, v) = decode(&e.bytes, &view).expect("decode");
             assert_eq!(view_hash(&v), e.hash);

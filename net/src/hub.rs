@@ -324,7 +324,8 @@ impl Hub {
     /// encodes them in parallel from [`Hub::session`] handles instead).
     pub fn snapshots(&mut self, now_ms: u64, tick: u64, world: &[crate::quant::QEntity], avatars: &[AvatarState]) -> Vec<(u32, Vec<u8>)> {
         let config = self.config.clone();
-        self.sessions.iter().map(|(id, s)| (*id, lock(s).snapshot(now_ms, tick, world, avatars, &config))).collect()
+        let grid = config.interest.map(|r| crate::interest::InterestGrid::build(world, r));
+        self.sessions.iter().map(|(id, s)| (*id, lock(s).snapshot(now_ms, tick, world, avatars, grid.as_ref(), &config))).collect()
     }
 }
 

@@ -13,6 +13,7 @@ pub mod command;
 pub mod delta;
 pub mod driver;
 pub mod hub;
+pub mod interest;
 pub mod predict;
 pub mod proto;
 pub mod quant;

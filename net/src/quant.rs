@@ -191,22 +191,6 @@ pub fn view_hash(v: &[QEntity]) -> u64 {
     h.digest()
 }
 
-/// The entities within `radius_mm` of `center` (always including `keep`).
-#[must_use]
-pub fn filter_interest(world: &[QEntity], center: [i32; 3], radius_mm: i64, keep: &[u64]) -> QView {
-    let r2 = radius_mm.saturating_mul(radius_mm);
-    world
-        .iter()
-        .filter(|e| {
-            keep.contains(&e.handle) || {
-                let d: i64 = (0..3).map(|k| i64::from(e.pos[k]) - i64::from(center[k])).map(|x| x * x).sum();
-                d <= r2
-            }
-        })
-        .copied()
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

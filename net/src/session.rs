@@ -6,7 +6,8 @@
 use crate::command::{InputDatagram, PlayerBlock, INPUT_TYPE, PLAYER_BLOCK_LEN};
 use crate::delta::{self, Priorities};
 use crate::proto::{bye, Ack, Frame, PROTOCOL_VERSION};
-use crate::quant::{filter_interest, QEntity, QView};
+use crate::interest::{InterestGrid, InterestRadii};
+use crate::quant::{QEntity, QView};
 use crate::token::{Claims, Role, TokenError, TokenGate};
 use sim_core::{Handle, MicroPlan, Op, PlanBuilder, SourceId, Status, Tick};
 use std::collections::{BTreeMap, VecDeque};
@@ -25,9 +26,9 @@ pub struct CoreConfig {
     pub inputs_per_sec: u32,
     /// Datagrams accepted per client per second (floods beyond are dropped).
     pub datagrams_per_sec: u32,
-    /// Replicate only entities within this radius of the client's first
-    /// controlled entity (None: everything).
-    pub interest_radius_m: Option<f32>,
+    /// Replicate only entities near the client's first controlled entity,
+    /// with hysteresis (see [`crate::interest`]; None: everything).
+    pub interest: Option<InterestRadii>,
     pub schema_hash: u64,
     /// A player who leaves keeps its avatar this long for a reconnect with a
     /// fresh token for the same client id (0: despawned at once).
@@ -42,7 +43,7 @@ impl Default for CoreConfig {
             max_clients: 256,
             inputs_per_sec: 240,
             datagrams_per_sec: 600,
-            interest_radius_m: None,
+            interest: None,
             schema_hash: sim_core::PORTS_SCHEMA_HASH,
             reconnect_grace_ms: 10_000,
         }
@@ -243,6 +244,9 @@ pub struct ServerSession {
     /// Cost spent per target tick (ascending ticks, bounded).
     spent: VecDeque<(u64, u64)>,
     prio: Priorities,
+    /// The handles of the last interest-filtered view (sorted): what the
+    /// leave radius keeps.
+    interest_in: Vec<u64>,
     last_heard_ms: u64,
     inputs: Bucket,
     datagrams: Bucket,
@@ -270,6 +274,7 @@ impl ServerSession {
             lead: None,
             spent: VecDeque::new(),
             prio: Priorities::default(),
+            interest_in: Vec::new(),
             last_heard_ms: now_ms,
             inputs: Bucket::new(config.inputs_per_sec, now_ms),
             datagrams: Bucket::new(config.datagrams_per_sec, now_ms),
@@ -296,15 +301,17 @@ impl ServerSession {
 
     /// Builds the next snapshot datagram for `world` (all entities, sorted);
     /// a player's is wrapped in its player block (`avatars` sorted by handle).
-    pub fn snapshot(&mut self, now_ms: u64, tick: u64, world: &[QEntity], avatars: &[AvatarState], config: &CoreConfig) -> Vec<u8> {
-        let filtered;
-        let view: &[QEntity] = match (config.interest_radius_m, self.controlled.first()) {
-            (Some(r), Some(&me)) => {
-                let center = world.iter().find(|e| e.handle == me).map_or([0; 3], |e| e.pos);
-                filtered = filter_interest(world, center, (r * crate::quant::pos_scale()) as i64, &self.controlled);
-                &filtered
+    /// With interest on, `grid` is this tick's [`InterestGrid`] over `world`
+    /// (built once for all sessions; None scans every entity).
+    pub fn snapshot(&mut self, now_ms: u64, tick: u64, world: &[QEntity], avatars: &[AvatarState], grid: Option<&InterestGrid>, config: &CoreConfig) -> Vec<u8> {
+        let selected;
+        let (view, boost): (&[QEntity], &[u8]) = match (config.interest, self.controlled.first()) {
+            (Some(radii), Some(&me)) => {
+                let center = world.binary_search_by_key(&me, |e| e.handle).map_or([0; 3], |i| world[i].pos);
+                selected = crate::interest::select(world, grid, center, radii, &self.controlled, &mut self.interest_in);
+                (&selected.view, &selected.boost)
             }
-            _ => world,
+            _ => (world, &[]),
         };
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
@@ -322,7 +329,7 @@ impl ServerSession {
         }
         let player = self.role == Role::Player;
         let budget = if player { config.budget.saturating_sub(PLAYER_BLOCK_LEN) } else { config.budget };
-        let enc = delta::encode(seq, tick, baseline, view, &mut self.prio, budget);
+        let enc = delta::encode(seq, tick, baseline, view, &mut self.prio, budget, boost);
         self.prio.retain(view);
         if self.ring.len() == RING {
             self.ring.pop_front();

@@ -42,6 +42,10 @@ pub struct ServeBenchArgs {
     /// Replicate only entities within this many metres of each avatar.
     #[arg(long)]
     interest_radius: Option<f32>,
+    /// Entities leave a client's view only beyond this radius (default:
+    /// 1.25 x the interest radius).
+    #[arg(long, requires = "interest_radius")]
+    interest_leave_radius: Option<f32>,
     /// Client role: player (an avatar each, player blocks) or observer.
     #[arg(long, default_value = "player", value_parser = ["player", "observer"])]
     role: String,
@@ -98,7 +102,8 @@ fn measure(a: &ServeBenchArgs, n: usize, pool: &rayon::ThreadPool) -> anyhow::Re
         world.step(&[], &mut NoClock);
     }
     let hz = world.config().tick_rate;
-    let config = CoreConfig { interest_radius_m: a.interest_radius, max_clients: n.max(1), ..CoreConfig::default() };
+    let interest = a.interest_radius.map(|r| net::interest::InterestRadii::new(r, a.interest_leave_radius)).transpose().map_err(anyhow::Error::msg)?;
+    let config = CoreConfig { interest, max_clients: n.max(1), ..CoreConfig::default() };
     let mut hub = Hub::new(config.clone(), TokenGate::new(KeyRing::single(0, vec![0; 32]), net::token::DEV_SERVER_ID, ""));
     let role = if a.role == "observer" { Role::Observer } else { Role::Player };
     // Joins: every client's plan in one tick, as the tick thread does it.
@@ -139,6 +144,7 @@ fn measure(a: &ServeBenchArgs, n: usize, pool: &rayon::ThreadPool) -> anyhow::Re
         let t0 = Instant::now();
         let view = quantize_world(&world);
         let avatars = net::hub::avatar_states(&world);
+        let grid = config.interest.map(|radii| net::interest::InterestGrid::build(&view, radii));
         shared_ns += t0.elapsed().as_nanos() as u64;
         changed += view.iter().filter(|e| prev_view.binary_search_by_key(&e.handle, |p| p.handle).ok().is_none_or(|k| prev_view[k] != **e)).count() as u64;
         let (tick, now) = (world.tick().0, ms(world.tick().0, hz));
@@ -148,7 +154,7 @@ fn measure(a: &ServeBenchArgs, n: usize, pool: &rayon::ThreadPool) -> anyhow::Re
                 .par_iter()
                 .map(|s| {
                     let e0 = Instant::now();
-                    let b = lock(s).snapshot(now, tick, &view, &avatars, &config);
+                    let b = lock(s).snapshot(now, tick, &view, &avatars, grid.as_ref(), &config);
                     encode_ns.fetch_add(e0.elapsed().as_nanos() as u64, Ordering::Relaxed);
                     bytes_sent.fetch_add(b.len() as u64, Ordering::Relaxed);
                     b

@@ -60,11 +60,21 @@ pub fn load_world(scenario: Option<&PathBuf>, seed: Option<u64>) -> anyhow::Resu
 
 /// The world, the scenario's name and its hash.
 pub fn load_scenario_world(scenario: Option<&PathBuf>, seed: Option<u64>) -> anyhow::Result<(World, String, u64)> {
-    let s = match scenario {
+    Ok(scenario_world(&load_scenario(scenario)?, seed))
+}
+
+/// The scenario file, or the embedded default arena.
+pub fn load_scenario(scenario: Option<&PathBuf>) -> anyhow::Result<Scenario> {
+    Ok(match scenario {
         Some(p) => Scenario::load(p)?,
         None => Scenario::default_arena(),
-    };
-    Ok((World::from_scenario(&s, seed), s.name.clone(), s.hash()))
+    })
+}
+
+/// Tick 0 of `s`, its name and its hash.
+#[must_use]
+pub fn scenario_world(s: &Scenario, seed: Option<u64>) -> (World, String, u64) {
+    (World::from_scenario(s, seed), s.name.clone(), s.hash())
 }
 
 pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {

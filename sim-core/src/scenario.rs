@@ -48,6 +48,21 @@ pub struct Scenario {
     /// How players' avatars move and where they spawn.
     #[serde(default)]
     pub players: Players,
+    /// Interest management a server applies to its players unless told
+    /// otherwise (absent: every client sees every entity).
+    #[serde(default)]
+    pub interest: Option<InterestDef>,
+}
+
+/// `[interest]`: a player's snapshots carry the entities within `radius`
+/// metres of its avatar; one leaves the view only beyond `leave_radius`
+/// (default: 1.25 x radius), so entities at the boundary do not churn.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InterestDef {
+    pub radius: f32,
+    #[serde(default)]
+    pub leave_radius: Option<f32>,
 }
 
 /// Gameplay limits of players' avatars (the character controller's
@@ -373,6 +388,14 @@ impl Scenario {
         for (i, sp) in pl.spawn_points.iter().enumerate() {
             finite(format!("players.spawn_points[{i}]"), sp)?;
         }
+        if let Some(int) = &self.interest {
+            positive("interest.radius".into(), int.radius)?;
+            if let Some(l) = int.leave_radius
+                && !(l.is_finite() && l >= int.radius)
+            {
+                return Err(bad("interest.leave_radius".into(), &format!("a finite number >= interest.radius ({})", int.radius), l.to_string()));
+            }
+        }
         for (i, sh) in self.shapes.iter().enumerate() {
             let f = |name: &str| format!("shapes[{i}].{name}");
             if self.shapes[..i].iter().any(|o| o.name == sh.name) {
@@ -509,6 +532,17 @@ mod tests {
     fn unknown_field_is_rejected() {
         let e = err("name = \"x\"\ntickrate = 30\n[arena]\nhalf_extents = [1, 1]\n");
         assert!(e.contains("tickrate"), "{e}");
+    }
+
+    #[test]
+    fn interest_is_optional_and_checked() {
+        let base = "name = \"x\"\n[arena]\nhalf_extents = [5, 5]\n";
+        assert_eq!(Scenario::parse(base, "ok.toml").unwrap().interest, None);
+        let s = Scenario::parse(&format!("{base}[interest]\nradius = 20\nleave_radius = 25\n"), "ok.toml").unwrap();
+        assert_eq!(s.interest, Some(InterestDef { radius: 20.0, leave_radius: Some(25.0) }));
+        let e = err(&format!("{base}[interest]\nradius = 20\nleave_radius = 10\n"));
+        assert!(e.contains("interest.leave_radius") && e.contains(">= interest.radius (20)"), "{e}");
+        assert!(err(&format!("{base}[interest]\nradius = 0\n")).contains("interest.radius"));
     }
 
     #[test]

@@ -67,9 +67,15 @@ pub struct ServeArgs {
     /// Bytes per snapshot datagram.
     #[arg(long, env = "DUALPLANE_SNAPSHOT_BUDGET")]
     pub(crate) snapshot_budget: Option<usize>,
-    /// Replicate only entities within this many metres of each client's avatar.
+    /// Replicate only entities within this many metres of each client's
+    /// avatar (default: the scenario's `[interest]`, else everything; 0:
+    /// everything, whatever the scenario says).
     #[arg(long, env = "DUALPLANE_INTEREST_RADIUS")]
     pub(crate) interest_radius: Option<f32>,
+    /// Entities leave a client's view only beyond this many metres
+    /// (hysteresis; default: 1.25 x the interest radius).
+    #[arg(long, env = "DUALPLANE_INTEREST_LEAVE_RADIUS")]
+    pub(crate) interest_leave_radius: Option<f32>,
     /// Record every session into this directory (one replay per run).
     #[arg(long, env = "DUALPLANE_RECORD")]
     pub(crate) record: Option<PathBuf>,
@@ -127,6 +133,7 @@ pub(crate) struct FileConfig {
     pub(crate) datagrams_per_sec: Option<u32>,
     pub(crate) snapshot_budget: Option<usize>,
     pub(crate) interest_radius: Option<f32>,
+    pub(crate) interest_leave_radius: Option<f32>,
     pub(crate) record: Option<PathBuf>,
     pub(crate) keyframe_every: Option<u64>,
     pub(crate) record_match: Option<super::recording::RecordMatch>,
@@ -136,4 +143,41 @@ pub(crate) struct FileConfig {
     pub(crate) frames_dir: Option<PathBuf>,
     pub(crate) admin_bind: Option<SocketAddr>,
     pub(crate) drain_timeout_ms: Option<u64>,
+}
+
+/// Interest management from `--interest-radius` / `--interest-leave-radius`
+/// (or the config file), else from the scenario's `[interest]`; a radius of
+/// 0 turns it off whatever the scenario says.
+pub(crate) fn interest_radii(radius: Option<f32>, leave: Option<f32>, scenario: Option<&sim_core::scenario::InterestDef>) -> anyhow::Result<Option<net::interest::InterestRadii>> {
+    let (radius, leave) = match (radius, scenario) {
+        (Some(r), _) => (r, leave),
+        (None, Some(s)) => (s.radius, leave.or(s.leave_radius)),
+        (None, None) => {
+            anyhow::ensure!(leave.is_none(), "--interest-leave-radius needs an interest radius (--interest-radius or the scenario's [interest])");
+            return Ok(None);
+        }
+    };
+    if radius == 0.0 {
+        return Ok(None);
+    }
+    net::interest::InterestRadii::new(radius, leave).map(Some).map_err(anyhow::Error::msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interest_radii;
+    use sim_core::scenario::InterestDef;
+
+    #[test]
+    fn interest_comes_from_the_flag_then_the_scenario_and_zero_turns_it_off() {
+        let scen = InterestDef { radius: 20.0, leave_radius: Some(30.0) };
+        assert_eq!(interest_radii(None, None, None).unwrap(), None);
+        let r = interest_radii(None, None, Some(&scen)).unwrap().unwrap();
+        assert_eq!((r.enter_m, r.leave_m), (20.0, 30.0));
+        let r = interest_radii(Some(10.0), None, Some(&scen)).unwrap().unwrap();
+        assert_eq!((r.enter_m, r.leave_m), (10.0, 12.5), "the flag's radius with the default leave factor");
+        assert_eq!(interest_radii(Some(0.0), None, Some(&scen)).unwrap(), None);
+        assert!(interest_radii(Some(10.0), Some(5.0), None).unwrap_err().to_string().contains("at least the enter radius"));
+        assert!(interest_radii(None, Some(5.0), None).is_err());
+    }
 }

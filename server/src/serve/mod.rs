@@ -94,13 +94,15 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let dev_dir = a.dev_dir.clone().or(file.dev_dir).unwrap_or_else(net::driver::default_dev_dir);
+    let scenario_def = crate::simulate::load_scenario(scenario.as_ref())?;
+    let interest = config::interest_radii(a.interest_radius.or(file.interest_radius), a.interest_leave_radius.or(file.interest_leave_radius), scenario_def.interest.as_ref())?;
     let core = CoreConfig {
         budget: a.snapshot_budget.or(file.snapshot_budget).unwrap_or(1100),
         idle_timeout_ms: a.idle_timeout_ms.or(file.idle_timeout_ms).unwrap_or(10_000),
         max_clients: max_clients.unwrap_or(256),
         inputs_per_sec: a.inputs_per_sec.or(file.inputs_per_sec).unwrap_or(240),
         datagrams_per_sec: a.datagrams_per_sec.or(file.datagrams_per_sec).unwrap_or(600),
-        interest_radius_m: a.interest_radius.or(file.interest_radius),
+        interest,
         schema_hash: sim_core::PORTS_SCHEMA_HASH,
         reconnect_grace_ms: a.reconnect_grace_ms.or(file.reconnect_grace_ms).unwrap_or(10_000),
     };
@@ -129,7 +131,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
             anyhow::bail!("{what} {id:?}: {} bytes; tokens carry at most {}", id.len(), net::token::MAX_ID);
         }
     }
-    let (world, name, scenario_hash) = crate::simulate::load_scenario_world(scenario.as_ref(), seed)?;
+    let (world, name, scenario_hash) = crate::simulate::scenario_world(&scenario_def, seed);
     let tick_rate = world.config().tick_rate;
     let character = Some(world.character_params(world.config().players.shape));
     let hub = Arc::new(Mutex::new(Hub::new(core.clone(), TokenGate::new(ring.clone(), &server_id, &match_id))));

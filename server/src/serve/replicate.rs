@@ -81,6 +81,8 @@ fn run(r: &Replication, pool: &rayon::ThreadPool) {
             Err(_) => return,
         };
         let encode_ns = AtomicU64::new(0);
+        // Interest cells: built once per tick, shared by every encode.
+        let grid = config.interest.map(|radii| net::interest::InterestGrid::build(&world, radii));
         pool.install(|| {
             work.par_iter().for_each(|(s, c)| {
                 let e0 = Instant::now();
@@ -90,7 +92,7 @@ fn run(r: &Replication, pool: &rayon::ThreadPool) {
                 if session.is_departed() {
                     return;
                 }
-                let bytes = session.snapshot(now, tick, &world, &avatars, &config);
+                let bytes = session.snapshot(now, tick, &world, &avatars, grid.as_ref(), &config);
                 drop(session);
                 encode_ns.fetch_add(e0.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 send(r, c, bytes);
