@@ -203,7 +203,10 @@ fn weight(e: &QEntity, is_new: bool) -> u32 {
 
 /// Encodes a snapshot of `current` against `baseline` within `budget` bytes.
 /// `boost` (empty, or one per entry of `current`) shifts an entry's
-/// priority weight left (interest management: near and fast first).
+/// priority weight left (interest management: near and fast first). The
+/// resulting view is built in `spare` (cleared first): a session hands back
+/// the view its baseline ring evicts, so a snapshot allocates no view.
+#[allow(clippy::too_many_arguments)]
 pub fn encode(
     seq: u32,
     tick: u64,
@@ -212,6 +215,7 @@ pub fn encode(
     prio: &mut Priorities,
     budget: usize,
     boost: &[u8],
+    spare: Vec<QEntity>,
 ) -> Encoded {
     let boosted = |w: u32, j: usize| w << boost.get(j).copied().unwrap_or(0).min(3);
     let empty: &[QEntity] = &[];
@@ -224,12 +228,16 @@ pub fn encode(
     let mut candidates: Vec<u64> = Vec::new();
     debug_assert!(current.len() < 1 << 31, "indices fit the key");
     let key = |p: u32, idx: usize, new: bool| (u64::from(!p) << 32) | ((idx as u64 & 0x7fff_ffff) << 1) | u64::from(new);
+    // For each candidate in `current`, its index in `base` (the merge-join
+    // knows it; no later binary search).
+    let mut base_of: Vec<u32> = vec![u32::MAX; current.len()];
     let (mut i, mut j) = (0, 0);
     while i < base.len() || j < current.len() {
         match (base.get(i), current.get(j)) {
             (Some(b), Some(c)) if b.handle == c.handle => {
                 if b != c {
                     candidates.push(key(prio.bump(c.handle, boosted(weight(c, false), j)), j, false));
+                    base_of[j] = i as u32;
                 }
                 i += 1;
                 j += 1;
@@ -276,7 +284,7 @@ pub fn encode(
             }
             let (idx, is_new) = (((key >> 1) & 0x7fff_ffff) as usize, key & 1 != 0);
             let e = &current[idx];
-            let b = if is_new { None } else { base.binary_search_by_key(&e.handle, |x| x.handle).ok().map(|k| &base[k]) };
+            let b = if is_new { None } else { base.get(base_of[idx] as usize) };
             // The real handle delta is known only once sorted: estimate 6
             // bits here, exact below.
             let bits = entity_bits(e, b);
@@ -316,8 +324,9 @@ pub fn encode(
     // `chosen` is in priority order; the size above is exact, so this
     // builds once (the loop is a guard, not a search).
     let mut chosen = chosen;
+    let mut spare = spare;
     loop {
-        let enc = encode_chosen(seq, tick, base_seq, base, current, &removals, &chosen);
+        let enc = encode_chosen(seq, tick, base_seq, (base, &base_of), current, &removals, &chosen, spare);
         if enc.bytes.len() <= budget || chosen.is_empty() {
             for &(idx, _) in &chosen {
                 prio.reset(current[idx].handle);
@@ -326,25 +335,29 @@ pub fn encode(
             return Encoded { deferred, ..enc };
         }
         debug_assert!(false, "the exact size said {} bytes fit", enc.bytes.len());
+        spare = enc.view;
         chosen.truncate(chosen.len() - 1);
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn encode_chosen(
     seq: u32,
     tick: u64,
     base_seq: Option<u32>,
-    base: &[QEntity],
+    (base, base_of): (&[QEntity], &[u32]),
     current: &[QEntity],
     removals: &[u64],
     chosen_by_priority: &[(usize, bool)],
+    spare: Vec<QEntity>,
 ) -> Encoded {
     let mut chosen = chosen_by_priority.to_vec();
     chosen.sort_unstable_by_key(|c| current[c.0].handle);
 
     // The view after applying: what the client will compute in `decode`.
     let updates: Vec<QEntity> = chosen.iter().map(|(k, _)| current[*k]).collect();
-    let view = apply(base, removals, &updates);
+    let mut view = spare;
+    apply_into(base, removals, &updates, &mut view);
     let hash = view_hash(&view);
     let mut w = BitWriter::new();
     w.write(u64::from(SNAPSHOT_TYPE), 8);
@@ -370,7 +383,7 @@ fn encode_chosen(
     let mut new_entities = 0;
     for &(idx, is_new) in &chosen {
         let e = &current[idx];
-        let b = if is_new { None } else { base.binary_search_by_key(&e.handle, |x| x.handle).ok().map(|k| &base[k]) };
+        let b = if is_new { None } else { base.get(base_of[idx] as usize) };
         let before = w.bit_len();
         write_entity(&mut w, prev, e, b);
         if is_new {
@@ -396,7 +409,15 @@ fn encode_chosen(
 /// replacing or inserting entities (all three sorted by handle). Encoder and
 /// decoder both use this, so their views cannot disagree.
 fn apply(base: &[QEntity], removals: &[u64], updates: &[QEntity]) -> Vec<QEntity> {
-    let mut view = Vec::with_capacity(base.len() + updates.len());
+    let mut view = Vec::new();
+    apply_into(base, removals, updates, &mut view);
+    view
+}
+
+/// [`apply`] into `view` (cleared first; its capacity is reused).
+fn apply_into(base: &[QEntity], removals: &[u64], updates: &[QEntity], view: &mut Vec<QEntity>) {
+    view.clear();
+    view.reserve(base.len() + updates.len());
     let (mut bi, mut ui, mut ri) = (0, 0, 0);
     while bi < base.len() || ui < updates.len() {
         match (base.get(bi), updates.get(ui)) {
@@ -425,7 +446,6 @@ fn apply(base: &[QEntity], removals: &[u64], updates: &[QEntity]) -> Vec<QEntity
             (None, None) => break,
         }
     }
-    view
 }
 
 /// Reads just the header (to find the baseline before decoding).
@@ -568,7 +588,7 @@ mod tests {
         let mut cur: Vec<QEntity> = (5..60).map(|h| ent(h, h as i32 * 10 + (h % 3) as i32)).collect();
         cur[7].rot = crate::quant::quantize_rot([0.1, 0.2, 0.3, 0.927]);
         let mut p = Priorities::default();
-        let e = encode(9, 100, Some((7, &base)), &cur, &mut p, 1100, &[]);
+        let e = encode(9, 100, Some((7, &base)), &cur, &mut p, 1100, &[], Vec::new());
         let (h, view) = decode(&e.bytes, &base).expect("decode");
         assert_eq!(h, SnapshotHeader { seq: 9, baseline: Some(7), tick: 100, hash: e.hash });
         assert_eq!(view, e.view);
@@ -583,7 +603,7 @@ mod tests {
         let mut p = Priorities::default();
         let mut view = base.clone();
         for seq in 1..=40 {
-            let e = encode(seq, 1, if seq == 1 { None } else { Some((seq - 1, &view)) }, &cur, &mut p, 1100, &[]);
+            let e = encode(seq, 1, if seq == 1 { None } else { Some((seq - 1, &view)) }, &cur, &mut p, 1100, &[], Vec::new());
             assert!(e.bytes.len() <= 1100, "{}", e.bytes.len());
             let (_, v) = decode(&e.bytes, &view).expect("decode");
             assert_eq!(view_hash(&v), e.hash);

@@ -247,6 +247,8 @@ pub struct ServerSession {
     /// The handles of the last interest-filtered view (sorted): what the
     /// leave radius keeps.
     interest_in: Vec<u64>,
+    /// A view buffer the baseline ring evicted, reused by the next encode.
+    spare_view: Vec<QEntity>,
     last_heard_ms: u64,
     inputs: Bucket,
     datagrams: Bucket,
@@ -275,6 +277,7 @@ impl ServerSession {
             spent: VecDeque::new(),
             prio: Priorities::default(),
             interest_in: Vec::new(),
+            spare_view: Vec::new(),
             last_heard_ms: now_ms,
             inputs: Bucket::new(config.inputs_per_sec, now_ms),
             datagrams: Bucket::new(config.datagrams_per_sec, now_ms),
@@ -329,10 +332,14 @@ impl ServerSession {
         }
         let player = self.role == Role::Player;
         let budget = if player { config.budget.saturating_sub(PLAYER_BLOCK_LEN) } else { config.budget };
-        let enc = delta::encode(seq, tick, baseline, view, &mut self.prio, budget, boost);
+        let spare = std::mem::take(&mut self.spare_view);
+        let enc = delta::encode(seq, tick, baseline, view, &mut self.prio, budget, boost, spare);
         self.prio.retain(view);
-        if self.ring.len() == RING {
-            self.ring.pop_front();
+        if self.ring.len() == RING
+            && let Some((_, _, old)) = self.ring.pop_front()
+        {
+            // The evicted view's buffer holds the next snapshot's view.
+            self.spare_view = old;
         }
         self.ring.push_back((seq, tick, enc.view));
         if self.sent_at.len() == RING {

@@ -356,7 +356,7 @@ fn bench_delta(a: &DeltaArgs) -> anyhow::Result<ExitCode> {
             unchanged += q.iter().filter(|e| base.binary_search_by_key(&e.handle, |b| b.handle).is_ok_and(|k| base[k] == **e)).count() as u64;
         }
         let t0 = Instant::now();
-        let enc = encode(seq, world.tick().0, acked.as_ref().map(|(s, v)| (*s, v.as_slice())), &q, &mut prio, a.budget, &[]);
+        let enc = encode(seq, world.tick().0, acked.as_ref().map(|(s, v)| (*s, v.as_slice())), &q, &mut prio, a.budget, &[], Vec::new());
         encode_ns += t0.elapsed().as_nanos() as u64;
         let (h, view) = decode(&enc.bytes, acked.as_ref().map_or(&[][..], |(_, v)| v.as_slice())).map_err(|e| anyhow::anyhow!("decode: {e}"))?;
         anyhow::ensure!(view_hash(&view) == h.hash && view == enc.view, "client reconstruction differs at seq {seq}");
