@@ -106,6 +106,12 @@ impl PyPlanBuilder {
         self.inner.build()
     }
 
+    /// The plan itself (no second checksum pass to verify what was just
+    /// sealed).
+    pub(crate) fn build_plan(&self) -> Result<sim_core::MicroPlan, sim_core::DecodeError> {
+        self.inner.build_plan()
+    }
+
     fn push(&mut self, kind: OpKind, n: usize, arrays: &[&[u8]]) -> PyResult<()> {
         let count = u32::try_from(n).map_err(|_| value_error(format!("{}: {n} ops is too many", kind.name())))?;
         self.inner.push_batch(kind, count, arrays).map_err(value_error)?;

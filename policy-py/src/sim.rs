@@ -260,8 +260,12 @@ impl Sim {
     #[pyo3(signature = (plan, check = true))]
     fn submit<'py>(&mut self, py: Python<'py>, plan: &Bound<'py, PyAny>, check: bool) -> PyResult<Bound<'py, PyAny>> {
         ffi();
-        let bytes = one_plan(plan).ok_or_else(|| crate::type_error("submit: plan must be bytes or a PlanBuilder"))?;
-        let status = match MicroPlan::decode(bytes) {
+        // A builder's plan was sealed here: not checksummed a second time.
+        let decoded = match plan.cast::<crate::plan::PyPlanBuilder>() {
+            Ok(b) => b.borrow().build_plan(),
+            Err(_) => MicroPlan::decode(one_plan(plan).ok_or_else(|| crate::type_error("submit: plan must be bytes or a PlanBuilder"))?),
+        };
+        let status = match decoded {
             Err(e) => e.status,
             Ok(p) if !check => {
                 self.queue.insert_unchecked(p);

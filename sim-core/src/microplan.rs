@@ -173,6 +173,13 @@ impl MicroPlan {
     /// ascending, counts within caps, exact lengths, alignment, bounds,
     /// no overlap).
     pub fn decode(bytes: Vec<u8>) -> Result<MicroPlan, DecodeError> {
+        MicroPlan::decode_checked(bytes, true)
+    }
+
+    /// `decode`, verifying the checksum only when `verify_checksum` (false
+    /// only for bytes this process's [`PlanBuilder`] just sealed: every
+    /// structural check still runs).
+    fn decode_checked(bytes: Vec<u8>, verify_checksum: bool) -> Result<MicroPlan, DecodeError> {
         let b = &bytes;
         if b.len() < PLAN_HEADER_SIZE {
             return err(Status::Truncated, format!("{} bytes, the header alone is {PLAN_HEADER_SIZE}", b.len()));
@@ -202,9 +209,11 @@ impl MicroPlan {
             return err(Status::BadLayout, format!("{} bytes after the declared length {total}", b.len() - total));
         }
         let stored = le64(b, CHECKSUM_AT);
-        let computed = checksum(b);
-        if stored != computed {
-            return err(Status::BadChecksum, format!("stored {stored:#018x}, computed {computed:#018x}"));
+        if verify_checksum {
+            let computed = checksum(b);
+            if stored != computed {
+                return err(Status::BadChecksum, format!("stored {stored:#018x}, computed {computed:#018x}"));
+            }
         }
         let header = PlanHeader {
             target_tick: Tick(le64(b, 8)),
@@ -546,11 +555,26 @@ impl PlanBuilder {
         reseal(&mut out);
         out
     }
+
+    /// The plan itself, built and sealed here, so its checksum is not
+    /// computed a second time to verify it (in-process submit paths).
+    pub fn build_plan(&self) -> Result<MicroPlan, DecodeError> {
+        MicroPlan::decode_checked(self.build(), false)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_plan_equals_decoding_the_built_bytes() {
+        let mut b = PlanBuilder::new(Tick(5), SourceId(3), 9);
+        b.push(Op::Despawn { handle: crate::Handle::new(7, 1, 0) }).push(Op::MoveTo { handle: crate::Handle::new(8, 1, 0), target: [1.0, 2.0, 3.0], max_speed: 2.5 });
+        let direct = b.build_plan().expect("a built plan");
+        assert_eq!(direct, MicroPlan::decode(b.build()).expect("decodes"));
+        assert_eq!(direct.checksum(), checksum(direct.bytes()), "sealed with its real checksum");
+    }
 
     fn sample() -> Vec<u8> {
         let mut b = PlanBuilder::new(Tick(5), SourceId(3), 9).correlation(77);
