@@ -205,7 +205,8 @@ fn weight(e: &QEntity, is_new: bool) -> u32 {
 /// `boost` (empty, or one per entry of `current`) shifts an entry's
 /// priority weight left (interest management: near and fast first). The
 /// resulting view is built in `spare` (cleared first): a session hands back
-/// the view its baseline ring evicts, so a snapshot allocates no view.
+/// the view its baseline ring evicts, so once the ring is full the view
+/// buffer is reused (the candidate lists are still allocated per call).
 #[allow(clippy::too_many_arguments)]
 pub fn encode(
     seq: u32,

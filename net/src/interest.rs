@@ -9,9 +9,11 @@
 //! record). The client's own entities are always in its view. Entities
 //! near the centre and fast ones get a priority boost in the delta codec.
 //!
-//! All integer arithmetic on millimetre positions: the view (and so the view
-//! hash the client proves) depends on nothing but the quantized world and
-//! the client's previous view.
+//! All integer arithmetic on millimetre positions: the selected set depends
+//! on nothing but the quantized world and the server's previous selection
+//! for that client (`previous`), so it is the same on every machine. The
+//! client never recomputes it: it applies the snapshot to its baseline and
+//! proves the resulting view's hash, as without interest.
 
 use crate::quant::{pos_scale, QEntity, QView};
 
@@ -33,7 +35,7 @@ impl InterestRadii {
     /// `enter_m` with `leave_m` (default: [`Self::DEFAULT_LEAVE_FACTOR`] x
     /// enter); an error names what is wrong.
     pub fn new(enter_m: f32, leave_m: Option<f32>) -> Result<InterestRadii, String> {
-        let leave_m = leave_m.unwrap_or(enter_m * Self::DEFAULT_LEAVE_FACTOR);
+        let leave_m = leave_m.unwrap_or((enter_m * Self::DEFAULT_LEAVE_FACTOR).min(1.0e6).max(enter_m));
         if !(enter_m.is_finite() && enter_m > 0.0 && enter_m <= 1.0e6) {
             return Err(format!("interest radius: expected a distance in (0, 1e6] m, found {enter_m}"));
         }
@@ -49,7 +51,9 @@ impl InterestRadii {
 }
 
 /// The tick's entities bucketed by grid cell: (cell key, index into the
-/// world slice), sorted, so a cell is a binary-searched run.
+/// world slice), sorted, so a cell is a binary-searched run. Keys wrap
+/// every 2^21 cells per axis; cells that share a key only add candidates,
+/// which the exact distance test then drops.
 #[derive(Debug, Clone, Default)]
 pub struct InterestGrid {
     cell_mm: i64,
@@ -64,8 +68,10 @@ fn key(c: [i64; 3]) -> u64 {
     c.iter().fold(0u64, |k, &x| (k << AXIS_BITS) | (x & AXIS_MASK) as u64)
 }
 
+/// Squared distance, saturating (two i32 positions can be 2^32 mm apart
+/// per axis, whose square overflows i64).
 fn dist2(a: [i32; 3], b: [i32; 3]) -> i64 {
-    (0..3).map(|k| i64::from(a[k]) - i64::from(b[k])).map(|x| x * x).sum()
+    (0..3).map(|k| i64::from(a[k]) - i64::from(b[k])).fold(0i64, |acc, x| acc.saturating_add(x.saturating_mul(x)))
 }
 
 impl InterestGrid {
@@ -192,10 +198,15 @@ mod tests {
                 })
                 .collect();
             world.sort_unstable_by_key(|e| e.handle);
-            let center = [0, 1, 2].map(|_| rng.range_f32(-30_000.0, 30_000.0) as i32);
+            // Far out near the i32 edge too: keys wrap there.
+            world.push(QEntity { handle: 10_001, archetype: 0, shape: 0, pos: [i32::MAX, i32::MIN, 5], rot: 0, vel: [0; 3] });
+            let mut center = [0, 1, 2].map(|_| rng.range_f32(-30_000.0, 30_000.0) as i32);
             let grid = InterestGrid::build(&world, radii());
             let (mut pa, mut pb) = (Vec::new(), Vec::new());
-            for _ in 0..3 {
+            for _ in 0..6 {
+                // The centre moves 1.5 m a step, so entities fall into the
+                // (enter, leave] band where only the previous view keeps them.
+                center[0] += 1_500;
                 let a = select(&world, Some(&grid), center, radii(), &[7], &mut pa);
                 let b = select(&world, None, center, radii(), &[7], &mut pb);
                 assert_eq!(a.view, b.view, "round {round}");

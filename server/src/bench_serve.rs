@@ -39,12 +39,13 @@ pub struct ServeBenchArgs {
     /// Share of acks lost on the way (seeded, per client).
     #[arg(long, default_value_t = 0.0)]
     ack_loss: f64,
-    /// Replicate only entities within this many metres of each avatar.
+    /// Replicate only entities within this many metres of each avatar
+    /// (default: the scenario's [interest], else everything; 0: everything).
     #[arg(long)]
     interest_radius: Option<f32>,
     /// Entities leave a client's view only beyond this radius (default:
-    /// 1.25 x the interest radius).
-    #[arg(long, requires = "interest_radius")]
+    /// as `serve`: the scenario's, or 1.25 x the interest radius).
+    #[arg(long)]
     interest_leave_radius: Option<f32>,
     /// Client role: player (an avatar each, player blocks) or observer.
     #[arg(long, default_value = "player", value_parser = ["player", "observer"])]
@@ -102,7 +103,8 @@ fn measure(a: &ServeBenchArgs, n: usize, pool: &rayon::ThreadPool) -> anyhow::Re
         world.step(&[], &mut NoClock);
     }
     let hz = world.config().tick_rate;
-    let interest = a.interest_radius.map(|r| net::interest::InterestRadii::new(r, a.interest_leave_radius)).transpose().map_err(anyhow::Error::msg)?;
+    // As `serve` chooses it: the flags, else the scenario's [interest]; 0: off.
+    let interest = crate::serve::interest_radii(a.interest_radius, a.interest_leave_radius, scenario.interest.as_ref())?;
     let config = CoreConfig { interest, max_clients: n.max(1), ..CoreConfig::default() };
     let mut hub = Hub::new(config.clone(), TokenGate::new(KeyRing::single(0, vec![0; 32]), net::token::DEV_SERVER_ID, ""));
     let role = if a.role == "observer" { Role::Observer } else { Role::Player };

@@ -54,8 +54,9 @@ pub struct Scenario {
     pub interest: Option<InterestDef>,
 }
 
-/// `[interest]`: a player's snapshots carry the entities within `radius`
-/// metres of its avatar; one leaves the view only beyond `leave_radius`
+/// `[interest]`: the snapshots of a client that controls entities (a
+/// player's avatar, a policy's NPCs) carry the entities within `radius`
+/// metres of its first one; one leaves the view only beyond `leave_radius`
 /// (default: 1.25 x radius), so entities at the boundary do not churn.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -389,11 +390,13 @@ impl Scenario {
             finite(format!("players.spawn_points[{i}]"), sp)?;
         }
         if let Some(int) = &self.interest {
-            positive("interest.radius".into(), int.radius)?;
+            if !(int.radius.is_finite() && int.radius > 0.0 && int.radius <= 1.0e6) {
+                return Err(bad("interest.radius".into(), "a distance in (0, 1e6] m", int.radius.to_string()));
+            }
             if let Some(l) = int.leave_radius
-                && !(l.is_finite() && l >= int.radius)
+                && !(l.is_finite() && l >= int.radius && l <= 1.0e6)
             {
-                return Err(bad("interest.leave_radius".into(), &format!("a finite number >= interest.radius ({})", int.radius), l.to_string()));
+                return Err(bad("interest.leave_radius".into(), &format!("a finite number >= interest.radius ({}) and <= 1e6", int.radius), l.to_string()));
             }
         }
         for (i, sh) in self.shapes.iter().enumerate() {

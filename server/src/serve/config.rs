@@ -73,7 +73,8 @@ pub struct ServeArgs {
     #[arg(long, env = "DUALPLANE_INTEREST_RADIUS")]
     pub(crate) interest_radius: Option<f32>,
     /// Entities leave a client's view only beyond this many metres
-    /// (hysteresis; default: 1.25 x the interest radius).
+    /// (hysteresis; default: the scenario's leave_radius when the radius
+    /// is the scenario's, else 1.25 x the interest radius).
     #[arg(long, env = "DUALPLANE_INTEREST_LEAVE_RADIUS")]
     pub(crate) interest_leave_radius: Option<f32>,
     /// Record every session into this directory (one replay per run).
@@ -174,6 +175,8 @@ mod tests {
         assert_eq!(interest_radii(None, None, None).unwrap(), None);
         let r = interest_radii(None, None, Some(&scen)).unwrap().unwrap();
         assert_eq!((r.enter_m, r.leave_m), (20.0, 30.0));
+        let r = interest_radii(None, Some(40.0), Some(&scen)).unwrap().unwrap();
+        assert_eq!((r.enter_m, r.leave_m), (20.0, 40.0), "a flag's leave radius over the scenario's");
         let r = interest_radii(Some(10.0), None, Some(&scen)).unwrap().unwrap();
         assert_eq!((r.enter_m, r.leave_m), (10.0, 12.5), "the flag's radius with the default leave factor");
         assert_eq!(interest_radii(Some(0.0), None, Some(&scen)).unwrap(), None);
