@@ -598,6 +598,22 @@ mod tests {
     }
 
     #[test]
+    fn a_boost_decides_what_a_full_budget_sends_first() {
+        // Two entities changed by the same amount; a budget that fits one.
+        let base: Vec<QEntity> = vec![ent(1, 0), ent(2, 0)];
+        let cur: Vec<QEntity> = vec![ent(1, 100), ent(2, 100)];
+        let sent = |boost: &[u8], budget: usize| {
+            let e = encode(2, 1, Some((1, &base)), &cur, &mut Priorities::default(), budget, boost, Vec::new());
+            e.view.iter().filter(|v| cur.contains(v)).map(|v| v.handle).collect::<Vec<u64>>()
+        };
+        let budget = (16..200).find(|&b| sent(&[], b).len() == 1).expect("a budget that fits exactly one update");
+        assert_eq!(sent(&[], budget), vec![1], "unboosted: handle order breaks the tie");
+        assert_eq!(sent(&[0, 2], budget), vec![2], "the boosted entity goes first");
+        assert_eq!(sent(&[3, 1], budget), vec![1]);
+        assert_eq!(sent(&[0, 9], budget), vec![2], "boosts above 3 are clamped, not overflowing");
+    }
+
+    #[test]
     fn budget_defers_changes_and_priorities_eventually_send_everything() {
         let base: Vec<QEntity> = Vec::new();
         let cur: Vec<QEntity> = (0..901).map(|h| ent(h, h as i32)).collect();

@@ -11,7 +11,7 @@
 //!
 //! All integer arithmetic on millimetre positions: the selected set depends
 //! on nothing but the quantized world and the server's previous selection
-//! for that client (`previous`), so it is the same on every machine. The
+//! for that client ([`ClientInterest`]), so it is the same on every machine. The
 //! client never recomputes it: it applies the snapshot to its baseline and
 //! proves the resulting view's hash, as without interest.
 
@@ -117,54 +117,62 @@ pub struct InterestView {
     pub boost: Vec<u8>,
 }
 
-/// The view of a client centred at `center`: entities within the enter
-/// radius, those of `previous` (sorted handles: the last view) still
-/// within the leave radius, and always `keep` (its own entities). `grid`
-/// is this tick's grid over `world` (None: every entity is a candidate).
-/// `previous` is replaced by the new view's handles.
-pub fn select(
-    world: &[QEntity],
-    grid: Option<&InterestGrid>,
-    center: [i32; 3],
-    radii: InterestRadii,
-    keep: &[u64],
-    previous: &mut Vec<u64>,
-) -> InterestView {
-    let (enter, leave) = (InterestRadii::mm(radii.enter_m), InterestRadii::mm(radii.leave_m));
-    let (enter2, leave2) = (enter.saturating_mul(enter), leave.saturating_mul(leave));
-    let mut idx: Vec<u32> = Vec::new();
-    match grid {
-        Some(g) => g.candidates(center, leave, &mut idx),
-        None => idx.extend(0..world.len() as u32),
-    }
-    for h in keep {
-        if let Ok(i) = world.binary_search_by_key(h, |e| e.handle) {
-            idx.push(i as u32);
+/// One client's interest: its last selection (what the leave radius
+/// keeps) and the buffers its next selection is built in (reused, so a
+/// tick's selection allocates nothing once they have grown).
+#[derive(Debug, Default)]
+pub struct ClientInterest {
+    /// The handles of the last view, sorted.
+    previous: Vec<u64>,
+    idx: Vec<u32>,
+    out: InterestView,
+}
+
+impl ClientInterest {
+    /// The view of a client centred at `center`: entities within the enter
+    /// radius, those of the last view still within the leave radius, and
+    /// always `keep` (its own entities). `grid` is this tick's grid over
+    /// `world` (None: every entity is a candidate).
+    pub fn select(&mut self, world: &[QEntity], grid: Option<&InterestGrid>, center: [i32; 3], radii: InterestRadii, keep: &[u64]) -> &InterestView {
+        let (enter, leave) = (InterestRadii::mm(radii.enter_m), InterestRadii::mm(radii.leave_m));
+        let (enter2, leave2) = (enter.saturating_mul(enter), leave.saturating_mul(leave));
+        let idx = &mut self.idx;
+        idx.clear();
+        match grid {
+            Some(g) => g.candidates(center, leave, idx),
+            None => idx.extend(0..world.len() as u32),
         }
-    }
-    idx.sort_unstable();
-    idx.dedup();
-    let mut out = InterestView::default();
-    let mut prev = previous.iter().peekable();
-    let fast = (2.0 * f64::from(crate::quant::vel_scale())) as i64;
-    let fast2 = fast * fast;
-    for i in idx {
-        let e = &world[i as usize];
-        // `previous` and the candidates are both in handle order.
-        while prev.next_if(|&&h| h < e.handle).is_some() {}
-        let was_in = prev.next_if(|&&h| h == e.handle).is_some();
-        let d2 = dist2(e.pos, center);
-        if !(d2 <= enter2 || (was_in && d2 <= leave2) || keep.contains(&e.handle)) {
-            continue;
+        for h in keep {
+            if let Ok(i) = world.binary_search_by_key(h, |e| e.handle) {
+                idx.push(i as u32);
+            }
         }
-        let near = u8::from(d2 <= enter2 / 4) + u8::from(d2 <= enter2 / 16);
-        let v2: i64 = e.vel.iter().map(|&v| i64::from(v) * i64::from(v)).sum();
-        out.boost.push(near + u8::from(v2 >= fast2));
-        out.view.push(*e);
+        idx.sort_unstable();
+        idx.dedup();
+        let out = &mut self.out;
+        out.view.clear();
+        out.boost.clear();
+        let mut prev = self.previous.iter().peekable();
+        let fast = (2.0 * f64::from(crate::quant::vel_scale())) as i64;
+        let fast2 = fast * fast;
+        for &i in idx.iter() {
+            let e = &world[i as usize];
+            // The last view and the candidates are both in handle order.
+            while prev.next_if(|&&h| h < e.handle).is_some() {}
+            let was_in = prev.next_if(|&&h| h == e.handle).is_some();
+            let d2 = dist2(e.pos, center);
+            if !(d2 <= enter2 || (was_in && d2 <= leave2) || keep.contains(&e.handle)) {
+                continue;
+            }
+            let near = u8::from(d2 <= enter2 / 4) + u8::from(d2 <= enter2 / 16);
+            let v2: i64 = e.vel.iter().map(|&v| i64::from(v) * i64::from(v)).sum();
+            out.boost.push(near + u8::from(v2 >= fast2));
+            out.view.push(*e);
+        }
+        self.previous.clear();
+        self.previous.extend(out.view.iter().map(|e| e.handle));
+        out
     }
-    previous.clear();
-    previous.extend(out.view.iter().map(|e| e.handle));
-    out
 }
 
 #[cfg(test)]
@@ -202,13 +210,13 @@ mod tests {
             world.push(QEntity { handle: 10_001, archetype: 0, shape: 0, pos: [i32::MAX, i32::MIN, 5], rot: 0, vel: [0; 3] });
             let mut center = [0, 1, 2].map(|_| rng.range_f32(-30_000.0, 30_000.0) as i32);
             let grid = InterestGrid::build(&world, radii());
-            let (mut pa, mut pb) = (Vec::new(), Vec::new());
+            let (mut pa, mut pb) = (ClientInterest::default(), ClientInterest::default());
             for _ in 0..6 {
                 // The centre moves 1.5 m a step, so entities fall into the
                 // (enter, leave] band where only the previous view keeps them.
                 center[0] += 1_500;
-                let a = select(&world, Some(&grid), center, radii(), &[7], &mut pa);
-                let b = select(&world, None, center, radii(), &[7], &mut pb);
+                let a = pa.select(&world, Some(&grid), center, radii(), &[7]);
+                let b = pb.select(&world, None, center, radii(), &[7]);
                 assert_eq!(a.view, b.view, "round {round}");
                 assert_eq!(a.boost, b.boost);
                 assert!(a.view.windows(2).all(|w| w[0].handle < w[1].handle));
@@ -220,14 +228,14 @@ mod tests {
     #[test]
     fn an_entity_enters_inside_enter_and_leaves_beyond_leave() {
         let me = at(1, 0);
-        let mut prev = Vec::new();
+        let mut prev = ClientInterest::default();
         let mut seen = Vec::new();
         // Walk entity 9 in from 20 m to 0 and back out, 0.5 m a step.
         let path: Vec<i32> = (0..=40).rev().chain(1..=40).map(|k| k * 500).collect();
         for &x in &path {
             let world = vec![me, at(9, x)];
             let grid = InterestGrid::build(&world, radii());
-            let v = select(&world, Some(&grid), me.pos, radii(), &[1], &mut prev);
+            let v = prev.select(&world, Some(&grid), me.pos, radii(), &[1]);
             seen.push(v.view.iter().any(|e| e.handle == 9));
         }
         let first_in = path[seen.iter().position(|&s| s).unwrap()];
@@ -240,14 +248,14 @@ mod tests {
     #[test]
     fn no_churn_at_the_boundary() {
         let me = at(1, 0);
-        let mut prev = Vec::new();
+        let mut prev = ClientInterest::default();
         let mut changes = 0;
         let mut last = false;
         // Hovering around the enter radius (9.9 m .. 10.4 m) for 600 ticks.
         for t in 0..600 {
             let x = 9_900 + (t * 37 % 500);
             let world = vec![me, at(9, x)];
-            let v = select(&world, None, me.pos, radii(), &[1], &mut prev);
+            let v = prev.select(&world, None, me.pos, radii(), &[1]);
             let now = v.view.iter().any(|e| e.handle == 9);
             changes += usize::from(now != last);
             last = now;
@@ -261,8 +269,9 @@ mod tests {
         let mut fast = at(5, 9_000);
         fast.vel = [300, 0, 0];
         let world = vec![me, at(3, 1_000), at(4, 4_000), fast, at(6, 9_000)];
-        let v = select(&world, None, me.pos, radii(), &[1], &mut Vec::new());
-        let b: Vec<(u64, u8)> = v.view.iter().map(|e| e.handle).zip(v.boost).collect();
+        let mut ci = ClientInterest::default();
+        let v = ci.select(&world, None, me.pos, radii(), &[1]);
+        let b: Vec<(u64, u8)> = v.view.iter().map(|e| e.handle).zip(v.boost.iter().copied()).collect();
         assert_eq!(b, vec![(1, 2), (3, 2), (4, 1), (5, 1), (6, 0)]);
     }
 }

@@ -6,7 +6,7 @@
 use crate::command::{InputDatagram, PlayerBlock, INPUT_TYPE, PLAYER_BLOCK_LEN};
 use crate::delta::{self, Priorities};
 use crate::proto::{bye, Ack, Frame, PROTOCOL_VERSION};
-use crate::interest::{InterestGrid, InterestRadii};
+use crate::interest::{ClientInterest, InterestGrid, InterestRadii};
 use crate::quant::{QEntity, QView};
 use crate::token::{Claims, Role, TokenError, TokenGate};
 use sim_core::{Handle, MicroPlan, Op, PlanBuilder, SourceId, Status, Tick};
@@ -244,9 +244,9 @@ pub struct ServerSession {
     /// Cost spent per target tick (ascending ticks, bounded).
     spent: VecDeque<(u64, u64)>,
     prio: Priorities,
-    /// The handles of the last interest-filtered view (sorted): what the
-    /// leave radius keeps.
-    interest_in: Vec<u64>,
+    /// The last interest selection (what the leave radius keeps) and its
+    /// buffers.
+    interest: ClientInterest,
     /// A view buffer the baseline ring evicted, reused by the next encode.
     spare_view: Vec<QEntity>,
     last_heard_ms: u64,
@@ -276,7 +276,7 @@ impl ServerSession {
             lead: None,
             spent: VecDeque::new(),
             prio: Priorities::default(),
-            interest_in: Vec::new(),
+            interest: ClientInterest::default(),
             spare_view: Vec::new(),
             last_heard_ms: now_ms,
             inputs: Bucket::new(config.inputs_per_sec, now_ms),
@@ -307,11 +307,10 @@ impl ServerSession {
     /// With interest on, `grid` is this tick's [`InterestGrid`] over `world`
     /// (built once for all sessions; None scans every entity).
     pub fn snapshot(&mut self, now_ms: u64, tick: u64, world: &[QEntity], avatars: &[AvatarState], grid: Option<&InterestGrid>, config: &CoreConfig) -> Vec<u8> {
-        let selected;
         let (view, boost): (&[QEntity], &[u8]) = match (config.interest, self.controlled.first()) {
             (Some(radii), Some(&me)) => {
                 let center = world.binary_search_by_key(&me, |e| e.handle).map_or([0; 3], |i| world[i].pos);
-                selected = crate::interest::select(world, grid, center, radii, &self.controlled, &mut self.interest_in);
+                let selected = self.interest.select(world, grid, center, radii, &self.controlled);
                 (&selected.view, &selected.boost)
             }
             _ => (world, &[]),

@@ -20,6 +20,8 @@ struct Run {
     near_changes: usize,
     /// The far client's largest view.
     far_max_view: usize,
+    /// Snapshots the server sent from nothing (no usable acked baseline).
+    resyncs: u64,
 }
 
 fn world() -> World {
@@ -30,7 +32,7 @@ fn world() -> World {
     World::from_scenario(&s, None)
 }
 
-fn run(radii: InterestRadii, ticks: u64) -> Run {
+fn run(radii: InterestRadii, ticks: u64, ack_lost: impl Fn(u64) -> bool) -> Run {
     let mut w = world();
     for _ in 0..120 {
         w.step(&[], &mut NoClock);
@@ -53,7 +55,9 @@ fn run(radii: InterestRadii, ticks: u64) -> Run {
         for k in 0..2 {
             let bytes = sessions[k].snapshot(now, tick, &view, &[], Some(&grid), &config);
             clients[k].on_datagram(&bytes);
-            if let Some(ack) = clients[k].poll_ack() {
+            if let Some(ack) = clients[k].poll_ack()
+                && !ack_lost(tick)
+            {
                 sessions[k].on_datagram(now, tick, &ack).expect("an ack is accepted");
             }
         }
@@ -69,13 +73,14 @@ fn run(radii: InterestRadii, ticks: u64) -> Run {
         hash_failures: clients.iter().map(|c| c.stats.hash_failures).sum(),
         near_changes,
         far_max_view,
+        resyncs: sessions.iter().map(|s| s.stats.resyncs).sum(),
     }
 }
 
 #[test]
 fn far_clients_get_far_fewer_bytes_and_every_view_is_proven() {
     let ticks = 600;
-    let r = run(InterestRadii::new(8.0, Some(10.0)).unwrap(), ticks);
+    let r = run(InterestRadii::new(8.0, Some(10.0)).unwrap(), ticks, |_| false);
     println!("bytes near {} far {}, applied {:?}, near view changes {}, far view max {}", r.bytes[0], r.bytes[1], r.applied, r.near_changes, r.far_max_view);
     assert_eq!(r.hash_failures, 0, "every applied view matched the server's hash");
     assert!(r.applied.iter().all(|&a| a >= ticks - 2), "every snapshot applied: {:?}", r.applied);
@@ -87,9 +92,21 @@ fn far_clients_get_far_fewer_bytes_and_every_view_is_proven() {
 #[test]
 fn hysteresis_cuts_boundary_churn_on_the_real_pile() {
     let ticks = 300;
-    let without = run(InterestRadii::new(6.0, Some(6.0)).unwrap(), ticks);
-    let with = run(InterestRadii::new(6.0, Some(7.5)).unwrap(), ticks);
+    let without = run(InterestRadii::new(6.0, Some(6.0)).unwrap(), ticks, |_| false);
+    let with = run(InterestRadii::new(6.0, Some(7.5)).unwrap(), ticks, |_| false);
     println!("view changes: leave = enter {}, leave = 1.25 x enter {}", without.near_changes, with.near_changes);
     assert_eq!(without.hash_failures + with.hash_failures, 0);
     assert!(with.near_changes < without.near_changes, "with {} vs without {}", with.near_changes, without.near_changes);
+}
+
+#[test]
+fn a_client_whose_acks_stop_for_a_second_resyncs_and_proves_its_view_again() {
+    // No ack reaches the server for 80 ticks: its acked baseline leaves
+    // the ring, so it sends from nothing, with the interest view moving on.
+    let lost = |t: u64| (200..280).contains(&t);
+    let r = run(InterestRadii::new(8.0, Some(10.0)).expect("radii"), 400, lost);
+    println!("resyncs {}, applied {:?}", r.resyncs, r.applied);
+    assert_eq!(r.hash_failures, 0);
+    assert!(r.resyncs >= 50, "after 32 ticks without acks the baseline left the ring: a resync every tick until acks resume: {}", r.resyncs);
+    assert!(r.applied.iter().all(|&a| a >= 390), "{:?}", r.applied);
 }
