@@ -28,7 +28,8 @@ pub struct RecordBenchArgs {
     /// Rounds (each: one run off, one run on).
     #[arg(long, default_value_t = 5)]
     rounds: u32,
-    /// Where the recorded runs' files go (a temporary directory by default).
+    /// Where the recorded runs' files go (a temporary directory by default;
+    /// new files only, the last one kept).
     #[arg(long)]
     dir: Option<PathBuf>,
     #[arg(long)]
@@ -46,15 +47,19 @@ struct Run {
     stalls: u64,
 }
 
-fn one_run(a: &RecordBenchArgs, record: Option<&std::path::Path>) -> anyhow::Result<Run> {
+/// One run; recording into a new file in `record_dir` (never one that
+/// exists: `bench-record.rpl`, `bench-record-1.rpl`, ...), whose path is
+/// returned.
+fn one_run(a: &RecordBenchArgs, record_dir: Option<&std::path::Path>) -> anyhow::Result<(Run, Option<PathBuf>)> {
     let (mut world, name, scenario_hash) = load_scenario_world(a.scenario.as_ref(), None)?;
-    let recorder = match record {
-        Some(p) => {
+    let recorder = match record_dir {
+        Some(dir) => {
             let config = replays::RecorderConfig { keyframe_every: a.keyframe_every, threads: crate::threads::threads(), ..Default::default() };
-            Some(replays::Recorder::create(p, &world, &name, scenario_hash, config)?)
+            Some(replays::Recorder::create_new_in(dir, "bench-record", &world, &name, scenario_hash, config)?)
         }
         None => None,
     };
+    let path = recorder.as_ref().map(|r| r.path().to_path_buf());
     let mut clock = MonotonicClock::new();
     let mut tick_ns = Vec::with_capacity(a.ticks as usize);
     let (mut record_ns_max, mut stalls) = (0u64, 0u64);
@@ -74,7 +79,7 @@ fn one_run(a: &RecordBenchArgs, record: Option<&std::path::Path>) -> anyhow::Res
         r.close()?;
     }
     let (mean, p99) = mean_p99(&mut tick_ns);
-    Ok(Run { recording: record.is_some(), tick_ms_mean: mean / 1e6, tick_ms_p99: p99 / 1e6, record_ms_max: record_ns_max as f64 / 1e6, stalls })
+    Ok((Run { recording: path.is_some(), tick_ms_mean: mean / 1e6, tick_ms_p99: p99 / 1e6, record_ms_max: record_ns_max as f64 / 1e6, stalls }, path))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -102,22 +107,23 @@ pub fn run(a: &RecordBenchArgs) -> anyhow::Result<ExitCode> {
     let mut runs = Vec::new();
     let mut last_file = None;
     for round in 0..a.rounds {
-        let file = dir.join(format!("bench-record-{round}.rpl"));
         // Off first in even rounds, on first in odd ones.
         for on in [round % 2 == 1, round % 2 == 0] {
             if let Some(pb) = &progress {
                 pb.set_message(format!("round {} recording {}", round + 1, if on { "on" } else { "off" }));
             }
-            if on {
-                let _ = std::fs::remove_file(&file);
+            let (run, file) = one_run(a, on.then_some(dir.as_path()))?;
+            runs.push(run);
+            // Only the last recording is kept (its sizes are reported); the
+            // earlier ones are this bench's own files.
+            if let Some(f) = file
+                && let Some(old) = last_file.replace(f)
+            {
+                let _ = std::fs::remove_file(old);
             }
-            runs.push(one_run(a, on.then_some(file.as_path()))?);
             if let Some(pb) = &progress {
                 pb.inc(1);
             }
-        }
-        if let Some(old) = last_file.replace(file) {
-            let _ = std::fs::remove_file(old);
         }
     }
     if let Some(pb) = progress {
