@@ -89,8 +89,9 @@ impl InterestGrid {
         InterestGrid { cell_mm, cells }
     }
 
-    /// Indices (ascending) of the entities in the cells that a sphere of
-    /// `radius_mm` around `center` touches.
+    /// Appends the indices of the entities in the cells that a sphere of
+    /// `radius_mm` around `center` touches (unsorted; a wrapped key can
+    /// repeat one: the caller sorts and dedups once).
     fn candidates(&self, center: [i32; 3], radius_mm: i64, out: &mut Vec<u32>) {
         let lo = center.map(|c| cell_of(i64::from(c) - radius_mm, self.cell_mm));
         let hi = center.map(|c| cell_of(i64::from(c) + radius_mm, self.cell_mm));
@@ -103,8 +104,6 @@ impl InterestGrid {
                 }
             }
         }
-        out.sort_unstable();
-        out.dedup();
     }
 }
 

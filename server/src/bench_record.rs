@@ -40,6 +40,9 @@ pub struct RecordBenchArgs {
 #[derive(Debug, serde::Serialize)]
 struct Run {
     recording: bool,
+    /// Entities at the start of the run.
+    #[serde(skip)]
+    entities: usize,
     tick_ms_mean: f64,
     tick_ms_p99: f64,
     /// The slowest recording call on the tick thread (0 when off).
@@ -60,6 +63,7 @@ fn one_run(a: &RecordBenchArgs, record_dir: Option<&std::path::Path>) -> anyhow:
         None => None,
     };
     let path = recorder.as_ref().map(|r| r.path().to_path_buf());
+    let entities = world.entity_count();
     let mut clock = MonotonicClock::new();
     let mut tick_ns = Vec::with_capacity(a.ticks as usize);
     let (mut record_ns_max, mut stalls) = (0u64, 0u64);
@@ -79,7 +83,7 @@ fn one_run(a: &RecordBenchArgs, record_dir: Option<&std::path::Path>) -> anyhow:
         r.close()?;
     }
     let (mean, p99) = mean_p99(&mut tick_ns);
-    Ok((Run { recording: path.is_some(), tick_ms_mean: mean / 1e6, tick_ms_p99: p99 / 1e6, record_ms_max: record_ns_max as f64 / 1e6, stalls }, path))
+    Ok((Run { recording: path.is_some(), entities, tick_ms_mean: mean / 1e6, tick_ms_p99: p99 / 1e6, record_ms_max: record_ns_max as f64 / 1e6, stalls }, path))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -141,7 +145,7 @@ pub fn run(a: &RecordBenchArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         let v = serde_json::json!({
             "scenario": replay.header.scenario_name,
-            "entities": load_scenario_world(a.scenario.as_ref(), None)?.0.entity_count(),
+            "entities": runs.first().map_or(0, |r| r.entities),
             "ticks": a.ticks,
             "rounds": a.rounds,
             "threads": crate::threads::threads(),

@@ -104,7 +104,7 @@ fn measure(a: &ServeBenchArgs, n: usize, pool: &rayon::ThreadPool) -> anyhow::Re
     }
     let hz = world.config().tick_rate;
     // As `serve` chooses it: the flags, else the scenario's [interest]; 0: off.
-    let interest = crate::serve::interest_radii(a.interest_radius, a.interest_leave_radius, scenario.interest.as_ref())?;
+    let interest = crate::serve::interest_radii(&[(a.interest_radius, a.interest_leave_radius), crate::serve::scenario_interest(scenario.interest.as_ref())])?;
     let config = CoreConfig { interest, max_clients: n.max(1), ..CoreConfig::default() };
     let mut hub = Hub::new(config.clone(), TokenGate::new(KeyRing::single(0, vec![0; 32]), net::token::DEV_SERVER_ID, ""));
     let role = if a.role == "observer" { Role::Observer } else { Role::Player };

@@ -48,8 +48,9 @@ pub struct Scenario {
     /// How players' avatars move and where they spawn.
     #[serde(default)]
     pub players: Players,
-    /// Interest management a server applies to its players unless told
-    /// otherwise (absent: every client sees every entity).
+    /// Interest management a server applies to clients that control
+    /// entities unless told otherwise (absent: every client sees every
+    /// entity).
     #[serde(default)]
     pub interest: Option<InterestDef>,
 }

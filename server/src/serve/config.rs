@@ -146,41 +146,51 @@ pub(crate) struct FileConfig {
     pub(crate) drain_timeout_ms: Option<u64>,
 }
 
-/// Interest management from `--interest-radius` / `--interest-leave-radius`
-/// (or the config file), else from the scenario's `[interest]`; a radius of
-/// 0 turns it off whatever the scenario says.
-pub(crate) fn interest_radii(radius: Option<f32>, leave: Option<f32>, scenario: Option<&sim_core::scenario::InterestDef>) -> anyhow::Result<Option<net::interest::InterestRadii>> {
-    let (radius, leave) = match (radius, scenario) {
-        (Some(r), _) => (r, leave),
-        (None, Some(s)) => (s.radius, leave.or(s.leave_radius)),
-        (None, None) => {
-            anyhow::ensure!(leave.is_none(), "--interest-leave-radius needs an interest radius (--interest-radius or the scenario's [interest])");
-            return Ok(None);
-        }
+/// One settings layer's interest radii: (radius, leave radius).
+pub(crate) type InterestLayer = (Option<f32>, Option<f32>);
+
+/// The scenario's `[interest]` as a layer.
+pub(crate) fn scenario_interest(s: Option<&sim_core::scenario::InterestDef>) -> InterestLayer {
+    s.map_or((None, None), |s| (Some(s.radius), s.leave_radius))
+}
+
+/// Interest management from `layers`, highest precedence first (flags, the
+/// config file, the scenario's `[interest]`): the first layer that sets a
+/// radius decides it, and its leave radius is the first one set in that
+/// layer or above (a lower layer's leave radius belongs to its own radius;
+/// none: 1.25 x the radius). A radius of 0 turns interest off whatever
+/// lower layers say.
+pub(crate) fn interest_radii(layers: &[InterestLayer]) -> anyhow::Result<Option<net::interest::InterestRadii>> {
+    let Some(k) = layers.iter().position(|l| l.0.is_some()) else {
+        anyhow::ensure!(layers.iter().all(|l| l.1.is_none()), "--interest-leave-radius needs an interest radius (--interest-radius, the config file, or the scenario's [interest])");
+        return Ok(None);
     };
+    let radius = layers[k].0.unwrap_or_default();
     if radius == 0.0 {
         return Ok(None);
     }
+    let leave = layers[..=k].iter().find_map(|l| l.1);
     net::interest::InterestRadii::new(radius, leave).map(Some).map_err(anyhow::Error::msg)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::interest_radii;
+    use super::{interest_radii, scenario_interest};
     use sim_core::scenario::InterestDef;
 
     #[test]
-    fn interest_comes_from_the_flag_then_the_scenario_and_zero_turns_it_off() {
-        let scen = InterestDef { radius: 20.0, leave_radius: Some(30.0) };
-        assert_eq!(interest_radii(None, None, None).unwrap(), None);
-        let r = interest_radii(None, None, Some(&scen)).unwrap().unwrap();
-        assert_eq!((r.enter_m, r.leave_m), (20.0, 30.0));
-        let r = interest_radii(None, Some(40.0), Some(&scen)).unwrap().unwrap();
-        assert_eq!((r.enter_m, r.leave_m), (20.0, 40.0), "a flag's leave radius over the scenario's");
-        let r = interest_radii(Some(10.0), None, Some(&scen)).unwrap().unwrap();
-        assert_eq!((r.enter_m, r.leave_m), (10.0, 12.5), "the flag's radius with the default leave factor");
-        assert_eq!(interest_radii(Some(0.0), None, Some(&scen)).unwrap(), None);
-        assert!(interest_radii(Some(10.0), Some(5.0), None).unwrap_err().to_string().contains("at least the enter radius"));
-        assert!(interest_radii(None, Some(5.0), None).is_err());
+    fn interest_comes_from_the_flag_then_the_file_then_the_scenario_and_zero_turns_it_off() {
+        let scen = scenario_interest(Some(&InterestDef { radius: 20.0, leave_radius: Some(30.0) }));
+        let none = (None, None);
+        let radii = |layers: &[(Option<f32>, Option<f32>)]| interest_radii(layers).unwrap().map(|r| (r.enter_m, r.leave_m));
+        assert_eq!(radii(&[none, none, none]), None);
+        assert_eq!(radii(&[none, none, scen]), Some((20.0, 30.0)));
+        assert_eq!(radii(&[(None, Some(40.0)), none, scen]), Some((20.0, 40.0)), "a flag's leave radius over the scenario's");
+        assert_eq!(radii(&[(Some(10.0), None), none, scen]), Some((10.0, 12.5)), "the flag's radius with the default leave factor");
+        assert_eq!(radii(&[none, (Some(10.0), Some(12.0)), scen]), Some((10.0, 12.0)), "the file's pair");
+        assert_eq!(radii(&[(Some(30.0), None), (Some(10.0), Some(12.0)), scen]), Some((30.0, 37.5)), "a lower layer's leave radius belongs to its own radius");
+        assert_eq!(radii(&[(Some(0.0), None), none, scen]), None);
+        assert!(interest_radii(&[(Some(10.0), Some(5.0)), none]).unwrap_err().to_string().contains("at least the enter radius"));
+        assert!(interest_radii(&[(None, Some(5.0)), none, none]).is_err());
     }
 }

@@ -18,7 +18,7 @@ mod stats;
 mod tick;
 
 pub use config::ServeArgs;
-pub(crate) use config::interest_radii;
+pub(crate) use config::{interest_radii, scenario_interest};
 use config::FileConfig;
 use conn::{handle, ConnCtx, Outboxes, Published};
 use frames::{frame_sink, FrameSink};
@@ -96,14 +96,11 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let dev_dir = a.dev_dir.clone().or(file.dev_dir).unwrap_or_else(net::driver::default_dev_dir);
     let scenario_def = crate::simulate::load_scenario(scenario.as_ref())?;
-    // A layer that sets the radius brings its own leave radius (or the
-    // default): a lower layer's leave radius belongs to its own radius.
-    let (radius, leave) = match (a.interest_radius, file.interest_radius) {
-        (Some(r), _) => (Some(r), a.interest_leave_radius),
-        (None, Some(r)) => (Some(r), a.interest_leave_radius.or(file.interest_leave_radius)),
-        (None, None) => (None, a.interest_leave_radius.or(file.interest_leave_radius)),
-    };
-    let interest = config::interest_radii(radius, leave, scenario_def.interest.as_ref())?;
+    let interest = config::interest_radii(&[
+        (a.interest_radius, a.interest_leave_radius),
+        (file.interest_radius, file.interest_leave_radius),
+        config::scenario_interest(scenario_def.interest.as_ref()),
+    ])?;
     let core = CoreConfig {
         budget: a.snapshot_budget.or(file.snapshot_budget).unwrap_or(1100),
         idle_timeout_ms: a.idle_timeout_ms.or(file.idle_timeout_ms).unwrap_or(10_000),
