@@ -23,9 +23,10 @@ step "install what the tests need (idempotent)"
 # promtool for the monitoring checks; protoc for the Agones SDK build;
 # python3 (+ venv) and curl for checks; libzstd-dev and pkg-config so that
 # zstd-sys links the system library instead of compiling its C sources in
-# every build (about 90 s each on 2 cores).
+# every build (about 90 s each on 2 cores); e2fsprogs (mkfs.ext4) for the
+# fault lab's filesystem that turns read-only.
 need=""
-for pkg in mesa-vulkan-drivers libvulkan1 prometheus protobuf-compiler python3 python3-venv curl libzstd-dev pkg-config; do
+for pkg in mesa-vulkan-drivers libvulkan1 prometheus protobuf-compiler python3 python3-venv curl libzstd-dev pkg-config e2fsprogs; do
     dpkg -s "$pkg" > /dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then
@@ -158,6 +159,13 @@ print("32 bots: snapshots applied per bot min %d; server %.2f Hz, tick p50 %.2f 
 PY
 rm -rf "$DEV"
 ok "32 bots over QUIC, scraped by Prometheus"
+
+step "fault lab (short, ~6 min): network profiles, soak, churn, kill -9 / SIGSTOP / SIGTERM, full and read-only disks, hostile clients"
+# Every scenario runs against the release binary over real QUIC; its
+# pass/fail comes from the numbers in target/faults/results.json. The full
+# lab (tests/faults/run.sh --full) is documented in the README.
+DUALPLANE_BIN="$ROOT/target/release/dualplane" tests/faults/run.sh --out "$ROOT/target/faults" || fail "fault lab (target/faults/RESULTS.md)"
+ok "fault lab"
 
 step "deploy: Prometheus config, alert rules and their unit tests"
 promtool check config deploy/prometheus/prometheus.yml || fail "promtool check config"

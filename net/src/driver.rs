@@ -105,11 +105,14 @@ impl DevCredentials {
 pub struct TransportSettings {
     pub idle_timeout: Duration,
     pub keep_alive: Duration,
+    /// Bytes a peer may send on one stream before this end reads them
+    /// (QUIC flow control); `None`: quinn's default.
+    pub stream_receive_window: Option<u32>,
 }
 
 impl Default for TransportSettings {
     fn default() -> Self {
-        TransportSettings { idle_timeout: Duration::from_secs(10), keep_alive: Duration::from_secs(2) }
+        TransportSettings { idle_timeout: Duration::from_secs(10), keep_alive: Duration::from_secs(2), stream_receive_window: None }
     }
 }
 
@@ -121,6 +124,10 @@ fn transport(t: TransportSettings) -> Result<Arc<quinn::TransportConfig>, Driver
     tc.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     tc.max_concurrent_bidi_streams(1u32.into());
     tc.max_concurrent_uni_streams(0u32.into());
+    if let Some(w) = t.stream_receive_window {
+        tc.stream_receive_window(w.into());
+        tc.receive_window(w.into());
+    }
     Ok(Arc::new(tc))
 }
 
@@ -297,8 +304,9 @@ pub async fn connect_to(target: &str, opts: &ClientOptions, role: Role, token: &
 }
 
 /// The QUIC + TLS handshake with one address; a refused certificate is
-/// [`DriverError::Verify`].
-async fn handshake(addr: std::net::SocketAddr, host: &str, opts: &ClientOptions) -> Result<(quinn::Endpoint, quinn::Connection), DriverError> {
+/// [`DriverError::Verify`]. (Public for the fault lab's clients that
+/// connect and then never say Hello.)
+pub async fn handshake(addr: std::net::SocketAddr, host: &str, opts: &ClientOptions) -> Result<(quinn::Endpoint, quinn::Connection), DriverError> {
     let host = host.to_string();
     let name = match (&opts.server_name, &opts.trust) {
         (Some(n), _) => n.clone(),

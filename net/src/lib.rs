@@ -12,6 +12,7 @@ pub mod client;
 pub mod command;
 pub mod delta;
 pub mod driver;
+pub mod guard;
 pub mod hub;
 pub mod interest;
 pub mod predict;

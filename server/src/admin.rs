@@ -24,6 +24,9 @@ pub struct Metrics {
     pub snapshot_bytes: Histogram,
     pub replication_seconds: Histogram,
     pub replication_skipped: IntCounter,
+    pub tick_debt_dropped: IntCounter,
+    pub client_faults: IntCounterVec,
+    pub datagrams_dropped: IntCounterVec,
     pub client_hash_failures: IntGauge,
     pub plans: IntCounterVec,
     pub inputs: IntCounterVec,
@@ -73,6 +76,9 @@ impl Metrics {
             snapshot_bytes: h("dualplane_snapshot_size_bytes", "Size of snapshot datagrams.", vec![64.0, 128.0, 256.0, 512.0, 768.0, 1024.0, 1200.0]),
             replication_seconds: h("dualplane_replication_duration_seconds", "Wall time to encode and send one tick's snapshots to every client (on the replication pool).", vec![0.0002, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.0167, 0.033]),
             replication_skipped: c("dualplane_replication_skipped_ticks_total", "Published ticks replaced before replication took them (replication behind the tick rate)."),
+            tick_debt_dropped: c("dualplane_tick_debt_dropped_ticks_total", "Ticks the loop did not catch up on after a stall longer than 5 ticks (the schedule restarts from now; the world still steps every tick)."),
+            client_faults: cv("dualplane_client_faults_total", "Client misbehaviour by reason (no_hello, bad_hello, malformed_frame, unexpected_frame, oversized_frame, slow_reader).", &["reason"]),
+            datagrams_dropped: cv("dualplane_datagrams_dropped_total", "UDP datagrams that cannot be this server's QUIC, by reason (not_quic: too short for a header, bad_version, short_initial, unknown_cid); quinn drops them.", &["reason"]),
             client_hash_failures: g("dualplane_client_hash_failures", "Reconstruction-hash failures reported by connected clients (sum)."),
             plans: cv("dualplane_plans_total", "Plans by status (IDL status name).", &["status"]),
             inputs: cv("dualplane_inputs_total", "Client inputs by outcome.", &["outcome"]),
@@ -103,6 +109,12 @@ impl Metrics {
         for o in ["applied", "late_retargeted", "late_dropped", "queue_full"] {
             m.inputs.with_label_values(&[o]);
         }
+        for f in crate::serve::stats::Fault::ALL {
+            m.client_faults.with_label_values(&[f.label()]);
+        }
+        for j in net::guard::Junk::ALL {
+            m.datagrams_dropped.with_label_values(&[j.label()]);
+        }
         for o in ["rendered", "failed", "skipped"] {
             m.frames.with_label_values(&[o]);
         }
@@ -131,6 +143,9 @@ impl Metrics {
             Box::new(m.snapshot_bytes.clone()),
             Box::new(m.replication_seconds.clone()),
             Box::new(m.replication_skipped.clone()),
+            Box::new(m.tick_debt_dropped.clone()),
+            Box::new(m.client_faults.clone()),
+            Box::new(m.datagrams_dropped.clone()),
             Box::new(m.client_hash_failures.clone()),
             Box::new(m.plans.clone()),
             Box::new(m.inputs.clone()),

@@ -103,6 +103,47 @@ struct BotReport {
     /// Rewinds: server states that differed from the prediction.
     corrections: u64,
     corrections_per_min: f64,
+    /// Longest wait between two applied snapshots (after the first).
+    apply_gap_ms_max: f64,
+    /// For a `--link` with blackouts: the longest time from a blackout's
+    /// end to the next applied (hash-verified) snapshot; `None` when there
+    /// was no blackout, or one never reconverged before the bot stopped.
+    reconverge_ms: Option<f64>,
+    /// Blackouts that ended while the bot ran and were followed by no
+    /// applied snapshot.
+    blackouts_unrecovered: u32,
+}
+
+/// When the link's blackouts end (since the link started), and when the
+/// first snapshot after each was applied.
+struct Recovery {
+    link_start: Instant,
+    ends: Vec<Duration>,
+    first_after: Vec<Option<Duration>>,
+}
+
+impl Recovery {
+    fn new(link_start: Instant, blackouts: &[(Duration, Duration)]) -> Recovery {
+        let ends: Vec<Duration> = blackouts.iter().map(|(at, len)| *at + *len).collect();
+        Recovery { link_start, first_after: vec![None; ends.len()], ends }
+    }
+
+    fn applied(&mut self, now: Instant) {
+        let t = now.saturating_duration_since(self.link_start);
+        for (end, first) in self.ends.iter().zip(&mut self.first_after) {
+            if first.is_none() && t >= *end {
+                *first = Some(t - *end);
+            }
+        }
+    }
+
+    /// (the slowest reconvergence in ms, blackouts that ended unrecovered by `now`).
+    fn report(&self, now: Instant) -> (Option<f64>, u32) {
+        let t = now.saturating_duration_since(self.link_start);
+        let unrecovered = self.ends.iter().zip(&self.first_after).filter(|(end, f)| f.is_none() && t >= **end).count();
+        let slowest = self.first_after.iter().flatten().max().map(|d| d.as_secs_f64() * 1000.0);
+        (if unrecovered > 0 { None } else { slowest }, u32::try_from(unrecovered).unwrap_or(u32::MAX))
+    }
 }
 
 fn quantile(sorted: &[f32], q: f64) -> f64 {
@@ -112,7 +153,7 @@ fn quantile(sorted: &[f32], q: f64) -> f64 {
     f64::from(sorted[((sorted.len() - 1) as f64 * q).round() as usize])
 }
 
-async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>, id: u32, duration: Duration) -> BotReport {
+async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>, id: u32, duration: Duration, mut recovery: Recovery) -> BotReport {
     let mut rep = BotReport { client_id: id, ..BotReport::default() };
     let token = minter.mint(id, Role::Player, Duration::from_secs(60));
     let mut c = match connect_to(&server, &opts, Role::Player, &token).await {
@@ -144,6 +185,7 @@ async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>
     let mut errors: Vec<f32> = Vec::new();
     let mut rng = sim_core::rng::WorldRng::from_seed(u64::from(id));
     let (mut seq, mut last_tick, mut late, mut sent_bytes) = (0u32, 0u64, 0u32, 0u64);
+    let (mut last_applied, mut gap_max): (Option<Instant>, Duration) = (None, Duration::ZERO);
     let start = Instant::now();
     let ms = |t: Instant| t.duration_since(start).as_millis() as u64;
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(tick_rate.max(1))));
@@ -166,7 +208,17 @@ async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>
                         break;
                     }
                 };
-                if let Some((tick, block)) = client.on_datagram(&d) {
+                let applied_before = client.stats.snapshots_applied;
+                let got = client.on_datagram(&d);
+                if client.stats.snapshots_applied > applied_before {
+                    let now = Instant::now();
+                    if let Some(prev) = last_applied {
+                        gap_max = gap_max.max(now - prev);
+                    }
+                    last_applied = Some(now);
+                    recovery.applied(now);
+                }
+                if let Some((tick, block)) = got {
                     interp.on_snapshot(ms(Instant::now()), tick);
                     clock.on_snapshot(ms(Instant::now()), tick, c.conn.rtt().as_secs_f64() * 1000.0);
                     clock.on_lead(block.lead);
@@ -236,6 +288,8 @@ async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>
     rep.corrections = predictor.corrections;
     rep.predictions_compared = predictor.compared;
     rep.corrections_per_min = predictor.corrections as f64 * 60.0 / secs;
+    rep.apply_gap_ms_max = gap_max.as_secs_f64() * 1000.0;
+    (rep.reconverge_ms, rep.blackouts_unrecovered) = recovery.report(Instant::now());
     reader.abort();
     drain.abort();
     c.conn.close(quinn::VarInt::from_u32(0), b"bot done");
@@ -244,9 +298,8 @@ async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>
 }
 
 pub fn bot(a: &BotArgs) -> anyhow::Result<ExitCode> {
-    let creds = DevCredentials::load_or_create(&a.dev_dir.clone().unwrap_or_else(net::driver::default_dev_dir))?;
-    let mut opts = a.trust.options(&creds.cert_der)?;
-    let minter = Arc::new(a.mint.minter(&creds)?);
+    let (_, mut opts, minter) = crate::client_args::client_setup(a.dev_dir.as_deref(), &a.trust, &a.mint)?;
+    let minter = Arc::new(minter);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let (reports, link): (Vec<BotReport>, Option<serde_json::Value>) = rt.block_on(async {
         let mut tasks = Vec::new();
@@ -261,11 +314,13 @@ pub fn bot(a: &BotArgs) -> anyhow::Result<ExitCode> {
             }
             None => None,
         };
+        let link_start = Instant::now();
+        let blackouts = a.link.as_ref().map(|p| p.blackouts.clone()).unwrap_or_default();
         let target = relay.as_ref().map_or_else(|| a.server.clone(), |r| r.local.to_string());
         let server: Arc<str> = Arc::from(target.as_str());
         let opts = Arc::new(opts);
         for i in 0..a.count {
-            tasks.push(tokio::spawn(one_bot(Arc::clone(&server), Arc::clone(&opts), Arc::clone(&minter), a.first_id + i, a.duration)));
+            tasks.push(tokio::spawn(one_bot(Arc::clone(&server), Arc::clone(&opts), Arc::clone(&minter), a.first_id + i, a.duration, Recovery::new(link_start, &blackouts))));
         }
         let mut out = Vec::new();
         for t in tasks {

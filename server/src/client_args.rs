@@ -98,6 +98,33 @@ impl Minter {
     }
 }
 
+/// The flags the fault lab's clients (`churn`, `hostile`) share.
+#[derive(clap::Args, Debug)]
+pub struct LabClientArgs {
+    /// host:port of the server.
+    #[arg(long, default_value = "127.0.0.1:4433")]
+    pub server: String,
+    /// Dev dir with cert.der and token.key (clients mint their own tokens).
+    #[arg(long, env = "DUALPLANE_DEV_DIR")]
+    pub dev_dir: Option<PathBuf>,
+    /// The report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    #[command(flatten)]
+    pub mint: MintArgs,
+}
+
+/// The dev credentials, connect options and token minter a client's flags
+/// choose (the dev dir: `dev_dir`, else the default one).
+pub fn client_setup(dev_dir: Option<&std::path::Path>, trust: &TrustArgs, mint: &MintArgs) -> anyhow::Result<(DevCredentials, ClientOptions, Minter)> {
+    let creds = DevCredentials::load_or_create(&dev_dir.map_or_else(net::driver::default_dev_dir, std::path::Path::to_path_buf))?;
+    let opts = trust.options(&creds.cert_der)?;
+    let minter = mint.minter(&creds)?;
+    Ok((creds, opts, minter))
+}
+
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

@@ -2,7 +2,7 @@
 //! server crate's library (src/lib.rs); all logic worth testing lives there
 //! and in sim-core, net and replays.
 
-use server::{alloc_count, bench, bot, netsim, plan_cmd, ports_cmd, replay_cmd, serve, simulate, threads};
+use server::{alloc_count, bench, bot, churn, hostile, netsim, plan_cmd, ports_cmd, replay_cmd, serve, simulate, threads};
 #[cfg(feature = "render")]
 use server::render_cmd;
 
@@ -39,6 +39,11 @@ enum Command {
     /// A UDP link conditioner between clients and a server (delay, jitter,
     /// loss, duplication, reordering, rate, blackouts; seeded).
     Netsim(netsim::NetsimArgs),
+    /// Fault lab: many short-lived players (some leave cleanly, some vanish).
+    Churn(churn::ChurnArgs),
+    /// Fault lab: hostile clients (datagram flood, mute connections,
+    /// malformed frames, clients that never read).
+    Hostile(hostile::HostileArgs),
     /// Benchmarks that print numbers (no thresholds unless asked).
     Bench {
         #[command(subcommand)]
@@ -75,6 +80,8 @@ fn main() -> ExitCode {
         Command::Render(args) => render_cmd::run(&args),
         Command::Bot(args) => bot::bot(&args),
         Command::Netsim(args) => netsim::run(&args),
+        Command::Churn(args) => churn::churn(&args),
+        Command::Hostile(args) => hostile::hostile(&args),
         Command::Bench { what } => bench::run(&what),
         Command::Plan { what } => plan_cmd::run(&what),
         Command::Ports { what } => ports_cmd::run(&what),

@@ -11,6 +11,7 @@ use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use super::*;
+use super::stats::Fault;
 
 pub(crate) struct ConnCtx {
     pub(crate) tick_rate: u32,
@@ -52,19 +53,25 @@ pub(crate) fn unix_now() -> u64 {
 
 pub(crate) async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
     let Ok(Ok((mut send, mut recv))) = tokio::time::timeout(Duration::from_secs(5), conn.accept_bi()).await else {
-        ctx.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+        ctx.stats.fault(Fault::NoHello);
         conn.close(quinn::VarInt::from_u32(u32::from(bye::PROTOCOL)), b"no control stream");
         return;
     };
     let hello = match tokio::time::timeout(Duration::from_secs(5), read_frame(&mut recv)).await {
         Ok(Ok(Some(f))) => f,
         Ok(Err(net::driver::DriverError::Proto(net::proto::ProtoError::TooLarge(_)))) => {
-            ctx.stats.oversized_frames.fetch_add(1, Ordering::Relaxed);
+            ctx.stats.fault(Fault::OversizedFrame);
             refuse(&conn, &mut send, bye::PROTOCOL, "frame too large").await;
             return;
         }
+        // Nothing within 5 s (or the stream ended first).
+        Err(_) | Ok(Ok(None)) => {
+            ctx.stats.fault(Fault::NoHello);
+            refuse(&conn, &mut send, bye::PROTOCOL, "expected Hello within 5 s").await;
+            return;
+        }
         _ => {
-            ctx.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+            ctx.stats.fault(Fault::BadHello);
             refuse(&conn, &mut send, bye::PROTOCOL, "expected Hello").await;
             return;
         }
@@ -188,8 +195,9 @@ pub(crate) async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
                         // A refused plan's sender is told why (bounded: a
                         // client that does not read loses statuses).
                         if let Err(net::session::Refusal { reject, sequence: Some(sequence) }) = r
-                            && let Some(status) = reject.status() {
-                                let _ = out_tx.try_send(Frame::PlanStatus { sequence, tick: ctx.stats.world_tick.load(Ordering::Relaxed), status: status as u16 });
+                            && let Some(status) = reject.status()
+                            && out_tx.try_send(Frame::PlanStatus { sequence, tick: ctx.stats.world_tick.load(Ordering::Relaxed), status: status as u16 }).is_err() {
+                                ctx.stats.fault(Fault::SlowReader);
                             }
                         if let Ok(Some(p)) = r {
                             // The correlation id of an accepted policy plan is
@@ -204,14 +212,17 @@ pub(crate) async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
                         }
                     }
                     Ok(Some(Frame::Bye { .. })) | Ok(None) => break,
-                    Ok(Some(_)) => {
-                        ctx.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                    }
+                    Ok(Some(_)) => ctx.stats.fault(Fault::UnexpectedFrame),
                     Err(net::driver::DriverError::Proto(net::proto::ProtoError::TooLarge(_))) => {
-                        ctx.stats.oversized_frames.fetch_add(1, Ordering::Relaxed);
-                        let _ = out_tx.try_send(Frame::Bye { code: bye::PROTOCOL, reason: "frame too large".into() });
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        conn.close(quinn::VarInt::from_u32(u32::from(bye::PROTOCOL)), b"frame too large");
+                        ctx.stats.fault(Fault::OversizedFrame);
+                        close_for(&conn, &out_tx, "frame too large").await;
+                        break;
+                    }
+                    // Bytes that are no frame: the stream cannot be
+                    // resynchronised, so the connection ends (told why).
+                    Err(net::driver::DriverError::Proto(e)) => {
+                        ctx.stats.fault(Fault::MalformedFrame);
+                        close_for(&conn, &out_tx, &format!("malformed frame: {e}")).await;
                         break;
                     }
                     Err(_) => break,
@@ -246,6 +257,14 @@ pub(crate) fn leave(ctx: &ConnCtx, id: u32, epoch: u64, conn_id: usize) {
     if let Some(d) = ctx.hub.lock().ok().and_then(|mut h| h.leave_epoch(id, epoch)) {
         let _ = ctx.leave_tx.try_send(d);
     }
+}
+
+/// Tells a joined client why it is being disconnected (through its
+/// outbox, in order after what it was already sent), then closes.
+async fn close_for(conn: &quinn::Connection, out_tx: &tokio::sync::mpsc::Sender<Frame>, reason: &str) {
+    let _ = out_tx.try_send(Frame::Bye { code: bye::PROTOCOL, reason: reason.to_string() });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    conn.close(quinn::VarInt::from_u32(u32::from(bye::PROTOCOL)), reason.as_bytes());
 }
 
 pub(crate) async fn refuse(conn: &quinn::Connection, send: &mut quinn::SendStream, code: u16, reason: &str) {

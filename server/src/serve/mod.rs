@@ -14,7 +14,7 @@ mod conn;
 mod frames;
 mod recording;
 mod replicate;
-mod stats;
+pub(crate) mod stats;
 mod tick;
 
 pub use config::ServeArgs;
@@ -114,6 +114,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     let transport = TransportSettings {
         idle_timeout: Duration::from_millis(core.idle_timeout_ms),
         keep_alive: Duration::from_millis(a.keep_alive_ms.or(file.keep_alive_ms).unwrap_or(2000)),
+        stream_receive_window: None,
     };
     let record = a.record.clone().or(file.record);
     let keyframe_every = a.keyframe_every.or(file.keyframe_every).unwrap_or(600);
@@ -179,7 +180,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     )?;
     let tick_thread = {
         let (stats, shutdown, latest) = (Arc::clone(&stats), Arc::clone(&shutdown), Arc::clone(&latest));
-        let obs = TickObserver { metrics: metrics.clone(), health: Arc::clone(&health), outboxes: Arc::clone(&outboxes), published: Arc::clone(&published), reconnect_grace_ms: core.reconnect_grace_ms };
+        let obs = TickObserver { metrics: metrics.clone(), health: Arc::clone(&health), outboxes: Arc::clone(&outboxes), published: Arc::clone(&published), reconnect_grace_ms: core.reconnect_grace_ms, stats: Arc::clone(&stats) };
         std::thread::Builder::new().name("tick".into()).spawn(move || {
             // The whole loop runs on the simulation pool: rapier's parallel
             // step then needs no hand-off per tick.
@@ -189,7 +190,8 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
 
     let result = rt.block_on(async {
         let (sc, reloader) = server_config_for(&identity, transport)?;
-        let endpoint = quinn::Endpoint::server(sc, bind).with_context(|| format!("cannot listen on {bind}"))?;
+        let (endpoint, guard) = net::guard::server_endpoint(sc, bind).with_context(|| format!("cannot listen on {bind}"))?;
+        let _ = stats.guard.set(guard);
         let local = endpoint.local_addr()?;
         say(&format!("dualplane serving {name:?} at {tick_rate} Hz on {local} (QUIC, ALPN dualplane/1), {} simulation threads", crate::threads::threads()));
         say(&format!("{tls_desc}; tokens for server id {server_id:?}, match {match_id:?}, keys {keys_desc}; connect bots with: dualplane bot --server {local} --count 8"));

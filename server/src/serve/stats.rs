@@ -25,6 +25,13 @@ pub(crate) struct Stats {
     pub(crate) handshake_failures: AtomicU64,
     pub(crate) oversized_frames: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
+    /// Client misbehaviour by reason.
+    pub(crate) faults: [AtomicU64; Fault::ALL.len()],
+    /// Ticks the loop gave up catching up on after a stall (the process was
+    /// stopped, or the box starved it): the tick debt is bounded, not paid.
+    pub(crate) debt_dropped_ticks: AtomicU64,
+    /// The socket guard's verdicts (set once the endpoint is up).
+    pub(crate) guard: std::sync::OnceLock<std::sync::Arc<net::guard::GuardCounters>>,
     pub(crate) tick_ns: TickTimes,
     /// Snapshot encode time summed over clients (CPU on the replication
     /// pool), encodes, and rounds (one per replicated tick).
@@ -43,6 +50,60 @@ pub(crate) struct Stats {
     pub(crate) recording_failure: Mutex<Option<String>>,
     /// Replay files started, in order.
     pub(crate) replays: Mutex<Vec<String>>,
+}
+
+/// What a client did wrong (`dualplane_client_faults_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// Connected but opened no control stream, or sent no Hello, in time.
+    NoHello,
+    /// The first frame was not a Hello.
+    BadHello,
+    /// A control frame that does not decode (the connection is closed).
+    MalformedFrame,
+    /// A well-formed frame a client may not send after joining.
+    UnexpectedFrame,
+    /// A control frame over the size limit (the connection is closed).
+    OversizedFrame,
+    /// A frame to the client dropped because it does not read its stream.
+    SlowReader,
+}
+
+impl Fault {
+    pub(crate) const ALL: [Fault; 6] = [Fault::NoHello, Fault::BadHello, Fault::MalformedFrame, Fault::UnexpectedFrame, Fault::OversizedFrame, Fault::SlowReader];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Fault::NoHello => "no_hello",
+            Fault::BadHello => "bad_hello",
+            Fault::MalformedFrame => "malformed_frame",
+            Fault::UnexpectedFrame => "unexpected_frame",
+            Fault::OversizedFrame => "oversized_frame",
+            Fault::SlowReader => "slow_reader",
+        }
+    }
+}
+
+impl Stats {
+    /// Counts a client fault (and the protocol-error or oversized-frame
+    /// total it belongs to).
+    pub(crate) fn fault(&self, f: Fault) {
+        self.faults[f as usize].fetch_add(1, Ordering::Relaxed);
+        match f {
+            Fault::OversizedFrame => self.oversized_frames.fetch_add(1, Ordering::Relaxed),
+            Fault::SlowReader => 0,
+            _ => self.protocol_errors.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+
+    fn faults_json(&self) -> serde_json::Value {
+        Fault::ALL.iter().map(|f| (f.label().to_string(), serde_json::json!(self.faults[*f as usize].load(Ordering::Relaxed)))).collect::<serde_json::Map<_, _>>().into()
+    }
+
+    fn dropped_json(&self) -> serde_json::Value {
+        let g = self.guard.get();
+        net::guard::Junk::ALL.iter().map(|j| (j.label().to_string(), serde_json::json!(g.map_or(0, |g| g.junk(*j))))).collect::<serde_json::Map<_, _>>().into()
+    }
 }
 
 /// Every tick's duration (ns) in an HDR histogram: constant memory and an
@@ -101,6 +162,9 @@ pub(crate) fn summary(stats: &Stats, hub: &Mutex<Hub>, tick_rate: u32) -> serde_
         "handshake_failures": l(&stats.handshake_failures),
         "oversized_frames": l(&stats.oversized_frames),
         "protocol_errors": l(&stats.protocol_errors),
+        "client_faults": stats.faults_json(),
+        "datagrams_dropped": stats.dropped_json(),
+        "tick_debt_dropped_ticks": l(&stats.debt_dropped_ticks),
         "handshakes": handshakes,
         "session_rejects": rejects,
         "clients_at_exit": clients,
@@ -152,6 +216,15 @@ pub(crate) fn export_counters(hub: &Mutex<Hub>, stats: &Stats, m: &crate::admin:
     raise(&m.inputs.with_label_values(&["late_dropped"]), l(&stats.inputs_late_dropped));
     raise(&m.inputs.with_label_values(&["queue_full"]), l(&stats.inputs_queue_full));
     raise(&m.replication_skipped, l(&stats.replication_skipped));
+    raise(&m.tick_debt_dropped, l(&stats.debt_dropped_ticks));
+    for f in Fault::ALL {
+        raise(&m.client_faults.with_label_values(&[f.label()]), l(&stats.faults[f as usize]));
+    }
+    if let Some(g) = stats.guard.get() {
+        for j in net::guard::Junk::ALL {
+            raise(&m.datagrams_dropped.with_label_values(&[j.label()]), g.junk(j));
+        }
+    }
     raise(&m.frames.with_label_values(&["rendered"]), l(&stats.frames_rendered));
     raise(&m.frames.with_label_values(&["failed"]), l(&stats.frames_failed));
     raise(&m.frames.with_label_values(&["skipped"]), l(&stats.frames_skipped));

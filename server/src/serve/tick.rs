@@ -28,6 +28,8 @@ pub(crate) struct TickObserver {
     pub(crate) health: Arc<crate::admin::Health>,
     pub(crate) outboxes: Outboxes,
     pub(crate) published: Published,
+    /// For the frames a slow reader's outbox drops.
+    pub(crate) stats: Arc<Stats>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -202,7 +204,13 @@ pub(crate) fn tick_loop(
         if now > next {
             stats.overruns.fetch_add(1, Ordering::Relaxed);
             obs.metrics.tick_overruns.inc();
+            // Bounded tick debt: more than 5 ticks behind (a stopped
+            // process, a starved box), the schedule restarts from now
+            // instead of running a burst of late ticks; what it skipped
+            // is counted. The world still steps every tick: no tick is lost.
             if now - next > period * 5 {
+                let behind = (now - next).as_nanos() / period.as_nanos().max(1);
+                stats.debt_dropped_ticks.fetch_add(u64::try_from(behind).unwrap_or(u64::MAX), Ordering::Relaxed);
                 next = now;
             }
         } else {
@@ -221,8 +229,9 @@ impl TickObserver {
     /// has an outbox.
     fn tell(&self, source: u32, f: impl FnOnce() -> Frame) {
         if let Ok(o) = self.outboxes.lock()
-            && let Some((tx, _)) = o.get(&source) {
-                let _ = tx.try_send(f());
+            && let Some((tx, _)) = o.get(&source)
+            && tx.try_send(f()).is_err() {
+                self.stats.fault(super::stats::Fault::SlowReader);
             }
     }
 
@@ -236,18 +245,22 @@ impl TickObserver {
         }
         for pj in &j.plans {
             let Some((tx, statuses)) = o.get(&pj.source.0) else { continue };
-            if *statuses || pj.status != sim_core::Status::Ok {
-                let _ = tx.try_send(Frame::PlanStatus { sequence: pj.sequence, tick: j.tick.0, status: pj.status as u16 });
-            }
+            if (*statuses || pj.status != sim_core::Status::Ok)
+                && tx.try_send(Frame::PlanStatus { sequence: pj.sequence, tick: j.tick.0, status: pj.status as u16 }).is_err() {
+                    self.stats.fault(super::stats::Fault::SlowReader);
+                }
             if !pj.ray_hit.is_empty() {
                 let n = pj.ray_hit.len().min(net::proto::MAX_RAYS_PER_FRAME);
-                let _ = tx.try_send(Frame::PlanRays {
+                let rays = Frame::PlanRays {
                     sequence: pj.sequence,
                     tick: j.tick.0,
                     hit: pj.ray_hit[..n].to_vec(),
                     handle: pj.ray_handle[..n].to_vec(),
                     distance_bits: pj.ray_distance[..n].iter().map(|d| d.to_bits()).collect(),
-                });
+                };
+                if tx.try_send(rays).is_err() {
+                    self.stats.fault(super::stats::Fault::SlowReader);
+                }
             }
         }
     }

@@ -1,4 +1,5 @@
-//! Every decoder a peer's bytes reach: control-stream frames, ack and
+//! Every decoder a peer's bytes reach: the socket guard's look at a raw
+//! UDP datagram, control-stream frames, ack and
 //! input (command) datagrams and the server session that takes them
 //! (server side), player blocks, snapshot deltas against a baseline and the
 //! client session that applies them (client side). Errors, never panics; what decodes
@@ -11,6 +12,8 @@ use net::quant::QEntity;
 use net::session::ClientSession;
 
 fuzz_target!(|data: &[u8]| {
+    let ids = net::guard::HashedConnectionIdGenerator::from_key(7);
+    let _ = net::guard::classify(data, &ids);
     if let Ok(f) = Frame::decode(data) {
         let body = f.encode();
         let body = &body[4..]; // encode() prefixes the u32 length
