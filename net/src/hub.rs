@@ -90,7 +90,15 @@ pub fn joined_handles(plan: &MicroPlan, journal: &sim_core::PlanJournal) -> Vec<
 #[must_use]
 pub fn leave_plans(world: &World, d: &Departed, tick: Tick, seq: &mut u32) -> Vec<MicroPlan> {
     let mut out = Vec::new();
-    for &h in &d.controlled {
+    // A policy gives back whatever it owns in the world, including grants
+    // that took effect after its session last heard of them.
+    let mut controlled = d.controlled.clone();
+    if d.role == Role::Policy {
+        controlled.extend(crate::control::owned_by(world, d.source));
+        controlled.sort_unstable();
+        controlled.dedup();
+    }
+    for &h in &controlled {
         let handle = Handle::from_bits(h);
         if world.locate(handle).is_none() {
             continue;

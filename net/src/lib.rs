@@ -10,6 +10,7 @@
 pub mod bits;
 pub mod client;
 pub mod command;
+pub mod control;
 pub mod delta;
 pub mod driver;
 pub mod guard;

@@ -36,7 +36,17 @@ pub enum Frame {
     /// To players after the Welcome: the character controller's
     /// parameters, so the client can predict its avatar exactly.
     Character(CharacterParams),
+    /// Policy -> server: control this many NPCs in all (more are granted
+    /// from the free ones, fewer releases the rest; 0 releases every one).
+    /// One request in flight per session.
+    Control { want: u32 },
+    /// Server -> policy: the whole set of NPCs it controls, sorted, after
+    /// the tick that changed it.
+    Controlled { tick: u64, handles: Vec<u64> },
 }
+
+/// The most NPCs one policy session may control.
+pub const MAX_CONTROLLED: usize = 16_384;
 
 /// Why a connection ended (Bye codes).
 pub mod bye {
@@ -170,6 +180,19 @@ impl Frame {
                 }
                 b.push(u8::from(p.ground) | (u8::from(p.walls) << 1));
             }
+            Frame::Control { want } => {
+                b.push(8);
+                b.extend_from_slice(&want.to_le_bytes());
+            }
+            Frame::Controlled { tick, handles } => {
+                b.push(9);
+                b.extend_from_slice(&tick.to_le_bytes());
+                let n = handles.len().min(MAX_CONTROLLED);
+                b.extend_from_slice(&(n as u32).to_le_bytes());
+                for h in &handles[..n] {
+                    b.extend_from_slice(&h.to_le_bytes());
+                }
+            }
         }
         let mut out = (b.len() as u32).to_le_bytes().to_vec();
         out.extend_from_slice(&b);
@@ -240,6 +263,19 @@ impl Frame {
                 }
                 let [dt, gravity_y, max_speed, acceleration, air_acceleration, jump_speed, hx, hz, foot, radius] = f;
                 Frame::Character(CharacterParams { dt, gravity_y, max_speed, acceleration, air_acceleration, jump_speed, ground: flags & 1 != 0, walls: flags & 2 != 0, half_extents: [hx, hz], foot, radius })
+            }
+            8 => Frame::Control { want: r.u32("want")? },
+            9 => {
+                let tick = r.u64("tick")?;
+                let n = r.u32("controlled count")? as usize;
+                if n > MAX_CONTROLLED || n * 8 != r.0.len() {
+                    return Err(ProtoError::Malformed("controlled count does not match the frame length"));
+                }
+                let mut handles = Vec::with_capacity(n);
+                for _ in 0..n {
+                    handles.push(r.u64("handle")?);
+                }
+                Frame::Controlled { tick, handles }
             }
             t => return Err(ProtoError::UnknownType(t)),
         };
@@ -320,6 +356,9 @@ mod tests {
             Frame::PlanRays { sequence: 4, tick: 5, hit: vec![0, 1, 2], handle: vec![0, 7, u64::MAX], distance_bits: vec![f32::INFINITY.to_bits(), 1.5f32.to_bits(), 0] },
             Frame::PlanRays { sequence: 1, tick: 2, hit: vec![], handle: vec![], distance_bits: vec![] },
             Frame::Bye { code: bye::SHUTDOWN, reason: "bye".into() },
+            Frame::Control { want: 1000 },
+            Frame::Controlled { tick: 9, handles: vec![3, 4, u64::MAX] },
+            Frame::Controlled { tick: 9, handles: vec![] },
             Frame::Character(CharacterParams { dt: 1.0 / 60.0, gravity_y: -9.81, max_speed: 6.0, acceleration: 40.0, air_acceleration: 10.0, jump_speed: 5.0, ground: true, walls: false, half_extents: [30.0, 20.0], foot: 0.9, radius: 0.4 }),
         ];
         for f in frames {
@@ -329,7 +368,7 @@ mod tests {
                 assert!(Frame::decode(&enc[4..4 + cut]).is_err());
             }
         }
-        assert_eq!(Frame::decode(&[9]), Err(ProtoError::UnknownType(9)));
+        assert_eq!(Frame::decode(&[99]), Err(ProtoError::UnknownType(99)));
         let a = Ack { latest: Some(5), hash_failures: 1, inputs: vec![vec![7; 10], vec![]] };
         assert_eq!(Ack::decode(&a.encode()), Ok(a));
         assert!(Ack::decode(&[2, 1, 0]).is_err());

@@ -227,8 +227,11 @@ pub struct ServerSession {
     pub client_id: u32,
     pub source: u32,
     pub role: Role,
-    /// Entities this session may command (avatar, granted NPCs).
+    /// Entities this session may command (avatar first, granted NPCs).
+    /// Change it with [`ServerSession::set_controlled`].
     pub controlled: Vec<u64>,
+    /// The same handles, sorted: what plans are checked against.
+    controlled_sorted: Vec<u64>,
     seq: u32,
     ring: VecDeque<(u32, u64, QView)>,
     sent_at: VecDeque<(u32, u64)>,
@@ -258,6 +261,12 @@ pub struct ServerSession {
     pub stats: SessionStats,
 }
 
+fn sorted(h: &[u64]) -> Vec<u64> {
+    let mut v = h.to_vec();
+    v.sort_unstable();
+    v
+}
+
 impl ServerSession {
     #[must_use]
     pub fn new(client_id: u32, source: u32, role: Role, controlled: Vec<u64>, config: &CoreConfig, now_ms: u64) -> ServerSession {
@@ -265,6 +274,7 @@ impl ServerSession {
             client_id,
             source,
             role,
+            controlled_sorted: sorted(&controlled),
             controlled,
             seq: 0,
             ring: VecDeque::with_capacity(RING),
@@ -549,11 +559,18 @@ impl ServerSession {
         Ok(Some(plan))
     }
 
+    /// What this session controls from now on (a policy's grants and
+    /// releases).
+    pub fn set_controlled(&mut self, handles: Vec<u64>) {
+        self.controlled_sorted = sorted(&handles);
+        self.controlled = handles;
+    }
+
     /// Entity ops only name entities this session controls.
     fn controls_its_targets(&self, plan: &MicroPlan) -> bool {
         plan.sections().all(|s| match s.kind {
             sim_core::OpKind::Raycast | sim_core::OpKind::Overlap => true,
-            _ => (0..s.count).all(|i| self.controlled.contains(&s.u64(0, i))),
+            _ => (0..s.count).all(|i| self.controlled_sorted.binary_search(&s.u64(0, i)).is_ok()),
         })
     }
 

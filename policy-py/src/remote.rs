@@ -40,6 +40,9 @@ struct State {
     avatar: Avatar,
     /// A player's held input (move x, z, yaw, pitch; buttons), read every tick.
     held: ([f32; 4], u8),
+    /// A policy's controlled set as the server last told it (tick, handles);
+    /// None until its first control request is answered.
+    controlled: Option<(u64, Vec<u64>)>,
 }
 
 /// Raycast results of one plan: (sequence, tick, hit, handle, distance).
@@ -63,6 +66,8 @@ impl Shared {
 #[derive(Debug)]
 enum Cmd {
     Plan(Vec<u8>),
+    /// Ask to control this many NPCs in all.
+    Control(u32),
 }
 
 /// A player's avatar as its session sees it: the prediction and the
@@ -179,6 +184,7 @@ async fn run(addr: String, opts: ClientOptions, role: Role, token: String, share
                     shared.update(|s| s.rays = Some((sequence, tick, hit, handle, distance)));
                 }
                 Some(Ok(Some(Frame::Character(p)))) => predictor = Some(net::predict::Predictor::new(p)),
+                Some(Ok(Some(Frame::Controlled { tick, handles }))) => shared.update(|s| s.controlled = Some((tick, handles))),
                 Some(Ok(Some(Frame::Bye { code, reason }))) => break format!("server said bye ({code}): {reason}"),
                 Some(Ok(Some(_))) => {}
                 Some(Ok(None)) | None => break "server closed the control stream".to_string(),
@@ -234,6 +240,11 @@ async fn run(addr: String, opts: ClientOptions, role: Role, token: String, share
                         break format!("cannot send a plan: {e}");
                     }
                     shared.update(|s| s.plans_sent += 1);
+                }
+                Some(Cmd::Control(want)) => {
+                    if let Err(e) = write_frame(&mut send, &Frame::Control { want }).await {
+                        break format!("cannot send a control request: {e}");
+                    }
                 }
                 None => break "closed by this client".to_string(),
             },
@@ -383,11 +394,33 @@ impl Session {
         ffi();
         self.welcome.tick
     }
-    /// Handles this session may command (NPCs granted to a policy worker).
+    /// Handles this session may command (NPCs granted to a policy worker):
+    /// the server's latest answer to `request_npcs`, else the welcome's.
     #[getter]
     fn controlled<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
         ffi();
-        PyArray1::from_vec(py, self.welcome.controlled.clone())
+        let now = self.shared.state.lock().ok().and_then(|s| s.controlled.as_ref().map(|(_, h)| h.clone()));
+        PyArray1::from_vec(py, now.unwrap_or_else(|| self.welcome.controlled.clone()))
+    }
+
+    /// The tick of the server's latest answer to `request_npcs` (None
+    /// before the first).
+    #[getter]
+    fn controlled_tick(&self) -> Option<u64> {
+        ffi();
+        self.shared.state.lock().ok().and_then(|s| s.controlled.as_ref().map(|(t, _)| *t))
+    }
+
+    /// Asks to control `n` NPCs in all (a policy): more are granted from
+    /// the free ones, fewer releases the rest. The answer arrives a tick
+    /// later: `controlled` and `controlled_tick` change. One request at a
+    /// time: wait for `controlled_tick` to move before the next.
+    fn request_npcs(&self, n: u32) -> PyResult<()> {
+        ffi();
+        if let Some(r) = self.shared.state.lock().ok().and_then(|s| s.closed.clone()) {
+            return Err(closed_error(&r));
+        }
+        self.cmds.try_send(Cmd::Control(n)).map_err(|_| closed_error("the session's send queue is full or closed"))
     }
     /// Why the session ended, or None while it is open.
     #[getter]

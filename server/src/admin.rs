@@ -77,7 +77,7 @@ impl Metrics {
             replication_seconds: h("dualplane_replication_duration_seconds", "Wall time to encode and send one tick's snapshots to every client (on the replication pool).", vec![0.0002, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.0167, 0.033]),
             replication_skipped: c("dualplane_replication_skipped_ticks_total", "Published ticks replaced before replication took them (replication behind the tick rate)."),
             tick_debt_dropped: c("dualplane_tick_debt_dropped_ticks_total", "Ticks the loop did not catch up on after a stall longer than 5 ticks (the schedule restarts from now; the world still steps every tick)."),
-            client_faults: cv("dualplane_client_faults_total", "Client misbehaviour by reason (no_hello, bad_hello, malformed_frame, unexpected_frame, oversized_frame, slow_reader).", &["reason"]),
+            client_faults: cv("dualplane_client_faults_total", "Client misbehaviour by reason (no_hello, bad_hello, malformed_frame, unexpected_frame, oversized_frame, slow_reader, control_busy).", &["reason"]),
             datagrams_dropped: cv("dualplane_datagrams_dropped_total", "UDP datagrams that cannot be this server's QUIC, by reason (not_quic: too short for a header, bad_version, short_initial, unknown_cid); quinn drops them.", &["reason"]),
             client_hash_failures: g("dualplane_client_hash_failures", "Reconstruction-hash failures reported by connected clients (sum)."),
             plans: cv("dualplane_plans_total", "Plans by status (IDL status name).", &["status"]),

@@ -1,7 +1,7 @@
 """`python -m dualplane.worker`: run a policy file against a server.
 
     python -m dualplane.worker --server 127.0.0.1:4433 --token TOKEN \\
-        --policy my_policy.py [--deadline-ms 20] [--memory-mb 1024] [--json]
+        --policy my_policy.py [--npcs 1000] [--deadline-ms 20] [--memory-mb 1024] [--json]
 
 Two processes. The supervisor (this one) holds the QUIC session; the policy
 runs in a child process that holds nothing but three pipes (its source and
@@ -351,7 +351,16 @@ def run(args: argparse.Namespace) -> dict:
     journal = Journal(args.journal)
     source_code = Path(args.policy).read_bytes()
     session = connect(args.server, args.token, cert=args.cert, role="policy", timeout=args.connect_timeout, server_name=args.server_name, ca=args.ca, pin=args.pin)
+    if args.npcs is not None:
+        # Control on request: the answer (the whole set) arrives a tick later.
+        session.request_npcs(args.npcs)
+        wait_until = time.monotonic() + args.connect_timeout
+        while session.controlled_tick is None and time.monotonic() < wait_until:
+            session.observe(0.1)
+        if session.controlled_tick is None:
+            raise TimeoutError(f"no answer to the request for {args.npcs} NPCs within {args.connect_timeout} s")
     controlled = session.controlled
+    controlled_tick = session.controlled_tick
     source = session.source_id
     deadline = args.deadline_ms / 1000.0
     bank_max = args.bank_ms / 1000.0
@@ -404,6 +413,8 @@ def run(args: argparse.Namespace) -> dict:
                     journal.event("plan_rejected", tick, sequence=seq_no, status=getattr(status, "name", str(status)))
             if snap is None:
                 continue
+            if session.controlled_tick != controlled_tick:  # granted, released or taken back
+                controlled, controlled_tick = session.controlled, session.controlled_tick
             tick = int(snap["tick"])
             if last_tick is not None and tick > last_tick + 1:
                 counters["skipped"] += tick - last_tick - 1  # snapshots we were too busy to see
@@ -512,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpu-seconds", type=int, default=3600, help="CPU-time limit of one policy process (default 3600)")
     p.add_argument("--backoff-ms", type=float, default=250.0, help="first restart delay; doubles per failure (default 250)")
     p.add_argument("--max-backoff-ms", type=float, default=5000.0)
+    p.add_argument("--npcs", type=int, help="ask the server to control this many NPCs (default: the 4 granted at join)")
     p.add_argument("--lead", type=int, default=2, help="plans target observed tick + lead (default 2)")
     p.add_argument("--duration", type=float, default=0.0, help="seconds to run (0 = until the session ends or SIGTERM)")
     p.add_argument("--connect-timeout", type=float, default=5.0)

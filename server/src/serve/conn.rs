@@ -25,6 +25,7 @@ pub(crate) struct ConnCtx {
     pub(crate) join_tx: SyncSender<JoinReq>,
     pub(crate) leave_tx: SyncSender<Departed>,
     pub(crate) input_tx: SyncSender<MicroPlan>,
+    pub(crate) control_tx: SyncSender<super::tick::ControlReq>,
     pub(crate) outboxes: Outboxes,
     pub(crate) published: Published,
 }
@@ -155,6 +156,9 @@ pub(crate) async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
         send
     });
     let (reader, mut frame_rx) = net::driver::spawn_frame_reader(recv);
+    // A policy's control request in flight, and the task that applies its reply.
+    let control_pending = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut waiter: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
             d = conn.read_datagram() => {
@@ -211,6 +215,11 @@ pub(crate) async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
                             }
                         }
                     }
+                    Ok(Some(Frame::Control { want })) if is_policy => {
+                        if let Some(w) = request_control(&ctx, &session, &out_tx, &control_pending, source, want) {
+                            waiter = Some(w);
+                        }
+                    }
                     Ok(Some(Frame::Bye { .. })) | Ok(None) => break,
                     Ok(Some(_)) => ctx.stats.fault(Fault::UnexpectedFrame),
                     Err(net::driver::DriverError::Proto(net::proto::ProtoError::TooLarge(_))) => {
@@ -236,9 +245,41 @@ pub(crate) async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
             o.remove(&source);
         }
     }
+    // No reply may change the session once it leaves (the tick thread
+    // drops a request whose waiter is gone; what was granted is released
+    // with the rest of what the source owns).
+    if let Some(w) = waiter {
+        w.abort();
+    }
     reader.abort();
     writer.abort();
     leave(&ctx, id);
+}
+
+/// Sends a policy's control request to the tick thread (one in flight;
+/// another is counted and ignored) and spawns the task that applies the
+/// reply: the session's controlled set, and a Controlled frame to the client.
+fn request_control(ctx: &ConnCtx, session: &net::hub::SharedSession, out_tx: &tokio::sync::mpsc::Sender<Frame>, pending: &Arc<std::sync::atomic::AtomicBool>, source: u32, want: u32) -> Option<tokio::task::JoinHandle<()>> {
+    if pending.swap(true, Ordering::AcqRel) {
+        ctx.stats.fault(Fault::ControlBusy);
+        return None;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if ctx.control_tx.try_send(super::tick::ControlReq { req: net::control::Request { source, want }, reply: tx }).is_err() {
+        pending.store(false, Ordering::Release);
+        ctx.stats.fault(Fault::ControlBusy);
+        return None;
+    }
+    let (session, out, pending, stats) = (Arc::clone(session), out_tx.clone(), Arc::clone(pending), Arc::clone(&ctx.stats));
+    Some(tokio::spawn(async move {
+        if let Ok((tick, handles)) = rx.await {
+            net::hub::lock(&session).set_controlled(handles.clone());
+            if out.try_send(Frame::Controlled { tick, handles }).is_err() {
+                stats.fault(Fault::SlowReader);
+            }
+        }
+        pending.store(false, Ordering::Release);
+    }))
 }
 
 pub(crate) fn cancel_pending(ctx: &ConnCtx, id: u32) {

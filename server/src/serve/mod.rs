@@ -23,7 +23,7 @@ use config::FileConfig;
 use conn::{handle, ConnCtx, Outboxes, Published};
 use frames::{frame_sink, FrameSink};
 use stats::{export_counters, summary, Stats};
-use tick::{tick_loop, JoinReq, TickObserver};
+use tick::{tick_loop, ControlReq, JoinReq, TickObserver};
 
 use anyhow::Context;
 use crate::serve_trust::{spawn_key_watch, ServerTrust};
@@ -150,6 +150,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     let (join_tx, join_rx) = sync_channel::<JoinReq>(256);
     let (leave_tx, leave_rx) = sync_channel::<Departed>(1024);
     let (input_tx, input_rx) = sync_channel::<MicroPlan>(16_384);
+    let (control_tx, control_rx) = sync_channel::<ControlReq>(256);
     let latest = Arc::new(replicate::Latest::default());
     let outboxes: Outboxes = Arc::default();
     let published: Published = Arc::default();
@@ -184,7 +185,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
         std::thread::Builder::new().name("tick".into()).spawn(move || {
             // The whole loop runs on the simulation pool: rapier's parallel
             // step then needs no hand-off per tick.
-            crate::threads::install(|| tick_loop(world, recording, join_rx, leave_rx, input_rx, &latest, &stats, &shutdown, max_ticks, frames.map(|f| (frames_every, f)), &obs))
+            crate::threads::install(|| tick_loop(world, recording, join_rx, leave_rx, input_rx, control_rx, &latest, &stats, &shutdown, max_ticks, frames.map(|f| (frames_every, f)), &obs))
         })?
     };
 
@@ -241,7 +242,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
             let (endpoint, hub, conns, stats, metrics, health) = (endpoint.clone(), Arc::clone(&hub), Arc::clone(&conns), Arc::clone(&stats), metrics.clone(), Arc::clone(&health));
             tokio::spawn(async move {
                 while let Some(incoming) = endpoint.accept().await {
-                    let ctx = ConnCtx { tick_rate, character, metrics: metrics.clone(), health: Arc::clone(&health), hub: Arc::clone(&hub), conns: Arc::clone(&conns), stats: Arc::clone(&stats), join_tx: join_tx.clone(), leave_tx: leave_tx.clone(), input_tx: input_tx.clone(), outboxes: Arc::clone(&outboxes), published: Arc::clone(&published) };
+                    let ctx = ConnCtx { tick_rate, character, metrics: metrics.clone(), health: Arc::clone(&health), hub: Arc::clone(&hub), conns: Arc::clone(&conns), stats: Arc::clone(&stats), join_tx: join_tx.clone(), leave_tx: leave_tx.clone(), input_tx: input_tx.clone(), control_tx: control_tx.clone(), outboxes: Arc::clone(&outboxes), published: Arc::clone(&published) };
                     tokio::spawn(async move {
                         match incoming.await {
                             Ok(conn) => handle(conn, ctx).await,

@@ -67,10 +67,12 @@ pub(crate) enum Fault {
     OversizedFrame,
     /// A frame to the client dropped because it does not read its stream.
     SlowReader,
+    /// A control request while one is in flight (ignored).
+    ControlBusy,
 }
 
 impl Fault {
-    pub(crate) const ALL: [Fault; 6] = [Fault::NoHello, Fault::BadHello, Fault::MalformedFrame, Fault::UnexpectedFrame, Fault::OversizedFrame, Fault::SlowReader];
+    pub(crate) const ALL: [Fault; 7] = [Fault::NoHello, Fault::BadHello, Fault::MalformedFrame, Fault::UnexpectedFrame, Fault::OversizedFrame, Fault::SlowReader, Fault::ControlBusy];
 
     pub(crate) fn label(self) -> &'static str {
         match self {
@@ -80,6 +82,7 @@ impl Fault {
             Fault::UnexpectedFrame => "unexpected_frame",
             Fault::OversizedFrame => "oversized_frame",
             Fault::SlowReader => "slow_reader",
+            Fault::ControlBusy => "control_busy",
         }
     }
 }
@@ -91,7 +94,7 @@ impl Stats {
         self.faults[f as usize].fetch_add(1, Ordering::Relaxed);
         match f {
             Fault::OversizedFrame => self.oversized_frames.fetch_add(1, Ordering::Relaxed),
-            Fault::SlowReader => 0,
+            Fault::SlowReader | Fault::ControlBusy => 0,
             _ => self.protocol_errors.fetch_add(1, Ordering::Relaxed),
         };
     }

@@ -18,6 +18,13 @@ pub(crate) struct JoinReq {
     pub(crate) reply: tokio::sync::oneshot::Sender<Vec<u64>>,
 }
 
+/// A policy's control request; the reply is the tick it took effect and
+/// the whole set the policy controls after it.
+pub(crate) struct ControlReq {
+    pub(crate) req: net::control::Request,
+    pub(crate) reply: tokio::sync::oneshot::Sender<(u64, Vec<u64>)>,
+}
+
 pub(crate) const LATE_SLACK: u64 = 30;
 
 /// What the tick thread reports each tick (atomic metrics; never blocks).
@@ -39,6 +46,7 @@ pub(crate) fn tick_loop(
     join_rx: Receiver<JoinReq>,
     leave_rx: Receiver<Departed>,
     input_rx: Receiver<MicroPlan>,
+    control_rx: Receiver<ControlReq>,
     latest: &super::replicate::Latest,
     stats: &Stats,
     shutdown: &AtomicBool,
@@ -116,6 +124,20 @@ pub(crate) fn tick_loop(
                 joins.push((j, None));
             }
         }
+        // Control requests, after the joins (whose grants are taken). A
+        // request whose connection is gone is dropped: its session left.
+        let mut controls: Vec<ControlReq> = Vec::new();
+        while let Ok(c) = control_rx.try_recv() {
+            if !c.reply.is_closed() {
+                controls.push(c);
+            }
+        }
+        if !controls.is_empty() {
+            let mut reqs: Vec<net::control::Request> = controls.iter().map(|c| c.req).collect();
+            let (granting, granted) = net::control::plans(&world, &mut reqs, &taken, next_tick, &mut admin_seq);
+            taken.extend(granted);
+            plans.extend(granting);
+        }
         // From here on, inputs for `next_tick` are late: connection tasks
         // judge commands against this (a command arriving during the step
         // is counted late for its sender, not dropped silently).
@@ -169,6 +191,9 @@ pub(crate) fn tick_loop(
                 // The connection gave up waiting: undo the join next tick.
                 orphans.push(Departed { client_id: req.claims.client_id, source: net::hub::source_of(req.claims.client_id), role: req.claims.role, controlled: handles });
             }
+        }
+        for c in controls {
+            let _ = c.reply.send((world.tick().0, net::control::owned_by(&world, c.req.source)));
         }
         if let Some(r) = recording.as_mut() {
             r.clients(joined, left);
