@@ -1,9 +1,11 @@
 //! The server's UDP socket, with a look at every datagram before quinn
-//! parses it: datagrams that cannot belong to this server's QUIC (no fixed
-//! bit, an unknown version, an Initial shorter than QUIC allows, a short
-//! header whose connection id this server never issued) are counted by
-//! reason. Quinn drops them itself; the count is what makes a flood of
-//! junk visible in `/metrics`.
+//! parses it: datagrams that cannot belong to this server's QUIC (too
+//! short for a header, an unknown version, an Initial shorter than QUIC
+//! allows, a short header whose connection id this server never issued) are
+//! counted by reason. Quinn ignores them itself (or answers with a version
+//! negotiation or a stateless reset); the count is what makes a flood of
+//! junk visible in `/metrics`. A peer's stateless reset to us would count
+//! as `unknown_cid`.
 //!
 //! Connection ids come from quinn's keyed generator, whose key the guard
 //! shares, so it can tell its own ids from forged ones without state.
@@ -63,8 +65,10 @@ impl GuardCounters {
     }
 }
 
-/// QUIC v1 (RFC 9000); the only version the server offers.
-const QUIC_V1: u32 = 1;
+/// QUIC v1 (RFC 9000), and the drafts quinn still accepts (29 to 34).
+fn known_version(v: u32) -> bool {
+    v == 1 || (0xff00_001d..=0xff00_0022).contains(&v)
+}
 /// Length of the connection ids this server issues (quinn's keyed generator).
 pub const CID_LEN: usize = 8;
 
@@ -77,7 +81,7 @@ pub fn classify(d: &[u8], ids: &dyn ConnectionIdGenerator) -> Option<Junk> {
     if first & 0x80 != 0 {
         let Some(v) = d.get(1..5) else { return Some(Junk::NotQuic) };
         let version = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
-        if version != QUIC_V1 {
+        if !known_version(version) {
             return Some(Junk::BadVersion);
         }
         // Long packet type 0 is Initial; a client must pad it to 1,200.

@@ -97,8 +97,8 @@ pub fn churn(a: &ChurnArgs) -> anyhow::Result<ExitCode> {
         let mut tasks = Vec::new();
         for i in 0..a.count {
             let at = t0 + a.over.mul_f64(f64::from(i) / f64::from(a.count.max(1)));
-            // Every hundredth client in `vanish_pct` vanishes, spread evenly.
-            let vanish = (i % 100) < a.vanish_pct;
+            // `vanish_pct` of every 100 clients vanish, spread evenly.
+            let vanish = (i * a.vanish_pct) / 100 != ((i + 1) * a.vanish_pct) / 100;
             let (s, o, m) = (Arc::clone(&server), Arc::clone(&opts), Arc::clone(&minter));
             let (id, stay) = (a.first_id + i, a.stay);
             tasks.push(tokio::spawn(async move {

@@ -71,11 +71,13 @@ pub(crate) async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
             refuse(&conn, &mut send, bye::PROTOCOL, "expected Hello within 5 s").await;
             return;
         }
-        _ => {
+        Ok(Err(net::driver::DriverError::Proto(_))) => {
             ctx.stats.fault(Fault::BadHello);
             refuse(&conn, &mut send, bye::PROTOCOL, "expected Hello").await;
             return;
         }
+        // The stream or connection failed (the client went away): no fault.
+        Ok(Err(_)) => return,
     };
     if ctx.health.draining.load(Ordering::Relaxed) {
         refuse(&conn, &mut send, bye::SHUTDOWN, "server draining").await;
@@ -199,9 +201,8 @@ pub(crate) async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
                         // A refused plan's sender is told why (bounded: a
                         // client that does not read loses statuses).
                         if let Err(net::session::Refusal { reject, sequence: Some(sequence) }) = r
-                            && let Some(status) = reject.status()
-                            && out_tx.try_send(Frame::PlanStatus { sequence, tick: ctx.stats.world_tick.load(Ordering::Relaxed), status: status as u16 }).is_err() {
-                                ctx.stats.fault(Fault::SlowReader);
+                            && let Some(status) = reject.status() {
+                                ctx.stats.outbox(out_tx.try_send(Frame::PlanStatus { sequence, tick: ctx.stats.world_tick.load(Ordering::Relaxed), status: status as u16 }));
                             }
                         if let Ok(Some(p)) = r {
                             // The correlation id of an accepted policy plan is
@@ -274,9 +275,7 @@ fn request_control(ctx: &ConnCtx, session: &net::hub::SharedSession, out_tx: &to
     Some(tokio::spawn(async move {
         if let Ok((tick, handles)) = rx.await {
             net::hub::lock(&session).set_controlled(handles.clone());
-            if out.try_send(Frame::Controlled { tick, handles }).is_err() {
-                stats.fault(Fault::SlowReader);
-            }
+            stats.outbox(out.try_send(Frame::Controlled { tick, handles }));
         }
         pending.store(false, Ordering::Release);
     }))
@@ -309,7 +308,8 @@ async fn close_for(conn: &quinn::Connection, out_tx: &tokio::sync::mpsc::Sender<
 }
 
 pub(crate) async fn refuse(conn: &quinn::Connection, send: &mut quinn::SendStream, code: u16, reason: &str) {
-    let _ = write_frame(send, &Frame::Bye { code, reason: reason.to_string() }).await;
+    // Bounded: a peer that grants no stream credit cannot hold this task.
+    let _ = tokio::time::timeout(Duration::from_secs(2), write_frame(send, &Frame::Bye { code, reason: reason.to_string() })).await;
     let _ = send.finish();
     tokio::time::sleep(Duration::from_millis(50)).await;
     conn.close(quinn::VarInt::from_u32(u32::from(code)), reason.as_bytes());

@@ -57,7 +57,8 @@ pub(crate) struct Stats {
 pub(crate) enum Fault {
     /// Connected but opened no control stream, or sent no Hello, in time.
     NoHello,
-    /// The first frame was not a Hello.
+    /// The first frame does not decode (a decodable frame that is not a
+    /// Hello is a refused handshake: `handshakes{outcome="protocol"}`).
     BadHello,
     /// A control frame that does not decode (the connection is closed).
     MalformedFrame,
@@ -97,6 +98,15 @@ impl Stats {
             Fault::SlowReader | Fault::ControlBusy => 0,
             _ => self.protocol_errors.fetch_add(1, Ordering::Relaxed),
         };
+    }
+
+    /// Counts a frame an outbox refused because it was full (a client
+    /// that does not read); a closed outbox (the client is leaving) is not
+    /// the client's fault.
+    pub(crate) fn outbox<T>(&self, r: Result<(), tokio::sync::mpsc::error::TrySendError<T>>) {
+        if matches!(r, Err(tokio::sync::mpsc::error::TrySendError::Full(_))) {
+            self.fault(Fault::SlowReader);
+        }
     }
 
     fn faults_json(&self) -> serde_json::Value {

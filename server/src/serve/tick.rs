@@ -254,9 +254,8 @@ impl TickObserver {
     /// has an outbox.
     fn tell(&self, source: u32, f: impl FnOnce() -> Frame) {
         if let Ok(o) = self.outboxes.lock()
-            && let Some((tx, _)) = o.get(&source)
-            && tx.try_send(f()).is_err() {
-                self.stats.fault(super::stats::Fault::SlowReader);
+            && let Some((tx, _)) = o.get(&source) {
+                self.stats.outbox(tx.try_send(f()));
             }
     }
 
@@ -270,10 +269,9 @@ impl TickObserver {
         }
         for pj in &j.plans {
             let Some((tx, statuses)) = o.get(&pj.source.0) else { continue };
-            if (*statuses || pj.status != sim_core::Status::Ok)
-                && tx.try_send(Frame::PlanStatus { sequence: pj.sequence, tick: j.tick.0, status: pj.status as u16 }).is_err() {
-                    self.stats.fault(super::stats::Fault::SlowReader);
-                }
+            if *statuses || pj.status != sim_core::Status::Ok {
+                self.stats.outbox(tx.try_send(Frame::PlanStatus { sequence: pj.sequence, tick: j.tick.0, status: pj.status as u16 }));
+            }
             if !pj.ray_hit.is_empty() {
                 let n = pj.ray_hit.len().min(net::proto::MAX_RAYS_PER_FRAME);
                 let rays = Frame::PlanRays {
@@ -283,9 +281,7 @@ impl TickObserver {
                     handle: pj.ray_handle[..n].to_vec(),
                     distance_bits: pj.ray_distance[..n].iter().map(|d| d.to_bits()).collect(),
                 };
-                if tx.try_send(rays).is_err() {
-                    self.stats.fault(super::stats::Fault::SlowReader);
-                }
+                self.stats.outbox(tx.try_send(rays));
             }
         }
     }
