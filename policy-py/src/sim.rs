@@ -377,6 +377,14 @@ impl Sim {
         Ok(())
     }
 
+    /// The world drawn by the offscreen renderer (wgpu; Mesa lavapipe on
+    /// CPU): uint8[height, width, 3]. Cameras: "overview", "top".
+    #[pyo3(signature = (width = 320, height = 240, camera = "overview"))]
+    fn render<'py>(&self, py: Python<'py>, width: u32, height: u32, camera: &str) -> PyResult<Bound<'py, numpy::PyArray3<u8>>> {
+        ffi();
+        crate::render::frame(py, &self.world, width, height, camera)
+    }
+
     /// Address of a column's first element (for zero-copy tests).
     fn _column_address(&self, archetype: &str, column: &str) -> PyResult<usize> {
         let t = self.world.table(self::archetype(archetype)?);

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import dualplane
-from dualplane.envs import NpcSeekVectorEnv, npc_arena
+from dualplane.scenarios import npc_arena
 from dualplane.policy import PolicyImportError, grant_npcs, load_policy, run_local
 from conftest import REPO
 
@@ -64,37 +64,3 @@ def test_policy_imports_are_allowlisted(tmp_path):
     p.write_text("x = 1\n")
     with pytest.raises(ValueError, match="act"):
         load_policy(p)
-
-
-def test_vector_env_is_batched_and_deterministic():
-    def rollout():
-        env = NpcSeekVectorEnv(num_envs=3, npcs=8, max_steps=20, seed=5)
-        obs, info = env.reset(seed=5)
-        assert obs.shape == (3, 8, 4) and obs.dtype == np.float32
-        rng = np.random.default_rng(1)
-        rewards, hashes = [], []
-        for _ in range(25):
-            a = rng.uniform(-1, 1, size=(3, 8, 2)).astype(np.float32)
-            obs, r, term, trunc, info = env.step(a)
-            rewards.append(r.copy())
-            hashes.append(info["world_hash"].copy())
-        return np.array(rewards), np.array(hashes), trunc
-
-    r1, h1, _ = rollout()
-    r2, h2, _ = rollout()
-    assert np.array_equal(r1, r2) and np.array_equal(h1, h2)
-    assert r1.shape == (25, 3)
-    # Episodes of 20 steps: the 21st step is the autoreset.
-    assert np.all(h1[20] != h1[19])
-
-
-def test_env_moves_npcs_toward_the_goal_with_a_greedy_policy():
-    env = NpcSeekVectorEnv(num_envs=2, npcs=8, max_steps=400, seed=2)
-    obs, _ = env.reset(seed=2)
-    first = None
-    for _ in range(150):
-        rel = obs[..., :2]
-        a = -rel / np.maximum(np.linalg.norm(rel, axis=-1, keepdims=True), 1e-3)
-        obs, r, *_ = env.step(a.astype(np.float32))
-        first = r if first is None else first
-    assert np.all(r > first), (first, r)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import dualplane
-from dualplane.envs import npc_arena
+from dualplane.scenarios import npc_arena
 
 
 def address(a: np.ndarray) -> int:

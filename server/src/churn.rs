@@ -85,12 +85,12 @@ async fn one(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>, id
 
 pub fn churn(a: &ChurnArgs) -> anyhow::Result<ExitCode> {
     let (_, mut opts, minter) = client_setup(a.c.dev_dir.as_deref(), &a.c.trust, &a.c.mint)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     // Through a relay the certificate must still name the real host.
     if opts.server_name.is_none() {
-        opts.server_name = a.c.server.rsplit_once(':').map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']').to_string());
+        opts.server_name = Some(rt.block_on(net::driver::resolve(&a.c.server))?.1);
     }
     let (opts, minter, server) = (Arc::new(opts), Arc::new(minter), Arc::<str>::from(a.c.server.as_str()));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let start = Instant::now();
     let outcomes: Vec<Outcome> = rt.block_on(async {
         let t0 = tokio::time::Instant::now();

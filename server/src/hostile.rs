@@ -27,6 +27,25 @@ pub enum Attack {
     NoRead,
 }
 
+/// The attacks made over QUIC connections (every one but the flood).
+#[derive(Debug, Clone, Copy)]
+enum OverConnection {
+    Mute,
+    Garbage,
+    NoRead,
+}
+
+impl Attack {
+    fn over_connection(self) -> Option<OverConnection> {
+        match self {
+            Attack::Flood => None,
+            Attack::Mute => Some(OverConnection::Mute),
+            Attack::Garbage => Some(OverConnection::Garbage),
+            Attack::NoRead => Some(OverConnection::NoRead),
+        }
+    }
+}
+
 #[derive(clap::Args, Debug)]
 pub struct HostileArgs {
     #[command(flatten)]
@@ -176,18 +195,18 @@ pub fn hostile(a: &HostileArgs) -> anyhow::Result<ExitCode> {
     let (opts, minter, server) = (Arc::new(opts), Arc::new(minter), Arc::<str>::from(a.c.server.as_str()));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let v = rt.block_on(async {
-        if a.attack == Attack::Flood {
+        let Some(attack) = a.attack.over_connection() else {
             let sent = flood(&server, a.rate, a.duration).await?;
             return anyhow::Ok(serde_json::json!({"attack": "flood", "datagrams_sent": sent}));
-        }
+        };
         let mut tasks = Vec::new();
         for i in 0..a.count {
-            let (s, o, m, id, d, attack) = (Arc::clone(&server), Arc::clone(&opts), Arc::clone(&minter), a.first_id + i, a.duration, a.attack);
+            let (s, o, m, id, d) = (Arc::clone(&server), Arc::clone(&opts), Arc::clone(&minter), a.first_id + i, a.duration);
             tasks.push(tokio::spawn(async move {
                 match attack {
-                    Attack::Mute => mute(s, o, d).await,
-                    Attack::Garbage => garbage(s, o, m, id, i % 2 == 0, d).await,
-                    Attack::NoRead | Attack::Flood => no_read(s, o, m, id, d).await,
+                    OverConnection::Mute => mute(s, o, d).await,
+                    OverConnection::Garbage => garbage(s, o, m, id, i % 2 == 0, d).await,
+                    OverConnection::NoRead => no_read(s, o, m, id, d).await,
                 }
             }));
         }

@@ -282,7 +282,7 @@ def churn(work, full):
     count, over = (1000, 60) if full else (300, 20)
     idle_ms, grace_ms = 3000, 1000
     name = f"churn: {count} connects over {over} s (half vanish) beside 16 steady bots"
-    expected = "steady bots >= 58 snapshots/s and 0 hash failures; every churn session freed; RSS within 5% (+4 MiB) of its baseline"
+    expected = "steady bots >= 58 snapshots/s and 0 hash failures; every churn session freed and only the 16 steady avatars left; RSS within 5% (+4 MiB) of its baseline"
     s = Server(work, "churn", "--idle-timeout-ms", str(idle_ms), "--reconnect-grace-ms", str(grace_ms), "--max-clients", "256")
     out = os.path.join(s.dir, "bots.json")
     settle = (idle_ms + grace_ms) / 1000 + 4
@@ -310,7 +310,7 @@ def churn(work, full):
         return [failed(name, expected, f"churn printed no JSON: {c.stderr[-300:]}")]
     rss_ok = after["rss_kb"] <= base["rss_kb"] * 1.05 + 4096
     ok = (cj["connected"] == count and b["hash_failures"] == 0 and b["errors"] == 0 and b["snapshots_per_s_min"] >= 58
-          and base_clients == 16 and clients_after == 16 and clients_end == 0 and rss_ok and rc == 0)
+          and base_clients == 16 and clients_after == 16 and avatars_after == 16 and clients_end == 0 and rss_ok and rc == 0)
     measured = (f"{cj['connected']}/{count} connected ({cj['vanished']} vanished), sessions {base_clients:.0f} before, "
                 f"{clients_after:.0f} after (steady bots only), {clients_end:.0f} at the end; avatars after {avatars_after:.0f}; "
                 f"RSS {base['rss_kb'] // 1024} -> {after['rss_kb'] // 1024} MiB; steady snap/s min {b['snapshots_per_s_min']}, "

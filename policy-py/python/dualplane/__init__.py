@@ -31,6 +31,7 @@ from ._native import (
     PlanJournal,
     Session,
     Sim,
+    SimPool,
     connect,
     ffi_calls,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "PORTS_SEMVER",
     "Session",
     "Sim",
+    "SimPool",
     "Status",
     "connect",
     "connect_async",

@@ -8,7 +8,11 @@
   is followed by an untimed step, as in a real loop (caches are cold);
 - step: Sim steps per second on the default arena;
 - ffi: calls into the extension per policy tick for the example policies
-  driving 1,000 NPCs.
+  driving 1,000 NPCs;
+- pool: `SimPool` stepping 8 default arenas on 2 threads over the same 8 on
+  1 thread (one after another), and world/agent steps per second per core;
+- vector env: `NpcSeekVectorEnv` agent (NPC) steps per second per core,
+  actions sampled and observations returned (needs the `rl` extra).
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import PlanBuilder, Sim, ffi_calls
-from .envs import npc_arena
+from . import PlanBuilder, Sim, SimPool, ffi_calls
+from .scenarios import npc_arena
 from .policy import grant_npcs, load_policy, run_local
 
 POLICIES = Path(__file__).parent / "policies"
@@ -96,6 +100,54 @@ def ffi_per_tick(policy: str, npcs: int = 1000, ticks: int = 20) -> float:
     return (ffi_calls() - before) / ticks
 
 
+def pool_speed(ticks: int) -> dict[str, float]:
+    """8 default arenas on 1 and 2 threads (after 60 warm-up ticks, best of
+    3 alternating runs of `ticks` steps), and 64 seek arenas of 16 NPCs on
+    2 threads."""
+    pools = {t: SimPool(8, seed=3, threads=t) for t in (1, 2)}
+    for p in pools.values():  # past the first second, while the piles settle and contacts allocate
+        for _ in range(60):
+            p.step()
+    best = {1: float("inf"), 2: float("inf")}
+    for _ in range(3):
+        for t, p in pools.items():
+            t0 = time.perf_counter()
+            for _ in range(ticks):
+                p.step()
+            best[t] = min(best[t], time.perf_counter() - t0)
+    if not np.array_equal(pools[1].world_hashes(), pools[2].world_hashes()):
+        raise SystemExit("bench: SimPool hashes differ between 1 and 2 threads")
+    small = SimPool.from_toml(npc_arena(16), 64, seed=1, threads=2)
+    small.grant(1)
+    acts = np.random.default_rng(0).uniform(-1, 1, size=(64, 16, 2)).astype(np.float32)
+    t0 = time.perf_counter()
+    for _ in range(ticks * 4):
+        small.step_move(acts, 1)
+        small.observe(["pos_x", "pos_z", "linvel_x", "linvel_z"], source=1, rows=16)
+    dt = time.perf_counter() - t0
+    return {
+        "pool_speedup_8_default_arenas_2_threads": best[1] / best[2],
+        "pool_default_arena_world_steps_per_s_per_core": 8 * ticks / best[2] / 2,
+        "pool_seek_agent_steps_per_s_per_core": 64 * 16 * ticks * 4 / dt / 2,
+    }
+
+
+def vector_env_speed(steps: int) -> dict[str, float]:
+    try:
+        from .envs import NpcSeekVectorEnv
+    except ImportError as e:  # the `rl` extra is not installed
+        print(f"bench: skipping the vector env ({e})")
+        return {}
+    env = NpcSeekVectorEnv(num_envs=64, npcs=16, max_steps=200, seed=0, threads=2)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        env.step(env.action_space.sample())
+    dt = time.perf_counter() - t0
+    return {"vector_env_agent_steps_per_s_per_core": 64 * 16 * steps / dt / 2}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m dualplane.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true")
@@ -113,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     out["sim_steps_per_s_default_arena"] = steps_per_second(60 if a.quick else 300)
     for pol in ("utility_npc", "random_walk"):
         out[f"ffi_calls_per_tick_{pol}_1000"] = ffi_per_tick(pol)
+    out.update(pool_speed(8 if a.quick else 40))
+    out.update(vector_env_speed(50 if a.quick else 300))
     if a.json:
         print(json.dumps({k: round(v, 3) for k, v in out.items()}))
     else:
