@@ -16,6 +16,7 @@ pub mod driver;
 pub mod guard;
 pub mod hub;
 pub mod interest;
+pub mod observe;
 pub mod predict;
 pub mod proto;
 pub mod quant;

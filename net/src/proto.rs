@@ -43,6 +43,13 @@ pub enum Frame {
     /// Server -> policy: the whole set of NPCs it controls, sorted, after
     /// the tick that changed it.
     Controlled { tick: u64, handles: Vec<u64> },
+    /// Policy -> server: send me an `Observation` every `every` ticks (0
+    /// stops) of what is within `radius` metres of my entities (see
+    /// [`crate::observe`]; refused past its caps).
+    Observe(crate::observe::ObserveRequest),
+    /// Server -> policy: full-precision columns of what it may see, with
+    /// the xxh3 of their canonical bytes (the client checks it).
+    Observation { hash: u64, observed: crate::observe::Observed },
 }
 
 /// The most NPCs one policy session may control.
@@ -193,6 +200,16 @@ impl Frame {
                     b.extend_from_slice(&h.to_le_bytes());
                 }
             }
+            Frame::Observe(r) => {
+                b.push(10);
+                b.extend_from_slice(&r.every.to_le_bytes());
+                b.extend_from_slice(&r.radius.to_bits().to_le_bytes());
+            }
+            Frame::Observation { hash, observed } => {
+                b.push(11);
+                b.extend_from_slice(&hash.to_le_bytes());
+                b.extend_from_slice(&observed.encode());
+            }
         }
         let mut out = (b.len() as u32).to_le_bytes().to_vec();
         out.extend_from_slice(&b);
@@ -277,6 +294,12 @@ impl Frame {
                 }
                 Frame::Controlled { tick, handles }
             }
+            10 => Frame::Observe(crate::observe::ObserveRequest { every: r.u16("every")?, radius: f32::from_bits(r.u32("radius")?) }),
+            11 => {
+                let hash = r.u64("observation hash")?;
+                let observed = crate::observe::Observed::decode(std::mem::take(&mut r.0))?;
+                Frame::Observation { hash, observed }
+            }
             t => return Err(ProtoError::UnknownType(t)),
         };
         if !r.0.is_empty() {
@@ -359,6 +382,9 @@ mod tests {
             Frame::Control { want: 1000 },
             Frame::Controlled { tick: 9, handles: vec![3, 4, u64::MAX] },
             Frame::Controlled { tick: 9, handles: vec![] },
+            Frame::Observe(crate::observe::ObserveRequest { every: 2, radius: 8.5 }),
+            Frame::Observation { hash: 5, observed: crate::observe::Observed { tick: 3, handle: vec![1, 9], archetype: vec![1, 0], owner: vec![7, 0], health: vec![100, -3], pos: vec![1.0, 2.0, 3.0, -4.0, 0.5, 6.0], linvel: vec![0.0; 6] } },
+            Frame::Observation { hash: 0, observed: crate::observe::Observed::default() },
             Frame::Character(CharacterParams { dt: 1.0 / 60.0, gravity_y: -9.81, max_speed: 6.0, acceleration: 40.0, air_acceleration: 10.0, jump_speed: 5.0, ground: true, walls: false, half_extents: [30.0, 20.0], foot: 0.9, radius: 0.4 }),
         ];
         for f in frames {

@@ -19,6 +19,7 @@
 use pyo3::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+mod observation;
 mod plan;
 mod pool;
 mod remote;

@@ -43,6 +43,11 @@ struct State {
     /// A policy's controlled set as the server last told it (tick, handles);
     /// None until its first control request is answered.
     controlled: Option<(u64, Vec<u64>)>,
+    /// The latest policy observation, how many arrived, and how many
+    /// failed their hash (dropped).
+    observation: Option<net::observe::Observed>,
+    observations: u64,
+    observation_hash_failures: u64,
 }
 
 /// Raycast results of one plan: (sequence, tick, hit, handle, distance).
@@ -61,6 +66,30 @@ impl Shared {
         }
         self.changed.notify_all();
     }
+
+    /// Waits until `pick` finds something (Some), the session ends (Err:
+    /// why) or `deadline` passes (None).
+    fn wait_for<T>(&self, deadline: Option<Instant>, pick: impl Fn(&State) -> Option<T>) -> Result<Option<T>, String> {
+        let mut s = self.state.lock().map_err(|_| "session state poisoned".to_string())?;
+        loop {
+            if let Some(t) = pick(&s) {
+                return Ok(Some(t));
+            }
+            if let Some(r) = &s.closed {
+                return Err(r.clone());
+            }
+            s = match deadline {
+                None => self.changed.wait(s).map_err(|_| "session state poisoned".to_string())?,
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Ok(None);
+                    }
+                    self.changed.wait_timeout(s, d - now).map_err(|_| "session state poisoned".to_string())?.0
+                }
+            };
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -68,6 +97,8 @@ enum Cmd {
     Plan(Vec<u8>),
     /// Ask to control this many NPCs in all.
     Control(u32),
+    /// Ask for observations.
+    Observe(net::observe::ObserveRequest),
 }
 
 /// A player's avatar as its session sees it: the prediction and the
@@ -185,6 +216,17 @@ async fn run(addr: String, opts: ClientOptions, role: Role, token: String, share
                 }
                 Some(Ok(Some(Frame::Character(p)))) => predictor = Some(net::predict::Predictor::new(p)),
                 Some(Ok(Some(Frame::Controlled { tick, handles }))) => shared.update(|s| s.controlled = Some((tick, handles))),
+                Some(Ok(Some(Frame::Observation { hash, observed }))) => {
+                    let ok = observed.hash() == hash;
+                    shared.update(|s| {
+                        if ok {
+                            s.observation = Some(observed);
+                            s.observations += 1;
+                        } else {
+                            s.observation_hash_failures += 1;
+                        }
+                    });
+                }
                 Some(Ok(Some(Frame::Bye { code, reason }))) => break format!("server said bye ({code}): {reason}"),
                 Some(Ok(Some(_))) => {}
                 Some(Ok(None)) | None => break "server closed the control stream".to_string(),
@@ -246,6 +288,11 @@ async fn run(addr: String, opts: ClientOptions, role: Role, token: String, share
                         break format!("cannot send a control request: {e}");
                     }
                 }
+                Some(Cmd::Observe(r)) => {
+                    if let Err(e) = write_frame(&mut send, &Frame::Observe(r)).await {
+                        break format!("cannot send an observation request: {e}");
+                    }
+                }
                 None => break "closed by this client".to_string(),
             },
         }
@@ -274,6 +321,7 @@ pub struct Session {
     welcome: Welcome,
     role: Role,
     seen: std::sync::atomic::AtomicU64,
+    seen_observations: std::sync::atomic::AtomicU64,
     /// Signalled when the session thread ends.
     done: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
 }
@@ -357,7 +405,7 @@ pub fn connect(py: Python<'_>, addr: &str, token: &str, cert: Option<&Bound<'_, 
         })
         .map_err(|e| PyConnectionError::new_err(format!("cannot start the session thread: {e}")))?;
     match py.detach(move || ready_rx.recv_timeout(wait)) {
-        Ok(Ok(welcome)) => Ok(Session { shared, cmds: tx, stop, welcome, role, seen: std::sync::atomic::AtomicU64::new(0), done: std::sync::Mutex::new(Some(done_rx)) }),
+        Ok(Ok(welcome)) => Ok(Session { shared, cmds: tx, stop, welcome, role, seen: std::sync::atomic::AtomicU64::new(0), seen_observations: std::sync::atomic::AtomicU64::new(0), done: std::sync::Mutex::new(Some(done_rx)) }),
         Ok(Err(e)) => Err(PyConnectionError::new_err(format!("connect to {addr}: {e}"))),
         Err(_) => {
             stop.notify_one();
@@ -422,6 +470,43 @@ impl Session {
         }
         self.cmds.try_send(Cmd::Control(n)).map_err(|_| closed_error("the session's send queue is full or closed"))
     }
+    /// Asks the server for an observation every `every` ticks (0 stops) of
+    /// this policy's entities and everything within `radius` metres of
+    /// them, full precision (`observation()`). Refused here, with the
+    /// caps, past 600 ticks or 50 m.
+    #[pyo3(signature = (every = 1, radius = 8.0))]
+    fn request_observations(&self, every: u16, radius: f32) -> PyResult<()> {
+        ffi();
+        let r = crate::observation::request(every, radius)?;
+        if let Some(c) = self.shared.state.lock().ok().and_then(|s| s.closed.clone()) {
+            return Err(closed_error(&c));
+        }
+        self.cmds.try_send(Cmd::Observe(r)).map_err(|_| closed_error("the session's send queue is full or closed"))
+    }
+
+    /// Waits (GIL released) for an observation newer than the last one
+    /// returned: the dict `Sim.observation` gives in process (`tick`,
+    /// `handle`, `archetype`, `owner`, `health`, `pos`, `linvel`). None on
+    /// timeout; ConnectionError once the session has ended.
+    #[pyo3(signature = (timeout = None))]
+    fn observation<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        ffi();
+        let shared = Arc::clone(&self.shared);
+        let seen = self.seen_observations.load(std::sync::atomic::Ordering::Acquire);
+        let deadline = timeout_duration("observation", timeout)?.and_then(|d| Instant::now().checked_add(d));
+        let got = py.detach(move || shared.wait_for(deadline, |s| if s.observations > seen { s.observation.clone().map(|o| (s.observations, o)) } else { None }));
+        let Some((count, o)) = got.map_err(|r| closed_error(&r))? else { return Ok(None) };
+        self.seen_observations.fetch_max(count, std::sync::atomic::Ordering::AcqRel);
+        Ok(Some(crate::observation::to_dict(py, o)?))
+    }
+
+    /// (observations received, observations that failed their hash).
+    #[getter]
+    fn observation_counts(&self) -> (u64, u64) {
+        ffi();
+        self.shared.state.lock().map(|s| (s.observations, s.observation_hash_failures)).unwrap_or_default()
+    }
+
     /// Why the session ended, or None while it is open.
     #[getter]
     fn closed_reason(&self) -> Option<String> {
@@ -440,28 +525,7 @@ impl Session {
         let shared = Arc::clone(&self.shared);
         let seen = self.seen.load(std::sync::atomic::Ordering::Acquire);
         let deadline = timeout_duration("observe", timeout)?.and_then(|d| Instant::now().checked_add(d));
-        let got: Result<Option<(u64, ReplicatedColumns)>, String> = py.detach(move || {
-            let mut s = shared.state.lock().map_err(|_| "session state poisoned".to_string())?;
-            loop {
-                if s.applied > seen
-                    && let Some(c) = &s.latest {
-                        return Ok(Some((s.applied, c.clone())));
-                    }
-                if let Some(r) = &s.closed {
-                    return Err(r.clone());
-                }
-                s = match deadline {
-                    None => shared.changed.wait(s).map_err(|_| "session state poisoned".to_string())?,
-                    Some(d) => {
-                        let now = Instant::now();
-                        if now >= d {
-                            return Ok(None);
-                        }
-                        shared.changed.wait_timeout(s, d - now).map_err(|_| "session state poisoned".to_string())?.0
-                    }
-                };
-            }
-        });
+        let got = py.detach(move || shared.wait_for(deadline, |s| if s.applied > seen { s.latest.clone().map(|c| (s.applied, c)) } else { None }));
         let Some((applied, c)) = got.map_err(|r| closed_error(&r))? else { return Ok(None) };
         self.seen.fetch_max(applied, std::sync::atomic::Ordering::AcqRel);
         let n = c.handle.len();

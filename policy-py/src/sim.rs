@@ -377,6 +377,16 @@ impl Sim {
         Ok(())
     }
 
+    /// What `source` observes now: its entities and every entity within
+    /// `radius` metres of one (the dict `Session.observation` returns from
+    /// a server, built by the same code: see `dualplane.policy.Observation`).
+    #[pyo3(signature = (source, radius = 8.0))]
+    fn observation<'py>(&self, py: Python<'py>, source: u32, radius: f32) -> PyResult<Bound<'py, PyDict>> {
+        ffi();
+        crate::observation::request(1, radius)?;
+        crate::observation::to_dict(py, net::observe::Observed::of(&self.world, source, radius))
+    }
+
     /// The world drawn by the offscreen renderer (wgpu; Mesa lavapipe on
     /// CPU): uint8[height, width, 3]. Cameras: "overview", "top".
     #[pyo3(signature = (width = 320, height = 240, camera = "overview"))]

@@ -269,6 +269,24 @@ impl Replay {
 
     /// The world after `tick`, re-simulated from the nearest keyframe with
     /// the recorded plans.
+    /// Calls `each` with the world after every tick `from ..= to`, in one
+    /// re-simulation pass (stops at the first error `each` returns).
+    pub fn states<E: From<ReplayError>>(&self, from: u64, to: u64, mut each: impl FnMut(&World) -> Result<(), E>) -> Result<(), E> {
+        let (_, last) = self.range();
+        if to > last {
+            return Err(ReplayError::TickOutOfRange { tick: to, first: from, last }.into());
+        }
+        let mut w = self.state_at(from)?;
+        each(&w)?;
+        while w.tick().0 < to {
+            let t = w.tick().0 + 1;
+            let plans = self.record(t).map(|r| crate::decode_plans(&r.plans)).unwrap_or_default();
+            w.step(&plans, &mut sim_core::NoClock);
+            each(&w)?;
+        }
+        Ok(())
+    }
+
     pub fn state_at(&self, tick: u64) -> Result<World, ReplayError> {
         let (first, last) = self.range();
         if tick < first || tick > last {

@@ -26,6 +26,7 @@ pub struct Metrics {
     pub replication_skipped: IntCounter,
     pub tick_debt_dropped: IntCounter,
     pub client_faults: IntCounterVec,
+    pub observations: IntCounterVec,
     pub datagrams_dropped: IntCounterVec,
     pub client_hash_failures: IntGauge,
     pub plans: IntCounterVec,
@@ -77,7 +78,8 @@ impl Metrics {
             replication_seconds: h("dualplane_replication_duration_seconds", "Wall time to encode and send one tick's snapshots to every client (on the replication pool).", vec![0.0002, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.0167, 0.033]),
             replication_skipped: c("dualplane_replication_skipped_ticks_total", "Published ticks replaced before replication took them (replication behind the tick rate)."),
             tick_debt_dropped: c("dualplane_tick_debt_dropped_ticks_total", "Ticks the loop did not catch up on after a stall longer than 5 ticks (the schedule restarts from now; the world still steps every tick)."),
-            client_faults: cv("dualplane_client_faults_total", "Client misbehaviour by reason (no_hello, bad_hello, malformed_frame, unexpected_frame, oversized_frame, control_busy; slow_reader counts frames a non-reading client lost).", &["reason"]),
+            client_faults: cv("dualplane_client_faults_total", "Client misbehaviour by reason (no_hello, bad_hello, malformed_frame, unexpected_frame, oversized_frame, control_busy, bad_observe; slow_reader counts frames a non-reading client lost).", &["reason"]),
+            observations: cv("dualplane_policy_observations_total", "Policy observation frames by outcome (sent; busy: dropped while the observer thread was behind; slow_reader: lost to a policy that does not read).", &["outcome"]),
             datagrams_dropped: cv("dualplane_datagrams_dropped_total", "UDP datagrams that cannot be this server's QUIC, by reason (not_quic: too short for a header, bad_version, short_initial, unknown_cid); quinn ignores them.", &["reason"]),
             client_hash_failures: g("dualplane_client_hash_failures", "Reconstruction-hash failures reported by connected clients (sum)."),
             plans: cv("dualplane_plans_total", "Plans by status (IDL status name).", &["status"]),
@@ -115,6 +117,9 @@ impl Metrics {
         for j in net::guard::Junk::ALL {
             m.datagrams_dropped.with_label_values(&[j.label()]);
         }
+        for o in ["sent", "busy", "slow_reader"] {
+            m.observations.with_label_values(&[o]);
+        }
         for o in ["rendered", "failed", "skipped"] {
             m.frames.with_label_values(&[o]);
         }
@@ -145,6 +150,7 @@ impl Metrics {
             Box::new(m.replication_skipped.clone()),
             Box::new(m.tick_debt_dropped.clone()),
             Box::new(m.client_faults.clone()),
+            Box::new(m.observations.clone()),
             Box::new(m.datagrams_dropped.clone()),
             Box::new(m.client_hash_failures.clone()),
             Box::new(m.plans.clone()),

@@ -22,8 +22,9 @@ pub enum Attack {
     /// After a valid Hello: a frame that does not decode (half of the
     /// clients) or a well-formed frame a client may not send (the others).
     Garbage,
-    /// Policy clients that submit plans and never read their control
-    /// stream (a tiny flow-control window, so the server's writer blocks).
+    /// Policy clients that ask for every tick's observation, submit plans
+    /// and never read their control stream (a tiny flow-control window, so
+    /// the server's writer blocks).
     NoRead,
 }
 
@@ -168,6 +169,10 @@ async fn no_read(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>
     seen.connected = true;
     let Frame::Welcome { source_id, tick, tick_rate, .. } = c.welcome else { return seen };
     let (mut send, start) = (c.send, tokio::time::Instant::now());
+    // Full observations of everything within 50 m, every tick, never read.
+    if net::driver::write_frame(&mut send, &Frame::Observe(net::observe::ObserveRequest { every: 1, radius: net::observe::MAX_RADIUS })).await.is_err() {
+        return seen;
+    }
     // 200 plans a second (under the default 240/s input budget), each a
     // raycast, so every one earns a status and a result frame.
     let mut every = tokio::time::interval(Duration::from_millis(5));

@@ -65,11 +65,15 @@ pub enum ReplayCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Write the world after tick T as a snapshot file.
+    /// Write the world after tick T as a snapshot file (`Sim.restore` and
+    /// `World::restore` take it). With `--through T2`: one snapshot per
+    /// tick T..=T2, re-simulated in one pass, as OUT/<tick>.snap.
     Seek {
         file: PathBuf,
         #[arg(long)]
         tick: u64,
+        #[arg(long)]
+        through: Option<u64>,
         #[arg(long)]
         out: PathBuf,
     },
@@ -108,11 +112,26 @@ pub fn run(cmd: &ReplayCommand) -> anyhow::Result<ExitCode> {
             crate::replay_verify::run(file, opts, *json)
         }
         ReplayCommand::Diff { a, b, report, limit, json } => diff(a, b.as_deref(), report.as_deref(), *limit, *json),
-        ReplayCommand::Seek { file, tick, out } => {
+        ReplayCommand::Seek { file, tick, through: None, out } => {
             let r = open(file)?;
             let w = r.state_at(*tick)?;
             std::fs::write(out, w.snapshot()?).with_context(|| format!("{}: cannot write", out.display()))?;
             println!("wrote the world after tick {tick} (hash {:#018x}) to {}", w.world_hash(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        ReplayCommand::Seek { file, tick, through: Some(last), out } => {
+            if last < tick {
+                anyhow::bail!("--through {last} is before --tick {tick}: expected a tick range T ..= T2");
+            }
+            let r = open(file)?;
+            std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+            let mut n = 0u64;
+            r.states(*tick, *last, |w| {
+                n += 1;
+                let path = out.join(format!("{}.snap", w.tick().0));
+                std::fs::write(&path, w.snapshot()?).with_context(|| format!("{}: cannot write", path.display()))
+            })?;
+            println!("wrote {n} snapshots (ticks {tick} ..= {last}) to {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
         ReplayCommand::Bisect { file, jobs, json } => {

@@ -9,6 +9,8 @@
 - step: Sim steps per second on the default arena;
 - ffi: calls into the extension per policy tick for the example policies
   driving 1,000 NPCs;
+- observation: a 1,000-NPC policy's `Sim.observation` (the same columns a
+  remote worker gets) and its stream's bytes per second at 60 Hz;
 - pool: `SimPool` stepping 8 default arenas on 2 threads over the same 8 on
   1 thread (one after another), and world/agent steps per second per core;
 - vector env: `NpcSeekVectorEnv` agent (NPC) steps per second per core,
@@ -132,6 +134,21 @@ def pool_speed(ticks: int) -> dict[str, float]:
     }
 
 
+def observation_cost(npcs: int = 1000, repeat: int = 50) -> dict[str, float]:
+    """`Sim.observation` for a policy controlling `npcs` NPCs (the radius
+    default): its Python cost per tick and the Observation frame's size on
+    the wire at 60 Hz (41 bytes per entity + 20 of header + 9 of framing)."""
+    sim = Sim.from_toml(npc_arena(npcs, half_extent=60.0))
+    grant_npcs(sim, 1)
+    sim.step()
+    n = len(sim.observation(1)["handle"])
+    return {
+        f"observation_us_{npcs}": _best(lambda: sim.observation(1), repeat) * 1e6,
+        f"observation_entities_{npcs}": float(n),
+        f"observation_stream_bytes_per_s_{npcs}": float((n * 41 + 29) * 60),
+    }
+
+
 def vector_env_speed(steps: int) -> dict[str, float]:
     try:
         from .envs import NpcSeekVectorEnv
@@ -165,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     out["sim_steps_per_s_default_arena"] = steps_per_second(60 if a.quick else 300)
     for pol in ("utility_npc", "random_walk"):
         out[f"ffi_calls_per_tick_{pol}_1000"] = ffi_per_tick(pol)
+    out.update(observation_cost(repeat=10 if a.quick else 100))
     out.update(pool_speed(8 if a.quick else 40))
     out.update(vector_env_speed(50 if a.quick else 300))
     if a.json:

@@ -49,13 +49,26 @@ ALLOWED_IMPORTS = frozenset(
 REMOVED_BUILTINS = ("open", "input", "breakpoint", "exit", "quit", "help", "compile")
 
 
+#: Metres around a policy's entities that it observes (the default of
+#: `run_local` and of `python -m dualplane.worker --observe-radius`).
+OBSERVE_RADIUS = 8.0
+
+
 @dataclass
 class Observation:
-    """What a policy sees at one tick."""
+    """What a policy sees at one tick: the same object in process
+    (`run_local`) and remote (`python -m dualplane.worker`), built by
+    `Observation.from_observed` from the dict that `Sim.observation` and
+    `Session.observation` both return (one Rust function selects it).
+
+    Every visible entity (the policy's own and those within the observe
+    radius of one), sorted by handle, full precision: `handle` uint64[N],
+    `archetype` uint8[N], `owner` uint32[N], `health` int32[N], `pos`
+    float32[N, 3], `linvel` float32[N, 3]; `controlled` the handles it owns
+    (uint64[M], sorted) and `controlled_pos` float32[M, 3]."""
 
     tick: int
     source_id: int
-    #: Every visible entity (sorted by handle for remote sessions).
     handle: np.ndarray
     archetype: np.ndarray
     pos: np.ndarray
@@ -67,7 +80,21 @@ class Observation:
     #: Plans target `tick + lead`.
     lead: int = 1
     sequence: int = 0
+    owner: np.ndarray | None = None
+    health: np.ndarray | None = None
+    linvel: np.ndarray | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_observed(cls, d: dict[str, Any], source_id: int, lead: int = 1, sequence: int = 0,
+                      rays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> "Observation":
+        """The observation of `d` (a `Sim.observation` / `Session.observation` dict)."""
+        mine = d["owner"] == source_id
+        return cls(
+            tick=int(d["tick"]), source_id=source_id, handle=d["handle"], archetype=d["archetype"], pos=d["pos"],
+            controlled=np.ascontiguousarray(d["handle"][mine]), controlled_pos=d["pos"][mine], rays=rays, lead=lead,
+            sequence=sequence, owner=d["owner"], health=d["health"], linvel=d["linvel"],
+        )
 
     def plan(self) -> PlanBuilder:
         """A builder for this tick's plan (target tick, source, sequence and
@@ -138,35 +165,21 @@ def grant_npcs(sim: Sim, source_id: int, count: int | None = None) -> np.ndarray
     return free
 
 
-def run_local(sim: Sim, act: Callable[[Observation], Any], source_id: int, ticks: int, lead: int = 1) -> list[Any]:
+def run_local(sim: Sim, act: Callable[[Observation], Any], source_id: int, ticks: int, lead: int = 1,
+              radius: float = OBSERVE_RADIUS) -> list[Any]:
     """Drives a policy against an in-process Sim for `ticks` ticks and
-    returns the journals. Per tick this costs 7 calls into the extension
-    (columns, PlanBuilder, two op batches, step, tick, rays) however many
-    NPCs the policy commands: the builder goes to `step` unbuilt."""
+    returns the journals; the policy observes what a remote worker with the
+    same `radius` would. Per tick this costs 7 calls into the extension
+    (observation, PlanBuilder, two op batches, step, tick, rays) however
+    many NPCs the policy commands: the builder goes to `step` unbuilt."""
     journals = []
     rays = None
-    tick = sim.tick
     for seq in range(ticks):
-        npc = sim.columns("npc")
-        pos = np.stack((npc["pos_x"], npc["pos_y"], npc["pos_z"]), axis=1)
-        mine = npc["owner"] == source_id
-        obs = Observation(
-            tick=tick,
-            source_id=source_id,
-            handle=npc["handle"],
-            archetype=np.ones(len(npc["handle"]), np.uint8),
-            pos=pos,
-            controlled=np.ascontiguousarray(npc["handle"][mine]),
-            controlled_pos=pos[mine],
-            rays=rays,
-            lead=lead,
-            sequence=seq + 1,
-        )
+        obs = Observation.from_observed(sim.observation(source_id, radius), source_id, lead, seq + 1, rays)
         plan = act(obs)
         if plan is not None and not isinstance(plan, (PlanBuilder, bytes)):
             plan = as_plan_bytes(plan)
         journal = sim.step(plan)
-        tick = journal.tick
         rays = journal.rays() if plan is not None else None
         journals.append(journal)
     return journals

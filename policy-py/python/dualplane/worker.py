@@ -55,6 +55,7 @@ _LEN = struct.Struct("<IQ")  # frame: length, tick
 _READY = 2**64 - 1  # the tick of the child's "loaded" frame
 _SOURCE = 2**64 - 2  # the tick of the supervisor's "policy source" frame
 MAX_PLAN = 4 * 1024 * 1024  # the IDL's max_plan_bytes
+OBSERVE_RADIUS_DEFAULT = 8.0  # = policy.OBSERVE_RADIUS (not imported: the supervisor loads no extension early)
 
 # ---------------------------------------------------------------- child side
 
@@ -359,6 +360,9 @@ def run(args: argparse.Namespace) -> dict:
             session.observe(0.1)
         if session.controlled_tick is None:
             raise TimeoutError(f"no answer to the request for {args.npcs} NPCs within {args.connect_timeout} s")
+    # Full-precision observations of what this policy may see, every
+    # --observe-every ticks: the same Observation `run_local` builds.
+    session.request_observations(args.observe_every, args.observe_radius)
     controlled = session.controlled
     controlled_tick = session.controlled_tick
     source = session.source_id
@@ -401,7 +405,7 @@ def run(args: argparse.Namespace) -> dict:
     try:
         while time.monotonic() < end and not stop["now"]:
             try:
-                snap = session.observe(0.5)
+                snap = session.observation(0.5)
             except ConnectionError as e:
                 journal.event("session_closed", last_tick or 0, reason=str(e))
                 break
@@ -440,22 +444,8 @@ def run(args: argparse.Namespace) -> dict:
             got = session.rays()
             if got is not None:
                 rays = (got["hit"], got["handle"], got["distance"])
-            idx = np.searchsorted(snap["handle"], controlled)
-            ok = idx < len(snap["handle"])
-            ok[ok] = snap["handle"][idx[ok]] == controlled[ok]
             seq += 1
-            obs = Observation(
-                tick=tick,
-                source_id=source,
-                handle=snap["handle"],
-                archetype=snap["archetype"],
-                pos=snap["pos"],
-                controlled=np.ascontiguousarray(controlled[ok]),
-                controlled_pos=snap["pos"][idx[ok]],
-                rays=rays,
-                lead=args.lead,
-                sequence=seq,
-            )
+            obs = Observation.from_observed(snap, source, args.lead, seq, rays)
             t0 = time.monotonic()
             if not child.send(tick, obs, deadline + bank):
                 counters["missing"] += 1
@@ -524,6 +514,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backoff-ms", type=float, default=250.0, help="first restart delay; doubles per failure (default 250)")
     p.add_argument("--max-backoff-ms", type=float, default=5000.0)
     p.add_argument("--npcs", type=int, help="ask the server to control this many NPCs (default: the 4 granted at join)")
+    p.add_argument("--observe-radius", type=float, default=OBSERVE_RADIUS_DEFAULT,
+                   help=f"observe entities within this many metres of the policy's own (default {OBSERVE_RADIUS_DEFAULT:g}, at most 50)")
+    p.add_argument("--observe-every", type=int, default=1, help="an observation every this many ticks (default 1, at most 600)")
     p.add_argument("--lead", type=int, default=2, help="plans target observed tick + lead (default 2)")
     p.add_argument("--duration", type=float, default=0.0, help="seconds to run (0 = until the session ends or SIGTERM)")
     p.add_argument("--connect-timeout", type=float, default=5.0)

@@ -34,7 +34,16 @@ pub(crate) struct ConnCtx {
 /// by source id, with whether the session wants every plan's status (a
 /// policy) or only ray results (a player's fire). Bounded: a session that
 /// does not keep up loses frames, the tick thread never waits.
-pub(crate) type Outboxes = Arc<Mutex<BTreeMap<u32, (tokio::sync::mpsc::Sender<Frame>, bool)>>>;
+pub(crate) type Outboxes = Arc<Mutex<BTreeMap<u32, Outbox>>>;
+
+/// One session's outbox: where its frames go, whether it wants every
+/// plan's status (a policy) or only refusals and ray results (a player),
+/// and what it asked to observe (policies).
+pub(crate) struct Outbox {
+    pub(crate) tx: tokio::sync::mpsc::Sender<Frame>,
+    pub(crate) statuses: bool,
+    pub(crate) observe: Option<net::observe::ObserveRequest>,
+}
 
 /// When each recent tick's state was published (tick, now_ms), for the
 /// policy plan latency metric.
@@ -147,7 +156,7 @@ pub(crate) async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
     let is_policy = role == net::token::Role::Policy;
     if role != net::token::Role::Observer
         && let Ok(mut o) = ctx.outboxes.lock() {
-            o.insert(source, (out_tx.clone(), is_policy));
+            o.insert(source, Outbox { tx: out_tx.clone(), statuses: is_policy, observe: None });
         }
     let writer = tokio::spawn(async move {
         while let Some(f) = out_rx.recv().await {
@@ -221,6 +230,16 @@ pub(crate) async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
                             waiter = Some(w);
                         }
                     }
+                    Ok(Some(Frame::Observe(r))) => {
+                        // Past the caps, or not a policy: counted, ignored
+                        // (the client library refuses such requests itself).
+                        let mine = ctx.outboxes.lock().ok().and_then(|mut o| {
+                            o.get_mut(&source).filter(|b| is_policy && r.invalid().is_none() && b.tx.same_channel(&out_tx)).map(|b| b.observe = (r.every > 0).then_some(r))
+                        });
+                        if mine.is_none() {
+                            ctx.stats.fault(Fault::BadObserve);
+                        }
+                    }
                     Ok(Some(Frame::Bye { .. })) | Ok(None) => break,
                     Ok(Some(_)) => ctx.stats.fault(Fault::UnexpectedFrame),
                     Err(net::driver::DriverError::Proto(net::proto::ProtoError::TooLarge(_))) => {
@@ -242,7 +261,7 @@ pub(crate) async fn handle(conn: quinn::Connection, ctx: ConnCtx) {
     }
     if let Ok(mut o) = ctx.outboxes.lock() {
         // A reconnect under the same id may have registered a new outbox.
-        if o.get(&source).is_some_and(|(tx, _)| tx.same_channel(&out_tx)) {
+        if o.get(&source).is_some_and(|b| b.tx.same_channel(&out_tx)) {
             o.remove(&source);
         }
     }

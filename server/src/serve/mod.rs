@@ -12,6 +12,7 @@
 mod config;
 mod conn;
 mod frames;
+mod observe;
 mod recording;
 mod replicate;
 pub(crate) mod stats;
@@ -181,7 +182,8 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     )?;
     let tick_thread = {
         let (stats, shutdown, latest) = (Arc::clone(&stats), Arc::clone(&shutdown), Arc::clone(&latest));
-        let obs = TickObserver { metrics: metrics.clone(), health: Arc::clone(&health), outboxes: Arc::clone(&outboxes), published: Arc::clone(&published), reconnect_grace_ms: core.reconnect_grace_ms, stats: Arc::clone(&stats) };
+        let observe_tx = observe::spawn(Arc::clone(&stats))?;
+        let obs = TickObserver { metrics: metrics.clone(), health: Arc::clone(&health), outboxes: Arc::clone(&outboxes), published: Arc::clone(&published), reconnect_grace_ms: core.reconnect_grace_ms, stats: Arc::clone(&stats), observe_tx };
         std::thread::Builder::new().name("tick".into()).spawn(move || {
             // The whole loop runs on the simulation pool: rapier's parallel
             // step then needs no hand-off per tick.

@@ -30,6 +30,12 @@ pub(crate) struct Stats {
     /// Ticks the loop gave up catching up on after a stall (the process was
     /// stopped, or the box starved it): the tick debt is bounded, not paid.
     pub(crate) debt_dropped_ticks: AtomicU64,
+    /// Policy observations sent, dropped because the observer thread was
+    /// still busy with an earlier tick, and lost to a full outbox.
+    pub(crate) observations_sent: AtomicU64,
+    pub(crate) observations_busy: AtomicU64,
+    pub(crate) observations_slow_reader: AtomicU64,
+    pub(crate) observation_bytes: AtomicU64,
     /// The socket guard's verdicts (set once the endpoint is up).
     pub(crate) guard: std::sync::OnceLock<std::sync::Arc<net::guard::GuardCounters>>,
     pub(crate) tick_ns: TickTimes,
@@ -70,10 +76,12 @@ pub(crate) enum Fault {
     SlowReader,
     /// A control request while one is in flight (ignored).
     ControlBusy,
+    /// An observation request past its caps, or from a non-policy (ignored).
+    BadObserve,
 }
 
 impl Fault {
-    pub(crate) const ALL: [Fault; 7] = [Fault::NoHello, Fault::BadHello, Fault::MalformedFrame, Fault::UnexpectedFrame, Fault::OversizedFrame, Fault::SlowReader, Fault::ControlBusy];
+    pub(crate) const ALL: [Fault; 8] = [Fault::NoHello, Fault::BadHello, Fault::MalformedFrame, Fault::UnexpectedFrame, Fault::OversizedFrame, Fault::SlowReader, Fault::ControlBusy, Fault::BadObserve];
 
     pub(crate) fn label(self) -> &'static str {
         match self {
@@ -84,6 +92,7 @@ impl Fault {
             Fault::OversizedFrame => "oversized_frame",
             Fault::SlowReader => "slow_reader",
             Fault::ControlBusy => "control_busy",
+            Fault::BadObserve => "bad_observe",
         }
     }
 }
@@ -178,6 +187,7 @@ pub(crate) fn summary(stats: &Stats, hub: &Mutex<Hub>, tick_rate: u32) -> serde_
         "client_faults": stats.faults_json(),
         "datagrams_dropped": stats.dropped_json(),
         "tick_debt_dropped_ticks": l(&stats.debt_dropped_ticks),
+        "observations": {"sent": l(&stats.observations_sent), "busy": l(&stats.observations_busy), "slow_reader": l(&stats.observations_slow_reader), "bytes": l(&stats.observation_bytes)},
         "handshakes": handshakes,
         "session_rejects": rejects,
         "clients_at_exit": clients,
@@ -230,6 +240,9 @@ pub(crate) fn export_counters(hub: &Mutex<Hub>, stats: &Stats, m: &crate::admin:
     raise(&m.inputs.with_label_values(&["queue_full"]), l(&stats.inputs_queue_full));
     raise(&m.replication_skipped, l(&stats.replication_skipped));
     raise(&m.tick_debt_dropped, l(&stats.debt_dropped_ticks));
+    raise(&m.observations.with_label_values(&["sent"]), l(&stats.observations_sent));
+    raise(&m.observations.with_label_values(&["busy"]), l(&stats.observations_busy));
+    raise(&m.observations.with_label_values(&["slow_reader"]), l(&stats.observations_slow_reader));
     for f in Fault::ALL {
         raise(&m.client_faults.with_label_values(&[f.label()]), l(&stats.faults[f as usize]));
     }

@@ -37,6 +37,8 @@ pub(crate) struct TickObserver {
     pub(crate) published: Published,
     /// For the frames a slow reader's outbox drops.
     pub(crate) stats: Arc<Stats>,
+    /// Policy observations' jobs (see `observe.rs`).
+    pub(crate) observe_tx: std::sync::mpsc::SyncSender<super::observe::Job>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -202,6 +204,7 @@ pub(crate) fn tick_loop(
         // Recorded before the state goes out, so a plan decided on it can
         // never arrive before its publication time is known.
         obs.publish(world.tick().0);
+        super::observe::after_step(&world, &obs.outboxes, &obs.observe_tx, stats);
         stats.world_tick.store(world.tick().0, Ordering::Relaxed);
         if latest.put((world.tick().0, Arc::new(quantize_world(&world)), Arc::new(net::hub::avatar_states(&world)))) {
             stats.replication_skipped.fetch_add(1, Ordering::Relaxed);
@@ -254,8 +257,8 @@ impl TickObserver {
     /// has an outbox.
     fn tell(&self, source: u32, f: impl FnOnce() -> Frame) {
         if let Ok(o) = self.outboxes.lock()
-            && let Some((tx, _)) = o.get(&source) {
-                self.stats.outbox(tx.try_send(f()));
+            && let Some(b) = o.get(&source) {
+                self.stats.outbox(b.tx.try_send(f()));
             }
     }
 
@@ -268,8 +271,9 @@ impl TickObserver {
             return;
         }
         for pj in &j.plans {
-            let Some((tx, statuses)) = o.get(&pj.source.0) else { continue };
-            if *statuses || pj.status != sim_core::Status::Ok {
+            let Some(b) = o.get(&pj.source.0) else { continue };
+            let (tx, statuses) = (&b.tx, b.statuses);
+            if statuses || pj.status != sim_core::Status::Ok {
                 self.stats.outbox(tx.try_send(Frame::PlanStatus { sequence: pj.sequence, tick: j.tick.0, status: pj.status as u16 }));
             }
             if !pj.ray_hit.is_empty() {
