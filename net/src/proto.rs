@@ -47,9 +47,35 @@ pub enum Frame {
     /// stops) of what is within `radius` metres of my entities (see
     /// [`crate::observe`]; refused past its caps).
     Observe(crate::observe::ObserveRequest),
+    /// Overlap results of an applied plan (policy sessions), as in the
+    /// plan journal: CSR `offsets` (queries + 1, from 0, non-decreasing,
+    /// the last = `handles.len()`) into the sorted `handles` each query
+    /// found. At most [`MAX_OVERLAP_QUERIES`] queries and
+    /// [`MAX_OVERLAP_HANDLES`] handles (the server cuts whole queries).
+    PlanOverlaps { sequence: u32, tick: u64, offsets: Vec<u32>, handles: Vec<u64> },
     /// Server -> policy: full-precision columns of what it may see, with
     /// the xxh3 of their canonical bytes (the client checks it).
     Observation { hash: u64, observed: crate::observe::Observed },
+}
+
+/// Overlap queries per `PlanOverlaps` frame.
+pub const MAX_OVERLAP_QUERIES: usize = 16_384;
+/// Overlap hits per `PlanOverlaps` frame (8 bytes each, under [`MAX_FRAME`]).
+pub const MAX_OVERLAP_HANDLES: usize = 100_000;
+
+/// A journal's overlap results cut to what one frame carries (whole
+/// queries, in order): (offsets, handles).
+#[must_use]
+pub fn overlaps_for_frame(offsets: &[u32], handles: &[u64]) -> (Vec<u32>, Vec<u64>) {
+    if offsets.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let mut q = (offsets.len() - 1).min(MAX_OVERLAP_QUERIES);
+    while q > 0 && offsets[q] as usize > MAX_OVERLAP_HANDLES.min(handles.len()) {
+        q -= 1;
+    }
+    let end = offsets[q] as usize;
+    (offsets[..=q].to_vec(), handles[..end].to_vec())
 }
 
 /// The most NPCs one policy session may control.
@@ -200,6 +226,19 @@ impl Frame {
                     b.extend_from_slice(&h.to_le_bytes());
                 }
             }
+            Frame::PlanOverlaps { sequence, tick, offsets, handles } => {
+                b.push(12);
+                b.extend_from_slice(&sequence.to_le_bytes());
+                b.extend_from_slice(&tick.to_le_bytes());
+                b.extend_from_slice(&(offsets.len() as u32).to_le_bytes());
+                for x in offsets {
+                    b.extend_from_slice(&x.to_le_bytes());
+                }
+                b.extend_from_slice(&(handles.len() as u32).to_le_bytes());
+                for x in handles {
+                    b.extend_from_slice(&x.to_le_bytes());
+                }
+            }
             Frame::Observe(r) => {
                 b.push(10);
                 b.extend_from_slice(&r.every.to_le_bytes());
@@ -294,6 +333,31 @@ impl Frame {
                 }
                 Frame::Controlled { tick, handles }
             }
+            12 => {
+                let sequence = r.u32("sequence")?;
+                let tick = r.u64("tick")?;
+                let nq = r.u32("overlap offsets")? as usize;
+                if nq > MAX_OVERLAP_QUERIES + 1 || nq * 4 > r.0.len() {
+                    return Err(ProtoError::Malformed("overlap offsets count"));
+                }
+                let mut offsets = Vec::with_capacity(nq);
+                for _ in 0..nq {
+                    offsets.push(r.u32("offset")?);
+                }
+                let nh = r.u32("overlap handles")? as usize;
+                if nh > MAX_OVERLAP_HANDLES || nh * 8 != r.0.len() {
+                    return Err(ProtoError::Malformed("overlap handle count does not match the frame length"));
+                }
+                let mut handles = Vec::with_capacity(nh);
+                for _ in 0..nh {
+                    handles.push(r.u64("handle")?);
+                }
+                let csr = offsets.first().is_none_or(|f| *f == 0) && offsets.windows(2).all(|w| w[0] <= w[1]) && offsets.last().map_or(nh == 0, |l| *l as usize == nh);
+                if !csr {
+                    return Err(ProtoError::Malformed("overlap offsets are not CSR over the handles"));
+                }
+                Frame::PlanOverlaps { sequence, tick, offsets, handles }
+            }
             10 => Frame::Observe(crate::observe::ObserveRequest { every: r.u16("every")?, radius: f32::from_bits(r.u32("radius")?) }),
             11 => {
                 let hash = r.u64("observation hash")?;
@@ -383,6 +447,8 @@ mod tests {
             Frame::Controlled { tick: 9, handles: vec![3, 4, u64::MAX] },
             Frame::Controlled { tick: 9, handles: vec![] },
             Frame::Observe(crate::observe::ObserveRequest { every: 2, radius: 8.5 }),
+            Frame::PlanOverlaps { sequence: 3, tick: 4, offsets: vec![0, 2, 2, 3], handles: vec![5, 9, 1] },
+            Frame::PlanOverlaps { sequence: 3, tick: 4, offsets: vec![], handles: vec![] },
             Frame::Observation { hash: 5, observed: crate::observe::Observed { tick: 3, handle: vec![1, 9], archetype: vec![1, 0], owner: vec![7, 0], health: vec![100, -3], pos: vec![1.0, 2.0, 3.0, -4.0, 0.5, 6.0], linvel: vec![0.0; 6] } },
             Frame::Observation { hash: 0, observed: crate::observe::Observed::default() },
             Frame::Character(CharacterParams { dt: 1.0 / 60.0, gravity_y: -9.81, max_speed: 6.0, acceleration: 40.0, air_acceleration: 10.0, jump_speed: 5.0, ground: true, walls: false, half_extents: [30.0, 20.0], foot: 0.9, radius: 0.4 }),
@@ -395,6 +461,18 @@ mod tests {
             }
         }
         assert_eq!(Frame::decode(&[99]), Err(ProtoError::UnknownType(99)));
+        // Offsets that do not index the handles are refused.
+        for (offsets, handles) in [(vec![1, 2], vec![7, 8]), (vec![0, 2, 1], vec![7, 8]), (vec![0, 1], vec![7, 8])] {
+            let enc = Frame::PlanOverlaps { sequence: 1, tick: 1, offsets, handles }.encode();
+            assert!(Frame::decode(&enc[4..]).is_err());
+        }
+        // The cut keeps whole queries.
+        let offsets: Vec<u32> = (0..=20_000u32).map(|q| q * 10).collect();
+        let handles: Vec<u64> = (0..200_000u64).collect();
+        let (o, h) = overlaps_for_frame(&offsets, &handles);
+        assert_eq!(o.len(), 10_001);
+        assert_eq!(h.len(), 100_000);
+        assert_eq!(overlaps_for_frame(&[], &[]), (vec![], vec![]));
         let a = Ack { latest: Some(5), hash_failures: 1, inputs: vec![vec![7; 10], vec![]] };
         assert_eq!(Ack::decode(&a.encode()), Ok(a));
         assert!(Ack::decode(&[2, 1, 0]).is_err());

@@ -37,6 +37,8 @@ struct State {
     statuses_dropped: u64,
     /// The latest raycast results: (sequence, tick, hit, handle, distance).
     rays: Option<Rays>,
+    /// The latest overlap results: (sequence, tick, CSR offsets, handles).
+    overlaps: Option<(u32, u64, Vec<u32>, Vec<u64>)>,
     avatar: Avatar,
     /// A player's held input (move x, z, yaw, pitch; buttons), read every tick.
     held: ([f32; 4], u8),
@@ -214,6 +216,7 @@ async fn run(addr: String, opts: ClientOptions, role: Role, token: String, share
                     let distance = distance_bits.into_iter().map(f32::from_bits).collect();
                     shared.update(|s| s.rays = Some((sequence, tick, hit, handle, distance)));
                 }
+                Some(Ok(Some(Frame::PlanOverlaps { sequence, tick, offsets, handles }))) => shared.update(|s| s.overlaps = Some((sequence, tick, offsets, handles))),
                 Some(Ok(Some(Frame::Character(p)))) => predictor = Some(net::predict::Predictor::new(p)),
                 Some(Ok(Some(Frame::Controlled { tick, handles }))) => shared.update(|s| s.controlled = Some((tick, handles))),
                 Some(Ok(Some(Frame::Observation { hash, observed }))) => {
@@ -627,6 +630,20 @@ impl Session {
         d.set_item("hit", PyArray1::from_vec(py, hit))?;
         d.set_item("handle", PyArray1::from_vec(py, handle))?;
         d.set_item("distance", PyArray1::from_vec(py, distance))?;
+        Ok(Some(d))
+    }
+
+    /// The newest overlap results the server sent back (None if none since
+    /// the last call): `sequence`, `tick`, `offsets` uint32[Q+1] (CSR) and
+    /// `handles` uint64[...], as `PlanJournal.overlaps()` gives in process.
+    fn overlaps<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        ffi();
+        let Some((seq, tick, offsets, handles)) = self.shared.state.lock().ok().and_then(|mut s| s.overlaps.take()) else { return Ok(None) };
+        let d = PyDict::new(py);
+        d.set_item("sequence", seq)?;
+        d.set_item("tick", tick)?;
+        d.set_item("offsets", PyArray1::from_vec(py, offsets))?;
+        d.set_item("handles", PyArray1::from_vec(py, handles))?;
         Ok(Some(d))
     }
 

@@ -487,6 +487,9 @@ fn rays_tuple<'py>(py: Python<'py>, plans: &[sim_core::PlanJournal]) -> PyResult
     PyTuple::new(py, [PyArray1::from_vec(py, hit).into_any(), PyArray1::from_vec(py, handle).into_any(), PyArray1::from_vec(py, dist).into_any()])
 }
 
+/// Overlap results as numpy CSR: (offsets, handles).
+type Csr<'py> = (Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<u64>>);
+
 /// What one tick did.
 #[pyclass(module = "dualplane._native", frozen)]
 #[derive(Debug)]
@@ -524,6 +527,21 @@ impl Journal {
     fn rays<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         ffi();
         rays_tuple(py, &self.inner.plans)
+    }
+    /// Overlap results of the plans from `source` (every plan when None)
+    /// this tick, concatenated in plan order as CSR: (offsets uint32[Q+1],
+    /// handles uint64[...]); None when they made no overlap query.
+    #[pyo3(signature = (source = None))]
+    fn overlaps<'py>(&self, py: Python<'py>, source: Option<u32>) -> Option<Csr<'py>> {
+        ffi();
+        let (mut offsets, mut handles) = (vec![0u32], Vec::new());
+        for p in self.inner.plans.iter().filter(|p| source.is_none_or(|s| p.source.0 == s)) {
+            for w in p.overlap_offsets.windows(2) {
+                handles.extend_from_slice(&p.overlap_handles[w[0] as usize..w[1] as usize]);
+                offsets.push(handles.len() as u32);
+            }
+        }
+        (offsets.len() > 1).then(|| (PyArray1::from_vec(py, offsets), PyArray1::from_vec(py, handles)))
     }
     /// Nanoseconds per phase (wall clock; never hashed).
     #[getter]

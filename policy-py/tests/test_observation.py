@@ -155,3 +155,35 @@ def test_a_policy_that_never_reads_is_bounded_and_counted(tmp_path):
         assert srv.metric("dualplane_tick_overruns_total") < 0.25 * srv.metric("dualplane_ticks_total")
     finally:
         srv.stop()
+
+
+def test_overlap_results_come_back_to_remote_policies_like_rays(tmp_path):
+    srv = Server(tmp_path / "dev", [])
+    try:
+        with dualplane.connect(srv.addr, srv.token(41), cert=str(srv.cert)) as s:
+            s.request_observations(1, 2.0)
+            d = s.observation(timeout=5)
+            mine = d["owner"] == s.source_id
+            pos, handles = d["pos"][mine], d["handle"][mine]
+            lo = (pos - 0.5).astype(np.float32)
+            hi = (pos + 0.5).astype(np.float32)
+            got = None
+            for k in range(20):
+                d = s.observation(timeout=2)
+                assert s.submit(dualplane.PlanBuilder(int(d["tick"]) + 2, s.source_id, k + 1).overlap(lo, hi).build())
+                got = s.overlaps() or got
+                if got is not None:
+                    break
+            for _ in range(20):
+                got = s.overlaps() or got
+                if got is not None:
+                    break
+                s.observation(timeout=1)
+            assert got is not None, "overlap results arrive"
+            offsets, found = got["offsets"], got["handles"]
+            assert len(offsets) == len(handles) + 1 and offsets[0] == 0 and offsets[-1] == len(found)
+            # Each box around an NPC finds at least that NPC (it moves under 0.5 m in a few ticks).
+            for q, h in enumerate(handles):
+                assert h in found[offsets[q]:offsets[q + 1]], (q, h)
+    finally:
+        srv.stop()

@@ -80,6 +80,8 @@ class Observation:
     #: Plans target `tick + lead`.
     lead: int = 1
     sequence: int = 0
+    #: (offsets uint32[Q+1], handles) of its overlap queries (CSR), or None.
+    overlaps: tuple[np.ndarray, np.ndarray] | None = None
     owner: np.ndarray | None = None
     health: np.ndarray | None = None
     linvel: np.ndarray | None = None
@@ -87,13 +89,14 @@ class Observation:
 
     @classmethod
     def from_observed(cls, d: dict[str, Any], source_id: int, lead: int = 1, sequence: int = 0,
-                      rays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> "Observation":
+                      rays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                      overlaps: tuple[np.ndarray, np.ndarray] | None = None) -> "Observation":
         """The observation of `d` (a `Sim.observation` / `Session.observation` dict)."""
         mine = d["owner"] == source_id
         return cls(
             tick=int(d["tick"]), source_id=source_id, handle=d["handle"], archetype=d["archetype"], pos=d["pos"],
             controlled=np.ascontiguousarray(d["handle"][mine]), controlled_pos=d["pos"][mine], rays=rays, lead=lead,
-            sequence=sequence, owner=d["owner"], health=d["health"], linvel=d["linvel"],
+            sequence=sequence, overlaps=overlaps, owner=d["owner"], health=d["health"], linvel=d["linvel"],
         )
 
     def plan(self) -> PlanBuilder:
@@ -170,16 +173,18 @@ def run_local(sim: Sim, act: Callable[[Observation], Any], source_id: int, ticks
     """Drives a policy against an in-process Sim for `ticks` ticks and
     returns the journals; the policy observes what a remote worker with the
     same `radius` would. Per tick this costs 7 calls into the extension
-    (observation, PlanBuilder, two op batches, step, tick, rays) however
-    many NPCs the policy commands: the builder goes to `step` unbuilt."""
+    (observation, PlanBuilder, two op batches, step, rays, overlaps)
+    however many NPCs the policy commands: the builder goes to `step`
+    unbuilt."""
     journals = []
-    rays = None
+    rays = overlaps = None
     for seq in range(ticks):
-        obs = Observation.from_observed(sim.observation(source_id, radius), source_id, lead, seq + 1, rays)
+        obs = Observation.from_observed(sim.observation(source_id, radius), source_id, lead, seq + 1, rays, overlaps)
         plan = act(obs)
         if plan is not None and not isinstance(plan, (PlanBuilder, bytes)):
             plan = as_plan_bytes(plan)
         journal = sim.step(plan)
         rays = journal.rays() if plan is not None else None
+        overlaps = journal.overlaps(source_id) if plan is not None else None
         journals.append(journal)
     return journals

@@ -382,6 +382,7 @@ def run(args: argparse.Namespace) -> dict:
     last_tick: int | None = None
     started = False
     rays = None  # the newest raycast results the server sent back
+    overlaps = None  # and overlap results
 
     def lost_child(kind: str, tick: int, counter: str, **detail) -> None:
         nonlocal child, restart_at, backoff, bank
@@ -444,8 +445,11 @@ def run(args: argparse.Namespace) -> dict:
             got = session.rays()
             if got is not None:
                 rays = (got["hit"], got["handle"], got["distance"])
+            got = session.overlaps()
+            if got is not None:
+                overlaps = (got["offsets"], got["handles"])
             seq += 1
-            obs = Observation.from_observed(snap, source, args.lead, seq, rays)
+            obs = Observation.from_observed(snap, source, args.lead, seq, rays, overlaps)
             t0 = time.monotonic()
             if not child.send(tick, obs, deadline + bank):
                 counters["missing"] += 1

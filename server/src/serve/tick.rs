@@ -287,6 +287,10 @@ impl TickObserver {
                 };
                 self.stats.outbox(tx.try_send(rays));
             }
+            if pj.overlap_offsets.len() > 1 {
+                let (offsets, handles) = net::proto::overlaps_for_frame(&pj.overlap_offsets, &pj.overlap_handles);
+                self.stats.outbox(tx.try_send(Frame::PlanOverlaps { sequence: pj.sequence, tick: j.tick.0, offsets, handles }));
+            }
         }
     }
 
