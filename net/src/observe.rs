@@ -24,6 +24,13 @@ pub const MAX_EVERY: u16 = 600;
 /// Bytes per observed entity on the wire.
 pub const ENTITY_BYTES: usize = 8 + 1 + 4 + 4 + 12 + 12;
 
+/// An `Observation` frame's size on the control stream for `n` entities:
+/// length prefix, type and hash (13), tick and count (12), the columns.
+#[must_use]
+pub const fn frame_bytes(n: usize) -> usize {
+    13 + 12 + n * ENTITY_BYTES
+}
+
 /// What a policy asks to observe: every `every` ticks (0 stops), within
 /// `radius` metres of its entities.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -144,6 +144,18 @@ impl R<'_> {
     }
 }
 
+fn put_u32s(out: &mut Vec<u8>, v: &[u32]) {
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+}
+
+fn put_u64s(out: &mut Vec<u8>, v: &[u64]) {
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+}
+
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u32).to_le_bytes());
     out.extend_from_slice(b);
@@ -171,9 +183,7 @@ impl Frame {
                 b.extend_from_slice(&tick.to_le_bytes());
                 b.extend_from_slice(&schema_hash.to_le_bytes());
                 b.extend_from_slice(&(controlled.len() as u32).to_le_bytes());
-                for h in controlled {
-                    b.extend_from_slice(&h.to_le_bytes());
-                }
+                put_u64s(&mut b, controlled);
             }
             Frame::Plan(p) => {
                 b.push(3);
@@ -191,15 +201,9 @@ impl Frame {
                 b.extend_from_slice(&tick.to_le_bytes());
                 let n = hit.len().min(handle.len()).min(distance_bits.len()).min(MAX_RAYS_PER_FRAME);
                 b.extend_from_slice(&(n as u32).to_le_bytes());
-                for x in &hit[..n] {
-                    b.extend_from_slice(&x.to_le_bytes());
-                }
-                for x in &handle[..n] {
-                    b.extend_from_slice(&x.to_le_bytes());
-                }
-                for x in &distance_bits[..n] {
-                    b.extend_from_slice(&x.to_le_bytes());
-                }
+                put_u32s(&mut b, &hit[..n]);
+                put_u64s(&mut b, &handle[..n]);
+                put_u32s(&mut b, &distance_bits[..n]);
             }
             Frame::Bye { code, reason } => {
                 b.push(5);
@@ -222,22 +226,16 @@ impl Frame {
                 b.extend_from_slice(&tick.to_le_bytes());
                 let n = handles.len().min(MAX_CONTROLLED);
                 b.extend_from_slice(&(n as u32).to_le_bytes());
-                for h in &handles[..n] {
-                    b.extend_from_slice(&h.to_le_bytes());
-                }
+                put_u64s(&mut b, &handles[..n]);
             }
             Frame::PlanOverlaps { sequence, tick, offsets, handles } => {
                 b.push(12);
                 b.extend_from_slice(&sequence.to_le_bytes());
                 b.extend_from_slice(&tick.to_le_bytes());
                 b.extend_from_slice(&(offsets.len() as u32).to_le_bytes());
-                for x in offsets {
-                    b.extend_from_slice(&x.to_le_bytes());
-                }
+                put_u32s(&mut b, offsets);
                 b.extend_from_slice(&(handles.len() as u32).to_le_bytes());
-                for x in handles {
-                    b.extend_from_slice(&x.to_le_bytes());
-                }
+                put_u64s(&mut b, handles);
             }
             Frame::Observe(r) => {
                 b.push(10);
@@ -455,6 +453,9 @@ mod tests {
         ];
         for f in frames {
             let enc = f.encode();
+            if let Frame::Observation { observed, .. } = &f {
+                assert_eq!(enc.len(), crate::observe::frame_bytes(observed.len()));
+            }
             assert_eq!(Frame::decode(&enc[4..]), Ok(f));
             for cut in 0..enc.len() - 4 {
                 assert!(Frame::decode(&enc[4..4 + cut]).is_err());

@@ -62,12 +62,6 @@ fn one_plan(ops: impl IntoIterator<Item = Op>, tick: sim_core::Tick, source: Sou
     MicroPlan::decode(b.build()).ok()
 }
 
-fn archetype(name: &str) -> PyResult<Archetype> {
-    Archetype::ALL.into_iter().find(|a| a.name() == name).ok_or_else(|| {
-        value_error(format!("unknown archetype {name:?}; expected one of {:?}", Archetype::ALL.map(Archetype::name)))
-    })
-}
-
 impl SimPool {
     fn build(s: &Scenario, n: usize, seed: Option<u64>, threads: Option<usize>) -> PyResult<SimPool> {
         if n == 0 {
@@ -188,7 +182,7 @@ impl SimPool {
     #[pyo3(signature = (actions, source, max_speed = 4.0, archetype = "npc"))]
     fn step_move<'py>(&mut self, py: Python<'py>, actions: PyReadonlyArray3<'py, f32>, source: u32, max_speed: f32, archetype: &str) -> PyResult<Bound<'py, PyArray1<u32>>> {
         ffi();
-        let a = self::archetype(archetype)?;
+        let a = crate::sim::archetype(archetype)?;
         let shape = actions.shape();
         if shape[0] != self.worlds.len() || shape[2] != 2 {
             return Err(value_error(format!("SimPool.step_move: actions must have shape ({}, k, 2), got {shape:?}", self.worlds.len())));
@@ -228,7 +222,7 @@ impl SimPool {
     #[pyo3(signature = (columns, source = None, rows = None, archetype = "npc"))]
     fn observe<'py>(&self, py: Python<'py>, columns: Vec<String>, source: Option<u32>, rows: Option<usize>, archetype: &str) -> PyResult<Bound<'py, PyTuple>> {
         ffi();
-        let a = self::archetype(archetype)?;
+        let a = crate::sim::archetype(archetype)?;
         let t0 = self.worlds[0].table(a);
         let floats: Vec<&'static str> = t0.columns().filter(|(_, d)| matches!(d, ColumnData::F32(_))).map(|(id, _)| id.name()).collect();
         let mut ids = Vec::with_capacity(columns.len());
@@ -279,7 +273,7 @@ impl SimPool {
     #[pyo3(signature = (source, count = None, archetype = "npc"))]
     fn grant<'py>(&mut self, py: Python<'py>, source: u32, count: Option<usize>, archetype: &str) -> PyResult<Bound<'py, PyArray1<u32>>> {
         ffi();
-        let a = self::archetype(archetype)?;
+        let a = crate::sim::archetype(archetype)?;
         if source == SourceId::SERVER.0 {
             return Err(value_error("SimPool.grant: source 0 is the server itself; grant to a policy's source id"));
         }
@@ -318,7 +312,13 @@ impl SimPool {
         let mut pick = vec![worlds.is_none_or(Bound::is_none); n];
         if let Some(w) = worlds.filter(|w| !w.is_none()) {
             let items: Vec<Bound<'_, PyAny>> = w.try_iter().map_err(|_| type_error("SimPool.reset: worlds must be None, indices or a bool mask"))?.collect::<PyResult<_>>()?;
-            let mask = items.len() == n && items.iter().all(|x| x.extract::<bool>().is_ok() && x.extract::<i64>().is_err());
+            // Python's and numpy's bools (an int index extracts as a bool
+            // too, and a bool as an int: the type decides).
+            let is_bool = |x: &Bound<'_, PyAny>| x.cast::<pyo3::types::PyBool>().is_ok() || x.get_type().name().is_ok_and(|t| t == "bool" || t == "bool_");
+            let mask = !items.is_empty() && items.iter().all(is_bool);
+            if mask && items.len() != n {
+                return Err(value_error(format!("SimPool.reset: a bool mask must have one entry per world ({n}), got {}", items.len())));
+            }
             if mask {
                 for (p, x) in pick.iter_mut().zip(&items) {
                     *p = x.extract::<bool>()?;

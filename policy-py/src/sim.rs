@@ -38,7 +38,7 @@ impl sim_core::Clock for WallClock {
     }
 }
 
-fn archetype(name: &str) -> PyResult<Archetype> {
+pub(crate) fn archetype(name: &str) -> PyResult<Archetype> {
     Archetype::ALL.into_iter().find(|a| a.name() == name).ok_or_else(|| {
         value_error(format!("unknown archetype {name:?}; expected one of {:?}", Archetype::ALL.map(Archetype::name)))
     })

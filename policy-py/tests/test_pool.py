@@ -71,8 +71,19 @@ def test_reset_restores_the_marked_start_and_snapshots_restore_into_a_sim():
     p.reset([1, 3])
     h = p.world_hashes()
     assert h[1] == start[1] and h[3] == start[3] and h[0] == moved[0] and h[2] == moved[2]
-    p.reset([True, False, False, False])
-    assert p.world_hashes()[0] == start[0]
+    for _ in range(3):
+        p.step()
+    moved = p.world_hashes().copy()
+    # A bool mask (Python's or numpy's) picks by position, not as 0/1 indices.
+    p.reset([False, False, True, False])
+    h = p.world_hashes()
+    assert h[2] == start[2] and h[0] == moved[0] and h[1] == moved[1] and h[3] == moved[3]
+    p.reset(np.array([True, False, False, False]))
+    assert p.world_hashes()[0] == start[0] and p.world_hashes()[1] == moved[1]
+    p.reset(np.array([3], np.int64))
+    assert p.world_hashes()[3] == start[3]
+    with pytest.raises(ValueError, match="one entry per world"):
+        p.reset([True, False])
     p.reset()
     assert np.array_equal(p.world_hashes(), start)
     s = Sim.from_toml(npc_arena(4))

@@ -30,7 +30,7 @@ fn run(rx: &Receiver<Job>, stats: &Stats) {
     while let Ok((all, due)) = rx.recv() {
         for (source, radius, tx) in due {
             let observed = all.select(source, radius);
-            let bytes = (observed.len() * net::observe::ENTITY_BYTES + 29) as u64;
+            let bytes = net::observe::frame_bytes(observed.len()) as u64;
             let hash = observed.hash();
             match tx.try_send(Frame::Observation { hash, observed }) {
                 Ok(()) => {

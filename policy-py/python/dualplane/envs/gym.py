@@ -76,9 +76,6 @@ class NpcSeekEnv(gym.Env):
             return None
         return self.task.pool.render(0, *RENDER_SIZE)
 
-    def close(self):
-        super().close()
-
 
 class NpcSeekVectorEnv(VectorEnv):
     """`num_envs` worlds of `npcs` NPCs: observation float32[num_envs, npcs,
