@@ -569,7 +569,7 @@ impl ServerSession {
     /// Entity ops only name entities this session controls.
     fn controls_its_targets(&self, plan: &MicroPlan) -> bool {
         plan.sections().all(|s| match s.kind {
-            sim_core::OpKind::Raycast | sim_core::OpKind::Overlap => true,
+            sim_core::OpKind::Raycast | sim_core::OpKind::Overlap | sim_core::OpKind::GraphUpload => true,
             _ => (0..s.count).all(|i| self.controlled_sorted.binary_search(&s.u64(0, i)).is_ok()),
         })
     }

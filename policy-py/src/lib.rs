@@ -19,6 +19,7 @@
 use pyo3::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+mod graph;
 mod observation;
 mod plan;
 mod pool;
@@ -51,6 +52,7 @@ pub(crate) fn type_error(msg: impl Into<String>) -> PyErr {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ffi_calls, m)?)?;
+    graph::register(m)?;
     m.add_class::<sim::Sim>()?;
     m.add_class::<sim::ColumnLease>()?;
     m.add_class::<sim::Journal>()?;

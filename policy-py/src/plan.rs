@@ -92,7 +92,8 @@ fn zeros_or_rows<'py>(op: &str, field: &str, obj: Option<&Bound<'py, PyAny>>, n:
 /// Builds one microplan from numpy batches.
 ///
 /// Ops apply in kind order (spawn, despawn, set_velocity, apply_impulse,
-/// move_to, raycast, overlap, grant), then in the order they were added.
+/// move_to, raycast, overlap, grant, command, graph_upload, graph_bind),
+/// then in the order they were added.
 #[pyclass(name = "PlanBuilder", module = "dualplane._native")]
 #[derive(Debug)]
 pub struct PyPlanBuilder {
@@ -251,6 +252,33 @@ impl PyPlanBuilder {
         let hs = h.as_slice().map_err(|_| not_contiguous("grant", "handles"))?;
         let o = per_op_u32("grant", "owner", owner, hs.len())?;
         slf.push(OpKind::Grant, hs.len(), &[bytemuck::cast_slice(hs), bytemuck::cast_slice(&o)])?;
+        Ok(slf)
+    }
+
+    /// `graph_upload(graph)`: give the world a behaviour graph (bytes from
+    /// `dualplane.graph.Graph.build()`); one per plan. It is named by
+    /// `dualplane.graph.graph_hash(graph)`.
+    fn graph_upload<'py>(mut slf: PyRefMut<'py, Self>, graph: &[u8]) -> PyResult<PyRefMut<'py, Self>> {
+        ffi();
+        if graph.len() % 4 != 0 || graph.is_empty() {
+            return Err(value_error(format!("graph_upload: graph bytes must be a non-empty multiple of 4 long; got {}", graph.len())));
+        }
+        if slf.inner.count(OpKind::GraphUpload) > 0 {
+            return Err(value_error("graph_upload: a plan carries at most one graph"));
+        }
+        let n = graph.len() / 4;
+        slf.push(OpKind::GraphUpload, n, &[graph])?;
+        Ok(slf)
+    }
+
+    /// `graph_bind(handles, graph)`: run graph `graph` (its hash, an int;
+    /// 0 unbinds) for these entities from the plan's tick on.
+    fn graph_bind<'py>(mut slf: PyRefMut<'py, Self>, handles: &Bound<'py, PyAny>, graph: &Bound<'py, PyAny>) -> PyResult<PyRefMut<'py, Self>> {
+        ffi();
+        let h = self::handles("graph_bind", handles)?;
+        let hs = h.as_slice().map_err(|_| not_contiguous("graph_bind", "handles"))?;
+        let g = per_op::<u64>("graph_bind", "graph", graph, hs.len(), "int", "uint64")?;
+        slf.push(OpKind::GraphBind, hs.len(), &[bytemuck::cast_slice(hs), bytemuck::cast_slice(&g)])?;
         Ok(slf)
     }
 

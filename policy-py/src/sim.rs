@@ -20,7 +20,7 @@
 //! `step` runs (the GIL is released and the columns are being written).
 
 use crate::{ffi, value_error};
-use numpy::{ndarray, Element, PyArray1, PyArrayMethods};
+use numpy::{ndarray, Element, PyArray1, PyArrayMethods, PyReadonlyArray2};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use sim_core::table::ColumnData;
@@ -395,6 +395,49 @@ impl Sim {
         crate::render::frame(py, &self.world, width, height, camera)
     }
 
+    /// What a behaviour graph's `ray` node reads now, for each row:
+    /// distance along `directions` (normalised) from `origins` to the first
+    /// hit within `max_distance`; +inf when nothing is hit. float32[n].
+    fn raycast<'py>(&self, py: Python<'py>, origins: PyReadonlyArray2<'py, f32>, directions: PyReadonlyArray2<'py, f32>, max_distance: f32) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        ffi();
+        let (o, d) = (origins.as_array(), directions.as_array());
+        if o.ncols() != 3 || d.shape() != o.shape() {
+            return Err(value_error(format!("origins and directions must both be float32[n, 3]; got {:?} and {:?}", o.shape(), d.shape())));
+        }
+        let out: Vec<f32> = o.rows().into_iter().zip(d.rows()).map(|(o, d)| self.world.ray_distance([o[0], o[1], o[2]], [d[0], d[1], d[2]], max_distance)).collect();
+        Ok(PyArray1::from_vec(py, out))
+    }
+
+    /// The ops behaviour graphs emitted in the last tick, in application
+    /// order (graph hash, then handle, then node): a dict of arrays
+    /// `graph` uint64, `handle` uint64, `kind` uint8 (0 move_to,
+    /// 1 set_velocity, 2 impulse), `v` float32[n, 3] (target, velocity or
+    /// impulse), `s` float32 (move_to speed), `status` uint16.
+    fn graph_ops<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        ffi();
+        let ops = self.world.graph_ops();
+        let d = PyDict::new(py);
+        d.set_item("graph", PyArray1::from_iter(py, ops.iter().map(|o| o.graph)))?;
+        d.set_item("handle", PyArray1::from_iter(py, ops.iter().map(|o| o.handle.to_bits())))?;
+        d.set_item("kind", PyArray1::from_iter(py, ops.iter().map(|o| o.kind as u8)))?;
+        let v: Vec<f32> = ops.iter().flat_map(|o| o.v).collect();
+        d.set_item("v", PyArray1::from_vec(py, v).reshape([ops.len(), 3])?)?;
+        d.set_item("s", PyArray1::from_iter(py, ops.iter().map(|o| o.s)))?;
+        d.set_item("status", PyArray1::from_iter(py, ops.iter().map(|o| o.status as u16)))?;
+        Ok(d)
+    }
+
+    /// Graphs the world holds: {hash: number of entities bound}.
+    fn graphs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        ffi();
+        let d = PyDict::new(py);
+        let store = self.world.graphs();
+        for h in store.hashes() {
+            d.set_item(h, store.members(h))?;
+        }
+        Ok(d)
+    }
+
     /// Address of a column's first element (for zero-copy tests).
     fn _column_address(&self, archetype: &str, column: &str) -> PyResult<usize> {
         let t = self.world.table(self::archetype(archetype)?);
@@ -542,6 +585,24 @@ impl Journal {
             }
         }
         (offsets.len() > 1).then(|| (PyArray1::from_vec(py, offsets), PyArray1::from_vec(py, handles)))
+    }
+    /// Each behaviour graph that ran this tick (ascending hash): dicts
+    /// with `graph`, `npcs`, `ops_emitted`, `ops_rejected`, `exec_ns`
+    /// (wall clock; never hashed).
+    #[getter]
+    fn graphs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        ffi();
+        let l = PyList::empty(py);
+        for g in &self.inner.graphs {
+            let d = PyDict::new(py);
+            d.set_item("graph", g.graph)?;
+            d.set_item("npcs", g.npcs)?;
+            d.set_item("ops_emitted", g.ops_emitted)?;
+            d.set_item("ops_rejected", g.ops_rejected)?;
+            d.set_item("exec_ns", g.exec_ns)?;
+            l.append(d)?;
+        }
+        Ok(l)
     }
     /// Nanoseconds per phase (wall clock; never hashed).
     #[getter]

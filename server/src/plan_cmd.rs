@@ -65,6 +65,8 @@ fn op_json(op: &Op) -> serde_json::Value {
         Op::Overlap { min, max } => json!({"op": "overlap", "min": min, "max": max}),
         Op::Grant { handle, owner } => json!({"op": "grant", "handle": handle.to_bits(), "owner": owner}),
         Op::Command { handle, sequence, buttons, movement, yaw, pitch, rewind } => json!({"op": "command", "handle": handle.to_bits(), "sequence": sequence, "buttons": buttons, "move": movement, "yaw": yaw, "pitch": pitch, "rewind": rewind}),
+        Op::GraphWord { word } => json!({"op": "graph_upload", "word": word}),
+        Op::GraphBind { handle, graph } => json!({"op": "graph_bind", "handle": handle.to_bits(), "graph": format!("{graph:#018x}")}),
     }
 }
 

@@ -26,7 +26,10 @@ pub struct WorldHashes {
 
 impl WorldHashes {
     /// Recomputes into `self`, reusing its allocation.
-    pub fn compute(&mut self, tick: Tick, tables: &[Table], rng_state: u64) {
+    ///
+    /// `extra` is a digest of world state outside the tables (the
+    /// behaviour graph store); `None` leaves the hash as it always was.
+    pub fn compute(&mut self, tick: Tick, tables: &[Table], rng_state: u64, extra: Option<u64>) {
         self.tick = tick;
         self.columns.clear();
         let mut world = Xxh3::new();
@@ -47,6 +50,9 @@ impl WorldHashes {
             }
         }
         world.update(&rng_state.to_le_bytes());
+        if let Some(x) = extra {
+            world.update(&x.to_le_bytes());
+        }
         self.world = world.digest();
     }
 

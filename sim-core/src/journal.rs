@@ -132,6 +132,21 @@ pub struct TickJournal {
     pub world_hash: u64,
     /// One entry per plan received, in application order.
     pub plans: Vec<PlanJournal>,
+    /// One entry per behaviour graph that ran, in ascending graph hash.
+    pub graphs: Vec<GraphRun>,
+}
+
+/// One behaviour graph's run in one tick (the IDL's `journal.graph`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GraphRun {
+    /// The graph's hash.
+    pub graph: u64,
+    /// Entities it drove.
+    pub npcs: u32,
+    pub ops_emitted: u32,
+    pub ops_rejected: u32,
+    /// Execution time by the injected clock (kernel only; never hashed).
+    pub exec_ns: u64,
 }
 
 impl TickJournal {
@@ -142,6 +157,7 @@ impl TickJournal {
         self.counters = Counters::default();
         self.world_hash = 0;
         self.plans.clear();
+        self.graphs.clear();
     }
 
     /// Total nanoseconds across phases.

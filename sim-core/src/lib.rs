@@ -38,6 +38,7 @@ pub mod hash;
 pub mod character;
 pub mod avatars;
 pub mod cost;
+pub mod graph;
 pub mod ids;
 pub mod journal;
 pub mod lagcomp;

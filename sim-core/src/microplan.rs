@@ -354,6 +354,8 @@ impl MicroPlan {
                         pitch: s.f32(5, i),
                         rewind: s.u32(6, i),
                     },
+                    OpKind::GraphUpload => Op::GraphWord { word: s.u32(0, i) },
+                    OpKind::GraphBind => Op::GraphBind { handle: s.handle(0, i), graph: s.u64(1, i) },
                 });
             }
         }
@@ -378,6 +380,11 @@ pub enum Op {
     /// A player's input command for its avatar (the IDL's `move` field is
     /// `movement` here).
     Command { handle: Handle, sequence: u32, buttons: u32, movement: [f32; 3], yaw: f32, pitch: f32, rewind: u32 },
+    /// One little-endian word of a behaviour graph (`graph_upload`; see
+    /// [`PlanBuilder::graph_upload`]).
+    GraphWord { word: u32 },
+    /// Run graph `graph` (0: none) for the entity (`graph_bind`).
+    GraphBind { handle: Handle, graph: u64 },
 }
 
 impl Op {
@@ -393,6 +400,8 @@ impl Op {
             Op::Overlap { .. } => OpKind::Overlap,
             Op::Grant { .. } => OpKind::Grant,
             Op::Command { .. } => OpKind::Command,
+            Op::GraphWord { .. } => OpKind::GraphUpload,
+            Op::GraphBind { .. } => OpKind::GraphBind,
         }
     }
 
@@ -485,6 +494,29 @@ impl PlanBuilder {
                 push_f32s(&mut f[5], &[pitch]);
                 f[6].extend_from_slice(&rewind.to_le_bytes());
             }
+            Op::GraphWord { word } => f[0].extend_from_slice(&word.to_le_bytes()),
+            Op::GraphBind { handle, graph } => {
+                f[0].extend_from_slice(&handle.to_le_bytes());
+                f[1].extend_from_slice(&graph.to_le_bytes());
+            }
+        }
+        self
+    }
+
+    /// Ops of one kind added so far.
+    #[must_use]
+    pub fn count(&self, kind: OpKind) -> u32 {
+        self.counts[kind as usize - 1]
+    }
+
+    /// Adds a behaviour graph's bytes as `graph_upload` words (a length
+    /// that is not a multiple of 4 is zero-padded, which the world refuses
+    /// as `GRAPH_MALFORMED`).
+    pub fn graph_upload(&mut self, bytes: &[u8]) -> &mut PlanBuilder {
+        for c in bytes.chunks(4) {
+            let mut w = [0u8; 4];
+            w[..c.len()].copy_from_slice(c);
+            self.push(Op::GraphWord { word: u32::from_le_bytes(w) });
         }
         self
     }

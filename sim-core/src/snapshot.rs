@@ -15,7 +15,8 @@ use crate::world::{key_from_bits, World, WorldConfig};
 use rkyv::rancor;
 
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"DPSNAP\0\0";
-pub const SNAPSHOT_VERSION: u32 = 2;
+/// 3: behaviour graphs and their bindings.
+pub const SNAPSHOT_VERSION: u32 = 3;
 const HEADER_LEN: usize = 32;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -71,6 +72,15 @@ struct SnapshotV1 {
     physics: Vec<u8>,
     /// Lag compensation's pose history: (tick, [(handle, centre, radius)]).
     history: Vec<(u64, crate::lagcomp::Poses)>,
+    /// Behaviour graphs, ascending hash: bytes, then (handle, source,
+    /// registers) of every bound entity, ascending handle.
+    graphs: Vec<GraphV1>,
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct GraphV1 {
+    bytes: Vec<u8>,
+    members: Vec<(u64, u32, Vec<[f32; 3]>)>,
 }
 
 /// Recomputes a snapshot's payload checksum and length (fuzzing and
@@ -166,6 +176,12 @@ impl World {
             free: free.to_vec(),
             physics: Vec::new(),
             history: self.history.iter().cloned().collect(),
+            graphs: self
+                .graphs
+                .graphs
+                .values()
+                .map(|l| GraphV1 { bytes: l.bytes.clone(), members: l.members.iter().map(|(&h, m)| (h, m.source, m.state.clone())).collect() })
+                .collect(),
         }
     }
 
@@ -283,6 +299,19 @@ impl World {
             return Err(bad("pose history: too long, out of order, ahead of the tick or not finite".into()));
         }
         let history = crate::lagcomp::PoseHistory { ticks: s.history.into_iter().collect() };
-        Ok(World::assemble(Tick(s.tick), config, WorldRng::from_state(s.rng), s.shapes, s.shape_names, tables, index, physics, history))
+        if s.graphs.len() > crate::world::MAX_GRAPHS {
+            return Err(bad(format!("{} behaviour graphs; at most {}", s.graphs.len(), crate::world::MAX_GRAPHS)));
+        }
+        let mut graphs = crate::world::GraphStore::default();
+        for g in s.graphs {
+            let hash = graphs.insert_bytes(g.bytes).map_err(|e| bad(format!("behaviour graph: {e}")))?;
+            for (h, source, state) in g.members {
+                if index.check(crate::ids::Handle::from_bits(h)).is_err() {
+                    return Err(bad(format!("behaviour graph {hash:#018x} binds dead handle {h:#x}")));
+                }
+                graphs.restore_member(hash, h, crate::world::GraphMember { source, state }).map_err(|e| bad(format!("behaviour graph {hash:#018x}: {e}")))?;
+            }
+        }
+        Ok(World::assemble(Tick(s.tick), config, WorldRng::from_state(s.rng), s.shapes, s.shape_names, tables, index, physics, history, graphs))
     }
 }

@@ -18,8 +18,12 @@ use crate::scenario::{BodyKind, Scenario, ShapeKind};
 use crate::schema::ColumnId;
 use crate::table::{EntityIndex, Location, RowInit, Table};
 
+mod graphs;
 mod rules;
 mod validate;
+
+pub use graphs::{GraphOp, GraphStore, MAX_BOUND_COST_PER_SOURCE, MAX_GRAPHS};
+pub(crate) use graphs::Member as GraphMember;
 
 /// Health lost per tick while out of bounds.
 pub const OUT_OF_BOUNDS_DAMAGE: i32 = 20;
@@ -67,9 +71,12 @@ pub struct World {
     pub(crate) physics: RapierPhysics,
     /// Poses of avatars and NPCs over the last second (lag compensation).
     pub(crate) history: PoseHistory,
+    /// Behaviour graphs and their bindings (snapshotted and hashed).
+    pub(crate) graphs: graphs::GraphStore,
     hashes: WorldHashes,
     journal: TickJournal,
     scratch: Scratch,
+    graph_scratch: graphs::GraphScratch,
 }
 
 fn shape_spec(def: &crate::scenario::ShapeDef) -> ShapeSpec {
@@ -136,9 +143,11 @@ impl World {
             index: EntityIndex::new(0),
             physics,
             history: PoseHistory::default(),
+            graphs: graphs::GraphStore::default(),
             hashes: WorldHashes::default(),
             journal: TickJournal::default(),
             scratch: Scratch::default(),
+            graph_scratch: graphs::GraphScratch::default(),
         };
         w.tables[Archetype::Prop as usize].reserve(s.body_count() as usize);
         let shape_of = |name: &str| s.shape_index(name).unwrap_or(0);
@@ -193,7 +202,7 @@ impl World {
                 }
             }
         }
-        w.hashes.compute(w.tick, &w.tables, w.rng.state());
+        w.hashes.compute(w.tick, &w.tables, w.rng.state(), w.graphs.digest());
         w
     }
 
@@ -319,12 +328,13 @@ impl World {
         self.tick = tick;
         self.rule_out_of_bounds(&mut journal);
         self.rule_respawn();
+        self.run_graphs(&mut journal, clock);
         self.rule_npc_steering(&mut journal);
         self.record_poses();
         mark(&mut journal, Phase::Rules, clock);
 
         // 6. Hash.
-        self.hashes.compute(tick, &self.tables, self.rng.state());
+        self.hashes.compute(tick, &self.tables, self.rng.state(), self.graphs.digest());
         journal.world_hash = self.hashes.world;
         mark(&mut journal, Phase::Hash, clock);
 
@@ -425,6 +435,8 @@ impl World {
                         }
                     }
                 }
+                OpKind::GraphUpload => self.apply_graph_upload(),
+                OpKind::GraphBind => self.apply_graph_binds(source, &s),
                 OpKind::Overlap => {
                     pj.overlap_offsets.push(pj.overlap_handles.len() as u32);
                     for i in 0..s.count {
@@ -565,7 +577,7 @@ impl World {
     /// Recomputes hashes without stepping (after external edits in tests
     /// and fault injection).
     pub fn rehash(&mut self) -> u64 {
-        self.hashes.compute(self.tick, &self.tables, self.rng.state());
+        self.hashes.compute(self.tick, &self.tables, self.rng.state(), self.graphs.digest());
         self.hashes.world
     }
 
@@ -594,6 +606,7 @@ impl World {
         index: EntityIndex,
         physics: RapierPhysics,
         history: PoseHistory,
+        graphs: graphs::GraphStore,
     ) -> World {
         let mut w = World {
             tick,
@@ -605,9 +618,11 @@ impl World {
             index,
             physics,
             history,
+            graphs,
             hashes: WorldHashes::default(),
             journal: TickJournal::default(),
             scratch: Scratch::default(),
+            graph_scratch: graphs::GraphScratch::default(),
         };
         w.rehash();
         w

@@ -284,7 +284,8 @@ fn every_status_code_is_produced() {
     seen.insert(Status::OpNotPermitted);
     drop(w);
 
-    let missing: Vec<_> = Status::ALL.iter().filter(|s| !seen.contains(s)).collect();
+    // Graph statuses (GRAPH_*, UNKNOWN_GRAPH) are produced in tests/graphs.rs.
+    let missing: Vec<_> = Status::ALL.iter().filter(|s| !seen.contains(s) && !s.name().contains("GRAPH")).collect();
     assert!(missing.is_empty(), "status codes never produced: {missing:?}");
 }
 

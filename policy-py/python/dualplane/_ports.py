@@ -5,7 +5,7 @@
 from enum import IntEnum
 
 PORTS_SEMVER = "2.0.0"
-PORTS_SCHEMA_HASH = 0x31a931c332db5610
+PORTS_SCHEMA_HASH = 0xec04ee67858111bd
 
 PLAN_MAGIC = b"DPMP"
 PLAN_VERSION = 1
@@ -49,6 +49,14 @@ class Status(IntEnum):
     DUPLICATE_SEQUENCE = 22
     OP_NOT_PERMITTED = 23
     OVER_BUDGET = 24
+    GRAPH_MALFORMED = 25
+    GRAPH_UNKNOWN_NODE = 26
+    GRAPH_CYCLE = 27
+    GRAPH_TYPE = 28
+    GRAPH_TOO_LARGE = 29
+    GRAPH_BAD_CONSTANT = 30
+    GRAPH_OVER_BUDGET = 31
+    UNKNOWN_GRAPH = 32
 
 
 STATUS_MESSAGES = {
@@ -77,6 +85,14 @@ STATUS_MESSAGES = {
     Status.DUPLICATE_SEQUENCE: "source already submitted this sequence number for this tick",
     Status.OP_NOT_PERMITTED: "the source's role may not use this op kind (see [[roles]])",
     Status.OVER_BUDGET: "plan's cost exceeds what is left of the source's per-tick cost budget",
+    Status.GRAPH_MALFORMED: "behaviour graph bytes do not decode: bad magic, version, length, checksum, layout or pool range",
+    Status.GRAPH_UNKNOWN_NODE: "behaviour graph has an unknown node kind",
+    Status.GRAPH_CYCLE: "behaviour graph node reads a node that is not before it (graphs are acyclic by node order)",
+    Status.GRAPH_TYPE: "behaviour graph node has an input of the wrong type, a missing or extra input, a bad register, or the graph has no action",
+    Status.GRAPH_TOO_LARGE: "behaviour graph exceeds the node, constant, state, action or query caps, or the world's graph store is full",
+    Status.GRAPH_BAD_CONSTANT: "behaviour graph constant is NaN, infinite or outside its node's range",
+    Status.GRAPH_OVER_BUDGET: "behaviour graph's static cost per NPC, or its source's bound graphs in total, exceeds the budget",
+    Status.UNKNOWN_GRAPH: "graph_bind names a graph hash that this world was never given",
 }
 
 
@@ -92,6 +108,8 @@ class OpKind(IntEnum):
     OVERLAP = 7
     GRANT = 8
     COMMAND = 9
+    GRAPH_UPLOAD = 10
+    GRAPH_BIND = 11
 
 
 # Per op kind: (field name, numpy dtype, components per element), in layout order.
@@ -105,6 +123,8 @@ OP_FIELDS = {
     OpKind.OVERLAP: [("min", "<f4", 3), ("max", "<f4", 3)],
     OpKind.GRANT: [("handle", "<u8", 1), ("owner", "<u4", 1)],
     OpKind.COMMAND: [("handle", "<u8", 1), ("sequence", "<u4", 1), ("buttons", "<u4", 1), ("move", "<f4", 3), ("yaw", "<f4", 1), ("pitch", "<f4", 1), ("rewind", "<u4", 1)],
+    OpKind.GRAPH_UPLOAD: [("word", "<u4", 1)],
+    OpKind.GRAPH_BIND: [("handle", "<u8", 1), ("graph", "<u8", 1)],
 }
 
 # Per op kind: (base cost, cost per metre of ray, cost per cubic metre of box).
@@ -118,12 +138,14 @@ OP_COSTS = {
     OpKind.OVERLAP: (4, 0.0, 0.001),
     OpKind.GRANT: (1, 0.0, 0.0),
     OpKind.COMMAND: (1, 0.0, 0.0),
+    OpKind.GRAPH_UPLOAD: (0, 0.0, 0.0),
+    OpKind.GRAPH_BIND: (1, 0.0, 0.0),
 }
 
 # Role name -> (op kinds it may send, max ops per plan, cost budget per tick).
 ROLES = {
     "player": (frozenset({OpKind.COMMAND}), 1, 8),
-    "policy": (frozenset({OpKind.MOVE_TO, OpKind.RAYCAST, OpKind.OVERLAP}), 16384, 4000),
+    "policy": (frozenset({OpKind.MOVE_TO, OpKind.RAYCAST, OpKind.OVERLAP, OpKind.GRAPH_UPLOAD, OpKind.GRAPH_BIND}), 16384, 4000),
     "observer": (frozenset({}), 0, 0),
 }
 
@@ -231,6 +253,7 @@ TICK_JOURNAL_FIELDS = {
     "counters": ("Counters", "bodies per archetype, active bodies, contact pairs, plans received/applied/rejected, ops applied, spawned, despawned (total, out of bounds), out-of-bounds damage, NPC retargets."),
     "world_hash": ("u64", ""),
     "plans": ("PlanJournal[]", ""),
+    "graphs": ("GraphRun[]", "per behaviour graph that ran, ascending hash: graph (hash u64), npcs (u32), ops_emitted (u32), ops_rejected (u32), exec_ns (u64, by the caller's clock; never hashed)."),
 }
 PLAN_JOURNAL_FIELDS = {
     "source": ("u32", ""),

@@ -42,6 +42,14 @@ class Status(IntEnum):
     DUPLICATE_SEQUENCE: int
     OP_NOT_PERMITTED: int
     OVER_BUDGET: int
+    GRAPH_MALFORMED: int
+    GRAPH_UNKNOWN_NODE: int
+    GRAPH_CYCLE: int
+    GRAPH_TYPE: int
+    GRAPH_TOO_LARGE: int
+    GRAPH_BAD_CONSTANT: int
+    GRAPH_OVER_BUDGET: int
+    UNKNOWN_GRAPH: int
 
 class OpKind(IntEnum):
     SPAWN: int
@@ -53,6 +61,8 @@ class OpKind(IntEnum):
     OVERLAP: int
     GRANT: int
     COMMAND: int
+    GRAPH_UPLOAD: int
+    GRAPH_BIND: int
 
 class Archetype(IntEnum):
     PROP: int

@@ -30,6 +30,7 @@ impl World {
     /// the plan journal as (index, code).
     pub(super) fn validate_plan(&mut self, p: &MicroPlan, pj: &mut PlanJournal) {
         let source = p.header().source;
+        self.graph_scratch.pending = None;
         let mut despawned = std::mem::take(&mut self.scratch.despawned_in_plan);
         despawned.clear();
         for s in p.sections() {
@@ -97,6 +98,12 @@ impl World {
                         }
                     }
                 }
+                OpKind::GraphUpload => {
+                    if let Err((at, code)) = self.check_graph_upload(&s) {
+                        pj.reject(idx(at), code);
+                    }
+                }
+                OpKind::GraphBind => self.check_graph_binds(source, &s, &despawned, pj),
             }
         }
         self.scratch.despawned_in_plan = despawned;
@@ -125,24 +132,9 @@ impl World {
 
     pub(super) fn check_entity_op(&self, source: SourceId, s: &Section<'_>, i: usize, despawned: &[(u64, u32)]) -> Result<(), Status> {
         let loc = self.check_handle(source, s.handle(0, i), despawned)?;
-        let kinematic = loc.archetype.is_kinematic();
         match s.kind {
-            OpKind::SetVelocity => {
-                if kinematic {
-                    return Err(Status::WrongArchetype);
-                }
-                if !finite_within(&s.f32x3(1, i), MAX_SPEED) || !finite_within(&s.f32x3(2, i), MAX_SPEED) {
-                    return Err(Status::BadValue);
-                }
-            }
-            OpKind::ApplyImpulse => {
-                if kinematic {
-                    return Err(Status::WrongArchetype);
-                }
-                if !finite_within(&s.f32x3(1, i), MAX_IMPULSE) {
-                    return Err(Status::BadValue);
-                }
-            }
+            OpKind::SetVelocity => Self::check_velocity(loc.archetype, s.f32x3(1, i), s.f32x3(2, i)),
+            OpKind::ApplyImpulse => Self::check_impulse(loc.archetype, s.f32x3(1, i)),
             OpKind::Command => {
                 if loc.archetype != Archetype::Avatar {
                     return Err(Status::WrongArchetype);
@@ -156,21 +148,48 @@ impl World {
                     && yaw.abs() <= 1.0e4
                     && pitch.is_finite()
                     && pitch.abs() <= 1.6;
-                if !ok {
-                    return Err(Status::BadValue);
+                if ok {
+                    Ok(())
+                } else {
+                    Err(Status::BadValue)
                 }
             }
-            _ => {
-                if loc.archetype != Archetype::Npc {
-                    return Err(Status::WrongArchetype);
-                }
-                let m = s.f32(2, i);
-                let ok = finite_within(&s.f32x3(1, i), MAX_COORD) && m.is_finite() && (0.0..=MAX_SPEED).contains(&m);
-                if !ok {
-                    return Err(Status::BadValue);
-                }
-            }
+            _ => Self::check_move_to(loc.archetype, s.f32x3(1, i), s.f32(2, i)),
+        }
+    }
+
+    /// A set_velocity's values for an entity of `arch` (plans and graphs).
+    pub(super) fn check_velocity(arch: Archetype, linvel: [f32; 3], angvel: [f32; 3]) -> Result<(), Status> {
+        if arch.is_kinematic() {
+            return Err(Status::WrongArchetype);
+        }
+        if !finite_within(&linvel, MAX_SPEED) || !finite_within(&angvel, MAX_SPEED) {
+            return Err(Status::BadValue);
         }
         Ok(())
+    }
+
+    /// An apply_impulse's value for an entity of `arch`.
+    pub(super) fn check_impulse(arch: Archetype, impulse: [f32; 3]) -> Result<(), Status> {
+        if arch.is_kinematic() {
+            return Err(Status::WrongArchetype);
+        }
+        if !finite_within(&impulse, MAX_IMPULSE) {
+            return Err(Status::BadValue);
+        }
+        Ok(())
+    }
+
+    /// A move_to's values for an entity of `arch`.
+    pub(super) fn check_move_to(arch: Archetype, target: [f32; 3], max_speed: f32) -> Result<(), Status> {
+        if arch != Archetype::Npc {
+            return Err(Status::WrongArchetype);
+        }
+        // Written positively so NaN fails.
+        if finite_within(&target, MAX_COORD) && max_speed.is_finite() && (0.0..=MAX_SPEED).contains(&max_speed) {
+            Ok(())
+        } else {
+            Err(Status::BadValue)
+        }
     }
 }

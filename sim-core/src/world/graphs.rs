@@ -1,0 +1,565 @@
+//! Behaviour graphs in the world (tick phase 5, before NPC steering): the
+//! store of uploaded graphs with their compiled kernels, which entity runs
+//! which graph for which source, and the batched run that turns each
+//! graph's emitted ops into validated, applied ops.
+//!
+//! Order is fixed: graphs in ascending hash, NPCs in ascending handle,
+//! actions in node order. All graphs run on the world as physics left it;
+//! their ops are then validated and applied in that order, like a plan's.
+
+use super::World;
+use crate::graph::{ActionKind, Graph, GraphError, Inputs, Kernel, Outputs, Sensors};
+use crate::ids::{Archetype, Handle, SourceId};
+use crate::microplan::Section;
+use crate::journal::{Clock, GraphRun, PlanJournal, TickJournal};
+use crate::physics::{PhysicsPort, RapierPhysics};
+use crate::plan::{finite_within, MAX_COORD};
+use crate::ports::Status;
+use crate::schema::ColumnId;
+use crate::table::Table;
+use std::collections::BTreeMap;
+use xxhash_rust::xxh3::Xxh3;
+
+/// Graphs a world holds at once.
+pub const MAX_GRAPHS: usize = 64;
+/// What one source's bound graphs may cost per tick in total, milli-units
+/// (static cost per NPC x NPCs bound): 10 ms of reference tick time. The
+/// server (source 0) is not limited.
+pub const MAX_BOUND_COST_PER_SOURCE: u64 = 10_000_000;
+
+/// One entity driven by a graph.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Member {
+    pub(crate) source: u32,
+    /// The graph's registers for this entity (`state_count` vec3s).
+    pub(crate) state: Vec<[f32; 3]>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) graph: Graph,
+    kernel: Kernel,
+    /// By handle bits.
+    pub(crate) members: BTreeMap<u64, Member>,
+}
+
+/// Every graph a world was given, and its bindings (part of snapshots and
+/// of the world hash once anything is in it).
+#[derive(Debug, Default)]
+pub struct GraphStore {
+    pub(crate) graphs: BTreeMap<u64, Loaded>,
+    /// Handle bits -> graph hash.
+    bound: BTreeMap<u64, u64>,
+}
+
+/// One op a graph emitted this tick, and what became of it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GraphOp {
+    pub graph: u64,
+    pub handle: Handle,
+    pub kind: ActionKind,
+    /// Target, velocity or impulse.
+    pub v: [f32; 3],
+    /// Speed (move_to), else 0.
+    pub s: f32,
+    pub status: Status,
+}
+
+impl GraphStore {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.graphs.is_empty()
+    }
+
+    #[must_use]
+    pub fn contains(&self, hash: u64) -> bool {
+        self.graphs.contains_key(&hash)
+    }
+
+    /// The graph an entity runs, if any.
+    #[must_use]
+    pub fn bound_to(&self, h: Handle) -> Option<u64> {
+        self.bound.get(&h.to_bits()).copied()
+    }
+
+    /// Graph hashes held, ascending.
+    pub fn hashes(&self) -> impl Iterator<Item = u64> + '_ {
+        self.graphs.keys().copied()
+    }
+
+    /// The decoded graph for a hash.
+    #[must_use]
+    pub fn graph(&self, hash: u64) -> Option<&Graph> {
+        self.graphs.get(&hash).map(|l| &l.graph)
+    }
+
+    /// Entities bound to a graph.
+    #[must_use]
+    pub fn members(&self, hash: u64) -> usize {
+        self.graphs.get(&hash).map_or(0, |l| l.members.len())
+    }
+
+    /// Room for one more graph: true when there is a free slot or an
+    /// unbound graph to evict.
+    pub(crate) fn has_room(&self) -> bool {
+        self.graphs.len() < MAX_GRAPHS || self.graphs.values().any(|l| l.members.is_empty())
+    }
+
+    /// Adds a validated graph (no-op when held); evicts the lowest-hash
+    /// unbound graph when full. Callers check [`GraphStore::has_room`].
+    pub(crate) fn insert(&mut self, hash: u64, bytes: Vec<u8>, graph: Graph) {
+        if self.graphs.contains_key(&hash) {
+            return;
+        }
+        if self.graphs.len() >= MAX_GRAPHS {
+            if let Some(victim) = self.graphs.iter().find(|(_, l)| l.members.is_empty()).map(|(&h, _)| h) {
+                self.graphs.remove(&victim);
+            }
+        }
+        let kernel = Kernel::compile(&graph);
+        self.graphs.insert(hash, Loaded { bytes, graph, kernel, members: BTreeMap::new() });
+    }
+
+    /// Decodes, validates and adds untrusted bytes (snapshot restore).
+    pub(crate) fn insert_bytes(&mut self, bytes: Vec<u8>) -> Result<u64, GraphError> {
+        let g = Graph::decode(&bytes)?;
+        let hash = crate::graph::graph_hash(&bytes);
+        self.insert(hash, bytes, g);
+        Ok(hash)
+    }
+
+    /// Binds (or with graph 0, unbinds) an entity. A rebind to another
+    /// graph starts from zeroed registers.
+    pub(crate) fn bind(&mut self, h: u64, graph: u64, source: u32) {
+        if let Some(old) = self.bound.get(&h).copied() {
+            if old == graph {
+                if let Some(m) = self.graphs.get_mut(&old).and_then(|l| l.members.get_mut(&h)) {
+                    m.source = source;
+                }
+                return;
+            }
+            if let Some(l) = self.graphs.get_mut(&old) {
+                l.members.remove(&h);
+            }
+            self.bound.remove(&h);
+        }
+        if graph == 0 {
+            return;
+        }
+        if let Some(l) = self.graphs.get_mut(&graph) {
+            l.members.insert(h, Member { source, state: vec![[0.0; 3]; l.graph.state_count as usize] });
+            self.bound.insert(h, graph);
+        }
+    }
+
+    pub(crate) fn restore_member(&mut self, graph: u64, h: u64, m: Member) -> Result<(), String> {
+        let l = self.graphs.get_mut(&graph).ok_or("member of a graph that is not held")?;
+        if m.state.len() != l.graph.state_count as usize || m.state.iter().flatten().any(|v| v.is_nan()) {
+            return Err("member state does not match the graph's registers".into());
+        }
+        if self.bound.insert(h, graph).is_some() {
+            return Err("entity bound twice".into());
+        }
+        l.members.insert(h, m);
+        Ok(())
+    }
+
+    /// (graph, binding source) of an entity's binding.
+    pub(crate) fn member_of(&self, h: u64) -> Option<(u64, u32)> {
+        let g = *self.bound.get(&h)?;
+        self.graphs.get(&g)?.members.get(&h).map(|m| (g, m.source))
+    }
+
+    /// Static cost per tick of everything `source` has bound, milli-units.
+    #[must_use]
+    pub fn source_cost(&self, source: u32) -> u64 {
+        self.graphs.values().map(|l| l.members.values().filter(|m| m.source == source).count() as u64 * l.graph.cost_milli).sum()
+    }
+
+    /// Cost per NPC of a held graph.
+    pub(crate) fn cost_of(&self, hash: u64) -> u64 {
+        self.graphs.get(&hash).map_or(0, |l| l.graph.cost_milli)
+    }
+
+    /// Digest folded into the world hash; `None` while the store is empty
+    /// (worlds without graphs hash as they always did).
+    pub(crate) fn digest(&self) -> Option<u64> {
+        if self.graphs.is_empty() {
+            return None;
+        }
+        let mut h = Xxh3::new();
+        h.update(b"dualplane/graphs/v1");
+        for (hash, l) in &self.graphs {
+            h.update(&hash.to_le_bytes());
+            h.update(&(l.members.len() as u64).to_le_bytes());
+            for (handle, m) in &l.members {
+                h.update(&handle.to_le_bytes());
+                h.update(&m.source.to_le_bytes());
+                for v in &m.state {
+                    h.update(bytemuck::cast_slice(v));
+                }
+            }
+        }
+        Some(h.digest())
+    }
+}
+
+/// Entities by grid cell for the neighbour sensors, built once per tick.
+#[derive(Debug, Default)]
+struct Grid {
+    cell: f32,
+    /// (cell key, handle bits, archetype, x, z), sorted.
+    items: Vec<(u64, u64, u8, f32, f32)>,
+}
+
+fn cell_of(x: f32, cell: f32) -> i32 {
+    (x / cell).floor() as i32
+}
+
+fn key(cx: i32, cz: i32) -> u64 {
+    (u64::from(cx as u32) << 32) | u64::from(cz as u32)
+}
+
+impl Grid {
+    fn build(&mut self, tables: &[Table], cell: f32) {
+        self.cell = cell;
+        self.items.clear();
+        for t in tables {
+            let (x, z) = (t.f32(ColumnId::PosX), t.f32(ColumnId::PosZ));
+            for (row, &h) in t.handles().iter().enumerate() {
+                self.items.push((key(cell_of(x[row], cell), cell_of(z[row], cell)), h, t.archetype() as u8, x[row], z[row]));
+            }
+        }
+        self.items.sort_unstable_by_key(|i| (i.0, i.1));
+    }
+
+    /// Others within `radius` (xz plane, `1e-6 <= r2 < radius^2`) of
+    /// `p`, matching `mask`, as (handle, dx, dz) with d = theirs - own,
+    /// ascending handle.
+    fn around(&self, p: [f32; 3], radius: f32, mask: u16, out: &mut Vec<(u64, f32, f32)>) {
+        out.clear();
+        if !(p[0].is_finite() && p[2].is_finite()) {
+            return;
+        }
+        let reach = (radius / self.cell).ceil() as i32;
+        let (cx, cz) = (cell_of(p[0], self.cell), cell_of(p[2], self.cell));
+        let r2max = radius * radius;
+        for i in cx.saturating_sub(reach)..=cx.saturating_add(reach) {
+            for k in cz.saturating_sub(reach)..=cz.saturating_add(reach) {
+                let kk = key(i, k);
+                let lo = self.items.partition_point(|it| it.0 < kk);
+                for it in self.items[lo..].iter().take_while(|it| it.0 == kk) {
+                    if mask != 0 && mask & (1 << it.2) == 0 {
+                        continue;
+                    }
+                    let (dx, dz) = (it.3 - p[0], it.4 - p[2]);
+                    let r2 = dx * dx + dz * dz;
+                    if r2 >= 1e-6 && r2 < r2max {
+                        out.push((it.1, dx, dz));
+                    }
+                }
+            }
+        }
+        out.sort_unstable_by_key(|o| o.0);
+    }
+}
+
+/// What a `ray` node reads: the raycast op's normalisation (in the same
+/// order), then the distance to the first hit within `max`; +inf when
+/// nothing is hit or the ray is not valid.
+fn ray_distance(physics: &RapierPhysics, o: [f32; 3], d: [f32; 3], max: f32) -> f32 {
+    let len2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
+    if !(finite_within(&o, MAX_COORD) && finite_within(&d, MAX_COORD) && len2 > 1e-12) {
+        return f32::INFINITY;
+    }
+    let len = len2.sqrt();
+    let dir = [d[0] / len, d[1] / len, d[2] / len];
+    physics.raycast(o, dir, max).map_or(f32::INFINITY, |(_, dist)| dist)
+}
+
+struct WorldSensors<'a> {
+    physics: &'a RapierPhysics,
+    grid: &'a Grid,
+    pos: &'a [[f32; 3]],
+    near: Vec<(u64, f32, f32)>,
+}
+
+impl Sensors for WorldSensors<'_> {
+    fn ray(&mut self, o: [f32; 3], d: [f32; 3], max: f32) -> f32 {
+        ray_distance(self.physics, o, d, max)
+    }
+
+    fn push(&mut self, npc: usize, radius: f32, mask: u16) -> [f32; 3] {
+        let mut near = std::mem::take(&mut self.near);
+        self.grid.around(self.pos[npc], radius, mask, &mut near);
+        let mut s = [0.0f32; 3];
+        for &(_, dx, dz) in &near {
+            // d = own - theirs (y = 0), over |d|^2, summed in handle order.
+            let (ox, oz) = (-dx, -dz);
+            let r2 = ox * ox + oz * oz;
+            s[0] += ox / r2;
+            s[2] += oz / r2;
+        }
+        self.near = near;
+        s
+    }
+
+    fn nearest(&mut self, npc: usize, radius: f32, mask: u16) -> [f32; 3] {
+        let mut near = std::mem::take(&mut self.near);
+        self.grid.around(self.pos[npc], radius, mask, &mut near);
+        let mut best: Option<(f32, f32, f32)> = None;
+        for &(_, dx, dz) in &near {
+            let r2 = dx * dx + dz * dz;
+            if best.is_none_or(|b| r2 < b.0) {
+                best = Some((r2, dx, dz));
+            }
+        }
+        self.near = near;
+        best.map_or([0.0; 3], |b| [b.1, 0.0, b.2])
+    }
+
+    fn count(&mut self, npc: usize, radius: f32, mask: u16) -> f32 {
+        let mut near = std::mem::take(&mut self.near);
+        self.grid.around(self.pos[npc], radius, mask, &mut near);
+        let n = near.len() as f32;
+        self.near = near;
+        n
+    }
+}
+
+/// Reused buffers of the graph run.
+#[derive(Debug, Default)]
+pub(crate) struct GraphScratch {
+    handles: Vec<u64>,
+    pos: Vec<[f32; 3]>,
+    vel: Vec<[f32; 3]>,
+    health: Vec<f32>,
+    target: Vec<[f32; 3]>,
+    state: Vec<[f32; 3]>,
+    out: Vec<(u64, Vec<u64>, Outputs)>,
+    buf: Vec<f32>,
+    grid: Grid,
+    dead: Vec<u64>,
+    pub(crate) ops: Vec<GraphOp>,
+    /// The graph the plan being validated uploads: (hash, bytes, graph).
+    pub(super) pending: Option<(u64, Vec<u8>, Graph)>,
+}
+
+fn max_radius(g: &Graph) -> f32 {
+    g.nodes.iter().filter(|n| matches!(n.op, crate::graph::NodeOp::Push | crate::graph::NodeOp::Nearest | crate::graph::NodeOp::Count)).map(|n| n.imm[0]).fold(0.0, f32::max)
+}
+
+impl World {
+    /// The graph store (read access).
+    #[must_use]
+    pub fn graphs(&self) -> &GraphStore {
+        &self.graphs
+    }
+
+    /// The ops graphs emitted in the last tick, in application order, with
+    /// each one's validation status.
+    #[must_use]
+    pub fn graph_ops(&self) -> &[GraphOp] {
+        &self.graph_scratch.ops
+    }
+
+    /// What a graph's `ray` node would read now (for reference policies
+    /// and tests): distance along `d` (normalised) to the first hit within
+    /// `max`, +inf when nothing is hit.
+    #[must_use]
+    pub fn ray_distance(&self, o: [f32; 3], d: [f32; 3], max: f32) -> f32 {
+        ray_distance(&self.physics, o, d, max)
+    }
+
+    /// Runs every bound graph once (tick phase 5) and applies their ops.
+    pub(super) fn run_graphs(&mut self, journal: &mut TickJournal, clock: &mut dyn Clock) {
+        self.graph_scratch.ops.clear();
+        if self.graphs.bound.is_empty() {
+            return;
+        }
+        let mut store = std::mem::take(&mut self.graphs);
+        let mut sc = std::mem::take(&mut self.graph_scratch);
+        // Bindings whose entity died, or (bound by a policy) changed hands,
+        // end here; the server's bindings hold whoever owns the entity.
+        sc.dead.clear();
+        for (&h, &g) in &store.bound {
+            let source = store.graphs.get(&g).and_then(|l| l.members.get(&h)).map_or(u32::MAX, |m| m.source);
+            let live = self.index.get(Handle::from_bits(h));
+            let owned = live.is_some_and(|loc| source == SourceId::SERVER.0 || self.tables[loc.archetype as usize].u32(ColumnId::Owner)[loc.row as usize] == source);
+            if !owned {
+                sc.dead.push(h);
+            }
+        }
+        for &h in &sc.dead {
+            store.bind(h, 0, 0);
+        }
+        let radius = store.graphs.values().filter(|l| !l.members.is_empty()).map(|l| max_radius(&l.graph)).fold(0.0, f32::max);
+        if radius > 0.0 {
+            sc.grid.build(&self.tables, radius.max(1.0));
+        }
+        let mut outs = std::mem::take(&mut sc.out);
+        outs.clear();
+        for (&hash, l) in &store.graphs {
+            if l.members.is_empty() {
+                continue;
+            }
+            let t0 = clock.now_ns();
+            sc.handles.clear();
+            sc.pos.clear();
+            sc.vel.clear();
+            sc.health.clear();
+            sc.target.clear();
+            sc.state.clear();
+            for (&h, m) in &l.members {
+                let Some(loc) = self.index.get(Handle::from_bits(h)) else { continue };
+                let t = &self.tables[loc.archetype as usize];
+                let r = loc.row as usize;
+                let v3 = |a: ColumnId, b: ColumnId, c: ColumnId| [t.f32(a)[r], t.f32(b)[r], t.f32(c)[r]];
+                sc.handles.push(h);
+                sc.pos.push(v3(ColumnId::PosX, ColumnId::PosY, ColumnId::PosZ));
+                sc.vel.push(v3(ColumnId::LinvelX, ColumnId::LinvelY, ColumnId::LinvelZ));
+                sc.health.push(t.i32(ColumnId::Health)[r] as f32);
+                sc.target.push(if t.has(ColumnId::TargetX) { v3(ColumnId::TargetX, ColumnId::TargetY, ColumnId::TargetZ) } else { [0.0; 3] });
+                sc.state.extend_from_slice(&m.state);
+            }
+            let inp = Inputs { tick: self.tick.0, pos: &sc.pos, vel: &sc.vel, health: &sc.health, target: &sc.target, state: &sc.state };
+            let mut sensors = WorldSensors { physics: &self.physics, grid: &sc.grid, pos: &sc.pos, near: Vec::new() };
+            let mut out = Outputs::default();
+            l.kernel.run_into(&inp, &mut sensors, &mut out, &mut sc.buf);
+            journal.graphs.push(GraphRun { graph: hash, npcs: sc.handles.len() as u32, exec_ns: clock.now_ns().saturating_sub(t0), ..GraphRun::default() });
+            outs.push((hash, sc.handles.clone(), out));
+        }
+        // Apply in graph order, then NPC, then node order.
+        for (run, (hash, handles, out)) in journal.graphs.iter_mut().zip(&outs) {
+            let Some(l) = store.graphs.get_mut(hash) else { continue };
+            let regs = l.graph.state_count as usize;
+            for (i, &h) in handles.iter().enumerate() {
+                if let Some(m) = l.members.get_mut(&h) {
+                    m.state.copy_from_slice(&out.state[i * regs..(i + 1) * regs]);
+                }
+            }
+            for e in &out.emits {
+                let h = Handle::from_bits(handles[e.npc as usize]);
+                let status = match self.check_graph_op(h, e.kind, e.v, e.s) {
+                    Ok(()) => {
+                        self.apply_graph_op(h, e.kind, e.v, e.s);
+                        Status::Ok
+                    }
+                    Err(code) => code,
+                };
+                run.ops_emitted += 1;
+                if status != Status::Ok {
+                    run.ops_rejected += 1;
+                }
+                sc.ops.push(GraphOp { graph: *hash, handle: h, kind: e.kind, v: e.v, s: e.s, status });
+            }
+        }
+        sc.out = outs;
+        self.graph_scratch = sc;
+        self.graphs = store;
+    }
+
+    fn check_graph_op(&self, h: Handle, kind: ActionKind, v: [f32; 3], s: f32) -> Result<(), Status> {
+        let loc = self.index.check(h)?;
+        match kind {
+            ActionKind::MoveTo => Self::check_move_to(loc.archetype, v, s),
+            ActionKind::SetVelocity => Self::check_velocity(loc.archetype, v, [0.0; 3]),
+            ActionKind::Impulse => Self::check_impulse(loc.archetype, v),
+        }
+    }
+
+    fn apply_graph_op(&mut self, h: Handle, kind: ActionKind, v: [f32; 3], s: f32) {
+        match kind {
+            ActionKind::MoveTo => self.set_move_target(h, v, s),
+            ActionKind::SetVelocity => {
+                if let Some(k) = self.key_of(h) {
+                    self.physics.set_velocity(k, v, [0.0; 3]);
+                }
+            }
+            ActionKind::Impulse => {
+                if let Some(k) = self.key_of(h) {
+                    self.physics.apply_impulse(k, v);
+                }
+            }
+        }
+    }
+
+    /// Validation of a `graph_bind` op's target: live, owned by `source`
+    /// (or the server's), not an avatar.
+    pub(super) fn check_bind(&self, source: SourceId, h: Handle, despawned: &[(u64, u32)]) -> Result<Archetype, Status> {
+        let loc = self.check_handle(source, h, despawned)?;
+        if loc.archetype == Archetype::Avatar {
+            return Err(Status::WrongArchetype);
+        }
+        Ok(loc.archetype)
+    }
+
+    /// Validates a plan's `graph_upload` section: the words decode to a
+    /// valid graph and the store has room. Keeps the decoded graph for
+    /// apply. A refusal names the op: the first word of the node at fault,
+    /// else the section's first op.
+    pub(super) fn check_graph_upload(&mut self, s: &Section<'_>) -> Result<(), (usize, Status)> {
+        let mut bytes = Vec::with_capacity(s.count * 4);
+        for i in 0..s.count {
+            bytes.extend_from_slice(&s.u32(0, i).to_le_bytes());
+        }
+        let g = Graph::decode(&bytes).map_err(|e| {
+            let at = e.node.map_or(0, |n| (crate::graph::HEADER_SIZE + n as usize * crate::graph::NODE_SIZE) / 4);
+            (at.min(s.count.saturating_sub(1)), e.status)
+        })?;
+        let hash = crate::graph::graph_hash(&bytes);
+        if !self.graphs.contains(hash) && !self.graphs.has_room() {
+            return Err((0, Status::GraphTooLarge));
+        }
+        self.graph_scratch.pending = Some((hash, bytes, g));
+        Ok(())
+    }
+
+    /// Validates a plan's `graph_bind` section: each entity bindable by
+    /// the source, each graph held or uploaded by this plan, and the
+    /// source's bound cost within [`MAX_BOUND_COST_PER_SOURCE`].
+    pub(super) fn check_graph_binds(&self, source: SourceId, s: &Section<'_>, despawned: &[(u64, u32)], pj: &mut PlanJournal) {
+        let pending = self.graph_scratch.pending.as_ref().map(|(h, _, g)| (*h, g.cost_milli));
+        let cost_of = |g: u64| -> Option<u64> {
+            match pending {
+                Some((h, c)) if h == g => Some(c),
+                _ => self.graphs.graph(g).map(|x| x.cost_milli),
+            }
+        };
+        let mut total = self.graphs.source_cost(source.0);
+        for i in 0..s.count {
+            let idx = s.first_op + i as u32;
+            let (h, g) = (s.handle(0, i), s.u64(1, i));
+            if let Err(code) = self.check_bind(source, h, despawned) {
+                pj.reject(idx, code);
+                continue;
+            }
+            let Some(new) = (if g == 0 { Some(0) } else { cost_of(g) }) else {
+                pj.reject(idx, Status::UnknownGraph);
+                continue;
+            };
+            let old = self.graphs.member_of(h.to_bits()).filter(|&(_, src)| src == source.0).map_or(0, |(g, _)| self.graphs.cost_of(g));
+            let next = total.saturating_sub(old).saturating_add(new);
+            if source != SourceId::SERVER && next > MAX_BOUND_COST_PER_SOURCE {
+                pj.reject(idx, Status::GraphOverBudget);
+                continue;
+            }
+            total = next;
+        }
+    }
+
+    /// Applies a validated `graph_upload` section.
+    pub(super) fn apply_graph_upload(&mut self) {
+        if let Some((hash, bytes, g)) = self.graph_scratch.pending.take() {
+            self.graphs.insert(hash, bytes, g);
+        }
+    }
+
+    /// Applies a validated `graph_bind` section.
+    pub(super) fn apply_graph_binds(&mut self, source: SourceId, s: &Section<'_>) {
+        for i in 0..s.count {
+            self.graphs.bind(s.handle(0, i).to_bits(), s.u64(1, i), source.0);
+        }
+    }
+}
