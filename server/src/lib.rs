@@ -17,6 +17,7 @@ pub mod bot;
 pub mod churn;
 pub mod client_args;
 pub mod clock;
+pub mod graph_cmd;
 pub mod hostile;
 pub mod netsim;
 pub mod plan_cmd;

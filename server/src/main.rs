@@ -2,7 +2,7 @@
 //! server crate's library (src/lib.rs); all logic worth testing lives there
 //! and in sim-core, net and replays.
 
-use server::{alloc_count, bench, bot, churn, hostile, netsim, plan_cmd, ports_cmd, replay_cmd, serve, simulate, threads};
+use server::{alloc_count, bench, bot, churn, graph_cmd, hostile, netsim, plan_cmd, ports_cmd, replay_cmd, serve, simulate, threads};
 #[cfg(feature = "render")]
 use server::render_cmd;
 
@@ -54,6 +54,11 @@ enum Command {
         #[command(subcommand)]
         what: plan_cmd::PlanCommand,
     },
+    /// Behaviour graph files (FaaDG): inspect.
+    Graph {
+        #[command(subcommand)]
+        what: graph_cmd::GraphCommand,
+    },
     /// Replays: info, verify, diff, seek, bisect.
     Replay {
         #[command(subcommand)]
@@ -85,6 +90,7 @@ fn main() -> ExitCode {
         Command::Bench { what } => bench::run(&what),
         Command::Plan { what } => plan_cmd::run(&what),
         Command::Ports { what } => ports_cmd::run(&what),
+        Command::Graph { what } => graph_cmd::run(&what),
         Command::Replay { what } => threads::install(|| replay_cmd::run(&what)),
     };
     match result {

@@ -31,6 +31,13 @@ pub struct SimulateArgs {
     /// their target ticks.
     #[arg(long)]
     plans: Option<PathBuf>,
+    /// A behaviour graph file to upload and bind at the first tick (a
+    /// server plan, so replays carry it).
+    #[arg(long)]
+    graph: Option<PathBuf>,
+    /// What `--graph` drives: `archetype=NAME`.
+    #[arg(long, default_value = "archetype=npc", requires = "graph")]
+    bind: String,
     /// Record a replay to this file.
     #[arg(long)]
     record: Option<PathBuf>,
@@ -107,6 +114,10 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
             queue.insert_unchecked(plan);
         }
     }
+    if let Some(g) = &a.graph {
+        queue.insert_unchecked(crate::graph_cmd::bind_plan(&world, g, &a.bind)?);
+    }
+    let mut graph_stats = GraphStats::default();
     let (mut plans_applied, mut plans_rejected) = (0u64, 0u64);
     let mut rejected_by_status = std::collections::BTreeMap::<&'static str, u64>::new();
     let mut clock = MonotonicClock::new();
@@ -133,6 +144,7 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
                 *rejected_by_status.entry(p.status.name()).or_default() += 1;
             }
         }
+        graph_stats.add(j);
         let step_ns = j.total_ns();
         let t = j.tick.0;
         let hash = j.world_hash;
@@ -191,6 +203,7 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
             "invalid_plan_files": bad_files.len(),
             "replay_bytes": record_bytes,
             "replay_stalls": record_stalls,
+            "graphs": graph_stats.json(&world),
         });
         writeln!(out, "{v}")?;
     } else {
@@ -204,6 +217,9 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
             mean / 1e6,
             p99 / 1e6
         )?;
+        if a.graph.is_some() {
+            writeln!(out, "graphs: {}", graph_stats.json(&world))?;
+        }
         if a.plans.is_some() {
             writeln!(
                 out,
@@ -214,4 +230,40 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What behaviour graphs did over the run.
+#[derive(Default)]
+struct GraphStats {
+    ticks: u64,
+    npc_ticks: u64,
+    ops_emitted: u64,
+    ops_rejected: u64,
+    exec_ns: u64,
+}
+
+impl GraphStats {
+    fn add(&mut self, j: &sim_core::TickJournal) {
+        if j.graphs.is_empty() {
+            return;
+        }
+        self.ticks += 1;
+        for g in &j.graphs {
+            self.npc_ticks += u64::from(g.npcs);
+            self.ops_emitted += u64::from(g.ops_emitted);
+            self.ops_rejected += u64::from(g.ops_rejected);
+            self.exec_ns += g.exec_ns;
+        }
+    }
+
+    fn json(&self, world: &World) -> serde_json::Value {
+        let held: serde_json::Map<String, serde_json::Value> = world.graphs().hashes().map(|h| (format!("{h:#018x}"), world.graphs().members(h).into())).collect();
+        serde_json::json!({
+            "bound": held,
+            "ticks_run": self.ticks,
+            "ops_emitted": self.ops_emitted,
+            "ops_rejected": self.ops_rejected,
+            "exec_ns_per_npc": self.exec_ns as f64 / self.npc_ticks.max(1) as f64,
+        })
+    }
 }

@@ -74,6 +74,31 @@ impl Outputs {
 
 // ---- shared scalar semantics ----
 
+// A NaN's sign and payload are not deterministic across builds (the
+// compiler may swap the operands of `a + b`, and IEEE leaves which NaN
+// propagates open), so no NaN bits leave a graph: emitted values carry the
+// canonical NaN (validation refuses them anyway), and a register never
+// holds NaN (stored as 0), because registers are hashed and snapshotted.
+
+#[inline]
+pub(crate) fn canon1(x: f32) -> f32 {
+    if x.is_nan() {
+        f32::NAN
+    } else {
+        x
+    }
+}
+
+#[inline]
+pub(crate) fn canon(v: [f32; 3]) -> [f32; 3] {
+    v.map(canon1)
+}
+
+#[inline]
+pub(crate) fn stored(v: [f32; 3]) -> [f32; 3] {
+    v.map(|x| if x.is_nan() { 0.0 } else { x })
+}
+
 #[inline]
 pub(crate) fn fmin(a: f32, b: f32) -> f32 {
     if b < a {
@@ -220,19 +245,19 @@ pub fn interpret(g: &Graph, inp: &Inputs<'_>, sensors: &mut dyn Sensors) -> Outp
                 }
                 NodeOp::MoveTo => {
                     if enabled(2) {
-                        out.emits.push(Emit { npc: npc as u32, kind: ActionKind::MoveTo, v: at(0), s: s(1) });
+                        out.emits.push(Emit { npc: npc as u32, kind: ActionKind::MoveTo, v: canon(at(0)), s: canon1(s(1)) });
                     }
                     [0.0; 3]
                 }
                 NodeOp::SetVelocity | NodeOp::Impulse => {
                     if enabled(1) {
                         let kind = if node.op == NodeOp::Impulse { ActionKind::Impulse } else { ActionKind::SetVelocity };
-                        out.emits.push(Emit { npc: npc as u32, kind, v: at(0), s: 0.0 });
+                        out.emits.push(Emit { npc: npc as u32, kind, v: canon(at(0)), s: 0.0 });
                     }
                     [0.0; 3]
                 }
                 NodeOp::Store => {
-                    out.state[npc * regs + node.arg as usize] = at(0);
+                    out.state[npc * regs + node.arg as usize] = stored(at(0));
                     [0.0; 3]
                 }
             };

@@ -3,7 +3,7 @@
 //! NPCs as SoA lanes. Worlds cache kernels by graph hash. The interpreter
 //! ([`super::interpret`]) stays the reference; both must agree bit for bit.
 
-use super::eval::{argmax, curve, dot, fmax, fmin, table_row, tick_phase, truth, Emit, Inputs, Outputs, Sensors};
+use super::eval::{argmax, canon, canon1, curve, dot, fmax, fmin, stored, table_row, tick_phase, truth, Emit, Inputs, Outputs, Sensors};
 use super::{ActionKind, Graph, NodeOp, Ty, NONE};
 
 /// NPCs per chunk: a node's three lanes of a chunk are 1.5 KiB.
@@ -238,10 +238,10 @@ impl Kernel {
                     match *a {
                         Action::Emit { kind, v, s, enable } => {
                             if enable.is_none_or(|e| buf[e + j] != 0.0) {
-                                out.emits.push(Emit { npc: npc as u32, kind, v: vec_at(buf, v, j), s: s.map_or(0.0, |s| buf[s + j]) });
+                                out.emits.push(Emit { npc: npc as u32, kind, v: canon(vec_at(buf, v, j)), s: canon1(s.map_or(0.0, |s| buf[s + j])) });
                             }
                         }
-                        Action::Store { reg, v } => out.state[npc * self.regs + reg] = vec_at(buf, v, j),
+                        Action::Store { reg, v } => out.state[npc * self.regs + reg] = stored(vec_at(buf, v, j)),
                     }
                 }
             }

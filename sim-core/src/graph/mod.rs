@@ -162,7 +162,7 @@ node_ops! {
     60 MoveTo "move_to" "action (target V, speed S[, enable B]): a move_to op for this NPC.",
     61 SetVelocity "set_velocity" "action (linvel V[, enable B]): a set_velocity op (angular velocity zero).",
     62 Impulse "impulse" "action (impulse V[, enable B]): an apply_impulse op.",
-    63 Store "store" "action (value V): register `arg` for next tick (each register stored at most once).",
+    63 Store "store" "action (value V): register `arg` for next tick (each register stored at most once; NaN lanes are stored as 0).",
 }
 
 /// The kind of op an action node emits.

@@ -299,3 +299,35 @@ proptest! {
         prop_assert!(a.emits.len() >= npcs.len());
     }
 }
+
+/// Found by the graph_decode fuzz target: which NaN an add of two NaNs
+/// yields changed between the interpreter and the kernel under release
+/// optimisation. No NaN bits may leave a graph: a stored NaN lane reads back
+/// as 0 and an emitted NaN is the canonical one, on both paths.
+#[test]
+fn nan_never_leaves_a_graph_with_its_bits() {
+    let mut zero = n0(NodeOp::Vector);
+    zero.imm = [0.0, 0.0, 0.0, 0.0];
+    let mut neg = n0(NodeOp::Vector);
+    neg.imm = [-0.0, 0.0, 1.0, 0.0];
+    let nodes = vec![
+        zero,                                           // 0
+        neg,                                            // 1
+        node(NodeOp::Div, [0, 0, NONE]),                // 2: (NaN, NaN, NaN)
+        node(NodeOp::Div, [1, 0, NONE]),                // 3: (NaN, NaN, +inf)
+        node(NodeOp::Add, [2, 3, NONE]),                // 4: NaN + NaN
+        node(NodeOp::SetVelocity, [4, NONE, NONE]),     // 5
+        Node { arg: 0, ..node(NodeOp::Store, [4, NONE, NONE]) },
+    ];
+    let g = Graph::decode(&encode_parts(&nodes, &[], 1)).unwrap();
+    let pos = [[1.0, 0.5, -2.0]; 2];
+    let state = vec![[0.25, -0.5, 2.0]; 2];
+    let inp = Inputs { tick: 7, pos: &pos, vel: &pos, health: &[1.0, 2.0], target: &pos, state: &state };
+    for out in [interpret(&g, &inp, &mut Fake), Kernel::compile(&g).run(&inp, &mut Fake)] {
+        assert_eq!(out.state, vec![[0.0, 0.0, 0.0]; 2], "a NaN register lane is stored as 0");
+        assert_eq!(out.emits.len(), 2);
+        for e in &out.emits {
+            assert_eq!(e.v.map(f32::to_bits), [f32::NAN.to_bits(); 3], "emitted NaN is canonical: {:?}", e.v);
+        }
+    }
+}
