@@ -260,7 +260,7 @@ impl PyPlanBuilder {
     /// `dualplane.graph.graph_hash(graph)`.
     fn graph_upload<'py>(mut slf: PyRefMut<'py, Self>, graph: &[u8]) -> PyResult<PyRefMut<'py, Self>> {
         ffi();
-        if graph.len() % 4 != 0 || graph.is_empty() {
+        if !graph.len().is_multiple_of(4) || graph.is_empty() {
             return Err(value_error(format!("graph_upload: graph bytes must be a non-empty multiple of 4 long; got {}", graph.len())));
         }
         if slf.inner.count(OpKind::GraphUpload) > 0 {

@@ -246,14 +246,30 @@ pub struct GridDef {
     pub health: i32,
 }
 
-/// Kinematic NPCs placed on a ring, wandering between random targets.
+/// Where a group of NPCs starts.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NpcLayout {
+    /// Evenly around the square ring of half-size `radius`.
+    #[default]
+    Ring,
+    /// Row by row on a square grid filling the square of half-size
+    /// `radius` (uniform density: a crowd, not a queue).
+    Grid,
+}
+
+/// Kinematic NPCs placed on a ring or a grid, wandering between random
+/// targets.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NpcDef {
     pub shape: String,
     pub count: u32,
-    /// Ring radius around the origin where they start.
+    /// Half-size of the square around the origin where they start.
     pub radius: f32,
+    /// `ring` (default) or `grid`.
+    #[serde(default)]
+    pub layout: NpcLayout,
     /// Height of their centre.
     pub height: f32,
     pub speed: f32,

@@ -14,7 +14,7 @@ use crate::microplan::MicroPlan;
 use crate::physics::{BodyDesc, BodyKey, Motion, PhysicsPort, RapierPhysics, Shape, ShapeSpec, STATIC_TAG};
 use crate::ports::{OpKind, Status, MAX_BYTES_PER_SOURCE_TICK, MAX_COST_PER_SOURCE_TICK, MAX_OPS_PER_SOURCE_TICK, MAX_OVERLAP_HITS};
 use crate::rng::WorldRng;
-use crate::scenario::{BodyKind, Scenario, ShapeKind};
+use crate::scenario::{BodyKind, NpcLayout, Scenario, ShapeKind};
 use crate::schema::ColumnId;
 use crate::table::{EntityIndex, Location, RowInit, Table};
 
@@ -77,6 +77,20 @@ pub struct World {
     journal: TickJournal,
     scratch: Scratch,
     graph_scratch: graphs::GraphScratch,
+}
+
+/// Point `k` of `count` evenly around a square ring of half-size `r`, with
+/// basic arithmetic only (no libm: trig differs across libcs).
+fn ring_point(r: f32, k: u32, count: u32) -> (f32, f32) {
+    let u = 4.0 * k as f32 / count as f32;
+    let side = u.floor();
+    let t = 2.0 * r * (u - side);
+    match side as u32 {
+        0 => (-r + t, -r),
+        1 => (r, -r + t),
+        2 => (r - t, r),
+        _ => (-r, r - t),
+    }
 }
 
 fn shape_spec(def: &crate::scenario::ShapeDef) -> ShapeSpec {
@@ -179,18 +193,16 @@ impl World {
             w.spawn_body(arch, shape_of(&b.shape), motion, b.position, b.rotation, b.linvel, b.angvel, SourceId::SERVER, b.health);
         }
         for n in &s.npcs {
+            // Cells per side of a grid layout: the least s with s * s >= count.
+            let cells = (0..=n.count).find(|s| u64::from(*s) * u64::from(*s) >= u64::from(n.count)).unwrap_or(1).max(1);
             for k in 0..n.count {
-                // Evenly around a square ring of half-size `radius`, with
-                // basic arithmetic only (no libm: trig differs across libcs).
-                let u = 4.0 * k as f32 / n.count as f32;
-                let side = u.floor();
-                let f = u - side;
-                let (r, t) = (n.radius, 2.0 * n.radius * f);
-                let (x, z) = match side as u32 {
-                    0 => (-r + t, -r),
-                    1 => (r, -r + t),
-                    2 => (r - t, r),
-                    _ => (-r, r - t),
+                let (x, z) = match n.layout {
+                    NpcLayout::Ring => ring_point(n.radius, k, n.count),
+                    NpcLayout::Grid => {
+                        let step = 2.0 * n.radius / cells as f32;
+                        let (i, j) = (k % cells, k / cells);
+                        (-n.radius + step * (i as f32 + 0.5), -n.radius + step * (j as f32 + 0.5))
+                    }
                 };
                 let p = [x, n.height, z];
                 let h = w.spawn_body(Archetype::Npc, shape_of(&n.shape), Motion::Kinematic, p, [0.0, 0.0, 0.0, 1.0], [0.0; 3], [0.0; 3], SourceId::SERVER, n.health);

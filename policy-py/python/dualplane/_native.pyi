@@ -13,6 +13,20 @@ PORTS_SEMVER: str
 
 def ffi_calls() -> int: ...
 
+# Behaviour graphs (`dualplane.graph` wraps these).
+_GraphNode = tuple[str, int, tuple[int, int, int], int, tuple[float, float, float, float]]
+
+def graph_encode(nodes: Sequence[_GraphNode], pool: Sequence[float], state_count: int) -> bytes:
+    """Encodes and validates; a refusal raises ValueError naming the status and node."""
+def graph_decode(data: bytes) -> tuple[list[_GraphNode], list[float], int]: ...
+def graph_describe(data: bytes) -> str:
+    """The listing `dualplane graph inspect` prints."""
+def graph_hash(data: bytes) -> int:
+    """xxh3-64 of the bytes: the name `PlanBuilder.graph_bind` takes."""
+def graph_cost(data: bytes) -> int:
+    """Static cost per NPC per tick, milli-units."""
+def graph_node_kinds() -> list[tuple[int, str, str]]: ...
+
 class ColumnLease:
     """The `base` of every column view; keeps its Sim's memory alive."""
 
@@ -52,6 +66,10 @@ class Journal:
     @property
     def counters(self) -> dict[str, int]: ...
     def rays(self) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint64], npt.NDArray[np.float32]]: ...
+    @property
+    def graphs(self) -> list[dict[str, int]]:
+        """Each graph that ran this tick (ascending hash): `graph`, `npcs`,
+        `ops_emitted`, `ops_rejected`, `exec_ns` (wall clock; never hashed)."""
 
 class Sim:
     def __init__(self, scenario: str | PathLike[str] | None = None, seed: int | None = None) -> None: ...
@@ -69,6 +87,13 @@ class Sim:
     def restore(self, snapshot: bytes) -> None: ...
     def render(self, width: int = 320, height: int = 240, camera: str = "overview") -> npt.NDArray[np.uint8]: ...
     def observation(self, source: int, radius: float = 8.0) -> dict[str, Any]: ...
+    def raycast(self, origins: _F32, directions: _F32, max_distance: float) -> npt.NDArray[np.float32]:
+        """What a graph's `ray` node reads now: distance to the first hit, +inf for none."""
+    def graph_ops(self) -> dict[str, Any]:
+        """Ops graphs emitted last tick, in application order: `graph`, `handle`,
+        `kind` (0 move_to, 1 set_velocity, 2 impulse), `v` float32[n, 3], `s`, `status`."""
+    def graphs(self) -> dict[int, int]:
+        """Graphs held: {hash: entities bound}."""
 
 _F32 = npt.NDArray[np.float32]
 _U32 = npt.NDArray[np.uint32]
@@ -102,6 +127,10 @@ class PlanBuilder:
     def raycast(self, origins: _F32, dirs: _F32, max_dist: float | _F32) -> PlanBuilder: ...
     def overlap(self, mins: _F32, maxs: _F32) -> PlanBuilder: ...
     def grant(self, handles: _U64, owner: int | _U32) -> PlanBuilder: ...
+    def graph_upload(self, graph: bytes) -> PlanBuilder:
+        """Give the world a behaviour graph (at most one per plan)."""
+    def graph_bind(self, handles: _U64, graph: int | _U64) -> PlanBuilder:
+        """Run graph `graph` (its hash; 0 unbinds) for these entities from the plan's tick."""
     def build(self) -> bytes: ...
     def __len__(self) -> int: ...
 

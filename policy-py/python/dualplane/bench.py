@@ -1,4 +1,6 @@
-"""`python -m dualplane.bench [--json]`: the control plane's numbers.
+"""`python -m dualplane.bench [all|graph] [--json] [--quick]`: the control
+plane's numbers (`graph`: behaviour graphs against Python, see
+`dualplane.bench_graph`; `all`, the default: the rest, below).
 
 - observe: Python cost per tick to get every entity's columns and build an
   (N, 3) position array, for 1,000 and 10,000 entities;
@@ -169,9 +171,15 @@ def vector_env_speed(steps: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m dualplane.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", nargs="?", default="all", choices=["all", "graph"], help="which numbers (default: all but graph)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--quick", action="store_true", help="fewer repeats (CI smoke)")
+    p.add_argument("--scenario-dir", type=Path, default=None, help="graph: where npc1000.toml and npc10k.toml are (default: the checkout's tests/scenarios)")
     a = p.parse_args(argv)
+    if a.what == "graph":
+        from . import bench_graph
+
+        return _print(bench_graph.run(a.quick, a.scenario_dir), a.json)
     r = 20 if a.quick else 200
     out: dict[str, float] = {}
     for n in (1000, 10000):
@@ -187,11 +195,15 @@ def main(argv: list[str] | None = None) -> int:
     out.update(observation_cost(repeat=10 if a.quick else 100))
     out.update(pool_speed(8 if a.quick else 40))
     out.update(vector_env_speed(50 if a.quick else 300))
-    if a.json:
-        print(json.dumps({k: round(v, 3) for k, v in out.items()}))
+    return _print(out, a.json)
+
+
+def _print(out: dict[str, float], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({k: round(v, 4) for k, v in out.items()}))
     else:
         for k, v in out.items():
-            print(f"{k:40} {v:12.2f}")
+            print(f"{k:40} {v:12.4f}")
     return 0
 
 

@@ -430,10 +430,10 @@ fn input(i: usize, node: &Node, k: usize, types: &[Option<Ty>], want: Option<Ty>
     let Some(ty) = types[src] else {
         return fail(Status::GraphType, Some(i), format!("input {k} reads node {src}, an action, which has no value"));
     };
-    if let Some(w) = want {
-        if ty != w {
-            return fail(Status::GraphType, Some(i), format!("input {k} of {} must be {}, node {src} is {}", node.op.name(), w.name(), ty.name()));
-        }
+    if let Some(w) = want
+        && ty != w
+    {
+        return fail(Status::GraphType, Some(i), format!("input {k} of {} must be {}, node {src} is {}", node.op.name(), w.name(), ty.name()));
     }
     Ok(ty)
 }

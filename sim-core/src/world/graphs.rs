@@ -112,10 +112,10 @@ impl GraphStore {
         if self.graphs.contains_key(&hash) {
             return;
         }
-        if self.graphs.len() >= MAX_GRAPHS {
-            if let Some(victim) = self.graphs.iter().find(|(_, l)| l.members.is_empty()).map(|(&h, _)| h) {
-                self.graphs.remove(&victim);
-            }
+        if self.graphs.len() >= MAX_GRAPHS
+            && let Some(victim) = self.graphs.iter().find(|(_, l)| l.members.is_empty()).map(|(&h, _)| h)
+        {
+            self.graphs.remove(&victim);
         }
         let kernel = Kernel::compile(&graph);
         self.graphs.insert(hash, Loaded { bytes, graph, kernel, members: BTreeMap::new() });
@@ -209,29 +209,40 @@ impl GraphStore {
 #[derive(Debug, Default)]
 struct Grid {
     cell: f32,
-    /// (cell key, handle bits, archetype, x, z), sorted.
-    items: Vec<(u64, u64, u8, f32, f32)>,
+    /// Cell keys, ascending (parallel to `items`, searched alone).
+    keys: Vec<u64>,
+    /// (handle bits, archetype, x, z), sorted by (cell key, handle).
+    items: Vec<(u64, u8, f32, f32)>,
+    order: Vec<(u64, u64, u8, f32, f32)>,
 }
 
 fn cell_of(x: f32, cell: f32) -> i32 {
     (x / cell).floor() as i32
 }
 
+/// Ordered like (cx, cz): the sign bit flipped, so the cells of one grid
+/// column `cx` at consecutive `cz` are one run of keys.
 fn key(cx: i32, cz: i32) -> u64 {
-    (u64::from(cx as u32) << 32) | u64::from(cz as u32)
+    (u64::from(cx as u32 ^ 0x8000_0000) << 32) | u64::from(cz as u32 ^ 0x8000_0000)
 }
 
 impl Grid {
     fn build(&mut self, tables: &[Table], cell: f32) {
         self.cell = cell;
-        self.items.clear();
+        self.order.clear();
         for t in tables {
             let (x, z) = (t.f32(ColumnId::PosX), t.f32(ColumnId::PosZ));
             for (row, &h) in t.handles().iter().enumerate() {
-                self.items.push((key(cell_of(x[row], cell), cell_of(z[row], cell)), h, t.archetype() as u8, x[row], z[row]));
+                self.order.push((key(cell_of(x[row], cell), cell_of(z[row], cell)), h, t.archetype() as u8, x[row], z[row]));
             }
         }
-        self.items.sort_unstable_by_key(|i| (i.0, i.1));
+        self.order.sort_unstable_by_key(|i| (i.0, i.1));
+        self.keys.clear();
+        self.items.clear();
+        for &(k, h, a, x, z) in &self.order {
+            self.keys.push(k);
+            self.items.push((h, a, x, z));
+        }
     }
 
     /// Others within `radius` (xz plane, `1e-6 <= r2 < radius^2`) of
@@ -246,18 +257,18 @@ impl Grid {
         let (cx, cz) = (cell_of(p[0], self.cell), cell_of(p[2], self.cell));
         let r2max = radius * radius;
         for i in cx.saturating_sub(reach)..=cx.saturating_add(reach) {
-            for k in cz.saturating_sub(reach)..=cz.saturating_add(reach) {
-                let kk = key(i, k);
-                let lo = self.items.partition_point(|it| it.0 < kk);
-                for it in self.items[lo..].iter().take_while(|it| it.0 == kk) {
-                    if mask != 0 && mask & (1 << it.2) == 0 {
-                        continue;
-                    }
-                    let (dx, dz) = (it.3 - p[0], it.4 - p[2]);
-                    let r2 = dx * dx + dz * dz;
-                    if r2 >= 1e-6 && r2 < r2max {
-                        out.push((it.1, dx, dz));
-                    }
+            // One run of keys per grid column: cz - reach ..= cz + reach.
+            let (first, last) = (key(i, cz.saturating_sub(reach)), key(i, cz.saturating_add(reach)));
+            let lo = self.keys.partition_point(|&k| k < first);
+            let hi = lo + self.keys[lo..].partition_point(|&k| k <= last);
+            for &(h, a, x, z) in &self.items[lo..hi] {
+                if mask != 0 && mask & (1 << a) == 0 {
+                    continue;
+                }
+                let (dx, dz) = (x - p[0], z - p[2]);
+                let r2 = dx * dx + dz * dz;
+                if r2 >= 1e-6 && r2 < r2max {
+                    out.push((h, dx, dz));
                 }
             }
         }
