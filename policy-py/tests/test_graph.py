@@ -163,3 +163,33 @@ def test_graph_inspect_cli(tmp_path, bin_path):
     f.write_bytes(u.build()[:-8])
     bad = subprocess.run([str(bin_path), "graph", "inspect", str(f)], capture_output=True, text=True)
     assert bad.returncode != 0 and "GRAPH_MALFORMED" in bad.stderr
+
+
+def test_a_remote_policy_binds_the_graph_and_the_server_exports_it(server):
+    """Over QUIC: a policy uploads the utility graph and binds its NPCs; the
+    server runs it every tick and exports it (dualplane_graph_*)."""
+    import time
+
+    data = u.build()
+    with dualplane.connect(server.addr, server.token(41), cert=str(server.cert)) as s:
+        o = s.observe(timeout=5)
+        assert o is not None and len(s.controlled) == 4
+        plan = dualplane.PlanBuilder(o["tick"] + 2, s.source_id, 1, o["tick"]).graph_upload(data).graph_bind(s.controlled, dg.graph_hash(data))
+        assert s.submit(plan.build())
+        statuses = []
+        deadline = time.monotonic() + 5
+        while not statuses and time.monotonic() < deadline:
+            time.sleep(0.05)
+            statuses += s.journals()
+        assert statuses and statuses[0][2] == dualplane.Status.OK, statuses
+        time.sleep(0.5)
+        assert server.metric("dualplane_graphs") == 1
+        assert server.metric("dualplane_graph_npcs") == 4
+        ok = server.metric('dualplane_graph_ops_total{status="OK"}')
+        assert ok >= 4 * 10, "the graph drove its 4 NPCs every tick"
+        assert server.metric("dualplane_graph_duration_seconds_count") >= 10
+        time.sleep(0.2)
+        assert server.metric('dualplane_graph_ops_total{status="OK"}') > ok
+    # The policy left: its NPCs went back to the server, its bindings ended.
+    time.sleep(0.3)
+    assert server.metric("dualplane_graph_npcs") == 0

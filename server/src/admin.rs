@@ -30,6 +30,10 @@ pub struct Metrics {
     pub datagrams_dropped: IntCounterVec,
     pub client_hash_failures: IntGauge,
     pub plans: IntCounterVec,
+    pub graph_seconds: Histogram,
+    pub graph_npcs: IntGauge,
+    pub graphs_held: IntGauge,
+    pub graph_ops: IntCounterVec,
     pub inputs: IntCounterVec,
     pub replay_bytes: IntGauge,
     pub recorder_queue: IntGauge,
@@ -83,6 +87,10 @@ impl Metrics {
             datagrams_dropped: cv("dualplane_datagrams_dropped_total", "UDP datagrams that cannot be this server's QUIC, by reason (not_quic: too short for a header, bad_version, short_initial, unknown_cid); quinn ignores them.", &["reason"]),
             client_hash_failures: g("dualplane_client_hash_failures", "Reconstruction-hash failures reported by connected clients (sum)."),
             plans: cv("dualplane_plans_total", "Plans by status (IDL status name).", &["status"]),
+            graph_seconds: h("dualplane_graph_duration_seconds", "Wall time of one tick's behaviour graphs (inputs, kernels, the neighbour grid), all graphs together.", vec![0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.0167]),
+            graph_npcs: g("dualplane_graph_npcs", "Entities driven by behaviour graphs in the last tick."),
+            graphs_held: g("dualplane_graphs", "Behaviour graphs the world holds (uploaded, bound or not)."),
+            graph_ops: cv("dualplane_graph_ops_total", "Ops behaviour graphs emitted, by status (IDL status name: OK applied, else refused by validation).", &["status"]),
             inputs: cv("dualplane_inputs_total", "Client inputs by outcome.", &["outcome"]),
             replay_bytes: g("dualplane_replay_written_bytes", "Bytes written to the replay file."),
             recorder_queue: g("dualplane_recorder_queue_depth", "Replay records queued for the writer thread (recorder lag)."),
@@ -107,6 +115,7 @@ impl Metrics {
         // see a series (at 0) before the first event.
         for st in sim_core::Status::ALL {
             m.plans.with_label_values(&[st.name()]);
+            m.graph_ops.with_label_values(&[st.name()]);
         }
         for o in ["applied", "late_retargeted", "late_dropped", "queue_full"] {
             m.inputs.with_label_values(&[o]);
@@ -154,6 +163,10 @@ impl Metrics {
             Box::new(m.datagrams_dropped.clone()),
             Box::new(m.client_hash_failures.clone()),
             Box::new(m.plans.clone()),
+            Box::new(m.graph_seconds.clone()),
+            Box::new(m.graph_npcs.clone()),
+            Box::new(m.graphs_held.clone()),
+            Box::new(m.graph_ops.clone()),
             Box::new(m.inputs.clone()),
             Box::new(m.replay_bytes.clone()),
             Box::new(m.recorder_queue.clone()),
@@ -196,6 +209,25 @@ impl Metrics {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// One tick's behaviour graphs into the metrics: time, entities driven,
+/// graphs held, ops by status (refusals are rare: only they are walked).
+pub(crate) fn record_graphs(m: &Metrics, world: &sim_core::World) {
+    let runs = &world.journal().graphs;
+    m.graphs_held.set(i64::try_from(world.graphs().hashes().count()).unwrap_or(i64::MAX));
+    m.graph_npcs.set(runs.iter().map(|r| i64::from(r.npcs)).sum());
+    if runs.is_empty() {
+        return;
+    }
+    m.graph_seconds.observe(runs.iter().map(|r| r.exec_ns).sum::<u64>() as f64 / 1e9);
+    let (emitted, rejected) = runs.iter().fold((0u64, 0u64), |(e, r), g| (e + u64::from(g.ops_emitted), r + u64::from(g.ops_rejected)));
+    m.graph_ops.with_label_values(&[sim_core::Status::Ok.name()]).inc_by(emitted - rejected.min(emitted));
+    if rejected > 0 {
+        for op in world.graph_ops().iter().filter(|o| o.status != sim_core::Status::Ok) {
+            m.graph_ops.with_label_values(&[op.status.name()]).inc();
+        }
     }
 }
 

@@ -145,7 +145,8 @@ pub struct GraphRun {
     pub npcs: u32,
     pub ops_emitted: u32,
     pub ops_rejected: u32,
-    /// Execution time by the injected clock (kernel only; never hashed).
+    /// Execution time by the injected clock: gathering its inputs, the
+    /// kernel, and its share of the neighbour grid's build (never hashed).
     pub exec_ns: u64,
 }
 

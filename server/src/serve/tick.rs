@@ -225,6 +225,7 @@ pub(crate) fn tick_loop(
         for p in &world.journal().plans {
             m.plans.with_label_values(&[p.status.name()]).inc();
         }
+        crate::admin::record_graphs(m, &world);
         obs.health.last_tick_ms.store(now_ms(), Ordering::Relaxed);
         stats.tick_ns.record(spent.as_nanos() as u64);
         next += period;

@@ -7,6 +7,7 @@
 //! actions in node order. All graphs run on the world as physics left it;
 //! their ops are then validated and applied in that order, like a plan's.
 
+use super::neighbours::Grid;
 use super::World;
 use crate::graph::{ActionKind, Graph, GraphError, Inputs, Kernel, Outputs, Sensors};
 use crate::ids::{Archetype, Handle, SourceId};
@@ -16,7 +17,6 @@ use crate::physics::{PhysicsPort, RapierPhysics};
 use crate::plan::{finite_within, MAX_COORD};
 use crate::ports::Status;
 use crate::schema::ColumnId;
-use crate::table::Table;
 use std::collections::BTreeMap;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -205,77 +205,6 @@ impl GraphStore {
     }
 }
 
-/// Entities by grid cell for the neighbour sensors, built once per tick.
-#[derive(Debug, Default)]
-struct Grid {
-    cell: f32,
-    /// Cell keys, ascending (parallel to `items`, searched alone).
-    keys: Vec<u64>,
-    /// (handle bits, archetype, x, z), sorted by (cell key, handle).
-    items: Vec<(u64, u8, f32, f32)>,
-    order: Vec<(u64, u64, u8, f32, f32)>,
-}
-
-fn cell_of(x: f32, cell: f32) -> i32 {
-    (x / cell).floor() as i32
-}
-
-/// Ordered like (cx, cz): the sign bit flipped, so the cells of one grid
-/// column `cx` at consecutive `cz` are one run of keys.
-fn key(cx: i32, cz: i32) -> u64 {
-    (u64::from(cx as u32 ^ 0x8000_0000) << 32) | u64::from(cz as u32 ^ 0x8000_0000)
-}
-
-impl Grid {
-    fn build(&mut self, tables: &[Table], cell: f32) {
-        self.cell = cell;
-        self.order.clear();
-        for t in tables {
-            let (x, z) = (t.f32(ColumnId::PosX), t.f32(ColumnId::PosZ));
-            for (row, &h) in t.handles().iter().enumerate() {
-                self.order.push((key(cell_of(x[row], cell), cell_of(z[row], cell)), h, t.archetype() as u8, x[row], z[row]));
-            }
-        }
-        self.order.sort_unstable_by_key(|i| (i.0, i.1));
-        self.keys.clear();
-        self.items.clear();
-        for &(k, h, a, x, z) in &self.order {
-            self.keys.push(k);
-            self.items.push((h, a, x, z));
-        }
-    }
-
-    /// Others within `radius` (xz plane, `1e-6 <= r2 < radius^2`) of
-    /// `p`, matching `mask`, as (handle, dx, dz) with d = theirs - own,
-    /// ascending handle.
-    fn around(&self, p: [f32; 3], radius: f32, mask: u16, out: &mut Vec<(u64, f32, f32)>) {
-        out.clear();
-        if !(p[0].is_finite() && p[2].is_finite()) {
-            return;
-        }
-        let reach = (radius / self.cell).ceil() as i32;
-        let (cx, cz) = (cell_of(p[0], self.cell), cell_of(p[2], self.cell));
-        let r2max = radius * radius;
-        for i in cx.saturating_sub(reach)..=cx.saturating_add(reach) {
-            // One run of keys per grid column: cz - reach ..= cz + reach.
-            let (first, last) = (key(i, cz.saturating_sub(reach)), key(i, cz.saturating_add(reach)));
-            let lo = self.keys.partition_point(|&k| k < first);
-            let hi = lo + self.keys[lo..].partition_point(|&k| k <= last);
-            for &(h, a, x, z) in &self.items[lo..hi] {
-                if mask != 0 && mask & (1 << a) == 0 {
-                    continue;
-                }
-                let (dx, dz) = (x - p[0], z - p[2]);
-                let r2 = dx * dx + dz * dz;
-                if r2 >= 1e-6 && r2 < r2max {
-                    out.push((h, dx, dz));
-                }
-            }
-        }
-        out.sort_unstable_by_key(|o| o.0);
-    }
-}
-
 /// What a `ray` node reads: the raycast op's normalisation (in the same
 /// order), then the distance to the first hit within `max`; +inf when
 /// nothing is hit or the ray is not valid.
@@ -406,8 +335,14 @@ impl World {
             store.bind(h, 0, 0);
         }
         let radius = store.graphs.values().filter(|l| !l.members.is_empty()).map(|l| max_radius(&l.graph)).fold(0.0, f32::max);
+        // The grid's build is part of what the graphs that read it cost:
+        // shared evenly among them in the journal.
+        let mut grid_ns = 0;
         if radius > 0.0 {
+            let t0 = clock.now_ns();
             sc.grid.build(&self.tables, radius.max(1.0));
+            let readers = store.graphs.values().filter(|l| !l.members.is_empty() && max_radius(&l.graph) > 0.0).count() as u64;
+            grid_ns = clock.now_ns().saturating_sub(t0) / readers.max(1);
         }
         let mut outs = std::mem::take(&mut sc.out);
         outs.clear();
@@ -438,7 +373,8 @@ impl World {
             let mut sensors = WorldSensors { physics: &self.physics, grid: &sc.grid, pos: &sc.pos, near: Vec::new() };
             let mut out = Outputs::default();
             l.kernel.run_into(&inp, &mut sensors, &mut out, &mut sc.buf);
-            journal.graphs.push(GraphRun { graph: hash, npcs: sc.handles.len() as u32, exec_ns: clock.now_ns().saturating_sub(t0), ..GraphRun::default() });
+            let shared = if max_radius(&l.graph) > 0.0 { grid_ns } else { 0 };
+            journal.graphs.push(GraphRun { graph: hash, npcs: sc.handles.len() as u32, exec_ns: clock.now_ns().saturating_sub(t0) + shared, ..GraphRun::default() });
             outs.push((hash, sc.handles.clone(), out));
         }
         // Apply in graph order, then NPC, then node order.
