@@ -124,6 +124,9 @@ def test_two_processes_running_the_graph_print_identical_hashes(tmp_path, bin_pa
     b = subprocess.run(args, check=True, capture_output=True, text=True).stdout
     lines = [ln for ln in a.splitlines() if ln.startswith("tick=")]
     assert len(lines) == 6 and lines == [ln for ln in b.splitlines() if ln.startswith("tick=")]
+    # The reference interpreter instead of the compiled kernels: the same run.
+    c = subprocess.run(args + ["--graph-engine", "interpreted"], check=True, capture_output=True, text=True).stdout
+    assert [ln for ln in c.splitlines() if ln.startswith("tick=")] == lines
     plain = subprocess.run(args[:-4], check=True, capture_output=True, text=True).stdout
     assert [ln for ln in plain.splitlines() if ln.startswith("tick=")] != lines, "the graph changed the run"
     # The in-process Sim driven by the same graph reaches the same hashes.

@@ -38,6 +38,10 @@ pub struct SimulateArgs {
     /// What `--graph` drives: `archetype=NAME`.
     #[arg(long, default_value = "archetype=npc", requires = "graph")]
     bind: String,
+    /// How graphs run: `compiled` kernels (the default) or the reference
+    /// `interpreted` evaluator (bit-identical; for measuring).
+    #[arg(long, value_enum, default_value = "compiled", requires = "graph")]
+    graph_engine: GraphEngine,
     /// Record a replay to this file.
     #[arg(long)]
     record: Option<PathBuf>,
@@ -114,6 +118,7 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
             queue.insert_unchecked(plan);
         }
     }
+    world.set_graph_interpreter(a.graph_engine == GraphEngine::Interpreted);
     if let Some(g) = &a.graph {
         queue.insert_unchecked(crate::graph_cmd::bind_plan(&world, g, &a.bind)?);
     }
@@ -232,6 +237,12 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum GraphEngine {
+    Compiled,
+    Interpreted,
+}
+
 /// What behaviour graphs did over the run.
 #[derive(Default)]
 struct GraphStats {
@@ -264,6 +275,7 @@ impl GraphStats {
             "ops_emitted": self.ops_emitted,
             "ops_rejected": self.ops_rejected,
             "exec_ns_per_npc": self.exec_ns as f64 / self.npc_ticks.max(1) as f64,
+            "engine": if world.graph_interpreter() { "interpreted" } else { "compiled" },
         })
     }
 }

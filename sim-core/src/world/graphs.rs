@@ -284,6 +284,8 @@ pub(crate) struct GraphScratch {
     pub(crate) ops: Vec<GraphOp>,
     /// The graph the plan being validated uploads: (hash, bytes, graph).
     pub(super) pending: Option<(u64, Vec<u8>, Graph)>,
+    /// Run graphs with the reference interpreter instead of their kernels.
+    interpret: bool,
 }
 
 fn max_radius(g: &Graph) -> f32 {
@@ -295,6 +297,21 @@ impl World {
     #[must_use]
     pub fn graphs(&self) -> &GraphStore {
         &self.graphs
+    }
+
+    /// Runs graphs with the reference interpreter (`true`) or their
+    /// compiled kernels (the default). Results are bit-identical (a
+    /// proptest holds them so), so this is no part of the world's state:
+    /// it is for measuring the kernels against the interpreter, and not
+    /// carried by snapshots.
+    pub fn set_graph_interpreter(&mut self, on: bool) {
+        self.graph_scratch.interpret = on;
+    }
+
+    /// Whether graphs run on the reference interpreter.
+    #[must_use]
+    pub fn graph_interpreter(&self) -> bool {
+        self.graph_scratch.interpret
     }
 
     /// The ops graphs emitted in the last tick, in application order, with
@@ -372,7 +389,11 @@ impl World {
             let inp = Inputs { tick: self.tick.0, pos: &sc.pos, vel: &sc.vel, health: &sc.health, target: &sc.target, state: &sc.state };
             let mut sensors = WorldSensors { physics: &self.physics, grid: &sc.grid, pos: &sc.pos, near: Vec::new() };
             let mut out = Outputs::default();
-            l.kernel.run_into(&inp, &mut sensors, &mut out, &mut sc.buf);
+            if sc.interpret {
+                out = crate::graph::interpret(&l.graph, &inp, &mut sensors);
+            } else {
+                l.kernel.run_into(&inp, &mut sensors, &mut out, &mut sc.buf);
+            }
             let shared = if max_radius(&l.graph) > 0.0 { grid_ns } else { 0 };
             journal.graphs.push(GraphRun { graph: hash, npcs: sc.handles.len() as u32, exec_ns: clock.now_ns().saturating_sub(t0) + shared, ..GraphRun::default() });
             outs.push((hash, sc.handles.clone(), out));
