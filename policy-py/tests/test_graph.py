@@ -196,3 +196,52 @@ def test_a_remote_policy_binds_the_graph_and_the_server_exports_it(server):
     # The policy left: its NPCs went back to the server, its bindings ended.
     time.sleep(0.3)
     assert server.metric("dualplane_graph_npcs") == 0
+
+
+def test_a_handle_bound_twice_in_one_plan_is_refused():
+    """Binding one NPC twice in a plan would refund its old binding's cost
+    twice (a way around the source's graph budget): refused whole."""
+    sim = dualplane.Sim()
+    npcs = np.sort(sim.handles("npc"))
+    data = u.build()
+    twice = np.concatenate([npcs[:1], npcs[:1], npcs[1:2]])
+    j = sim.step(bind_plan(sim, data, twice))
+    assert j.plans[0].status == dualplane.Status.DUPLICATE_HANDLE
+    idx, codes = j.plans[0].rejected
+    assert list(codes) == [dualplane.Status.DUPLICATE_HANDLE] and sim.graphs() == {}
+
+
+def test_an_upload_never_evicts_the_graph_its_own_plan_binds():
+    """With the store full, an upload evicts the lowest-hash unbound graph;
+    a plan that also binds that graph is refused (it would be gone), not
+    reported OK with the bind silently lost."""
+    sim = dualplane.Sim()
+    npcs = np.sort(sim.handles("npc"))
+
+    def variant(k: float) -> bytes:
+        g = dg.Graph()
+        g.move_to(g.pos() + g.vector(k, 0.0, 0.0), 1.0)
+        return g.build()
+
+    graphs = [variant(float(k)) for k in range(65)]
+    for k, data in enumerate(graphs[:64]):
+        j = sim.step(dualplane.PlanBuilder(sim.tick + 1, 0, k + 1).graph_upload(data))
+        assert j.plans[0].status == dualplane.Status.OK
+    assert len(sim.graphs()) == 64
+    victim = min(dg.graph_hash(d) for d in graphs[:64])
+    plan = dualplane.PlanBuilder(sim.tick + 1, 0, 100).graph_upload(graphs[64]).graph_bind(npcs[:1], victim)
+    j = sim.step(plan)
+    assert j.plans[0].status == dualplane.Status.UNKNOWN_GRAPH
+    assert victim in sim.graphs() and dg.graph_hash(graphs[64]) not in sim.graphs()
+    # Binding another held graph beside the upload is fine: the victim goes.
+    other = sorted(dg.graph_hash(d) for d in graphs[:64])[1]
+    j = sim.step(dualplane.PlanBuilder(sim.tick + 1, 0, 101).graph_upload(graphs[64]).graph_bind(npcs[:1], other))
+    assert j.plans[0].status == dualplane.Status.OK
+    held = sim.graphs()
+    assert victim not in held and held[other] == 1 and dg.graph_hash(graphs[64]) in held
+
+
+def test_negative_zero_is_its_own_constant():
+    g = dg.Graph()
+    a, b = g.scalar(0.0), g.scalar(-0.0)
+    assert a is not b and g.scalar(0.0) is a

@@ -42,7 +42,7 @@ def _scenario(name: str, scenario_dir: Path) -> Path:
 def measure(path: Path, ticks: int, py_samples: int, warmup: int) -> dict[str, float]:
     """Binds the utility graph to every NPC of `path`, steps `warmup`
     ticks, then times `ticks` graph ticks and `py_samples` reference runs
-    (each on the world of a graph tick, with the heading the graph used)."""
+    (each on the world of a graph tick, with the heading the graph read)."""
     sim = Sim(str(path))
     npcs = np.sort(sim.handles("npc"))
     data = u.build()
@@ -53,31 +53,45 @@ def measure(path: Path, ticks: int, py_samples: int, warmup: int) -> dict[str, f
         sim.step()
     graph_ns, tick_ns, py_ns = [], [], []
     every = max(1, ticks // max(1, py_samples))
+    prev = _headings(sim)
     for t in range(ticks):
         j = sim.step()
+        if not j.graphs or j.graphs[0]["npcs"] == 0:
+            raise SystemExit(f"bench graph: tick {j.tick} ran no graph (its NPCs are gone?)")
         g = j.graphs[0]
-        graph_ns.append(g["exec_ns"] / g["npcs"])
+        graph_ns.append(g["exec_ns"])
         tick_ns.append(sum(j.phase_ns.values()))
+        n = g["npcs"]
         if t % every == 0 and len(py_ns) < py_samples:
-            ops = sim.graph_ops()
-            handles = np.asarray(ops["handle"])
-            all_h, all_p = u.world_positions(sim)
-            pos = all_p[np.searchsorted(all_h, handles)]
-            # The heading the graph stored last tick drove this tick's ray:
-            # recovered from the move_to target (pos + heading * LOOKAHEAD).
-            heading = ((np.asarray(ops["v"]) - pos) / np.float32(u.LOOKAHEAD)).astype(np.float32)
+            # Last tick's stored heading drove this tick's ray: the same
+            # input the graph had.
+            handles, heading = prev
             t0 = time.perf_counter_ns()
             u.reference(sim, handles, heading)
             py_ns.append((time.perf_counter_ns() - t0) / len(handles))
+        prev = _headings(sim)
     g_med, t_med, p_med = (float(np.median(x)) for x in (graph_ns, tick_ns, py_ns))
+    g_npc = g_med / n
     return {
-        "npcs": float(len(npcs)),
-        "graph_ns_per_npc": g_med,
+        "npcs": float(n),
+        "graph_ns_per_npc": g_npc,
         "python_ns_per_npc": p_med,
-        "speedup": p_med / g_med,
-        "graph_share_of_tick": g_med * len(npcs) / t_med,
+        "speedup": p_med / g_npc,
+        "graph_share_of_tick": g_med / t_med,
         "tick_ms": t_med / 1e6,
     }
+
+
+def _headings(sim: Sim) -> tuple[np.ndarray, np.ndarray]:
+    """(handles, the heading each stored this tick), recovered from the
+    graph's move_to targets (pos + heading * LOOKAHEAD)."""
+    ops = sim.graph_ops()
+    handles = np.asarray(ops["handle"])
+    if len(handles) == 0:
+        raise SystemExit(f"bench graph: tick {sim.tick}: the graph emitted no ops")
+    all_h, all_p = u.world_positions(sim)
+    pos = all_p[np.searchsorted(all_h, handles)]
+    return handles, ((np.asarray(ops["v"]) - pos) / np.float32(u.LOOKAHEAD)).astype(np.float32)
 
 
 def run(quick: bool, scenario_dir: Path | None = None) -> dict[str, float]:

@@ -27,6 +27,7 @@ Every node kind and its exact meaning: `node_kinds()`.
 
 from __future__ import annotations
 
+import struct
 from typing import Sequence
 
 from . import _native
@@ -43,6 +44,12 @@ _FIXED = {
     "lt": B, "gt": B, "and": B, "or": B, "not": B, "argmax": S,
 }
 _ACTIONS = ("move_to", "set_velocity", "impulse", "store")
+
+
+def _bits(c: float) -> bytes:
+    """A constant's identity for sharing nodes: its float64 bits (0.0 and
+    -0.0 are different constants: x / -0.0 is -inf)."""
+    return struct.pack("<d", float(c))
 
 
 def graph_hash(data: bytes) -> int:
@@ -263,13 +270,13 @@ class Graph:
     # --- constants and tables ---
 
     def scalar(self, c: float) -> Value:
-        key = (S, float(c))
+        key = (S, _bits(c))
         if key not in self._consts:
             self._consts[key] = self._node("scalar", imm=(c,))
         return self._consts[key]
 
     def vector(self, x: float, y: float, z: float) -> Value:
-        key = (V, float(x), float(y), float(z))
+        key = (V, _bits(x), _bits(y), _bits(z))
         if key not in self._consts:
             self._consts[key] = self._node("vector", imm=(x, y, z))
         return self._consts[key]

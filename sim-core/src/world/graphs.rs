@@ -106,16 +106,26 @@ impl GraphStore {
         self.graphs.len() < MAX_GRAPHS || self.graphs.values().any(|l| l.members.is_empty())
     }
 
-    /// Adds a validated graph (no-op when held); evicts the lowest-hash
-    /// unbound graph when full. Callers check [`GraphStore::has_room`].
-    pub(crate) fn insert(&mut self, hash: u64, bytes: Vec<u8>, graph: Graph) {
+    /// The graph adding `hash` would evict: when the store is full, the
+    /// lowest-hash unbound graph (none when `hash` is held or there is a
+    /// free slot).
+    pub(crate) fn victim(&self, hash: u64) -> Option<u64> {
+        if self.graphs.contains_key(&hash) || self.graphs.len() < MAX_GRAPHS {
+            return None;
+        }
+        self.graphs.iter().find(|(_, l)| l.members.is_empty()).map(|(&h, _)| h)
+    }
+
+    /// Adds a validated graph (no-op when held), first evicting `victim`
+    /// (from [`GraphStore::victim`], chosen at validation so that the
+    /// plan's binds are checked against what will be held). Callers check
+    /// [`GraphStore::has_room`].
+    pub(crate) fn insert(&mut self, hash: u64, bytes: Vec<u8>, graph: Graph, victim: Option<u64>) {
         if self.graphs.contains_key(&hash) {
             return;
         }
-        if self.graphs.len() >= MAX_GRAPHS
-            && let Some(victim) = self.graphs.iter().find(|(_, l)| l.members.is_empty()).map(|(&h, _)| h)
-        {
-            self.graphs.remove(&victim);
+        if let Some(v) = victim {
+            self.graphs.remove(&v);
         }
         let kernel = Kernel::compile(&graph);
         self.graphs.insert(hash, Loaded { bytes, graph, kernel, members: BTreeMap::new() });
@@ -125,7 +135,8 @@ impl GraphStore {
     pub(crate) fn insert_bytes(&mut self, bytes: Vec<u8>) -> Result<u64, GraphError> {
         let g = Graph::decode(&bytes)?;
         let hash = crate::graph::graph_hash(&bytes);
-        self.insert(hash, bytes, g);
+        let victim = self.victim(hash);
+        self.insert(hash, bytes, g, victim);
         Ok(hash)
     }
 
@@ -282,8 +293,9 @@ pub(crate) struct GraphScratch {
     grid: Grid,
     dead: Vec<u64>,
     pub(crate) ops: Vec<GraphOp>,
-    /// The graph the plan being validated uploads: (hash, bytes, graph).
-    pub(super) pending: Option<(u64, Vec<u8>, Graph)>,
+    /// The graph the plan being validated uploads: (hash, bytes, graph,
+    /// the graph its upload will evict).
+    pub(super) pending: Option<(u64, Vec<u8>, Graph, Option<u64>)>,
     /// Run graphs with the reference interpreter instead of their kernels.
     interpret: bool,
 }
@@ -357,7 +369,9 @@ impl World {
         let mut grid_ns = 0;
         if radius > 0.0 {
             let t0 = clock.now_ns();
-            sc.grid.build(&self.tables, radius.max(1.0));
+            // A hair over the largest radius: `floor(x / cell)` rounds, and
+            // a neighbour just inside the radius must never be two cells away.
+            sc.grid.build(&self.tables, radius.max(1.0) * 1.001);
             let readers = store.graphs.values().filter(|l| !l.members.is_empty() && max_radius(&l.graph) > 0.0).count() as u64;
             grid_ns = clock.now_ns().saturating_sub(t0) / readers.max(1);
         }
@@ -480,25 +494,39 @@ impl World {
         if !self.graphs.contains(hash) && !self.graphs.has_room() {
             return Err((0, Status::GraphTooLarge));
         }
-        self.graph_scratch.pending = Some((hash, bytes, g));
+        let victim = self.graphs.victim(hash);
+        self.graph_scratch.pending = Some((hash, bytes, g, victim));
         Ok(())
     }
 
     /// Validates a plan's `graph_bind` section: each entity bindable by
-    /// the source, each graph held or uploaded by this plan, and the
-    /// source's bound cost within [`MAX_BOUND_COST_PER_SOURCE`].
+    /// the source and named once, each graph held (and not evicted by
+    /// this plan's upload) or uploaded by this plan, and the source's
+    /// bound cost within [`MAX_BOUND_COST_PER_SOURCE`].
     pub(super) fn check_graph_binds(&self, source: SourceId, s: &Section<'_>, despawned: &[(u64, u32)], pj: &mut PlanJournal) {
-        let pending = self.graph_scratch.pending.as_ref().map(|(h, _, g)| (*h, g.cost_milli));
+        let pending = self.graph_scratch.pending.as_ref().map(|(h, _, g, v)| (*h, g.cost_milli, *v));
+        let evicted = pending.and_then(|p| p.2);
         let cost_of = |g: u64| -> Option<u64> {
             match pending {
-                Some((h, c)) if h == g => Some(c),
+                Some((h, c, _)) if h == g => Some(c),
+                _ if evicted == Some(g) => None,
                 _ => self.graphs.graph(g).map(|x| x.cost_milli),
             }
         };
+        // A handle named twice would have its old binding's cost refunded
+        // twice: every repeat after the first is refused.
+        let mut named: Vec<(u64, usize)> = (0..s.count).map(|i| (s.handle(0, i).to_bits(), i)).collect();
+        named.sort_unstable();
+        let mut repeats: Vec<usize> = named.windows(2).filter(|w| w[0].0 == w[1].0).map(|w| w[1].1).collect();
+        repeats.sort_unstable();
         let mut total = self.graphs.source_cost(source.0);
         for i in 0..s.count {
             let idx = s.first_op + i as u32;
             let (h, g) = (s.handle(0, i), s.u64(1, i));
+            if repeats.binary_search(&i).is_ok() {
+                pj.reject(idx, Status::DuplicateHandle);
+                continue;
+            }
             if let Err(code) = self.check_bind(source, h, despawned) {
                 pj.reject(idx, code);
                 continue;
@@ -519,8 +547,8 @@ impl World {
 
     /// Applies a validated `graph_upload` section.
     pub(super) fn apply_graph_upload(&mut self) {
-        if let Some((hash, bytes, g)) = self.graph_scratch.pending.take() {
-            self.graphs.insert(hash, bytes, g);
+        if let Some((hash, bytes, g, victim)) = self.graph_scratch.pending.take() {
+            self.graphs.insert(hash, bytes, g, victim);
         }
     }
 
