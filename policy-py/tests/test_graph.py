@@ -49,6 +49,7 @@ def test_builder_types_round_trip_and_describe():
         (lambda n: n.__setitem__(2, ("add", 0, (0, 5, 0xFFFF), 0, (0.0,) * 4)), "GRAPH_CYCLE"),
         (lambda n: n.__setitem__(2, ("add", 0, (0, 1, 0xFFFF), 0, (0.0,) * 4)), "GRAPH_TYPE"),
         (lambda n: n.__setitem__(1, ("scalar", 0, (0xFFFF,) * 3, 0, (float("inf"), 0.0, 0.0, 0.0))), "GRAPH_BAD_CONSTANT"),
+        (lambda n: n.__setitem__(0, ("pos", 3, (0xFFFF,) * 3, 0, (0.0,) * 4)), "GRAPH_MALFORMED"),
     ],
 )
 def test_refusals_name_status_and_node(mutate, status):

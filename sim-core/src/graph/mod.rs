@@ -22,7 +22,8 @@
 //! pool at 32 + 32 * node_count: pool_len f32 constants
 //! ```
 //!
-//! Unused inputs are `0xFFFF`; unused `imm`, `arg` and `pool` fields are 0.
+//! Unused inputs are `0xFFFF`; unused `imm`, `arg` and `pool` fields are 0
+//! (+0.0), checked ([`NodeOp::fields`]): one behaviour, one encoding.
 //! A graph is named by the xxh3-64 of its bytes ([`graph_hash`]).
 //! [`Graph::decode`] trusts no byte: layout, checksum, node kinds, arity,
 //! types, ordering, caps and constant ranges are checked, and every refusal
@@ -183,6 +184,23 @@ impl NodeOp {
     #[must_use]
     pub fn is_query(self) -> bool {
         matches!(self, NodeOp::Ray | NodeOp::Push | NodeOp::Nearest | NodeOp::Count)
+    }
+
+    /// The fields a node of this kind reads besides its inputs: (`arg`,
+    /// `pool`, how many leading `imm` values). The others must be 0 (+0.0
+    /// for `imm`), so a behaviour has one encoding and one hash.
+    #[must_use]
+    pub fn fields(self) -> (bool, bool, usize) {
+        use NodeOp as O;
+        match self {
+            O::TickPhase | O::Table | O::Curve => (true, true, 0),
+            O::State | O::Store => (true, false, 0),
+            O::Push | O::Nearest | O::Count => (true, false, 1),
+            O::Ray | O::Scalar | O::Normalize => (false, false, 1),
+            O::Clamp => (false, false, 2),
+            O::Vector => (false, false, 3),
+            _ => (false, false, 0),
+        }
     }
 
     /// Static cost per NPC in milli-units (see [`MAX_COST_PER_NPC`]).
@@ -484,6 +502,14 @@ fn check_node(i: usize, node: &Node, types: &[Option<Ty>], pool: &[f32], state_c
     use NodeOp as O;
     if let Some(k) = node.imm.iter().position(|&x| !constant_ok(x)) {
         return fail(Status::GraphBadConstant, Some(i), format!("imm{k} is {} (expected finite, |x| <= {MAX_CONST})", node.imm[k]));
+    }
+    let (uses_arg, uses_pool, imms) = node.op.fields();
+    if (!uses_arg && node.arg != 0) || (!uses_pool && node.pool != 0) || node.imm[imms..].iter().any(|x| x.to_bits() != 0) {
+        return fail(
+            Status::GraphMalformed,
+            Some(i),
+            format!("{} reads {}{}{imms} imm value(s); its other fields must be 0 (one behaviour, one encoding)", node.op.name(), if uses_arg { "arg, " } else { "" }, if uses_pool { "pool, " } else { "" }),
+        );
     }
     let arity = match node.op {
         O::Pos | O::Vel | O::Health | O::Target | O::TickPhase | O::State | O::Push | O::Nearest | O::Count | O::Scalar | O::Vector => 0,

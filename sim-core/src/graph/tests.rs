@@ -29,6 +29,20 @@ fn node(op: NodeOp, inputs: [u16; 3]) -> Node {
     Node { op, arg: 0, inputs, pool: 0, imm: [0.0; 4] }
 }
 
+/// `n` with the fields its kind does not read zeroed (what the validator
+/// requires).
+fn canonical(mut n: Node) -> Node {
+    let (arg, pool, imms) = n.op.fields();
+    if !arg {
+        n.arg = 0;
+    }
+    if !pool {
+        n.pool = 0;
+    }
+    n.imm[imms..].fill(0.0);
+    n
+}
+
 fn n0(op: NodeOp) -> Node {
     node(op, [NONE; 3])
 }
@@ -167,7 +181,7 @@ fn graph_from_seeds(seeds: &[(u8, [u16; 3], [f32; 2])], pool: &[f32]) -> Graph {
             } else {
                 c.imm = [f32::from(seed % 7) - 3.0, 0.5, -1.5, 0.0];
             }
-            nodes.push(c);
+            nodes.push(canonical(c));
             types.push(want);
             return (nodes.len() - 1) as u16;
         }
@@ -232,7 +246,7 @@ fn graph_from_seeds(seeds: &[(u8, [u16; 3], [f32; 2])], pool: &[f32]) -> Graph {
             NodeOp::Clamp => n.imm = [imm[0].min(imm[1]), imm[0].max(imm[1]), 0.0, 0.0],
             _ => {}
         }
-        nodes.push(n);
+        nodes.push(canonical(n));
         types.push(out);
     }
     // Actions over what exists: every kind once, plus the two stores.
@@ -330,4 +344,24 @@ fn nan_never_leaves_a_graph_with_its_bits() {
             assert_eq!(e.v.map(f32::to_bits), [f32::NAN.to_bits(); 3], "emitted NaN is canonical: {:?}", e.v);
         }
     }
+}
+
+/// A field a node's kind does not read must be 0: one behaviour, one
+/// encoding (and one hash).
+#[test]
+fn unread_fields_must_be_zero() {
+    let mut junk_imm = n0(NodeOp::Scalar);
+    junk_imm.imm = [1.0, 0.5, 0.0, 0.0];
+    let mut junk_arg = n0(NodeOp::Pos);
+    junk_arg.arg = 3;
+    let mut neg_zero = n0(NodeOp::Vector);
+    neg_zero.imm = [1.0, 2.0, 3.0, -0.0];
+    for bad in [junk_imm, junk_arg, neg_zero] {
+        let nodes = vec![n0(NodeOp::Pos), bad, node(NodeOp::SetVelocity, [0, NONE, NONE])];
+        let e = Graph::decode(&encode_parts(&nodes, &[], 0)).expect_err("junk in an unread field");
+        assert_eq!((e.status, e.node), (Status::GraphMalformed, Some(1)), "{e:?}");
+    }
+    let mut ok = n0(NodeOp::Vector);
+    ok.imm = [1.0, -0.0, 3.0, 0.0];
+    assert!(Graph::decode(&encode_parts(&[n0(NodeOp::Pos), ok, node(NodeOp::SetVelocity, [0, NONE, NONE])], &[], 0)).is_ok(), "-0.0 in a read field is a value");
 }
