@@ -195,7 +195,8 @@ impl World {
         }
         for n in &s.npcs {
             // Cells per side of a grid layout: the least s with s * s >= count.
-            let cells = (0..=n.count).find(|s| u64::from(*s) * u64::from(*s) >= u64::from(n.count)).unwrap_or(1).max(1);
+            let root = n.count.isqrt();
+            let cells = if root * root < n.count { root + 1 } else { root.max(1) };
             for k in 0..n.count {
                 let (x, z) = match n.layout {
                     NpcLayout::Ring => ring_point(n.radius, k, n.count),

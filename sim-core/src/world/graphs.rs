@@ -9,7 +9,7 @@
 
 use super::neighbours::Grid;
 use super::World;
-use crate::graph::{ActionKind, Graph, GraphError, Inputs, Kernel, Outputs, Sensors};
+use crate::graph::{ActionKind, Graph, GraphError, Inputs, Kernel, NodeOp, Outputs, Sensors};
 use crate::ids::{Archetype, Handle, SourceId};
 use crate::microplan::Section;
 use crate::journal::{Clock, GraphRun, PlanJournal, TickJournal};
@@ -40,6 +40,8 @@ pub(crate) struct Loaded {
     pub(crate) bytes: Vec<u8>,
     pub(crate) graph: Graph,
     kernel: Kernel,
+    /// The largest neighbour-sensor radius its nodes read (0: none).
+    radius: f32,
     /// By handle bits.
     pub(crate) members: BTreeMap<u64, Member>,
 }
@@ -100,26 +102,20 @@ impl GraphStore {
         self.graphs.get(&hash).map_or(0, |l| l.members.len())
     }
 
-    /// Room for one more graph: true when there is a free slot or an
-    /// unbound graph to evict.
-    pub(crate) fn has_room(&self) -> bool {
-        self.graphs.len() < MAX_GRAPHS || self.graphs.values().any(|l| l.members.is_empty())
-    }
-
-    /// The graph adding `hash` would evict: when the store is full, the
-    /// lowest-hash unbound graph (none when `hash` is held or there is a
-    /// free slot).
-    pub(crate) fn victim(&self, hash: u64) -> Option<u64> {
+    /// Whether `hash` can be added, and what that evicts: `Ok(None)` when
+    /// it is held or a slot is free, `Ok(Some(victim))` (the lowest-hash
+    /// unbound graph) when the store is full, `Err(())` when every held
+    /// graph is bound.
+    pub(crate) fn admit(&self, hash: u64) -> Result<Option<u64>, ()> {
         if self.graphs.contains_key(&hash) || self.graphs.len() < MAX_GRAPHS {
-            return None;
+            return Ok(None);
         }
-        self.graphs.iter().find(|(_, l)| l.members.is_empty()).map(|(&h, _)| h)
+        self.graphs.iter().find(|(_, l)| l.members.is_empty()).map(|(&h, _)| Some(h)).ok_or(())
     }
 
     /// Adds a validated graph (no-op when held), first evicting `victim`
-    /// (from [`GraphStore::victim`], chosen at validation so that the
-    /// plan's binds are checked against what will be held). Callers check
-    /// [`GraphStore::has_room`].
+    /// (from [`GraphStore::admit`], chosen at validation so that the
+    /// plan's binds are checked against what will be held).
     pub(crate) fn insert(&mut self, hash: u64, bytes: Vec<u8>, graph: Graph, victim: Option<u64>) {
         if self.graphs.contains_key(&hash) {
             return;
@@ -128,14 +124,16 @@ impl GraphStore {
             self.graphs.remove(&v);
         }
         let kernel = Kernel::compile(&graph);
-        self.graphs.insert(hash, Loaded { bytes, graph, kernel, members: BTreeMap::new() });
+        let radius = graph.nodes.iter().filter(|n| matches!(n.op, NodeOp::Push | NodeOp::Nearest | NodeOp::Count)).map(|n| n.imm[0]).fold(0.0, f32::max);
+        self.graphs.insert(hash, Loaded { bytes, graph, kernel, radius, members: BTreeMap::new() });
     }
 
     /// Decodes, validates and adds untrusted bytes (snapshot restore).
     pub(crate) fn insert_bytes(&mut self, bytes: Vec<u8>) -> Result<u64, GraphError> {
         let g = Graph::decode(&bytes)?;
         let hash = crate::graph::graph_hash(&bytes);
-        let victim = self.victim(hash);
+        // A snapshot holds at most MAX_GRAPHS (checked by its reader).
+        let victim = self.admit(hash).unwrap_or(None);
         self.insert(hash, bytes, g, victim);
         Ok(hash)
     }
@@ -290,6 +288,8 @@ pub(crate) struct GraphScratch {
     state: Vec<[f32; 3]>,
     out: Vec<(u64, Vec<u64>, Outputs)>,
     buf: Vec<f32>,
+    /// The neighbour sensors' query buffer.
+    near: Vec<(u64, f32, f32)>,
     grid: Grid,
     dead: Vec<u64>,
     pub(crate) ops: Vec<GraphOp>,
@@ -298,10 +298,6 @@ pub(crate) struct GraphScratch {
     pub(super) pending: Option<(u64, Vec<u8>, Graph, Option<u64>)>,
     /// Run graphs with the reference interpreter instead of their kernels.
     interpret: bool,
-}
-
-fn max_radius(g: &Graph) -> f32 {
-    g.nodes.iter().filter(|n| matches!(n.op, crate::graph::NodeOp::Push | crate::graph::NodeOp::Nearest | crate::graph::NodeOp::Count)).map(|n| n.imm[0]).fold(0.0, f32::max)
 }
 
 impl World {
@@ -363,20 +359,20 @@ impl World {
         for &h in &sc.dead {
             store.bind(h, 0, 0);
         }
-        let radius = store.graphs.values().filter(|l| !l.members.is_empty()).map(|l| max_radius(&l.graph)).fold(0.0, f32::max);
+        let (radius, readers) = store.graphs.values().filter(|l| !l.members.is_empty() && l.radius > 0.0).fold((0.0f32, 0u64), |(r, n), l| (r.max(l.radius), n + 1));
         // The grid's build is part of what the graphs that read it cost:
         // shared evenly among them in the journal.
         let mut grid_ns = 0;
-        if radius > 0.0 {
+        if readers > 0 {
             let t0 = clock.now_ns();
             // A hair over the largest radius: `floor(x / cell)` rounds, and
             // a neighbour just inside the radius must never be two cells away.
             sc.grid.build(&self.tables, radius.max(1.0) * 1.001);
-            let readers = store.graphs.values().filter(|l| !l.members.is_empty() && max_radius(&l.graph) > 0.0).count() as u64;
-            grid_ns = clock.now_ns().saturating_sub(t0) / readers.max(1);
+            grid_ns = clock.now_ns().saturating_sub(t0).checked_div(readers).unwrap_or(0);
         }
+        // Each run's outputs reuse last tick's buffers (no allocation once warm).
         let mut outs = std::mem::take(&mut sc.out);
-        outs.clear();
+        let mut ran = 0;
         for (&hash, l) in &store.graphs {
             if l.members.is_empty() {
                 continue;
@@ -401,17 +397,25 @@ impl World {
                 sc.state.extend_from_slice(&m.state);
             }
             let inp = Inputs { tick: self.tick.0, pos: &sc.pos, vel: &sc.vel, health: &sc.health, target: &sc.target, state: &sc.state };
-            let mut sensors = WorldSensors { physics: &self.physics, grid: &sc.grid, pos: &sc.pos, near: Vec::new() };
-            let mut out = Outputs::default();
-            if sc.interpret {
-                out = crate::graph::interpret(&l.graph, &inp, &mut sensors);
-            } else {
-                l.kernel.run_into(&inp, &mut sensors, &mut out, &mut sc.buf);
+            let mut sensors = WorldSensors { physics: &self.physics, grid: &sc.grid, pos: &sc.pos, near: std::mem::take(&mut sc.near) };
+            if outs.len() == ran {
+                outs.push((0, Vec::new(), Outputs::default()));
             }
-            let shared = if max_radius(&l.graph) > 0.0 { grid_ns } else { 0 };
+            let (h, handles, out) = &mut outs[ran];
+            ran += 1;
+            *h = hash;
+            handles.clear();
+            handles.extend_from_slice(&sc.handles);
+            if sc.interpret {
+                *out = crate::graph::interpret(&l.graph, &inp, &mut sensors);
+            } else {
+                l.kernel.run_into(&inp, &mut sensors, out, &mut sc.buf);
+            }
+            sc.near = sensors.near;
+            let shared = if l.radius > 0.0 { grid_ns } else { 0 };
             journal.graphs.push(GraphRun { graph: hash, npcs: sc.handles.len() as u32, exec_ns: clock.now_ns().saturating_sub(t0) + shared, ..GraphRun::default() });
-            outs.push((hash, sc.handles.clone(), out));
         }
+        outs.truncate(ran);
         // Apply in graph order, then NPC, then node order.
         for (run, (hash, handles, out)) in journal.graphs.iter_mut().zip(&outs) {
             let Some(l) = store.graphs.get_mut(hash) else { continue };
@@ -491,10 +495,7 @@ impl World {
             (at.min(s.count.saturating_sub(1)), e.status)
         })?;
         let hash = crate::graph::graph_hash(&bytes);
-        if !self.graphs.contains(hash) && !self.graphs.has_room() {
-            return Err((0, Status::GraphTooLarge));
-        }
-        let victim = self.graphs.victim(hash);
+        let victim = self.graphs.admit(hash).map_err(|()| (0, Status::GraphTooLarge))?;
         self.graph_scratch.pending = Some((hash, bytes, g, victim));
         Ok(())
     }
