@@ -14,27 +14,30 @@ impl BitWriter {
         BitWriter::default()
     }
 
-    /// Writes the low `n` bits of `v` (n <= 64).
+    /// A writer whose buffer holds `bytes` before it grows.
+    #[must_use]
+    pub fn with_capacity(bytes: usize) -> BitWriter {
+        BitWriter { bytes: Vec::with_capacity(bytes), ..BitWriter::default() }
+    }
+
+    /// Writes the low `n` bits of `v` (n <= 64). Bits gather in `acc`
+    /// (fewer than 32 between calls) and leave it 32 at a time.
     pub fn write(&mut self, v: u64, n: u32) {
         debug_assert!(n <= 64);
+        if n > 32 {
+            self.write(v & 0xffff_ffff, 32);
+            self.write(v >> 32, n - 32);
+            return;
+        }
         if n == 0 {
             return;
         }
-        let v = if n == 64 { v } else { v & ((1u64 << n) - 1) };
-        let mut left = n;
-        let mut val = v;
-        while left > 0 {
-            let take = left.min(64 - self.nbits).min(32);
-            let part = val & ((1u64 << take) - 1);
-            self.acc |= part << self.nbits;
-            self.nbits += take;
-            val >>= take;
-            left -= take;
-            while self.nbits >= 8 {
-                self.bytes.push(self.acc as u8);
-                self.acc >>= 8;
-                self.nbits -= 8;
-            }
+        self.acc |= (v & ((1u64 << n) - 1)) << self.nbits;
+        self.nbits += n;
+        if self.nbits >= 32 {
+            self.bytes.extend_from_slice(&(self.acc as u32).to_le_bytes());
+            self.acc >>= 32;
+            self.nbits -= 32;
         }
     }
 
@@ -64,9 +67,8 @@ impl BitWriter {
 
     #[must_use]
     pub fn finish(mut self) -> Vec<u8> {
-        if self.nbits > 0 {
-            self.bytes.push(self.acc as u8);
-        }
+        let tail = self.nbits.div_ceil(8) as usize;
+        self.bytes.extend_from_slice(&self.acc.to_le_bytes()[..tail]);
         self.bytes
     }
 }
@@ -185,7 +187,38 @@ mod tests {
         }
     }
 
+    /// LSB-first, one bit at a time: the byte layout `write` must produce.
+    fn bytes_reference(fields: &[(u64, u32)]) -> Vec<u8> {
+        let mut out: Vec<u8> = Vec::new();
+        let mut at = 0usize;
+        for &(v, n) in fields {
+            for i in 0..n {
+                if at.is_multiple_of(8) {
+                    out.push(0);
+                }
+                if (v >> i) & 1 == 1 {
+                    out[at / 8] |= 1 << (at % 8);
+                }
+                at += 1;
+            }
+        }
+        out
+    }
+
     proptest! {
+        #[test]
+        fn write_lays_bits_out_lsb_first_and_pads_the_last_byte(fields in proptest::collection::vec((any::<u64>(), 0u32..=64), 0..60)) {
+            let mut w = BitWriter::with_capacity(8);
+            for &(v, n) in &fields {
+                w.write(v, n);
+            }
+            let len = w.bit_len();
+            prop_assert_eq!(len, fields.iter().map(|f| f.1 as usize).sum::<usize>());
+            let bytes = w.finish();
+            prop_assert_eq!(bytes.len(), len.div_ceil(8));
+            prop_assert_eq!(bytes, bytes_reference(&fields));
+        }
+
         #[test]
         fn gamma_matches_the_bitwise_reference(vals in proptest::collection::vec(any::<u64>(), 0..40), shift in 0u32..64) {
             let (mut fast, mut slow) = (BitWriter::new(), BitWriter::new());

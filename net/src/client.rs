@@ -5,7 +5,7 @@
 use crate::command::{InputDatagram, PlayerBlock};
 use crate::delta;
 use crate::proto::Ack;
-use crate::quant::{view_hash, QEntity, QView};
+use crate::quant::{QEntity, QView};
 use crate::session::RING;
 use std::collections::VecDeque;
 
@@ -27,7 +27,9 @@ pub struct ClientStats {
 /// The client's side: the replicated world, the baseline ring, inputs.
 #[derive(Debug, Default)]
 pub struct ClientSession {
-    ring: VecDeque<(u32, u64, QView)>,
+    /// (seq, tick, view, its hash): the views a snapshot may name as its
+    /// baseline.
+    ring: VecDeque<(u32, u64, QView, u64)>,
     latest: Option<u32>,
     highest_seen: Option<u32>,
     inputs: VecDeque<(Vec<u8>, u8)>,
@@ -130,24 +132,26 @@ impl ClientSession {
             return None;
         }
         let empty = Vec::new();
-        let base = match h.baseline {
+        let (base, base_hash) = match h.baseline {
             None => {
                 self.stats.resyncs += 1;
-                &empty
+                (&empty, 0)
             }
-            Some(b) => match self.ring.iter().find(|(s, _, _)| *s == b) {
-                Some((_, _, v)) => v,
+            Some(b) => match self.ring.iter().find(|(s, _, _, _)| *s == b) {
+                Some((_, _, v, hash)) => (v, *hash),
                 None => {
                     self.stats.missing_baseline += 1;
                     return None;
                 }
             },
         };
-        let Ok((h, view)) = delta::decode(bytes, base) else {
+        // The view hash, kept current from what this snapshot changed (the
+        // baseline's was checked when it was applied).
+        let Ok((h, view, hash)) = delta::decode_hashed(bytes, base, base_hash) else {
             self.stats.malformed += 1;
             return None;
         };
-        if view_hash(&view) != h.hash {
+        if hash != h.hash {
             self.stats.hash_failures += 1;
             self.ack_due = true;
             return None;
@@ -160,7 +164,7 @@ impl ClientSession {
         if self.ring.len() == RING {
             self.ring.pop_front();
         }
-        self.ring.push_back((h.seq, h.tick, view));
+        self.ring.push_back((h.seq, h.tick, view, hash));
         self.latest = Some(h.seq);
         self.ack_due = true;
         Some(h.tick)
@@ -215,7 +219,7 @@ impl ClientSession {
     /// The latest replicated view (sorted by handle) and its tick.
     #[must_use]
     pub fn view(&self) -> Option<(u64, &[QEntity])> {
-        self.ring.back().map(|(_, t, v)| (*t, v.as_slice()))
+        self.ring.back().map(|(_, t, v, _)| (*t, v.as_slice()))
     }
 
     /// The latest view as SoA columns (handles, positions in metres,

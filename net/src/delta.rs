@@ -15,7 +15,9 @@
 //! or 32 bits], velocity changed (1) [+ per axis zigzag-gamma cm/s delta].
 
 use crate::bits::{BitError, BitReader, BitWriter};
-use crate::quant::{view_hash, QEntity};
+use crate::quant::{entity_hash, QEntity};
+#[cfg(test)]
+use crate::quant::view_hash;
 
 pub const SNAPSHOT_TYPE: u8 = 1;
 /// Header bits before removals: type, seq, baseline flag+age, tick, hash.
@@ -160,6 +162,15 @@ pub struct Priorities {
 }
 
 impl Priorities {
+    /// Makes room for handle indices up to `handle`'s, so `bump` does not
+    /// grow the slots one at a time.
+    fn reserve_for(&mut self, handle: u64) {
+        let i = handle as u32 as usize;
+        if i >= self.acc.len() {
+            self.acc.resize(i + 1, (0, 0));
+        }
+    }
+
     fn bump(&mut self, handle: u64, by: u32) -> u32 {
         let (i, tag) = (handle as u32 as usize, (handle >> 32) as u32);
         if i >= self.acc.len() {
@@ -201,62 +212,89 @@ fn weight(e: &QEntity, is_new: bool) -> u32 {
     if e.archetype == 0 { base } else { base * 4 }
 }
 
+/// Buffers one client's encodes reuse: once warm, an encode allocates
+/// only the datagram it returns (and the view, when the session has no
+/// evicted one to hand back).
+#[derive(Debug, Default, Clone)]
+pub struct Scratch {
+    candidates: Vec<u64>,
+    base_of: Vec<u32>,
+    removals: Vec<u64>,
+    /// (index in current, new, bits without the handle delta).
+    chosen: Vec<(usize, bool, usize)>,
+    /// `chosen` in handle order (= index order in current).
+    by_handle: Vec<(usize, bool, usize)>,
+    /// Bit k: entry k of current is chosen (orders `chosen` by handle
+    /// without a sort).
+    marks: Vec<u64>,
+    /// Per entry of current, its (new, bits) while it is chosen.
+    info: Vec<(bool, usize)>,
+    /// The chosen entities' values, in handle order.
+    updates: Vec<QEntity>,
+}
+
 /// Encodes a snapshot of `current` against `baseline` within `budget` bytes.
 /// `boost` (empty, or one per entry of `current`) shifts an entry's
 /// priority weight left (interest management: near and fast first). The
 /// resulting view is built in `spare` (cleared first): a session hands back
 /// the view its baseline ring evicts, so once the ring is full the view
-/// buffer is reused (the candidate lists are still allocated per call).
+/// buffer is reused, as are the candidate lists in `scratch`.
 #[allow(clippy::too_many_arguments)]
 pub fn encode(
     seq: u32,
     tick: u64,
-    baseline: Option<(u32, &[QEntity])>,
+    baseline: Option<(u32, &[QEntity], u64)>,
     current: &[QEntity],
     prio: &mut Priorities,
     budget: usize,
     boost: &[u8],
     spare: Vec<QEntity>,
+    scratch: &mut Scratch,
 ) -> Encoded {
     let boosted = |w: u32, j: usize| w << boost.get(j).copied().unwrap_or(0).min(3);
     let empty: &[QEntity] = &[];
-    let (base_seq, base) = baseline.map_or((None, empty), |(s, v)| (Some(s), v));
-    // Merge-join baseline and current (both sorted by handle).
-    let mut removals = Vec::new();
+    let (base_seq, base, base_hash) = baseline.map_or((None, empty, 0), |(s, v, h)| (Some(s), v, h));
+    let Scratch { candidates, base_of, removals, chosen, by_handle, marks, info, updates } = scratch;
+    candidates.clear();
+    removals.clear();
+    chosen.clear();
     // One u64 per candidate, so the priority sort compares plain integers:
     // inverted priority (high bits: highest first), then the index in
     // `current` (handle order breaks ties, reproducibly), then bit 0 = new.
-    let mut candidates: Vec<u64> = Vec::new();
     debug_assert!(current.len() < 1 << 31, "indices fit the key");
     let key = |p: u32, idx: usize, new: bool| (u64::from(!p) << 32) | ((idx as u64 & 0x7fff_ffff) << 1) | u64::from(new);
     // For each candidate in `current`, its index in `base` (the merge-join
-    // knows it; no later binary search).
-    let mut base_of: Vec<u32> = vec![u32::MAX; current.len()];
+    // knows it; no later binary search). Only candidates' entries are read.
+    // Entries are written before they are read (only a candidate's is), so
+    // the buffers only grow, never fill.
+    if base_of.len() < current.len() {
+        base_of.resize(current.len(), u32::MAX);
+        info.resize(current.len(), (false, 0));
+    }
+    prio.reserve_for(current.last().map_or(0, |e| e.handle));
+    // Merge-join baseline and current (both sorted by handle). The common
+    // case first: the same handle on both sides.
     let (mut i, mut j) = (0, 0);
-    while i < base.len() || j < current.len() {
-        match (base.get(i), current.get(j)) {
-            (Some(b), Some(c)) if b.handle == c.handle => {
-                if b != c {
-                    candidates.push(key(prio.bump(c.handle, boosted(weight(c, false), j)), j, false));
-                    base_of[j] = i as u32;
-                }
-                i += 1;
-                j += 1;
+    while i < base.len() && j < current.len() {
+        let (b, c) = (&base[i], &current[j]);
+        if b.handle == c.handle {
+            if b != c {
+                candidates.push(key(prio.bump(c.handle, boosted(weight(c, false), j)), j, false));
+                base_of[j] = i as u32;
             }
-            (Some(b), Some(c)) if b.handle < c.handle => {
-                removals.push(b.handle);
-                i += 1;
-            }
-            (Some(b), None) => {
-                removals.push(b.handle);
-                i += 1;
-            }
-            (_, Some(c)) => {
-                candidates.push(key(prio.bump(c.handle, boosted(weight(c, true), j)), j, true));
-                j += 1;
-            }
-            (None, None) => break,
+            i += 1;
+            j += 1;
+        } else if b.handle < c.handle {
+            removals.push(b.handle);
+            i += 1;
+        } else {
+            candidates.push(key(prio.bump(c.handle, boosted(weight(c, true), j)), j, true));
+            j += 1;
         }
+    }
+    removals.extend(base[i..].iter().map(|b| b.handle));
+    for (j, c) in current.iter().enumerate().skip(j) {
+        candidates.push(key(prio.bump(c.handle, boosted(weight(c, true), j)), j, true));
     }
     let budget_bits = budget * 8;
     // Removals: at most what fits in a quarter of the budget per snapshot.
@@ -264,52 +302,48 @@ pub fn encode(
     let deferred_removals = removals.len().saturating_sub(max_removals);
     removals.truncate(max_removals);
     let mut used = HEADER_BITS + 24 + removals.len() * 20 + 24;
-    // (index in current, new, bits without the handle delta), by priority.
-    let mut chosen: Vec<(usize, bool, usize)> = Vec::new();
-    // Highest priority first (handle order breaks ties, reproducibly). Only
-    // the front is ever sorted: a budget takes a few hundred updates at
-    // most, so the best `ROUND` are selected (linear) and sorted, and the
-    // next `ROUND` only if the budget is still not full.
-    const ROUND: usize = 256;
-    let mut rest: &mut [u64] = &mut candidates;
-    'fill: while !rest.is_empty() {
-        let k = ROUND.min(rest.len());
-        if k < rest.len() {
-            rest.select_nth_unstable(k - 1);
-        }
-        let (head, tail) = std::mem::take(&mut rest).split_at_mut(k);
-        head.sort_unstable();
-        for &key in head.iter() {
-            if used + MIN_ENTITY_BITS > budget_bits {
-                break 'fill; // full: nothing more fits
-            }
-            let (idx, is_new) = (((key >> 1) & 0x7fff_ffff) as usize, key & 1 != 0);
-            let e = &current[idx];
-            let b = if is_new { None } else { base.get(base_of[idx] as usize) };
-            // The real handle delta is known only once sorted: estimate 6
-            // bits here, exact below.
-            let bits = entity_bits(e, b);
-            if used + bits + 6 > budget_bits {
-                continue;
-            }
-            used += bits + 6;
-            chosen.push((idx, is_new, bits));
-        }
-        rest = tail;
+    // Highest priority first (handle order breaks ties, reproducibly): a
+    // max-heap of the inverted keys, built in place in O(n) and popped only
+    // as far as the budget goes (a budget takes a few hundred of a
+    // thousand candidates at most). Once `MISFITS_IN_A_ROW` candidates in a
+    // row did not fit what is left, the rest are left for later snapshots.
+    const MISFITS_IN_A_ROW: u32 = 64;
+    let total_candidates = candidates.len();
+    for k in candidates.iter_mut() {
+        *k = !*k;
     }
+    let mut heap = std::collections::BinaryHeap::from(std::mem::take(candidates));
+    let mut misfits = 0;
+    while let Some(inv) = heap.pop() {
+        if used + MIN_ENTITY_BITS > budget_bits || misfits == MISFITS_IN_A_ROW {
+            break; // full: nothing more fits
+        }
+        let key = !inv;
+        let (idx, is_new) = (((key >> 1) & 0x7fff_ffff) as usize, key & 1 != 0);
+        let e = &current[idx];
+        let b = if is_new { None } else { base.get(base_of[idx] as usize) };
+        // The real handle delta is known only once sorted: estimate 6 bits
+        // here, exact below.
+        let bits = entity_bits(e, b);
+        if used + bits + 6 > budget_bits {
+            misfits += 1;
+            continue;
+        }
+        misfits = 0;
+        used += bits + 6;
+        chosen.push((idx, is_new, bits));
+    }
+    *candidates = heap.into_vec();
     // Exact size before building anything: header, removals, and the
     // chosen in handle order with their real handle deltas. Over budget,
     // the lowest priorities go (arithmetic only; the view is built once).
     let removal_bits = gamma_bits(removals.len() as u64) + removals.iter().scan(0u64, |prev, &h| Some(gamma_bits(h - std::mem::replace(prev, h)))).sum::<usize>();
     let header_bits = HEADER_BITS - if base_seq.is_none() { 6 } else { 0 };
-    let mut by_handle: Vec<(usize, usize)> = Vec::with_capacity(chosen.len());
     loop {
-        by_handle.clear();
-        by_handle.extend(chosen.iter().map(|&(idx, _, bits)| (idx, bits)));
-        by_handle.sort_unstable();
+        in_handle_order(chosen, current.len(), marks, info, by_handle);
         let mut prev = 0u64;
         let mut total = header_bits + removal_bits + gamma_bits(chosen.len() as u64);
-        for &(idx, bits) in &by_handle {
+        for &(idx, _, bits) in by_handle.iter() {
             let h = current[idx].handle;
             total += gamma_bits(h - prev) + bits;
             prev = h;
@@ -321,18 +355,17 @@ pub fn encode(
         let drop = ((total.div_ceil(8) - budget) * 8 / 40).clamp(1, chosen.len());
         chosen.truncate(chosen.len() - drop);
     }
-    let chosen: Vec<(usize, bool)> = chosen.iter().map(|&(idx, new, _)| (idx, new)).collect();
     // `chosen` is in priority order; the size above is exact, so this
     // builds once (the loop is a guard, not a search).
-    let mut chosen = chosen;
     let mut spare = spare;
     loop {
-        let enc = encode_chosen(seq, tick, base_seq, (base, &base_of), current, &removals, &chosen, spare);
+        in_handle_order(chosen, current.len(), marks, info, by_handle);
+        let enc = encode_chosen(seq, tick, (base_seq, base_hash), (base, base_of), current, removals, by_handle, (budget, updates), spare);
         if enc.bytes.len() <= budget || chosen.is_empty() {
-            for &(idx, _) in &chosen {
+            for &(idx, _, _) in chosen.iter() {
                 prio.reset(current[idx].handle);
             }
-            let deferred = (candidates.len() - chosen.len() + deferred_removals) as u32;
+            let deferred = (total_candidates - chosen.len() + deferred_removals) as u32;
             return Encoded { deferred, ..enc };
         }
         debug_assert!(false, "the exact size said {} bytes fit", enc.bytes.len());
@@ -341,26 +374,48 @@ pub fn encode(
     }
 }
 
+/// `chosen` (in priority order) into `out` in handle order: indices in
+/// `current` follow handle order, so a bitset over them sorts in one pass
+/// over n / 64 words.
+fn in_handle_order(chosen: &[(usize, bool, usize)], n: usize, marks: &mut Vec<u64>, info: &mut [(bool, usize)], out: &mut Vec<(usize, bool, usize)>) {
+    marks.clear();
+    marks.resize(n.div_ceil(64), 0);
+    for &(idx, new, bits) in chosen {
+        marks[idx / 64] |= 1 << (idx % 64);
+        info[idx] = (new, bits);
+    }
+    out.clear();
+    for (w, &word) in marks.iter().enumerate() {
+        let mut m = word;
+        while m != 0 {
+            let idx = w * 64 + m.trailing_zeros() as usize;
+            out.push((idx, info[idx].0, info[idx].1));
+            m &= m - 1;
+        }
+    }
+}
+
+/// Writes the snapshot of `chosen` ((index in current, new, bits), sorted
+/// by handle).
 #[allow(clippy::too_many_arguments)]
 fn encode_chosen(
     seq: u32,
     tick: u64,
-    base_seq: Option<u32>,
+    (base_seq, base_hash): (Option<u32>, u64),
     (base, base_of): (&[QEntity], &[u32]),
     current: &[QEntity],
     removals: &[u64],
-    chosen_by_priority: &[(usize, bool)],
+    chosen: &[(usize, bool, usize)],
+    (budget, updates): (usize, &mut Vec<QEntity>),
     spare: Vec<QEntity>,
 ) -> Encoded {
-    let mut chosen = chosen_by_priority.to_vec();
-    chosen.sort_unstable_by_key(|c| current[c.0].handle);
-
     // The view after applying: what the client will compute in `decode`.
-    let updates: Vec<QEntity> = chosen.iter().map(|(k, _)| current[*k]).collect();
+    updates.clear();
+    updates.extend(chosen.iter().map(|&(k, _, _)| current[k]));
     let mut view = spare;
-    apply_into(base, removals, &updates, &mut view);
-    let hash = view_hash(&view);
-    let mut w = BitWriter::new();
+    let delta = apply_into(base, removals, updates, &mut view);
+    let hash = base_hash.wrapping_add(delta);
+    let mut w = BitWriter::with_capacity(budget + 8);
     w.write(u64::from(SNAPSHOT_TYPE), 8);
     w.write(u64::from(seq), 32);
     match base_seq {
@@ -382,7 +437,7 @@ fn encode_chosen(
     let mut prev = 0u64;
     let mut changed_bits = 0u64;
     let mut new_entities = 0;
-    for &(idx, is_new) in &chosen {
+    for &(idx, is_new, _) in chosen {
         let e = &current[idx];
         let b = if is_new { None } else { base.get(base_of[idx] as usize) };
         let before = w.bit_len();
@@ -406,47 +461,51 @@ fn encode_chosen(
     }
 }
 
-/// The view after a snapshot: `base` without `removals`, with `updates`
-/// replacing or inserting entities (all three sorted by handle). Encoder and
-/// decoder both use this, so their views cannot disagree.
-fn apply(base: &[QEntity], removals: &[u64], updates: &[QEntity]) -> Vec<QEntity> {
-    let mut view = Vec::new();
-    apply_into(base, removals, updates, &mut view);
-    view
-}
-
-/// [`apply`] into `view` (cleared first; its capacity is reused).
-fn apply_into(base: &[QEntity], removals: &[u64], updates: &[QEntity], view: &mut Vec<QEntity>) {
+/// The view after a snapshot, built in `view` (cleared first; its capacity
+/// is reused): `base` without `removals`, with `updates` replacing or
+/// inserting entities (all three sorted by handle). Encoder and decoder
+/// both use this, so their views cannot disagree. Returns what the view
+/// hash changes by (wrapping): the hashes of the records that came in
+/// minus those of the records that went out.
+fn apply_into(base: &[QEntity], removals: &[u64], updates: &[QEntity], view: &mut Vec<QEntity>) -> u64 {
+    let mut delta = 0u64;
     view.clear();
     view.reserve(base.len() + updates.len());
-    let (mut bi, mut ui, mut ri) = (0, 0, 0);
-    while bi < base.len() || ui < updates.len() {
-        match (base.get(bi), updates.get(ui)) {
-            (Some(b), Some(u)) if b.handle == u.handle => {
+    // Runs of untouched baseline entities are copied whole; each removal or
+    // update finds its place by binary search (a snapshot touches a few
+    // hundred of a view's thousands of entities).
+    let (mut bi, mut ri, mut ui) = (0, 0, 0);
+    loop {
+        let (r, u) = (removals.get(ri).copied(), updates.get(ui));
+        let h = match (r, u) {
+            (None, None) => break,
+            (Some(r), None) => r,
+            (None, Some(u)) => u.handle,
+            (Some(r), Some(u)) => r.min(u.handle),
+        };
+        let k = bi + base[bi..].partition_point(|b| b.handle < h);
+        view.extend_from_slice(&base[bi..k]);
+        bi = k;
+        let old = base.get(bi).filter(|b| b.handle == h);
+        if let Some(b) = old {
+            delta = delta.wrapping_sub(entity_hash(b));
+            bi += 1;
+        }
+        match u {
+            // An update wins over a removal of the same handle.
+            Some(u) if u.handle == h => {
+                delta = delta.wrapping_add(entity_hash(u));
                 view.push(*u);
-                bi += 1;
                 ui += 1;
-            }
-            (Some(b), Some(u)) if b.handle > u.handle => {
-                view.push(*u);
-                ui += 1;
-            }
-            (Some(b), _) => {
-                while ri < removals.len() && removals[ri] < b.handle {
+                if r == Some(h) {
                     ri += 1;
                 }
-                if removals.get(ri) != Some(&b.handle) {
-                    view.push(*b);
-                }
-                bi += 1;
             }
-            (None, Some(u)) => {
-                view.push(*u);
-                ui += 1;
-            }
-            (None, None) => break,
+            _ => ri += 1,
         }
     }
+    view.extend_from_slice(&base[bi..]);
+    delta
 }
 
 /// Reads just the header (to find the baseline before decoding).
@@ -469,6 +528,15 @@ pub fn read_header(bytes: &[u8]) -> Result<SnapshotHeader, DeltaError> {
 /// Applies a snapshot to its baseline view; returns the header and the new
 /// view. The caller checks `view_hash(view) == header.hash`.
 pub fn decode(bytes: &[u8], baseline: &[QEntity]) -> Result<(SnapshotHeader, Vec<QEntity>), DeltaError> {
+    decode_hashed(bytes, baseline, 0).map(|(h, view, _)| (h, view))
+}
+
+/// [`decode`], also keeping the view hash current: given the baseline's
+/// hash (0 for a resync from nothing), returns the new view's hash,
+/// computed from what the snapshot changed (the caller compares it with
+/// `header.hash`). Equal to `view_hash(view)` when `baseline_hash` is
+/// `view_hash(baseline)`.
+pub fn decode_hashed(bytes: &[u8], baseline: &[QEntity], baseline_hash: u64) -> Result<(SnapshotHeader, Vec<QEntity>, u64), DeltaError> {
     let header = read_header(bytes)?;
     let mut r = BitReader::new(bytes);
     r.read(8 + 32)?;
@@ -548,8 +616,9 @@ pub fn decode(bytes: &[u8], baseline: &[QEntity]) -> Result<(SnapshotHeader, Vec
         };
         updates.push(e);
     }
-    let view = apply(baseline, &removals, &updates);
-    Ok((header, view))
+    let mut view = Vec::new();
+    let delta = apply_into(baseline, &removals, &updates, &mut view);
+    Ok((header, view, baseline_hash.wrapping_add(delta)))
 }
 
 #[cfg(test)]
@@ -584,12 +653,43 @@ mod tests {
     }
 
     #[test]
+    fn view_hashes_kept_current_equal_the_hashes_of_whole_views() {
+        // A world that moves, loses and gains entities under a budget that
+        // defers most changes; each snapshot acked before the next.
+        let mut rng = sim_core::rng::WorldRng::from_seed(3);
+        let (mut p, mut scratch) = (Priorities::default(), Scratch::default());
+        let mut cur: Vec<QEntity> = (0..300).map(|h| ent(h, h as i32)).collect();
+        let (mut view, mut hash): (Vec<QEntity>, u64) = (Vec::new(), 0);
+        let mut next = 300;
+        for seq in 1..=80u32 {
+            for e in &mut cur {
+                if rng.range_f32(0.0, 1.0) < 0.5 {
+                    e.pos[0] += rng.range_f32(-50.0, 50.0) as i32;
+                }
+            }
+            cur.retain(|_| rng.range_f32(0.0, 1.0) > 0.02);
+            for _ in 0..rng.range_f32(0.0, 6.0) as u64 {
+                cur.push(ent(next, next as i32));
+                next += 1;
+            }
+            let base = (seq > 1).then(|| (seq - 1, view.as_slice(), hash));
+            let e = encode(seq, u64::from(seq), base, &cur, &mut p, 600, &[], Vec::new(), &mut scratch);
+            let (h, v, got) = decode_hashed(&e.bytes, &view, hash).expect("decode");
+            assert_eq!(v, e.view, "seq {seq}");
+            assert_eq!((got, e.hash), (h.hash, h.hash), "seq {seq}: client and server keep the named hash");
+            assert_eq!(got, view_hash(&v), "seq {seq}: the kept hash is the whole view's");
+            (view, hash) = (v, got);
+        }
+        assert!(view.len() * 10 > cur.len() * 9, "the view filled: {} of {}", view.len(), cur.len());
+    }
+
+    #[test]
     fn delta_roundtrip_with_removals_and_new_entities() {
         let base: Vec<QEntity> = (0..50).map(|h| ent(h, h as i32 * 10)).collect();
         let mut cur: Vec<QEntity> = (5..60).map(|h| ent(h, h as i32 * 10 + (h % 3) as i32)).collect();
         cur[7].rot = crate::quant::quantize_rot([0.1, 0.2, 0.3, 0.927]);
         let mut p = Priorities::default();
-        let e = encode(9, 100, Some((7, &base)), &cur, &mut p, 1100, &[], Vec::new());
+        let e = encode(9, 100, Some((7, &base, view_hash(&base))), &cur, &mut p, 1100, &[], Vec::new(), &mut Scratch::default());
         let (h, view) = decode(&e.bytes, &base).expect("decode");
         assert_eq!(h, SnapshotHeader { seq: 9, baseline: Some(7), tick: 100, hash: e.hash });
         assert_eq!(view, e.view);
@@ -603,7 +703,7 @@ mod tests {
         let base: Vec<QEntity> = vec![ent(1, 0), ent(2, 0)];
         let cur: Vec<QEntity> = vec![ent(1, 100), ent(2, 100)];
         let sent = |boost: &[u8], budget: usize| {
-            let e = encode(2, 1, Some((1, &base)), &cur, &mut Priorities::default(), budget, boost, Vec::new());
+            let e = encode(2, 1, Some((1, &base, view_hash(&base))), &cur, &mut Priorities::default(), budget, boost, Vec::new(), &mut Scratch::default());
             e.view.iter().filter(|v| cur.contains(v)).map(|v| v.handle).collect::<Vec<u64>>()
         };
         let budget = (16..200).find(|&b| sent(&[], b).len() == 1).expect("a budget that fits exactly one update");
@@ -620,7 +720,7 @@ mod tests {
         let mut p = Priorities::default();
         let mut view = base.clone();
         for seq in 1..=40 {
-            let e = encode(seq, 1, if seq == 1 { None } else { Some((seq - 1, &view)) }, &cur, &mut p, 1100, &[], Vec::new());
+            let e = encode(seq, 1, if seq == 1 { None } else { Some((seq - 1, &view, view_hash(&view))) }, &cur, &mut p, 1100, &[], Vec::new(), &mut Scratch::default());
             assert!(e.bytes.len() <= 1100, "{}", e.bytes.len());
             let (_, v) = decode(&e.bytes, &view).expect("decode");
             assert_eq!(view_hash(&v), e.hash);

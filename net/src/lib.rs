@@ -20,6 +20,7 @@ pub mod observe;
 pub mod predict;
 pub mod proto;
 pub mod quant;
+pub mod rate;
 pub mod session;
 pub mod timeline;
 pub mod tls;

@@ -9,7 +9,7 @@ use crate::token::Role;
 use sim_core::character::CharacterParams;
 
 pub const ALPN: &[u8] = b"dualplane/1";
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Control frames larger than this are refused (and the connection closed).
 pub const MAX_FRAME: usize = 1 << 20;
 

@@ -4,7 +4,8 @@
 //! tests feed the same code.
 
 use crate::command::{InputDatagram, PlayerBlock, INPUT_TYPE, PLAYER_BLOCK_LEN};
-use crate::delta::{self, Priorities};
+use crate::delta::{self, Priorities, Scratch};
+use crate::rate::SendRate;
 use crate::proto::{bye, Ack, Frame, PROTOCOL_VERSION};
 use crate::interest::{ClientInterest, InterestGrid, InterestRadii};
 use crate::quant::{QEntity, QView};
@@ -33,6 +34,10 @@ pub struct CoreConfig {
     /// A player who leaves keeps its avatar this long for a reconnect with a
     /// fresh token for the same client id (0: despawned at once).
     pub reconnect_grace_ms: u64,
+    /// A client whose link is congested gets a snapshot only every 2nd,
+    /// then 3rd tick, down to one every this many ticks (1: every tick,
+    /// always; see [`crate::rate`]).
+    pub max_send_divisor: u64,
 }
 
 impl Default for CoreConfig {
@@ -46,6 +51,7 @@ impl Default for CoreConfig {
             interest: None,
             schema_hash: sim_core::PORTS_SCHEMA_HASH,
             reconnect_grace_ms: 10_000,
+            max_send_divisor: 3,
         }
     }
 }
@@ -233,7 +239,8 @@ pub struct ServerSession {
     /// The same handles, sorted: what plans are checked against.
     controlled_sorted: Vec<u64>,
     seq: u32,
-    ring: VecDeque<(u32, u64, QView)>,
+    /// (seq, tick, the view the client holds once it applied it, its hash).
+    ring: VecDeque<(u32, u64, QView, u64)>,
     sent_at: VecDeque<(u32, u64)>,
     acked: Option<u32>,
     last_input_seq: Option<u32>,
@@ -247,6 +254,10 @@ pub struct ServerSession {
     /// Cost spent per target tick (ascending ticks, bounded).
     spent: VecDeque<(u64, u64)>,
     prio: Priorities,
+    /// The encoder's reusable buffers.
+    scratch: Scratch,
+    /// How often this client gets a snapshot.
+    rate: SendRate,
     /// The last interest selection (what the leave radius keeps) and its
     /// buffers.
     interest: ClientInterest,
@@ -286,6 +297,8 @@ impl ServerSession {
             lead: None,
             spent: VecDeque::new(),
             prio: Priorities::default(),
+            scratch: Scratch::default(),
+            rate: SendRate::new(config.max_send_divisor),
             interest: ClientInterest::default(),
             spare_view: Vec::new(),
             last_heard_ms: now_ms,
@@ -305,6 +318,29 @@ impl ServerSession {
     #[must_use]
     pub fn is_departed(&self) -> bool {
         self.departed
+    }
+
+    /// Whether this client gets a snapshot of `tick` (its send rate; see
+    /// [`crate::rate`]).
+    #[must_use]
+    pub fn send_due(&self, tick: u64) -> bool {
+        self.rate.due(tick, u64::from(self.client_id))
+    }
+
+    /// Ticks between this client's snapshots now.
+    #[must_use]
+    pub fn send_divisor(&self) -> u64 {
+        self.rate.divisor()
+    }
+
+    /// Adapts the send rate once a window: `transmitted` reads the
+    /// transport's count of datagrams it actually sent (called only when a
+    /// window ends). Returns the new divisor when it changed.
+    pub fn adapt_rate(&mut self, now_ms: u64, transmitted: impl FnOnce() -> u64) -> Option<u64> {
+        if self.rate.window_over(now_ms) {
+            self.rate.on_transport(transmitted());
+        }
+        self.rate.decide(now_ms)
     }
 
     fn reject(&mut self, r: Reject) -> Reject {
@@ -334,7 +370,7 @@ impl ServerSession {
             if age == 0 || age > delta::MAX_BASELINE_AGE {
                 return None;
             }
-            self.ring.iter().find(|(s, _, _)| *s == a).map(|(s, _, v)| (*s, v.as_slice()))
+            self.ring.iter().find(|(s, _, _, _)| *s == a).map(|(s, _, v, h)| (*s, v.as_slice(), *h))
         });
         if baseline.is_none() {
             self.stats.resyncs += 1;
@@ -342,20 +378,21 @@ impl ServerSession {
         let player = self.role == Role::Player;
         let budget = if player { config.budget.saturating_sub(PLAYER_BLOCK_LEN) } else { config.budget };
         let spare = std::mem::take(&mut self.spare_view);
-        let enc = delta::encode(seq, tick, baseline, view, &mut self.prio, budget, boost, spare);
+        let enc = delta::encode(seq, tick, baseline, view, &mut self.prio, budget, boost, spare, &mut self.scratch);
         self.prio.retain(view);
         if self.ring.len() == RING
-            && let Some((_, _, old)) = self.ring.pop_front()
+            && let Some((_, _, old, _)) = self.ring.pop_front()
         {
             // The evicted view's buffer holds the next snapshot's view.
             self.spare_view = old;
         }
-        self.ring.push_back((seq, tick, enc.view));
+        self.ring.push_back((seq, tick, enc.view, enc.hash));
         if self.sent_at.len() == RING {
             self.sent_at.pop_front();
         }
         self.sent_at.push_back((seq, now_ms));
         self.stats.snapshots_sent += 1;
+        self.rate.on_sent();
         self.stats.bytes_sent += enc.bytes.len() as u64;
         self.stats.deferred_last = enc.deferred;
         if !player {
@@ -405,8 +442,9 @@ impl ServerSession {
         self.stats.client_hash_failures = hash_failures;
         if let Some(s) = latest {
             // Only ever move forward (acks arrive reordered and duplicated).
-            if self.acked.is_none_or(|a| (s.wrapping_sub(a) as i32) > 0) && self.ring.iter().any(|(q, _, _)| *q == s) {
+            if self.acked.is_none_or(|a| (s.wrapping_sub(a) as i32) > 0) && self.ring.iter().any(|(q, _, _, _)| *q == s) {
                 self.acked = Some(s);
+                self.rate.on_acked();
                 if let Some((_, t)) = self.sent_at.iter().find(|(q, _)| *q == s) {
                     self.stats.rtt_ms = Some(now_ms.saturating_sub(*t));
                 }

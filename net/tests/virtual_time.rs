@@ -102,7 +102,7 @@ impl Net {
         let mut joins = Vec::new();
         for id in 1..=n {
             let token = mint(KEY, id, Role::Player, 10_000, u64::from(id));
-            let hello = Frame::Hello { version: 1, schema_hash: sim_core::PORTS_SCHEMA_HASH, role: Role::Player, token };
+            let hello = Frame::Hello { version: net::proto::PROTOCOL_VERSION, schema_hash: sim_core::PORTS_SCHEMA_HASH, role: Role::Player, token };
             let claims = hub.hello(&hello, 100).expect("admitted");
             let plan = join_plan(&world, &claims, Tick(world.tick().0 + 1), &[]).expect("join plan");
             joins.push((claims, plan));
@@ -287,13 +287,13 @@ fn a_vanished_client_loses_its_avatar_and_its_session() {
 #[test]
 fn bad_hellos_and_inputs_are_rejected_and_counted() {
     let mut n = Net::new(1, CoreConfig::default());
-    let hello = |token: String, role: Role| Frame::Hello { version: 1, schema_hash: sim_core::PORTS_SCHEMA_HASH, role, token };
+    let hello = |token: String, role: Role| Frame::Hello { version: net::proto::PROTOCOL_VERSION, schema_hash: sim_core::PORTS_SCHEMA_HASH, role, token };
     let now = 100;
     assert!(n.hub.hello(&hello(String::new(), Role::Player), now).is_err());
     assert!(n.hub.hello(&hello(mint(b"wrong key", 5, Role::Player, 10_000, 5), Role::Player), now).is_err());
     assert!(n.hub.hello(&hello(mint(KEY, 6, Role::Player, 50, 6), Role::Player), now).is_err());
     assert!(n.hub.hello(&hello(mint(KEY, 1, Role::Player, 10_000, 1), Role::Player), now).is_err(), "reused");
-    assert!(n.hub.hello(&Frame::Hello { version: 1, schema_hash: 1, role: Role::Player, token: mint(KEY, 7, Role::Player, 10_000, 7) }, now).is_err());
+    assert!(n.hub.hello(&Frame::Hello { version: net::proto::PROTOCOL_VERSION, schema_hash: 1, role: Role::Player, token: mint(KEY, 7, Role::Player, 10_000, 7) }, now).is_err());
     // Bound to a server, a match and a role; signed by a known key.
     let spec = TokenSpec::dev(8, Role::Player, 10_000, 8);
     assert!(n.hub.hello(&hello(net::token::mint(KEY, &TokenSpec { server_id: "other", ..spec }), Role::Player), now).is_err());
@@ -363,7 +363,7 @@ fn bad_hellos_and_inputs_are_rejected_and_counted() {
 #[test]
 fn a_server_moved_to_another_match_refuses_the_old_match_and_keeps_its_sessions() {
     let mut hub = Hub::new(CoreConfig::default(), TokenGate::new(KeyRing::single(0, KEY.to_vec()), "gs-1", "m1"));
-    let hello = |t: TokenSpec<'_>| Frame::Hello { version: 1, schema_hash: sim_core::PORTS_SCHEMA_HASH, role: Role::Player, token: net::token::mint(KEY, &t) };
+    let hello = |t: TokenSpec<'_>| Frame::Hello { version: net::proto::PROTOCOL_VERSION, schema_hash: sim_core::PORTS_SCHEMA_HASH, role: Role::Player, token: net::token::mint(KEY, &t) };
     let base = TokenSpec { server_id: "gs-1", match_id: "m1", ..TokenSpec::dev(1, Role::Player, 10_000, 1) };
     let c = hub.hello(&hello(base), 100).expect("m1 admitted");
     hub.join(&c, vec![], 0);
@@ -376,7 +376,7 @@ fn a_server_moved_to_another_match_refuses_the_old_match_and_keeps_its_sessions(
     hub.set_keys(KeyRing::from_keys([(0, KEY.to_vec()), (1, b"second key, 32 bytes long.......".to_vec())]));
     assert!(hub.hello(&hello(TokenSpec { client_id: 4, nonce: 4, match_id: "m2", ..base }), 100).is_ok());
     let new_key = TokenSpec { key_id: 1, client_id: 5, nonce: 5, match_id: "m2", ..base };
-    assert!(hub.hello(&Frame::Hello { version: 1, schema_hash: sim_core::PORTS_SCHEMA_HASH, role: Role::Player, token: net::token::mint(b"second key, 32 bytes long.......", &new_key) }, 100).is_ok());
+    assert!(hub.hello(&Frame::Hello { version: net::proto::PROTOCOL_VERSION, schema_hash: sim_core::PORTS_SCHEMA_HASH, role: Role::Player, token: net::token::mint(b"second key, 32 bytes long.......", &new_key) }, 100).is_ok());
 }
 
 #[test]
@@ -388,7 +388,7 @@ fn policy_workers_joining_in_one_tick_get_distinct_npcs_and_get_them_back_on_lea
     let mut taken: Vec<u64> = Vec::new();
     let mut claims = Vec::new();
     for id in [41u32, 42] {
-        let hello = Frame::Hello { version: 1, schema_hash: sim_core::PORTS_SCHEMA_HASH, role: Role::Policy, token: mint(KEY, id, Role::Policy, 10_000, u64::from(id)) };
+        let hello = Frame::Hello { version: net::proto::PROTOCOL_VERSION, schema_hash: sim_core::PORTS_SCHEMA_HASH, role: Role::Policy, token: mint(KEY, id, Role::Policy, 10_000, u64::from(id)) };
         let c = hub.hello(&hello, 100).expect("admitted");
         let p = join_plan(&world, &c, Tick(1), &taken).expect("plan");
         taken.extend(p.ops().iter().filter_map(|o| if let Op::Grant { handle, .. } = o { Some(handle.to_bits()) } else { None }));
@@ -549,7 +549,7 @@ fn a_player_who_reconnects_within_the_grace_period_gets_its_avatar_back() {
     let (id, avatar) = (n.clients[0].id, n.clients[0].avatar.expect("avatar"));
     // A reconnect with a fresh token while the old session still lives
     // (its connection died quietly): the old session ends, to be parked.
-    let hello = Frame::Hello { version: 1, schema_hash: sim_core::PORTS_SCHEMA_HASH, role: Role::Player, token: mint(KEY, id, Role::Player, 10_000, 777) };
+    let hello = Frame::Hello { version: net::proto::PROTOCOL_VERSION, schema_hash: sim_core::PORTS_SCHEMA_HASH, role: Role::Player, token: mint(KEY, id, Role::Player, 10_000, 777) };
     let claims = n.hub.hello(&hello, 100).expect("a reconnect is admitted");
     let evicted = n.hub.take_evicted();
     assert_eq!(evicted.len(), 1);

@@ -337,11 +337,12 @@ fn bench_plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
 const QUIC_UDP_IP_OVERHEAD: usize = 58;
 
 fn bench_delta(a: &DeltaArgs) -> anyhow::Result<ExitCode> {
-    use net::delta::{decode, encode, Priorities};
+    use net::delta::{decode, encode, Priorities, Scratch};
     use net::quant::{quantize_world, view_hash, QEntity};
     let scenario = Scenario::load(&a.scenario)?;
     let mut world = World::from_scenario(&scenario, None);
     let mut prio = Priorities::default();
+    let mut scratch = Scratch::default();
     // What the client acked: views by sequence; acks arrive `ack_delay` ticks late.
     let mut sent: std::collections::VecDeque<(u32, Vec<QEntity>)> = Default::default();
     let mut acked: Option<(u32, Vec<QEntity>)> = None;
@@ -355,8 +356,9 @@ fn bench_delta(a: &DeltaArgs) -> anyhow::Result<ExitCode> {
         if let Some((_, base)) = &acked {
             unchanged += q.iter().filter(|e| base.binary_search_by_key(&e.handle, |b| b.handle).is_ok_and(|k| base[k] == **e)).count() as u64;
         }
+        let base_hash = acked.as_ref().map_or(0, |(_, v)| view_hash(v));
         let t0 = Instant::now();
-        let enc = encode(seq, world.tick().0, acked.as_ref().map(|(s, v)| (*s, v.as_slice())), &q, &mut prio, a.budget, &[], Vec::new());
+        let enc = encode(seq, world.tick().0, acked.as_ref().map(|(s, v)| (*s, v.as_slice(), base_hash)), &q, &mut prio, a.budget, &[], Vec::new(), &mut scratch);
         encode_ns += t0.elapsed().as_nanos() as u64;
         let (h, view) = decode(&enc.bytes, acked.as_ref().map_or(&[][..], |(_, v)| v.as_slice())).map_err(|e| anyhow::anyhow!("decode: {e}"))?;
         anyhow::ensure!(view_hash(&view) == h.hash && view == enc.view, "client reconstruction differs at seq {seq}");

@@ -67,6 +67,11 @@ pub struct ServeArgs {
     /// Bytes per snapshot datagram.
     #[arg(long, env = "DUALPLANE_SNAPSHOT_BUDGET")]
     pub(crate) snapshot_budget: Option<usize>,
+    /// Slowest snapshot rate a congested client is moved to: one snapshot
+    /// every this many ticks (1, 2 or 3; default 3, i.e. 20 Hz at 60 Hz;
+    /// 1 turns send-rate adaptation off).
+    #[arg(long, env = "DUALPLANE_MAX_SEND_DIVISOR", value_parser = clap::value_parser!(u64).range(1..=3))]
+    pub(crate) max_send_divisor: Option<u64>,
     /// Replicate only entities within this many metres of each client's
     /// avatar (default: the scenario's `[interest]`, else everything; 0:
     /// everything, whatever the scenario says).
@@ -133,6 +138,7 @@ pub(crate) struct FileConfig {
     pub(crate) inputs_per_sec: Option<u32>,
     pub(crate) datagrams_per_sec: Option<u32>,
     pub(crate) snapshot_budget: Option<usize>,
+    pub(crate) max_send_divisor: Option<u64>,
     pub(crate) interest_radius: Option<f32>,
     pub(crate) interest_leave_radius: Option<f32>,
     pub(crate) record: Option<PathBuf>,

@@ -111,6 +111,10 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
         interest,
         schema_hash: sim_core::PORTS_SCHEMA_HASH,
         reconnect_grace_ms: a.reconnect_grace_ms.or(file.reconnect_grace_ms).unwrap_or(10_000),
+        max_send_divisor: match a.max_send_divisor.or(file.max_send_divisor).unwrap_or(3) {
+            d @ 1..=3 => d,
+            d => anyhow::bail!("max_send_divisor: expected 1, 2 or 3 (snapshots every 1-3 ticks), found {d}"),
+        },
     };
     let transport = TransportSettings {
         idle_timeout: Duration::from_millis(core.idle_timeout_ms),

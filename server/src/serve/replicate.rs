@@ -92,6 +92,16 @@ fn run(r: &Replication, pool: &rayon::ThreadPool) {
                 if session.is_departed() {
                     return;
                 }
+                // The send rate adapts once a window to what the link
+                // carried (quinn's count of datagrams it transmitted).
+                let before = session.send_divisor();
+                if let Some(after) = session.adapt_rate(now, || c.stats().frame_tx.datagram) {
+                    let counter = if after > before { &r.stats.send_rate_down } else { &r.stats.send_rate_up };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                if !session.send_due(tick) {
+                    return;
+                }
                 let bytes = session.snapshot(now, tick, &world, &avatars, grid.as_ref(), &config);
                 drop(session);
                 encode_ns.fetch_add(e0.elapsed().as_nanos() as u64, Ordering::Relaxed);

@@ -46,6 +46,9 @@ pub(crate) struct Stats {
     pub(crate) replication_rounds: AtomicU64,
     /// Published ticks replaced before replication took them.
     pub(crate) replication_skipped: AtomicU64,
+    /// Per-client send rate changes: slower, faster.
+    pub(crate) send_rate_down: AtomicU64,
+    pub(crate) send_rate_up: AtomicU64,
     pub(crate) frames_rendered: AtomicU64,
     pub(crate) frames_failed: AtomicU64,
     pub(crate) frames_skipped: AtomicU64,
@@ -178,6 +181,8 @@ pub(crate) fn summary(stats: &Stats, hub: &Mutex<Hub>, tick_rate: u32) -> serde_
         "replication_us_per_client_tick": l(&stats.replication_ns) as f64 / 1e3 / l(&stats.replication_encodes).max(1) as f64,
         "replication_rounds": l(&stats.replication_rounds),
         "replication_skipped_ticks": l(&stats.replication_skipped),
+        "send_rate_down": l(&stats.send_rate_down),
+        "send_rate_up": l(&stats.send_rate_up),
         "datagrams_sent": l(&stats.datagrams_sent),
         "datagram_bytes_sent": l(&stats.datagram_bytes_sent),
         "datagram_send_errors": l(&stats.datagram_send_errors),
@@ -220,15 +225,20 @@ pub(crate) fn export_counters(hub: &Mutex<Hub>, stats: &Stats, m: &crate::admin:
         }
         let mut roles: BTreeMap<&'static str, i64> = [("player", 0), ("policy", 0), ("observer", 0)].into_iter().collect();
         let mut failures = 0i64;
+        let mut by_every: BTreeMap<u64, i64> = net::rate::DIVISORS.iter().map(|&d| (d, 0)).collect();
         for s in h.sessions.values() {
             let s = net::hub::lock(s);
             *roles.entry(s.role.name()).or_default() += 1;
+            *by_every.entry(s.send_divisor()).or_default() += 1;
             failures += i64::from(s.stats.client_hash_failures);
         }
         for (r, n) in roles {
             m.clients.with_label_values(&[r]).set(n);
         }
         m.client_hash_failures.set(failures);
+        for (every, n) in by_every {
+            m.clients_by_snapshot_interval.with_label_values(&[&every.to_string()]).set(n);
+        }
     }
     let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
     raise(&m.handshakes.with_label_values(&["tls_failed"]), l(&stats.handshake_failures));
@@ -239,6 +249,8 @@ pub(crate) fn export_counters(hub: &Mutex<Hub>, stats: &Stats, m: &crate::admin:
     raise(&m.inputs.with_label_values(&["late_dropped"]), l(&stats.inputs_late_dropped));
     raise(&m.inputs.with_label_values(&["queue_full"]), l(&stats.inputs_queue_full));
     raise(&m.replication_skipped, l(&stats.replication_skipped));
+    raise(&m.send_rate_changes.with_label_values(&["down"]), l(&stats.send_rate_down));
+    raise(&m.send_rate_changes.with_label_values(&["up"]), l(&stats.send_rate_up));
     raise(&m.tick_debt_dropped, l(&stats.debt_dropped_ticks));
     raise(&m.observations.with_label_values(&["sent"]), l(&stats.observations_sent));
     raise(&m.observations.with_label_values(&["busy"]), l(&stats.observations_busy));

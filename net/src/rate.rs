@@ -1,0 +1,213 @@
+//! Per-client send rate: a client whose link cannot carry a snapshot every
+//! tick gets one every second or third tick instead (60 / 30 / 20 Hz at a
+//! 60 Hz tick), so it receives fewer, whole snapshots rather than losing
+//! most of them to a congested path.
+//!
+//! Sans-IO, like the sessions: fed the snapshots sent, the acks that came
+//! back and (once a window) the transport's own counters, on the caller's
+//! clock. Each window of [`WINDOW_MS`] decides once:
+//! - **slower** when the transport dropped more than a tenth of the
+//!   datagrams it was handed (QUIC's congestion window was full: `sent -
+//!   transmitted`) or when fewer than half the snapshots were acknowledged;
+//! - **held** when none was acknowledged (an outage says nothing about the
+//!   link's capacity);
+//! - **faster** after [`GOOD_WINDOWS`] windows in a row with nothing
+//!   dropped and at least 90% acknowledged.
+//!
+//! Random loss alone (acks lost too) rarely falls under half, so a lossy but
+//! uncongested link keeps its rate: fewer snapshots would not arrive any
+//! more often.
+
+/// Ticks between snapshots at each level.
+pub const DIVISORS: [u64; 3] = [1, 2, 3];
+/// One decision per this many milliseconds.
+pub const WINDOW_MS: u64 = 1000;
+/// Clean windows in a row before the rate goes back up.
+pub const GOOD_WINDOWS: u32 = 2;
+
+/// One client's send rate.
+#[derive(Debug, Clone)]
+pub struct SendRate {
+    level: usize,
+    /// Highest level allowed (0: always every tick).
+    max_level: usize,
+    window_start_ms: Option<u64>,
+    /// Snapshots sent, ever (the transport's counter is compared with it).
+    sent_total: u64,
+    /// Snapshots sent and acknowledged this window.
+    sent: u64,
+    acked: u64,
+    /// The transport's datagrams-transmitted counter at the window's start,
+    /// and our sent count then.
+    transport_base: Option<(u64, u64)>,
+    dropped: u64,
+    good: u32,
+    /// Times the rate went down / up.
+    pub slowdowns: u64,
+    pub speedups: u64,
+}
+
+impl SendRate {
+    /// A rate that may slow down to one snapshot every `max_divisor` ticks
+    /// (1 turns adaptation off; values past the table are clamped).
+    #[must_use]
+    pub fn new(max_divisor: u64) -> SendRate {
+        let max_level = DIVISORS.iter().rposition(|&d| d <= max_divisor.max(1)).unwrap_or(0);
+        SendRate { level: 0, max_level, window_start_ms: None, sent_total: 0, sent: 0, acked: 0, transport_base: None, dropped: 0, good: 0, slowdowns: 0, speedups: 0 }
+    }
+
+    /// Ticks between this client's snapshots now.
+    #[must_use]
+    pub fn divisor(&self) -> u64 {
+        DIVISORS[self.level]
+    }
+
+    /// Whether `tick` is one of this client's: clients at the same rate are
+    /// spread over the ticks by `phase` (their id), not all on the same one.
+    #[must_use]
+    pub fn due(&self, tick: u64, phase: u64) -> bool {
+        (tick.wrapping_add(phase)).is_multiple_of(self.divisor())
+    }
+
+    pub fn on_sent(&mut self) {
+        self.sent += 1;
+        self.sent_total += 1;
+    }
+
+    /// A new (higher) snapshot was acknowledged.
+    pub fn on_acked(&mut self) {
+        self.acked += 1;
+    }
+
+    /// The transport's count of datagrams it actually transmitted (QUIC
+    /// DATAGRAM frames), read once a window: what we handed it and it
+    /// never sent was dropped for want of congestion window.
+    pub fn on_transport(&mut self, transmitted: u64) {
+        if let Some((t0, s0)) = self.transport_base {
+            let handed = self.sent_total.saturating_sub(s0);
+            self.dropped += handed.saturating_sub(transmitted.saturating_sub(t0));
+        }
+        self.transport_base = Some((transmitted, self.sent_total));
+    }
+
+    /// Whether a window has ended (the caller then reads the transport's
+    /// counters and calls [`SendRate::on_transport`] before [`SendRate::decide`]).
+    #[must_use]
+    pub fn window_over(&self, now_ms: u64) -> bool {
+        self.window_start_ms.is_some_and(|s| now_ms.saturating_sub(s) >= WINDOW_MS)
+    }
+
+    /// Ends the window if it is over and moves the rate; returns the new
+    /// divisor when it changed.
+    pub fn decide(&mut self, now_ms: u64) -> Option<u64> {
+        let Some(start) = self.window_start_ms else {
+            self.window_start_ms = Some(now_ms);
+            return None;
+        };
+        if now_ms.saturating_sub(start) < WINDOW_MS {
+            return None;
+        }
+        let (sent, acked, dropped) = (self.sent, self.acked, self.dropped);
+        self.window_start_ms = Some(now_ms);
+        (self.sent, self.acked, self.dropped) = (0, 0, 0);
+        if sent == 0 {
+            return None;
+        }
+        let before = self.level;
+        if acked == 0 {
+            // An outage (a blackout, a paused client) says nothing about
+            // what the link carries: hold the rate.
+            self.good = 0;
+        } else if dropped * 10 > sent || acked * 2 < sent {
+            self.good = 0;
+            if self.level < self.max_level {
+                self.level += 1;
+                self.slowdowns += 1;
+            }
+        } else if acked * 10 >= sent * 9 {
+            self.good += 1;
+            if self.good >= GOOD_WINDOWS && self.level > 0 {
+                self.level -= 1;
+                self.speedups += 1;
+                self.good = 0;
+            }
+        } else {
+            self.good = 0;
+        }
+        (self.level != before).then(|| self.divisor())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `secs` seconds at 60 Hz: `ack_per_10` of every 10 due
+    /// snapshots are acked (a fixed pattern, no RNG) and the transport
+    /// (whose transmitted counter and our sent count carry over between
+    /// calls) transmits all but every `drop_every`-th of them (0: all).
+    fn run((r, transmitted, n): (&mut SendRate, &mut u64, &mut u64), t0: u64, secs: u64, ack_per_10: u64, drop_every: u64) -> u64 {
+        for tick in t0..t0 + 60 * secs {
+            let now = tick * 1000 / 60;
+            if r.window_over(now) {
+                r.on_transport(*transmitted);
+            }
+            r.decide(now);
+            if !r.due(tick, 7) {
+                continue;
+            }
+            r.on_sent();
+            *n += 1;
+            if drop_every == 0 || !n.is_multiple_of(drop_every) {
+                *transmitted += 1;
+            }
+            if *n % 10 < ack_per_10 {
+                r.on_acked();
+            }
+        }
+        t0 + 60 * secs
+    }
+
+    #[test]
+    fn a_congested_link_slows_to_the_bound_and_a_clean_one_speeds_back_up() {
+        let (mut r, mut tx, mut n) = (SendRate::new(3), 0, 0);
+        let t = run((&mut r, &mut tx, &mut n), 0, 5, 10, 0);
+        assert_eq!((r.divisor(), r.slowdowns), (1, 0), "clean: every tick");
+        let t = run((&mut r, &mut tx, &mut n), t, 5, 10, 4);
+        assert_eq!(r.divisor(), 3, "the transport drops a quarter: down to 20 Hz and no further");
+        assert_eq!(r.slowdowns, 2);
+        let t = run((&mut r, &mut tx, &mut n), t, 3, 10, 0);
+        assert_eq!(r.divisor(), 2, "two clean windows: one step back up");
+        run((&mut r, &mut tx, &mut n), t, 3, 10, 0);
+        assert_eq!((r.divisor(), r.speedups), (1, 2));
+    }
+
+    #[test]
+    fn random_loss_without_congestion_keeps_the_rate_and_most_acks_lost_slows_it() {
+        let (mut r, mut tx, mut n) = (SendRate::new(3), 0, 0);
+        let t = run((&mut r, &mut tx, &mut n), 0, 10, 6, 0);
+        assert_eq!(r.divisor(), 1, "60% acked, nothing dropped: a lossy link, not a full one");
+        run((&mut r, &mut tx, &mut n), t, 2, 4, 0);
+        assert!(r.divisor() > 1, "under half acked: slower");
+    }
+
+    #[test]
+    fn an_outage_holds_the_rate() {
+        let (mut r, mut tx, mut n) = (SendRate::new(3), 0, 0);
+        run((&mut r, &mut tx, &mut n), 0, 5, 0, 0);
+        assert_eq!((r.divisor(), r.slowdowns), (1, 0), "nothing acked: a blackout, not congestion");
+    }
+
+    #[test]
+    fn a_bound_of_one_never_adapts_and_due_spreads_clients_over_ticks() {
+        let (mut r, mut tx, mut n) = (SendRate::new(1), 0, 0);
+        run((&mut r, &mut tx, &mut n), 0, 5, 1, 2);
+        assert_eq!((r.divisor(), r.slowdowns), (1, 0));
+        let mut slow = SendRate::new(2);
+        (tx, n) = (0, 0);
+        run((&mut slow, &mut tx, &mut n), 0, 3, 10, 2);
+        assert_eq!(slow.divisor(), 2);
+        assert!(slow.due(10, 0) && !slow.due(10, 1) && slow.due(11, 1), "phases alternate");
+        assert_eq!(SendRate::new(99).max_level, 2, "clamped to the table");
+    }
+}
