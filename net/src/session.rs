@@ -35,8 +35,8 @@ pub struct CoreConfig {
     /// fresh token for the same client id (0: despawned at once).
     pub reconnect_grace_ms: u64,
     /// A client whose link is congested gets a snapshot only every 2nd,
-    /// then 3rd tick, down to one every this many ticks (1: every tick,
-    /// always; see [`crate::rate`]).
+    /// then 3rd tick, down to one every this many ticks (1, the default:
+    /// every tick, always; see [`crate::rate`] for why it is opt-in).
     pub max_send_divisor: u64,
 }
 
@@ -51,7 +51,7 @@ impl Default for CoreConfig {
             interest: None,
             schema_hash: sim_core::PORTS_SCHEMA_HASH,
             reconnect_grace_ms: 10_000,
-            max_send_divisor: 3,
+            max_send_divisor: 1,
         }
     }
 }

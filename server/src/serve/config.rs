@@ -68,8 +68,10 @@ pub struct ServeArgs {
     #[arg(long, env = "DUALPLANE_SNAPSHOT_BUDGET")]
     pub(crate) snapshot_budget: Option<usize>,
     /// Slowest snapshot rate a congested client is moved to: one snapshot
-    /// every this many ticks (1, 2 or 3; default 3, i.e. 20 Hz at 60 Hz;
-    /// 1 turns send-rate adaptation off).
+    /// every this many ticks (1, 2 or 3, i.e. down to 30 or 20 Hz at 60 Hz;
+    /// default 1: adaptation off, every client gets every tick).
+    /// Experimental: its signal is the server's ack ratio, which under
+    /// heavy random loss or a blackout also falls (see net/src/rate.rs).
     #[arg(long, env = "DUALPLANE_MAX_SEND_DIVISOR", value_parser = clap::value_parser!(u64).range(1..=3))]
     pub(crate) max_send_divisor: Option<u64>,
     /// Replicate only entities within this many metres of each client's

@@ -111,7 +111,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
         interest,
         schema_hash: sim_core::PORTS_SCHEMA_HASH,
         reconnect_grace_ms: a.reconnect_grace_ms.or(file.reconnect_grace_ms).unwrap_or(10_000),
-        max_send_divisor: match a.max_send_divisor.or(file.max_send_divisor).unwrap_or(3) {
+        max_send_divisor: match a.max_send_divisor.or(file.max_send_divisor).unwrap_or(1) {
             d @ 1..=3 => d,
             d => anyhow::bail!("max_send_divisor: expected 1, 2 or 3 (snapshots every 1-3 ticks), found {d}"),
         },
