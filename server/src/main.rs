@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the dedicated server (QUIC) on embedded defaults.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Render a verification frame (PNG), optionally checked against a golden image.
     #[cfg(feature = "render")]
     Render(render_cmd::RenderArgs),
