@@ -162,15 +162,6 @@ pub struct Priorities {
 }
 
 impl Priorities {
-    /// Makes room for handle indices up to `handle`'s, so `bump` does not
-    /// grow the slots one at a time.
-    fn reserve_for(&mut self, handle: u64) {
-        let i = handle as u32 as usize;
-        if i >= self.acc.len() {
-            self.acc.resize(i + 1, (0, 0));
-        }
-    }
-
     fn bump(&mut self, handle: u64, by: u32) -> u32 {
         let (i, tag) = (handle as u32 as usize, (handle >> 32) as u32);
         if i >= self.acc.len() {
@@ -271,7 +262,6 @@ pub fn encode(
         base_of.resize(current.len(), u32::MAX);
         info.resize(current.len(), (false, 0));
     }
-    prio.reserve_for(current.last().map_or(0, |e| e.handle));
     // Merge-join baseline and current (both sorted by handle). The common
     // case first: the same handle on both sides.
     let (mut i, mut j) = (0, 0);

@@ -30,12 +30,18 @@
 //! slowed clients behind 20% loss + 5% reorder to 29.5 snapshots/s (min of
 //! 16; 47 without it) and after a 3 s blackout to 37.6. The fix is a
 //! client-reported receive count in the ack (a protocol change), not a
-//! better threshold here.
+//! better threshold here. Clients also size their render delay
+//! (`net::timeline::InterpDelay`, 1.5 ticks plus jitter) for one snapshot
+//! per tick: at 30 or 20 Hz they extrapolate in the gaps until the jitter
+//! term grows.
 
 /// Ticks between snapshots at each level.
 pub const DIVISORS: [u64; 3] = [1, 2, 3];
 /// One decision per this many milliseconds.
 pub const WINDOW_MS: u64 = 1000;
+/// Datagrams the transport may hold queued before a growing backlog counts
+/// as dropped.
+pub const QUEUE_ALLOWANCE: u64 = 4;
 /// Clean windows in a row before the rate goes back up.
 pub const GOOD_WINDOWS: u32 = 3;
 
@@ -51,9 +57,13 @@ pub struct SendRate {
     /// Snapshots sent and acknowledged this window.
     sent: u64,
     acked: u64,
-    /// The transport's datagrams-transmitted counter at the window's start,
-    /// and our sent count then.
+    /// The tick of the last snapshot sent.
+    last_sent_tick: Option<u64>,
+    /// The transport's datagrams-transmitted counter and our sent count at
+    /// its first reading, and the largest backlog (sent - transmitted since
+    /// then) seen so far.
     transport_base: Option<(u64, u64)>,
+    backlog_max: u64,
     dropped: u64,
     good: u32,
     /// Times the rate went down / up.
@@ -67,7 +77,7 @@ impl SendRate {
     #[must_use]
     pub fn new(max_divisor: u64) -> SendRate {
         let max_level = DIVISORS.iter().rposition(|&d| d <= max_divisor.max(1)).unwrap_or(0);
-        SendRate { level: 0, max_level, window_start_ms: None, sent_total: 0, sent: 0, acked: 0, transport_base: None, dropped: 0, good: 0, slowdowns: 0, speedups: 0 }
+        SendRate { level: 0, max_level, window_start_ms: None, sent_total: 0, sent: 0, acked: 0, last_sent_tick: None, transport_base: None, backlog_max: 0, dropped: 0, good: 0, slowdowns: 0, speedups: 0 }
     }
 
     /// Ticks between this client's snapshots now.
@@ -76,16 +86,21 @@ impl SendRate {
         DIVISORS[self.level]
     }
 
-    /// Whether `tick` is one of this client's: clients at the same rate are
-    /// spread over the ticks by `phase` (their id), not all on the same one.
+    /// Whether this client gets a snapshot of `tick`: at least a divisor's
+    /// worth of ticks since its last one. Counted from the last one sent,
+    /// not by tick parity, so a replication that skips published ticks
+    /// (behind the tick rate) never starves a client whose turns it skips.
+    /// Clients slow down at the ends of their own windows (which start when
+    /// each joined), which spreads them over the ticks.
     #[must_use]
-    pub fn due(&self, tick: u64, phase: u64) -> bool {
-        (tick.wrapping_add(phase)).is_multiple_of(self.divisor())
+    pub fn due(&self, tick: u64) -> bool {
+        self.last_sent_tick.is_none_or(|l| tick.saturating_sub(l) >= self.divisor())
     }
 
-    pub fn on_sent(&mut self) {
+    pub fn on_sent(&mut self, tick: u64) {
         self.sent += 1;
         self.sent_total += 1;
+        self.last_sent_tick = Some(tick);
     }
 
     /// A new (higher) snapshot was acknowledged.
@@ -94,14 +109,19 @@ impl SendRate {
     }
 
     /// The transport's count of datagrams it actually transmitted (QUIC
-    /// DATAGRAM frames), read once a window: what we handed it and it
-    /// never sent was dropped for want of congestion window.
+    /// DATAGRAM frames), read once a window. What we handed it and it has
+    /// not sent is its backlog: a few may wait in its queue, but a backlog
+    /// that grows past [`QUEUE_ALLOWANCE`] and its earlier peak is
+    /// datagrams dropped for want of congestion window (they are never
+    /// sent).
     pub fn on_transport(&mut self, transmitted: u64) {
-        if let Some((t0, s0)) = self.transport_base {
-            let handed = self.sent_total.saturating_sub(s0);
-            self.dropped += handed.saturating_sub(transmitted.saturating_sub(t0));
-        }
-        self.transport_base = Some((transmitted, self.sent_total));
+        let Some((t0, s0)) = self.transport_base else {
+            self.transport_base = Some((transmitted, self.sent_total));
+            return;
+        };
+        let backlog = self.sent_total.saturating_sub(s0).saturating_sub(transmitted.saturating_sub(t0));
+        self.dropped += backlog.saturating_sub(self.backlog_max.max(QUEUE_ALLOWANCE));
+        self.backlog_max = self.backlog_max.max(backlog);
     }
 
     /// Whether a window has ended (the caller then reads the transport's
@@ -167,10 +187,10 @@ mod tests {
                 r.on_transport(*transmitted);
             }
             r.decide(now);
-            if !r.due(tick, 7) {
+            if !r.due(tick) {
                 continue;
             }
-            r.on_sent();
+            r.on_sent(tick);
             *n += 1;
             if drop_every == 0 || !n.is_multiple_of(drop_every) {
                 *transmitted += 1;
@@ -223,7 +243,9 @@ mod tests {
         (tx, n) = (0, 0);
         run((&mut slow, &mut tx, &mut n), 0, 5, 3, 0);
         assert_eq!(slow.divisor(), 2);
-        assert!(slow.due(10, 0) && !slow.due(10, 1) && slow.due(11, 1), "phases alternate");
+        let mut every2 = slow.clone();
+        every2.on_sent(10);
+        assert!(!every2.due(11) && every2.due(12) && every2.due(13), "every 2nd tick, and a skipped turn is not lost");
         assert_eq!(SendRate::new(99).max_level, 2, "clamped to the table");
     }
 }

@@ -324,7 +324,7 @@ impl ServerSession {
     /// [`crate::rate`]).
     #[must_use]
     pub fn send_due(&self, tick: u64) -> bool {
-        self.rate.due(tick, u64::from(self.client_id))
+        self.rate.due(tick)
     }
 
     /// Ticks between this client's snapshots now.
@@ -382,6 +382,7 @@ impl ServerSession {
         self.prio.retain(view);
         if self.ring.len() == RING
             && let Some((_, _, old, _)) = self.ring.pop_front()
+            && self.spare_view.capacity() == 0
         {
             // The evicted view's buffer holds the next snapshot's view.
             self.spare_view = old;
@@ -392,7 +393,7 @@ impl ServerSession {
         }
         self.sent_at.push_back((seq, now_ms));
         self.stats.snapshots_sent += 1;
-        self.rate.on_sent();
+        self.rate.on_sent(tick);
         self.stats.bytes_sent += enc.bytes.len() as u64;
         self.stats.deferred_last = enc.deferred;
         if !player {
@@ -445,6 +446,17 @@ impl ServerSession {
             if self.acked.is_none_or(|a| (s.wrapping_sub(a) as i32) > 0) && self.ring.iter().any(|(q, _, _, _)| *q == s) {
                 self.acked = Some(s);
                 self.rate.on_acked();
+                // Acks only move forward, so views older than this one can
+                // never be a baseline again: keep one buffer for reuse and
+                // free the rest (the ring holds the views in flight, ~the
+                // ack delay's worth, not RING of them).
+                while self.ring.front().is_some_and(|(q, ..)| (s.wrapping_sub(*q) as i32) > 0) {
+                    if let Some((_, _, old, _)) = self.ring.pop_front()
+                        && self.spare_view.capacity() == 0
+                    {
+                        self.spare_view = old;
+                    }
+                }
                 if let Some((_, t)) = self.sent_at.iter().find(|(q, _)| *q == s) {
                     self.stats.rtt_ms = Some(now_ms.saturating_sub(*t));
                 }

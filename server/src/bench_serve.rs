@@ -3,7 +3,9 @@
 //! sessions are the server's own; N virtual clients are sans-IO
 //! [`ClientSession`]s that decode every snapshot, check every hash and ack
 //! with a configurable delay and loss. Snapshots are encoded on the
-//! replication pool exactly as `serve` does it.
+//! replication pool as `serve` does it, every client every tick (the
+//! opt-in send-rate adaptation, which needs a transport, stays off, as it
+//! is by default in `serve`).
 
 use net::hub::{join_plan, joined_handles, lock, Hub, SharedSession};
 use net::quant::quantize_world;

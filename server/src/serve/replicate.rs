@@ -80,7 +80,7 @@ fn run(r: &Replication, pool: &rayon::ThreadPool) {
             Ok(c) => sessions.into_iter().filter_map(|(id, s)| c.get(&id).map(|k| (s, k.clone()))).collect(),
             Err(_) => return,
         };
-        let encode_ns = AtomicU64::new(0);
+        let (encode_ns, encodes) = (AtomicU64::new(0), AtomicU64::new(0));
         // Interest cells: built once per tick, shared by every encode.
         let grid = config.interest.map(|radii| net::interest::InterestGrid::build(&world, radii));
         pool.install(|| {
@@ -105,12 +105,14 @@ fn run(r: &Replication, pool: &rayon::ThreadPool) {
                 let bytes = session.snapshot(now, tick, &world, &avatars, grid.as_ref(), &config);
                 drop(session);
                 encode_ns.fetch_add(e0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                encodes.fetch_add(1, Ordering::Relaxed);
                 send(r, c, bytes);
             });
         });
         let st = &r.stats;
         st.replication_ns.fetch_add(encode_ns.into_inner(), Ordering::Relaxed);
-        st.replication_encodes.fetch_add(work.len() as u64, Ordering::Relaxed);
+        // Only the encodes that ran (a departed or not-due client has none).
+        st.replication_encodes.fetch_add(encodes.into_inner(), Ordering::Relaxed);
         st.replication_rounds.fetch_add(1, Ordering::Relaxed);
         r.metrics.replication_seconds.observe(t0.elapsed().as_secs_f64());
         rounds += 1;
