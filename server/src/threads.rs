@@ -35,6 +35,28 @@ pub fn pool(n: usize, name: &'static str) -> anyhow::Result<rayon::ThreadPool> {
     Ok(rayon::ThreadPoolBuilder::new().num_threads(n).thread_name(move |i| format!("{name}-{i}")).build()?)
 }
 
+/// How much lower than the tick thread replication runs (a nice value).
+pub const BACKGROUND_NICE: i32 = 5;
+
+/// A pool of `n` threads named `{name}-{i}` that run at
+/// [`BACKGROUND_NICE`]: on a saturated machine the tick thread is
+/// scheduled before them, so a late snapshot is what gives, not the tick.
+pub fn background_pool(n: usize, name: &'static str) -> anyhow::Result<rayon::ThreadPool> {
+    Ok(rayon::ThreadPoolBuilder::new().num_threads(n).thread_name(move |i| format!("{name}-{i}")).start_handler(|_| lower_priority()).build()?)
+}
+
+/// Lowers the calling thread's scheduling priority by [`BACKGROUND_NICE`]
+/// (raising a nice value needs no privilege; on Linux it applies to the
+/// thread, not the process). Best effort: a refusal changes nothing else.
+pub fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority reads only its integer arguments; who = 0 is
+        // the calling thread on Linux.
+        let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE) };
+    }
+}
+
 /// Sets the process's simulation thread count (once, at start): the pool
 /// [`install`] runs in, and rayon's global pool for any other caller.
 pub fn init(requested: Option<usize>) -> anyhow::Result<usize> {

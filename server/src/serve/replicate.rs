@@ -61,8 +61,11 @@ const EXPORT_EVERY: u64 = 15;
 
 /// Starts the replication thread and its pool of `threads` encoders.
 pub(crate) fn spawn(r: Replication, threads: usize) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let pool = crate::threads::pool(threads, "repl")?;
-    Ok(std::thread::Builder::new().name("replicate".into()).spawn(move || run(&r, &pool))?)
+    let pool = crate::threads::background_pool(threads, "repl")?;
+    Ok(std::thread::Builder::new().name("replicate".into()).spawn(move || {
+        crate::threads::lower_priority();
+        run(&r, &pool)
+    })?)
 }
 
 fn run(r: &Replication, pool: &rayon::ThreadPool) {
