@@ -18,6 +18,7 @@ pub mod hub;
 pub mod interest;
 pub mod observe;
 pub mod predict;
+pub mod priority;
 pub mod proto;
 pub mod quant;
 pub mod rate;

@@ -15,9 +15,6 @@ use std::collections::{BTreeMap, VecDeque};
 
 /// Snapshots kept per client for baselines (Quake 3 kept 32).
 pub const RING: usize = 32;
-/// View buffers a session keeps for reuse beyond those in its ring (the one
-/// the full ring evicts, for the next encode).
-const SPARE_VIEWS: usize = 1;
 
 #[derive(Clone, Debug)]
 pub struct CoreConfig {
@@ -264,9 +261,8 @@ pub struct ServerSession {
     /// The last interest selection (what the leave radius keeps) and its
     /// buffers.
     interest: ClientInterest,
-    /// View buffers the baseline ring let go, reused by the next encodes
-    /// (at most [`SPARE_VIEWS`]).
-    spare_views: Vec<QView>,
+    /// A view buffer the baseline ring evicted, reused by the next encode.
+    spare_view: QView,
     last_heard_ms: u64,
     inputs: Bucket,
     datagrams: Bucket,
@@ -304,7 +300,7 @@ impl ServerSession {
             scratch: Scratch::default(),
             rate: SendRate::new(config.max_send_divisor),
             interest: ClientInterest::default(),
-            spare_views: Vec::new(),
+            spare_view: Vec::new(),
             last_heard_ms: now_ms,
             inputs: Bucket::new(config.inputs_per_sec, now_ms),
             datagrams: Bucket::new(config.datagrams_per_sec, now_ms),
@@ -317,18 +313,6 @@ impl ServerSession {
     /// datagrams and plans through it are ignored, and it is not encoded.
     pub fn mark_departed(&mut self) {
         self.departed = true;
-    }
-
-    /// Keeps a view buffer for the next encode. The ring keeps all RING
-    /// views even when the ack has passed them: freeing those on acks
-    /// (connection tasks) while encodes allocate (replication pool) cut the
-    /// baseline RSS from 68 to 39 MiB and 512 clients from 56 to 39 us
-    /// each, but grew RSS in the fault lab's churn by 7-8 MiB against 5
-    /// (over its bound), so it waits for a view allocator of its own.
-    fn spare(&mut self, view: QView) {
-        if self.spare_views.len() < SPARE_VIEWS {
-            self.spare_views.push(view);
-        }
     }
 
     #[must_use]
@@ -393,13 +377,17 @@ impl ServerSession {
         }
         let player = self.role == Role::Player;
         let budget = if player { config.budget.saturating_sub(PLAYER_BLOCK_LEN) } else { config.budget };
-        let spare = self.spare_views.pop().unwrap_or_default();
+        let spare = std::mem::take(&mut self.spare_view);
         let enc = delta::encode(seq, tick, baseline, view, &mut self.prio, budget, boost, spare, &mut self.scratch);
         self.prio.retain(view);
         if self.ring.len() == RING
             && let Some((_, _, old, _)) = self.ring.pop_front()
         {
-            self.spare(old);
+            // The evicted view's buffer holds the next snapshot's view. All
+            // RING views stay even once the ack has passed them: freeing those
+            // on acks (connection tasks) while encodes allocate (replication
+            // pool) grew RSS in the fault lab's churn by 7-8 MiB against 5.
+            self.spare_view = old;
         }
         self.ring.push_back((seq, tick, enc.view, enc.hash));
         if self.sent_at.len() == RING {
