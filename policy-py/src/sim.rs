@@ -116,6 +116,9 @@ pub struct Sim {
     /// (born, last generation that could see it, memory).
     kept: Vec<(u64, u64, Kept)>,
     clock: WallClock,
+    /// Steps run on this pool when `threads` > 1 (graph batches split
+    /// across it; hashes are the same for every count).
+    pool: Option<rayon::ThreadPool>,
 }
 
 impl Sim {
@@ -129,6 +132,7 @@ impl Sim {
             born: [0; Archetype::COUNT],
             kept: Vec::new(),
             clock: WallClock(Instant::now()),
+            pool: None,
         }
     }
 
@@ -212,18 +216,35 @@ impl Sim {
 
 #[pymethods]
 impl Sim {
-    /// `Sim(scenario=None, seed=None)`: `scenario` is a TOML file path (the
-    /// embedded default arena when omitted, as `dualplane simulate`);
-    /// `seed` overrides the scenario's seed.
+    /// `Sim(scenario=None, seed=None, threads=1)`: `scenario` is a TOML
+    /// file path (the embedded default arena when omitted, as `dualplane
+    /// simulate`); `seed` overrides the scenario's seed; `threads` > 1
+    /// steps on a pool of that many threads (behaviour-graph batches split
+    /// across it, as in `dualplane serve --threads`; the same hashes).
     #[new]
-    #[pyo3(signature = (scenario = None, seed = None))]
-    fn new(scenario: Option<PathBuf>, seed: Option<u64>) -> PyResult<Sim> {
+    #[pyo3(signature = (scenario = None, seed = None, threads = 1))]
+    fn new(scenario: Option<PathBuf>, seed: Option<u64>, threads: usize) -> PyResult<Sim> {
         ffi();
+        if !(1..=256).contains(&threads) {
+            return Err(value_error(format!("Sim: threads must be 1..=256, got {threads}")));
+        }
         let s = match scenario {
             Some(p) => Scenario::load(&p).map_err(|e| value_error(e.to_string()))?,
             None => Scenario::default_arena(),
         };
-        Ok(Sim::with_world(World::from_scenario(&s, seed)))
+        let mut sim = Sim::with_world(World::from_scenario(&s, seed));
+        if threads > 1 {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("dualplane-sim-{i}")).build();
+            sim.pool = Some(pool.map_err(|e| value_error(format!("Sim: cannot start {threads} threads: {e}")))?);
+        }
+        Ok(sim)
+    }
+
+    /// Threads a step runs on (`Sim(..., threads=N)`).
+    #[getter]
+    fn threads(&self) -> usize {
+        ffi();
+        self.pool.as_ref().map_or(1, rayon::ThreadPool::current_num_threads)
     }
 
     /// A `Sim` from scenario TOML text.
@@ -300,8 +321,11 @@ impl Sim {
             }
         }
         this.prepare_growth(&due);
-        let (world, clock) = (&mut this.world, &mut this.clock);
-        let mut j = py.detach(move || world.step(&due, clock).clone());
+        let (world, clock, pool) = (&mut this.world, &mut this.clock, this.pool.as_ref());
+        let mut j = py.detach(move || match pool {
+            Some(p) => p.install(|| world.step(&due, clock).clone()),
+            None => world.step(&due, clock).clone(),
+        });
         let mut errors = vec![None; j.plans.len()];
         for (status, detail) in bad {
             // A plan that did not decode has no trustworthy header fields.

@@ -245,3 +245,62 @@ fn over_budget() {
     let err = sim_core::graph::Graph::decode(&heavy).expect_err("over the per-NPC cap");
     assert_eq!(err.status, Status::GraphOverBudget, "{err}");
 }
+
+/// Every sensor feeding a move_to: a ray ahead, push, nearest and count.
+fn sensing() -> Vec<u8> {
+    let nodes = [
+        n(NodeOp::Pos, &[], 0, z()),                          // 0
+        n(NodeOp::Vector, &[], 0, [0.0, 0.2, 0.0, 0.0]),      // 1
+        n(NodeOp::Add, &[0, 1], 0, z()),                      // 2 ray origin
+        n(NodeOp::Vector, &[], 0, [1.0, 0.0, 0.5, 0.0]),      // 3 ray direction
+        n(NodeOp::Ray, &[2, 3], 0, [3.0, 0.0, 0.0, 0.0]),     // 4
+        n(NodeOp::Scalar, &[], 0, [3.0, 0.0, 0.0, 0.0]),      // 5
+        n(NodeOp::Min, &[4, 5], 0, z()),                      // 6 finite distance
+        n(NodeOp::Push, &[], 0, [3.0, 0.0, 0.0, 0.0]),        // 7
+        n(NodeOp::Nearest, &[], 0, [3.0, 0.0, 0.0, 0.0]),     // 8
+        n(NodeOp::Count, &[], 0, [3.0, 0.0, 0.0, 0.0]),       // 9
+        n(NodeOp::Add, &[7, 8], 0, z()),                      // 10
+        n(NodeOp::Scale, &[10, 6], 0, z()),                   // 11
+        n(NodeOp::Scalar, &[], 0, [0.01, 0.0, 0.0, 0.0]),     // 12
+        n(NodeOp::Mul, &[9, 12], 0, z()),                     // 13
+        n(NodeOp::Scale, &[11, 13], 0, z()),                  // 14
+        n(NodeOp::Add, &[0, 14], 0, z()),                     // 15
+        n(NodeOp::Scalar, &[], 0, [2.0, 0.0, 0.0, 0.0]),      // 16
+        n(NodeOp::MoveTo, &[15, 16], 0, z()),                 // 17
+        n(NodeOp::Store, &[14], 0, z()),                      // 18
+    ];
+    encode_parts(&nodes, &[], 1)
+}
+
+/// Hash lines of 1,000 NPCs running `sensing` for 40 ticks, stepped on a
+/// rayon pool of `threads` (0: no pool), by kernels or the interpreter.
+fn sensing_run(threads: usize, interpret: bool) -> (Vec<u64>, u64) {
+    let s = Scenario::load(&repo_root().join("tests/scenarios/npc1000.toml")).expect("npc1000 scenario");
+    let mut w = World::from_scenario(&s, None);
+    w.set_graph_interpreter(interpret);
+    let hs = npcs(&w);
+    let g = sensing();
+    let mut hashes = Vec::new();
+    let mut emitted = 0;
+    let pool = (threads > 0).then(|| rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool"));
+    for t in 1..=40 {
+        let plans = if t == 1 { vec![plan(0, 1, 1, &binds(&hs, graph_hash(&g)), Some(&g))] } else { vec![] };
+        let hash = match &pool {
+            Some(p) => p.install(|| w.step(&plans, &mut NoClock).world_hash),
+            None => w.step(&plans, &mut NoClock).world_hash,
+        };
+        hashes.push(hash);
+        emitted += w.graph_ops().len() as u64;
+    }
+    (hashes, emitted)
+}
+
+#[test]
+fn graph_batches_split_across_threads_hash_the_same() {
+    let (serial, emitted) = sensing_run(0, false);
+    assert!(emitted >= 39 * 1000, "every NPC emits each tick after the bind: {emitted}");
+    for threads in [1, 2, 3] {
+        assert_eq!(sensing_run(threads, false).0, serial, "kernels on a pool of {threads}");
+    }
+    assert_eq!(sensing_run(2, true).0, serial, "the interpreter on a pool of 2");
+}

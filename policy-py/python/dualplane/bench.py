@@ -175,11 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--quick", action="store_true", help="fewer repeats (CI smoke)")
     p.add_argument("--scenario-dir", type=Path, default=None, help="graph: where npc1000.toml and npc10k.toml are (default: the checkout's tests/scenarios)")
+    p.add_argument("--threads", type=int, default=None, help="graph: threads the tick runs on (default: as `dualplane serve`, the cores available, at most 8)")
     a = p.parse_args(argv)
     if a.what == "graph":
         from . import bench_graph
 
-        return _print(bench_graph.run(a.quick, a.scenario_dir), a.json)
+        return _print(bench_graph.run(a.quick, a.scenario_dir, a.threads), a.json)
     r = 20 if a.quick else 200
     out: dict[str, float] = {}
     for n in (1000, 10000):

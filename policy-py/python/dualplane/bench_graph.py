@@ -13,12 +13,17 @@ run, at 1,000 NPCs (`tests/scenarios/npc1000.toml`) and 10,000
 - graph_share_of_tick: the graph's time over the whole tick's (the sum of
   `Journal.phase_ns`), medians.
 
+- threads: the tick's threads (`--threads`; default as `dualplane serve`:
+  the cores available, at most 8). Graph batches split across them;
+  physics steps on one (rapier's parallel step is opt-in).
+
 Keys without a suffix are the 10k numbers (the issue's contract); the same
 with `_1000` / `_10000` for both sizes.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -39,11 +44,20 @@ def _scenario(name: str, scenario_dir: Path) -> Path:
     return path
 
 
-def measure(path: Path, ticks: int, py_samples: int, warmup: int) -> dict[str, float]:
+def default_threads() -> int:
+    """`dualplane serve`'s default: the cores available, at most 8."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:
+        n = os.cpu_count() or 1
+    return max(1, min(8, n))
+
+
+def measure(path: Path, ticks: int, py_samples: int, warmup: int, threads: int = 1) -> dict[str, float]:
     """Binds the utility graph to every NPC of `path`, steps `warmup`
     ticks, then times `ticks` graph ticks and `py_samples` reference runs
     (each on the world of a graph tick, with the heading the graph read)."""
-    sim = Sim(str(path))
+    sim = Sim(str(path), threads=threads)
     npcs = np.sort(sim.handles("npc"))
     data = u.build()
     j = sim.step(PlanBuilder(sim.tick + 1, 0, 1).graph_upload(data).graph_bind(npcs, graph_hash(data)))
@@ -94,10 +108,11 @@ def _headings(sim: Sim) -> tuple[np.ndarray, np.ndarray]:
     return handles, ((np.asarray(ops["v"]) - pos) / np.float32(u.LOOKAHEAD)).astype(np.float32)
 
 
-def run(quick: bool, scenario_dir: Path | None = None) -> dict[str, float]:
-    out: dict[str, float] = {}
+def run(quick: bool, scenario_dir: Path | None = None, threads: int | None = None) -> dict[str, float]:
+    threads = threads or default_threads()
+    out: dict[str, float] = {"threads": float(threads)}
     for n, name in SIZES.items():
-        r = measure(_scenario(name, scenario_dir or SCENARIOS), ticks=20 if quick else 120, py_samples=2 if quick else 5, warmup=10 if quick else 60)
+        r = measure(_scenario(name, scenario_dir or SCENARIOS), ticks=20 if quick else 120, py_samples=2 if quick else 5, warmup=10 if quick else 60, threads=threads)
         out.update({f"{k}_{n}": v for k, v in r.items() if k != "npcs"})
         if n == 10000:
             out.update({k: v for k, v in r.items() if k != "npcs"})

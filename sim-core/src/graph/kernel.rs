@@ -23,6 +23,13 @@ enum Action {
     Store { reg: usize, v: usize },
 }
 
+/// One worker's buffers in [`Kernel::run_par`] (kept across ticks).
+#[derive(Debug, Default)]
+pub struct Part {
+    buf: Vec<f32>,
+    emits: Vec<Emit>,
+}
+
 /// A graph compiled to a sequence of batch kernels.
 pub struct Kernel {
     steps: Vec<Step>,
@@ -223,12 +230,59 @@ impl Kernel {
         out.emits.clear();
         out.state.clear();
         out.state.extend_from_slice(inp.state);
+        self.run_range(inp, sensors, 0..inp.len(), &mut out.state, &mut out.emits, buf);
+    }
+
+    /// [`Kernel::run_into`] split across the current rayon pool's threads
+    /// in contiguous runs of chunks, each with its own sensors (from
+    /// `sensors`) and buffers (`parts`, reused); emits are joined in NPC
+    /// order, so the result is the serial one bit for bit. Serial unless
+    /// called inside a pool of more than one thread (no pool is ever
+    /// started here: the caller owns the threads).
+    pub fn run_par<S: Sensors + Send>(&self, inp: &Inputs<'_>, sensors: impl Fn() -> S + Sync, out: &mut Outputs, parts: &mut Vec<Part>) {
+        use rayon::prelude::*;
+        let n = inp.len();
+        let threads = if rayon::current_thread_index().is_some() { rayon::current_num_threads() } else { 1 };
+        let chunks = n.div_ceil(CHUNK);
+        let groups = threads.min(chunks).max(1);
+        out.emits.clear();
+        out.state.clear();
+        out.state.extend_from_slice(inp.state);
+        if parts.len() < groups {
+            parts.resize_with(groups, Part::default);
+        }
+        if groups == 1 {
+            let p = &mut parts[0];
+            return self.run_range(inp, &mut sensors(), 0..n, &mut out.state, &mut out.emits, &mut p.buf);
+        }
+        // Group g takes chunks [g * chunks / groups, (g + 1) * chunks / groups).
+        let bounds: Vec<usize> = (0..=groups).map(|g| (g * chunks / groups * CHUNK).min(n)).collect();
+        let regs = self.regs;
+        let mut state_parts = Vec::with_capacity(groups);
+        let mut rest = out.state.as_mut_slice();
+        for g in 0..groups {
+            let (a, b) = rest.split_at_mut((bounds[g + 1] - bounds[g]) * regs);
+            state_parts.push(a);
+            rest = b;
+        }
+        parts[..groups].par_iter_mut().zip(state_parts).enumerate().for_each(|(g, (p, state))| {
+            p.emits.clear();
+            self.run_range(inp, &mut sensors(), bounds[g]..bounds[g + 1], state, &mut p.emits, &mut p.buf);
+        });
+        for p in &parts[..groups] {
+            out.emits.extend_from_slice(&p.emits);
+        }
+    }
+
+    /// Runs NPCs `range`, writing their registers into `state` (theirs
+    /// only) and appending their emits.
+    fn run_range(&self, inp: &Inputs<'_>, sensors: &mut dyn Sensors, range: std::ops::Range<usize>, state: &mut [[f32; 3]], emits: &mut Vec<Emit>, buf: &mut Vec<f32>) {
         buf.clear();
         buf.resize(self.nodes * SLOT, 0.0);
-        let n = inp.len();
-        let mut start = 0;
-        while start < n {
-            let cx = Ctx { inp, start, len: CHUNK.min(n - start) };
+        let (first, end) = (range.start, range.end);
+        let mut start = first;
+        while start < end {
+            let cx = Ctx { inp, start, len: CHUNK.min(end - start) };
             for s in &self.steps {
                 s(buf, &cx, sensors);
             }
@@ -238,10 +292,10 @@ impl Kernel {
                     match *a {
                         Action::Emit { kind, v, s, enable } => {
                             if enable.is_none_or(|e| buf[e + j] != 0.0) {
-                                out.emits.push(Emit { npc: npc as u32, kind, v: canon(vec_at(buf, v, j)), s: canon1(s.map_or(0.0, |s| buf[s + j])) });
+                                emits.push(Emit { npc: npc as u32, kind, v: canon(vec_at(buf, v, j)), s: canon1(s.map_or(0.0, |s| buf[s + j])) });
                             }
                         }
-                        Action::Store { reg, v } => out.state[npc * self.regs + reg] = stored(vec_at(buf, v, j)),
+                        Action::Store { reg, v } => state[(npc - first) * self.regs + reg] = stored(vec_at(buf, v, j)),
                     }
                 }
             }

@@ -129,7 +129,7 @@ node_ops! {
     5 TickPhase "tick_phase" "-> S: (tick / pool) % arg, as a whole number (pool = period in ticks >= 1, arg = count >= 1).",
     6 State "state" "-> V: register `arg` as stored last tick (zero before the first store).",
     7 Ray "ray" "(origin V, dir V) -> S: distance to the first hit along dir (normalised) within imm0 m; +inf when nothing is hit.",
-    8 Push "push" "-> V: over other entities (archetype bit mask arg, 0 = all) within imm0 m in the xz plane, the sum in ascending handle order of d / |d|^2, d = own - theirs with y = 0; entities with |d|^2 < 1e-6 are skipped.",
+    8 Push "push" "-> V: over other entities (archetype bit mask arg, 0 = all) within imm0 m in the xz plane, the sum of d / |d|^2, d = own - theirs with y = 0 (each term an f32, summed exactly in 2^-32 fixed point, so order-free; then rounded to f32); entities with |d|^2 < 1e-6 are skipped.",
     9 Nearest "nearest" "-> V: offset (theirs - own, y = 0) to the nearest other entity (mask arg) within imm0 m in the xz plane; lower handle on ties; zero when none.",
     10 Count "count" "-> S: number of other entities (mask arg) within imm0 m in the xz plane (|d|^2 >= 1e-6).",
     20 Scalar "scalar" "-> S: the constant imm0.",

@@ -9,6 +9,7 @@
 
 use super::neighbours::Grid;
 use super::World;
+use crate::graph::kernel::Part;
 use crate::graph::{ActionKind, Graph, GraphError, Inputs, Kernel, NodeOp, Outputs, Sensors};
 use crate::ids::{Archetype, Handle, SourceId};
 use crate::microplan::Section;
@@ -227,11 +228,30 @@ fn ray_distance(physics: &RapierPhysics, o: [f32; 3], d: [f32; 3], max: f32) -> 
     physics.raycast(o, dir, max).map_or(f32::INFINITY, |(_, dist)| dist)
 }
 
+/// The push sensor's fixed-point scale (2^32): each neighbour's term is
+/// an f32 (at most 1,000 in size: |d|^2 >= 1e-6), converted exactly to
+/// f64, scaled, truncated toward zero to an i64 and summed wrapping, which
+/// is associative: the sum does not depend on the order neighbours are
+/// found in. The total is converted back (to f64, nearest; then f32,
+/// nearest).
+const PUSH_SCALE: f64 = 4_294_967_296.0;
+
+fn to_fixed(v: f32) -> i64 {
+    (f64::from(v) * PUSH_SCALE) as i64
+}
+
+fn from_fixed(s: i64) -> f32 {
+    (s as f64 / PUSH_SCALE) as f32
+}
+
+/// What a graph's sensors read: rapier's state after this tick's physics
+/// and the neighbour grid. Holds no buffers, so each worker of a parallel
+/// run makes its own.
+#[derive(Clone, Copy)]
 struct WorldSensors<'a> {
     physics: &'a RapierPhysics,
     grid: &'a Grid,
     pos: &'a [[f32; 3]],
-    near: Vec<(u64, f32, f32)>,
 }
 
 impl Sensors for WorldSensors<'_> {
@@ -240,40 +260,33 @@ impl Sensors for WorldSensors<'_> {
     }
 
     fn push(&mut self, npc: usize, radius: f32, mask: u16) -> [f32; 3] {
-        let mut near = std::mem::take(&mut self.near);
-        self.grid.around(self.pos[npc], radius, mask, &mut near);
-        let mut s = [0.0f32; 3];
-        for &(_, dx, dz) in &near {
-            // d = own - theirs (y = 0), over |d|^2, summed in handle order.
+        let (mut sx, mut sz) = (0i64, 0i64);
+        self.grid.visit(self.pos[npc], radius, mask, |_, dx, dz| {
+            // d = own - theirs (y = 0), over |d|^2.
             let (ox, oz) = (-dx, -dz);
             let r2 = ox * ox + oz * oz;
-            s[0] += ox / r2;
-            s[2] += oz / r2;
-        }
-        self.near = near;
-        s
+            sx = sx.wrapping_add(to_fixed(ox / r2));
+            sz = sz.wrapping_add(to_fixed(oz / r2));
+        });
+        [from_fixed(sx), 0.0, from_fixed(sz)]
     }
 
     fn nearest(&mut self, npc: usize, radius: f32, mask: u16) -> [f32; 3] {
-        let mut near = std::mem::take(&mut self.near);
-        self.grid.around(self.pos[npc], radius, mask, &mut near);
-        let mut best: Option<(f32, f32, f32)> = None;
-        for &(_, dx, dz) in &near {
+        // The least (|d|^2, handle): the lower handle on ties.
+        let mut best: Option<(f32, u64, f32, f32)> = None;
+        self.grid.visit(self.pos[npc], radius, mask, |h, dx, dz| {
             let r2 = dx * dx + dz * dz;
-            if best.is_none_or(|b| r2 < b.0) {
-                best = Some((r2, dx, dz));
+            if best.is_none_or(|b| r2 < b.0 || (r2 == b.0 && h < b.1)) {
+                best = Some((r2, h, dx, dz));
             }
-        }
-        self.near = near;
-        best.map_or([0.0; 3], |b| [b.1, 0.0, b.2])
+        });
+        best.map_or([0.0; 3], |b| [b.2, 0.0, b.3])
     }
 
     fn count(&mut self, npc: usize, radius: f32, mask: u16) -> f32 {
-        let mut near = std::mem::take(&mut self.near);
-        self.grid.around(self.pos[npc], radius, mask, &mut near);
-        let n = near.len() as f32;
-        self.near = near;
-        n
+        let mut n = 0u32;
+        self.grid.visit(self.pos[npc], radius, mask, |_, _, _| n += 1);
+        n as f32
     }
 }
 
@@ -287,9 +300,8 @@ pub(crate) struct GraphScratch {
     target: Vec<[f32; 3]>,
     state: Vec<[f32; 3]>,
     out: Vec<(u64, Vec<u64>, Outputs)>,
-    buf: Vec<f32>,
-    /// The neighbour sensors' query buffer.
-    near: Vec<(u64, f32, f32)>,
+    /// The kernels' per-worker buffers.
+    parts: Vec<Part>,
     grid: Grid,
     dead: Vec<u64>,
     pub(crate) ops: Vec<GraphOp>,
@@ -397,7 +409,7 @@ impl World {
                 sc.state.extend_from_slice(&m.state);
             }
             let inp = Inputs { tick: self.tick.0, pos: &sc.pos, vel: &sc.vel, health: &sc.health, target: &sc.target, state: &sc.state };
-            let mut sensors = WorldSensors { physics: &self.physics, grid: &sc.grid, pos: &sc.pos, near: std::mem::take(&mut sc.near) };
+            let sensors = WorldSensors { physics: &self.physics, grid: &sc.grid, pos: &sc.pos };
             if outs.len() == ran {
                 outs.push((0, Vec::new(), Outputs::default()));
             }
@@ -407,11 +419,10 @@ impl World {
             handles.clear();
             handles.extend_from_slice(&sc.handles);
             if sc.interpret {
-                *out = crate::graph::interpret(&l.graph, &inp, &mut sensors);
+                *out = crate::graph::interpret(&l.graph, &inp, &mut { sensors });
             } else {
-                l.kernel.run_into(&inp, &mut sensors, out, &mut sc.buf);
+                l.kernel.run_par(&inp, || sensors, out, &mut sc.parts);
             }
-            sc.near = sensors.near;
             let shared = if l.radius > 0.0 { grid_ns } else { 0 };
             journal.graphs.push(GraphRun { graph: hash, npcs: sc.handles.len() as u32, exec_ns: clock.now_ns().saturating_sub(t0) + shared, ..GraphRun::default() });
         }

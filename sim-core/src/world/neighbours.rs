@@ -2,9 +2,10 @@
 //! neighbour sensors (push, nearest, count): a spatial hash of square
 //! cells in the xz plane, filled by a counting sort (O(entities), no
 //! sort, no allocation once warm). Cells that share a bucket only add
-//! candidates (each is tested by distance), and every query's result is
-//! sorted by handle, so results never depend on the bucket layout or row
-//! order.
+//! candidates (each is tested by distance). A query visits what it finds
+//! in bucket order, so every sensor built on it must be order-free (an
+//! exact fixed-point sum, a min by (distance, handle), a count): results
+//! never depend on the bucket layout or row order.
 
 use crate::schema::ColumnId;
 use crate::table::Table;
@@ -82,11 +83,12 @@ impl Grid {
         self.starts[0] = 0;
     }
 
-    /// Others within `radius` (xz plane, `1e-6 <= r2 < radius^2`; at most
-    /// the cell size) of `p`, matching the archetype `mask` (0: any), as
-    /// (handle, dx, dz) with d = theirs - own, ascending handle.
-    pub(super) fn around(&self, p: [f32; 3], radius: f32, mask: u16, out: &mut Vec<(u64, f32, f32)>) {
-        out.clear();
+    /// Calls `f(handle, dx, dz)` (d = theirs - own) for every other entity
+    /// within `radius` (xz plane, `1e-6 <= r2 < radius^2`; at most the cell
+    /// size) of `p` matching the archetype `mask` (0: any), in no
+    /// particular order.
+    #[inline]
+    pub(super) fn visit(&self, p: [f32; 3], radius: f32, mask: u16, mut f: impl FnMut(u64, f32, f32)) {
         debug_assert!(radius <= self.cell, "a query radius over the cell size");
         if !(p[0].is_finite() && p[2].is_finite()) || self.items.is_empty() {
             return;
@@ -105,18 +107,14 @@ impl Grid {
                 seen[k] = b;
                 k += 1;
                 for it in &self.items[self.starts[b] as usize..self.starts[b + 1] as usize] {
-                    if mask != 0 && mask & (1 << it.archetype) == 0 {
-                        continue;
-                    }
                     let (dx, dz) = (it.x - p[0], it.z - p[2]);
                     let r2 = dx * dx + dz * dz;
-                    if r2 >= 1e-6 && r2 < r2max {
-                        out.push((it.handle, dx, dz));
+                    if r2 >= 1e-6 && r2 < r2max && (mask == 0 || mask & (1 << it.archetype) != 0) {
+                        f(it.handle, dx, dz);
                     }
                 }
             }
         }
-        out.sort_unstable_by_key(|o| o.0);
     }
 }
 
@@ -126,7 +124,7 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        /// Every query equals brute force over all items, in handle order,
+        /// Every query finds exactly what brute force over all items finds,
         /// whatever the bucket collisions (few buckets, wide spread).
         #[test]
         fn around_is_brute_force(pts in proptest::collection::vec((-400.0f32..400.0, -400.0f32..400.0, 0u8..4), 1..300), radius in 0.5f32..6.0, mask in 0u16..16) {
@@ -135,7 +133,9 @@ mod tests {
             g.fill(items.len(), items.iter().copied().chain([Item { handle: 5000, archetype: 0, x: f32::NAN, z: 0.0 }]), 6.0);
             let mut out = Vec::new();
             for q in &items {
-                g.around([q.x, 0.0, q.z], radius, mask, &mut out);
+                out.clear();
+                g.visit([q.x, 0.0, q.z], radius, mask, |h, dx, dz| out.push((h, dx, dz)));
+                out.sort_unstable_by_key(|o| o.0);
                 let mut want: Vec<(u64, f32, f32)> = items.iter().filter(|it| mask == 0 || mask & (1 << it.archetype) != 0).filter_map(|it| {
                     let (dx, dz) = (it.x - q.x, it.z - q.z);
                     let r2 = dx * dx + dz * dz;

@@ -80,10 +80,13 @@ def _normalize(v, eps):
 
 
 def _push(own: np.ndarray, others: np.ndarray, radius: float, chunk: int = 256) -> np.ndarray:
-    """The graph's push sensor: sum over others (ascending handle) within
-    `radius` in xz of d / |d|^2, d = own - theirs, summed in that order."""
+    """The graph's push sensor: over others within `radius` in xz, the sum
+    of d / |d|^2 (d = own - theirs, each term an f32), summed exactly in
+    2^-32 fixed point (scaled in f64, truncated to int64; so the order
+    does not matter) and rounded back to f32."""
     out = np.zeros((len(own), 3), np.float32)
     r2max = _f(radius) * _f(radius)
+    scale = np.float64(2.0**32)
     for lo in range(0, len(own), chunk):
         o = own[lo : lo + chunk]
         dx = o[:, None, 0] - others[None, :, 0]
@@ -91,9 +94,9 @@ def _push(own: np.ndarray, others: np.ndarray, radius: float, chunk: int = 256) 
         r2 = dx * dx + dz * dz
         near = (r2 >= _f(1e-6)) & (r2 < r2max)
         r2 = np.where(near, r2, _f(1.0))
-        # np.add.accumulate is a sequential sum (not pairwise), as the graph's.
-        out[lo : lo + chunk, 0] = np.add.accumulate(np.where(near, dx / r2, _f(0.0)), axis=1)[:, -1]
-        out[lo : lo + chunk, 2] = np.add.accumulate(np.where(near, dz / r2, _f(0.0)), axis=1)[:, -1]
+        for axis, d in ((0, dx), (2, dz)):
+            fixed = (np.where(near, d / r2, _f(0.0)).astype(np.float64) * scale).astype(np.int64)
+            out[lo : lo + chunk, axis] = (fixed.sum(axis=1, dtype=np.int64).astype(np.float64) / scale).astype(np.float32)
     return out
 
 
