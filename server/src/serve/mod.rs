@@ -20,7 +20,6 @@ mod tick;
 
 pub use config::ServeArgs;
 pub(crate) use config::{interest_radii, scenario_interest};
-use config::FileConfig;
 use conn::{handle, ConnCtx, Outboxes, Published};
 use frames::{frame_sink, FrameSink};
 use stats::{export_counters, summary, Stats};
@@ -38,7 +37,6 @@ use net::tls::ServerIdentity;
 use net::token::TokenGate;
 use sim_core::MicroPlan;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::sync_channel;
@@ -55,23 +53,19 @@ pub const DEFAULT_SERVER_ID: &str = net::token::DEV_SERVER_ID;
 
 
 pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
-    let file: FileConfig = match &a.config {
-        Some(p) => toml::from_str(&std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?)
-            .with_context(|| format!("{}: invalid config", p.display()))?,
-        None => FileConfig::default(),
-    };
-    let bind = a.bind.or(file.bind).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 4433)));
+    let (cfg, file_interest) = config::Settings::resolve(a)?;
+    let bind = cfg.bind;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     #[cfg_attr(not(feature = "agones"), allow(unused_mut))]
-    let mut scenario = a.scenario.clone().or(file.scenario);
+    let mut scenario = cfg.scenario.clone();
     #[cfg_attr(not(feature = "agones"), allow(unused_mut))]
-    let mut seed = a.seed.or(file.seed);
+    let mut seed = cfg.seed;
     #[cfg_attr(not(feature = "agones"), allow(unused_mut))]
-    let mut max_clients = a.max_clients.or(file.max_clients);
+    let mut max_clients = cfg.max_clients;
     #[cfg_attr(not(feature = "agones"), allow(unused_mut))]
-    let mut server_id = a.server_id.clone().or(file.server_id);
+    let mut server_id = cfg.server_id.clone();
     #[cfg_attr(not(feature = "agones"), allow(unused_mut))]
-    let mut match_id = a.match_id.clone().or(file.match_id);
+    let mut match_id = cfg.match_id.clone();
     #[cfg(not(feature = "agones"))]
     if a.agones {
         anyhow::bail!("--agones: this binary was built without the `agones` feature (cargo build --release -p server --features agones)");
@@ -87,56 +81,56 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
         }
         scenario = o.scenario.or(scenario);
         seed = o.seed.or(seed);
-        max_clients = o.max_clients.or(max_clients);
+        max_clients = o.max_clients.unwrap_or(max_clients);
         // Tokens are bound to this GameServer and to its allocated match.
-        server_id = Some(sdk.name.clone()).filter(|n| !n.is_empty()).or(server_id);
-        match_id = o.session.clone().or(match_id);
+        if !sdk.name.is_empty() {
+            server_id.clone_from(&sdk.name);
+        }
+        match_id = o.session.clone().unwrap_or(match_id);
         Some(sdk)
     } else {
         None
     };
-    let dev_dir = a.dev_dir.clone().or(file.dev_dir).unwrap_or_else(net::driver::default_dev_dir);
+    let dev_dir = cfg.dev_dir.clone().unwrap_or_else(net::driver::default_dev_dir);
     let scenario_def = crate::simulate::load_scenario(scenario.as_ref())?;
     let interest = config::interest_radii(&[
         (a.interest_radius, a.interest_leave_radius),
-        (file.interest_radius, file.interest_leave_radius),
+        file_interest,
         config::scenario_interest(scenario_def.interest.as_ref()),
     ])?;
     let core = CoreConfig {
-        budget: a.snapshot_budget.or(file.snapshot_budget).unwrap_or(1100),
-        idle_timeout_ms: a.idle_timeout_ms.or(file.idle_timeout_ms).unwrap_or(10_000),
-        max_clients: max_clients.unwrap_or(256),
-        inputs_per_sec: a.inputs_per_sec.or(file.inputs_per_sec).unwrap_or(240),
-        datagrams_per_sec: a.datagrams_per_sec.or(file.datagrams_per_sec).unwrap_or(600),
+        budget: cfg.snapshot_budget,
+        idle_timeout_ms: cfg.idle_timeout_ms,
+        max_clients,
+        inputs_per_sec: cfg.inputs_per_sec,
+        datagrams_per_sec: cfg.datagrams_per_sec,
         interest,
         schema_hash: sim_core::PORTS_SCHEMA_HASH,
-        reconnect_grace_ms: a.reconnect_grace_ms.or(file.reconnect_grace_ms).unwrap_or(10_000),
-        max_send_divisor: match a.max_send_divisor.or(file.max_send_divisor).unwrap_or(1) {
+        reconnect_grace_ms: cfg.reconnect_grace_ms,
+        max_send_divisor: match cfg.max_send_divisor {
             d @ 1..=3 => d,
             d => anyhow::bail!("max_send_divisor: expected 1, 2 or 3 (snapshots every 1-3 ticks), found {d}"),
         },
     };
     let transport = TransportSettings {
         idle_timeout: Duration::from_millis(core.idle_timeout_ms),
-        keep_alive: Duration::from_millis(a.keep_alive_ms.or(file.keep_alive_ms).unwrap_or(2000)),
+        keep_alive: Duration::from_millis(cfg.keep_alive_ms),
         stream_receive_window: None,
     };
-    let record = a.record.clone().or(file.record);
-    let keyframe_every = a.keyframe_every.or(file.keyframe_every).unwrap_or(600);
-    let max_ticks = a.ticks.or(file.ticks).unwrap_or(0);
-    let stats_json = a.stats_json.clone().or(file.stats_json);
-    let frames_every = a.verify_frames_every.or(file.verify_frames_every).unwrap_or(0);
-    let frames_dir = a.frames_dir.clone().or(file.frames_dir);
-    let admin_bind = a.admin_bind.or(file.admin_bind).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464)));
-    let drain_timeout = Duration::from_millis(a.drain_timeout_ms.or(file.drain_timeout_ms).unwrap_or(5000));
+    let record = cfg.record.clone();
+    let keyframe_every = cfg.keyframe_every;
+    let max_ticks = cfg.ticks;
+    let stats_json = cfg.stats_json.clone();
+    let frames_every = cfg.verify_frames_every;
+    let frames_dir = cfg.frames_dir.clone();
+    let admin_bind = cfg.admin_bind;
+    let drain_timeout = Duration::from_millis(cfg.drain_timeout_ms);
     let metrics = crate::admin::Metrics::new();
     let health = Arc::new(crate::admin::Health::default());
     let shutdown_flag = Arc::new(AtomicBool::new(false));
 
-    let ServerTrust { identity, ring, token_keys, tls_desc, keys_desc } = ServerTrust::load(a.tls_cert.clone().or(file.tls_cert), a.tls_key.clone().or(file.tls_key), a.token_keys.clone().or(file.token_keys), &dev_dir, a.allow_readable_keys)?;
+    let ServerTrust { identity, ring, token_keys, tls_desc, keys_desc } = ServerTrust::load(cfg.tls_cert.clone(), cfg.tls_key.clone(), cfg.token_keys.clone(), &dev_dir, a.allow_readable_keys)?;
     metrics.tls_dev_mode.set(i64::from(matches!(identity, ServerIdentity::Dev { .. })));
-    let server_id = server_id.unwrap_or_else(|| DEFAULT_SERVER_ID.to_string());
-    let match_id = match_id.unwrap_or_default();
     for (what, id) in [("server id", &server_id), ("match id", &match_id)] {
         if id.len() > net::token::MAX_ID {
             anyhow::bail!("{what} {id:?}: {} bytes; tokens carry at most {}", id.len(), net::token::MAX_ID);
@@ -168,7 +162,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
             let safe = |s: &str| s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect::<String>();
             let stem = format!("{}-{}-{unix}", if match_id.is_empty() { "session".to_string() } else { safe(&match_id) }, safe(&server_id));
             let config = replays::RecorderConfig { keyframe_every, threads: crate::threads::threads(), ..Default::default() };
-            let mode = a.record_match.or(file.record_match).unwrap_or(recording::RecordMatch::Run);
+            let mode = cfg.record_match;
             let mut r = recording::Recording::new(dir.clone(), stem, name.clone(), scenario_hash, config, mode);
             if mode == recording::RecordMatch::Run {
                 r.open(&world, &stats)?;
