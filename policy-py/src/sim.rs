@@ -428,7 +428,8 @@ impl Sim {
         if o.ncols() != 3 || d.shape() != o.shape() {
             return Err(value_error(format!("origins and directions must both be float32[n, 3]; got {:?} and {:?}", o.shape(), d.shape())));
         }
-        let out: Vec<f32> = o.rows().into_iter().zip(d.rows()).map(|(o, d)| self.world.ray_distance([o[0], o[1], o[2]], [d[0], d[1], d[2]], max_distance)).collect();
+        let rays: Vec<([f32; 3], [f32; 3])> = o.rows().into_iter().zip(d.rows()).map(|(o, d)| ([o[0], o[1], o[2]], [d[0], d[1], d[2]])).collect();
+        let out = self.world.ray_distances(&rays, max_distance);
         Ok(PyArray1::from_vec(py, out))
     }
 

@@ -20,6 +20,7 @@ use crate::table::{EntityIndex, Location, RowInit, Table};
 
 mod graphs;
 mod neighbours;
+mod rays;
 mod rules;
 mod validate;
 

@@ -8,6 +8,7 @@
 //! their ops are then validated and applied in that order, like a plan's.
 
 use super::neighbours::Grid;
+use super::rays::RayGrid;
 use super::World;
 use crate::graph::kernel::Part;
 use crate::graph::{ActionKind, Graph, GraphError, Inputs, Kernel, NodeOp, Outputs, Sensors};
@@ -43,6 +44,8 @@ pub(crate) struct Loaded {
     kernel: Kernel,
     /// The largest neighbour-sensor radius its nodes read (0: none).
     radius: f32,
+    /// Whether it has a ray node.
+    rays: bool,
     /// By handle bits.
     pub(crate) members: BTreeMap<u64, Member>,
 }
@@ -126,7 +129,8 @@ impl GraphStore {
         }
         let kernel = Kernel::compile(&graph);
         let radius = graph.nodes.iter().filter(|n| matches!(n.op, NodeOp::Push | NodeOp::Nearest | NodeOp::Count)).map(|n| n.imm[0]).fold(0.0, f32::max);
-        self.graphs.insert(hash, Loaded { bytes, graph, kernel, radius, members: BTreeMap::new() });
+        let rays = graph.nodes.iter().any(|n| n.op == NodeOp::Ray);
+        self.graphs.insert(hash, Loaded { bytes, graph, kernel, radius, rays, members: BTreeMap::new() });
     }
 
     /// Decodes, validates and adds untrusted bytes (snapshot restore).
@@ -216,16 +220,16 @@ impl GraphStore {
 }
 
 /// What a `ray` node reads: the raycast op's normalisation (in the same
-/// order), then the distance to the first hit within `max`; +inf when
-/// nothing is hit or the ray is not valid.
-fn ray_distance(physics: &RapierPhysics, o: [f32; 3], d: [f32; 3], max: f32) -> f32 {
+/// order), then the distance to the first hit within `max` (see
+/// [`RayGrid`]); +inf when nothing is hit or the ray is not valid.
+fn ray_distance(rays: &RayGrid, physics: &RapierPhysics, o: [f32; 3], d: [f32; 3], max: f32) -> f32 {
     let len2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
-    if !(finite_within(&o, MAX_COORD) && finite_within(&d, MAX_COORD) && len2 > 1e-12) {
+    if !(finite_within(&o, MAX_COORD) && finite_within(&d, MAX_COORD) && len2 > 1e-12 && max.is_finite()) {
         return f32::INFINITY;
     }
     let len = len2.sqrt();
     let dir = [d[0] / len, d[1] / len, d[2] / len];
-    physics.raycast(o, dir, max).map_or(f32::INFINITY, |(_, dist)| dist)
+    rays.cast(physics, o, dir, max)
 }
 
 /// The push sensor's fixed-point scale (2^32): each neighbour's term is
@@ -250,13 +254,14 @@ fn from_fixed(s: i64) -> f32 {
 #[derive(Clone, Copy)]
 struct WorldSensors<'a> {
     physics: &'a RapierPhysics,
+    rays: &'a RayGrid,
     grid: &'a Grid,
     pos: &'a [[f32; 3]],
 }
 
 impl Sensors for WorldSensors<'_> {
     fn ray(&mut self, o: [f32; 3], d: [f32; 3], max: f32) -> f32 {
-        ray_distance(self.physics, o, d, max)
+        ray_distance(self.rays, self.physics, o, d, max)
     }
 
     fn push(&mut self, npc: usize, radius: f32, mask: u16) -> [f32; 3] {
@@ -303,6 +308,9 @@ pub(crate) struct GraphScratch {
     /// The kernels' per-worker buffers.
     parts: Vec<Part>,
     grid: Grid,
+    /// Every collider, for the ray sensor (built in ticks where a bound
+    /// graph has a ray node).
+    rays: RayGrid,
     dead: Vec<u64>,
     pub(crate) ops: Vec<GraphOp>,
     /// The graph the plan being validated uploads: (hash, bytes, graph,
@@ -346,7 +354,16 @@ impl World {
     /// `max`, +inf when nothing is hit.
     #[must_use]
     pub fn ray_distance(&self, o: [f32; 3], d: [f32; 3], max: f32) -> f32 {
-        ray_distance(&self.physics, o, d, max)
+        self.ray_distances(&[(o, d)], max)[0]
+    }
+
+    /// [`World::ray_distance`] for many rays (one grid of the colliders
+    /// for all of them).
+    #[must_use]
+    pub fn ray_distances(&self, rays: &[([f32; 3], [f32; 3])], max: f32) -> Vec<f32> {
+        let mut grid = RayGrid::default();
+        grid.build(&self.physics);
+        rays.iter().map(|&(o, d)| ray_distance(&grid, &self.physics, o, d, max)).collect()
     }
 
     /// Runs every bound graph once (tick phase 5) and applies their ops.
@@ -375,6 +392,12 @@ impl World {
         // The grid's build is part of what the graphs that read it cost:
         // shared evenly among them in the journal.
         let mut grid_ns = 0;
+        let t0 = clock.now_ns();
+        let rayers = store.graphs.values().filter(|l| !l.members.is_empty() && l.rays).count() as u64;
+        if rayers > 0 {
+            sc.rays.build(&self.physics);
+        }
+        let rays_ns = clock.now_ns().saturating_sub(t0).checked_div(rayers).unwrap_or(0);
         if readers > 0 {
             let t0 = clock.now_ns();
             // A hair over the largest radius: `floor(x / cell)` rounds, and
@@ -409,7 +432,7 @@ impl World {
                 sc.state.extend_from_slice(&m.state);
             }
             let inp = Inputs { tick: self.tick.0, pos: &sc.pos, vel: &sc.vel, health: &sc.health, target: &sc.target, state: &sc.state };
-            let sensors = WorldSensors { physics: &self.physics, grid: &sc.grid, pos: &sc.pos };
+            let sensors = WorldSensors { physics: &self.physics, rays: &sc.rays, grid: &sc.grid, pos: &sc.pos };
             if outs.len() == ran {
                 outs.push((0, Vec::new(), Outputs::default()));
             }
@@ -423,7 +446,7 @@ impl World {
             } else {
                 l.kernel.run_par(&inp, || sensors, out, &mut sc.parts);
             }
-            let shared = if l.radius > 0.0 { grid_ns } else { 0 };
+            let shared = if l.radius > 0.0 { grid_ns } else { 0 } + if l.rays { rays_ns } else { 0 };
             journal.graphs.push(GraphRun { graph: hash, npcs: sc.handles.len() as u32, exec_ns: clock.now_ns().saturating_sub(t0) + shared, ..GraphRun::default() });
         }
         outs.truncate(ran);

@@ -26,19 +26,58 @@ pub(super) struct Grid {
     mask: usize,
     /// `starts[b]..starts[b + 1]`: bucket `b`'s items.
     starts: Vec<u32>,
-    items: Vec<Item>,
+    /// The items by bucket, as columns (a query's first pass reads only
+    /// x, z and archetype).
+    xs: Vec<f32>,
+    zs: Vec<f32>,
+    /// `1 << archetype`.
+    bits: Vec<u32>,
+    handles: Vec<u64>,
     /// (bucket, item) before the counting sort.
     staged: Vec<(u32, Item)>,
 }
+
+/// Items a query tests per pass: the first pass keeps those in range
+/// without branching on each, the second calls the visitor.
+const BLOCK: usize = 64;
 
 fn cell_of(x: f32, cell: f32) -> i32 {
     (x / cell).floor() as i32
 }
 
+/// Counting sort of (bucket, item) pairs into `buckets` buckets: bucket
+/// `b`'s items go to slots `starts[b]..starts[b + 1]`, in staged order,
+/// each handed to `place(slot, item)`. O(items + buckets), no allocation
+/// once `starts` has grown.
+pub(super) fn counting_sort<T: Copy>(staged: &[(u32, T)], buckets: usize, starts: &mut Vec<u32>, mut place: impl FnMut(usize, T)) {
+    starts.clear();
+    starts.resize(buckets + 1, 0);
+    for &(b, _) in staged {
+        starts[b as usize + 1] += 1;
+    }
+    for b in 1..starts.len() {
+        starts[b] += starts[b - 1];
+    }
+    // starts[b] walks bucket b's slots, ending where bucket b + 1 begins;
+    // then everything shifts back by one bucket.
+    for &(b, item) in staged {
+        let at = &mut starts[b as usize];
+        place(*at as usize, item);
+        *at += 1;
+    }
+    starts.rotate_right(1);
+    starts[0] = 0;
+}
+
+/// The bucket of cell (cx, cz) in a spatial hash of `mask + 1` buckets.
+pub(super) fn bucket_of(cx: i32, cz: i32, mask: usize) -> usize {
+    let h = (cx as u32).wrapping_mul(0x9E37_79B1) ^ (cz as u32).wrapping_mul(0x85EB_CA77);
+    (h ^ (h >> 15)) as usize & mask
+}
+
 impl Grid {
     fn bucket(&self, cx: i32, cz: i32) -> usize {
-        let h = (cx as u32).wrapping_mul(0x9E37_79B1) ^ (cz as u32).wrapping_mul(0x85EB_CA77);
-        (h ^ (h >> 15)) as usize & self.mask
+        bucket_of(cx, cz, self.mask)
     }
 
     /// Fills the grid with every entity of `tables` whose x and z are
@@ -62,25 +101,19 @@ impl Grid {
                 self.staged.push((b, item));
             }
         }
-        self.starts.clear();
-        self.starts.resize(self.mask + 2, 0);
-        for &(b, _) in &self.staged {
-            self.starts[b as usize + 1] += 1;
+        let n = self.staged.len();
+        for col in [&mut self.xs, &mut self.zs] {
+            col.clear();
+            col.resize(n, 0.0);
         }
-        for b in 1..self.starts.len() {
-            self.starts[b] += self.starts[b - 1];
-        }
-        self.items.clear();
-        self.items.resize(self.staged.len(), Item::default());
-        // starts[b] walks bucket b's slots, ending where bucket b + 1 begins;
-        // then everything shifts back by one bucket.
-        for &(b, item) in &self.staged {
-            let at = &mut self.starts[b as usize];
-            self.items[*at as usize] = item;
-            *at += 1;
-        }
-        self.starts.rotate_right(1);
-        self.starts[0] = 0;
+        self.bits.clear();
+        self.bits.resize(n, 0);
+        self.handles.clear();
+        self.handles.resize(n, 0);
+        let (xs, zs, bits, handles) = (&mut self.xs, &mut self.zs, &mut self.bits, &mut self.handles);
+        counting_sort(&self.staged, self.mask + 1, &mut self.starts, |k, item| {
+            (xs[k], zs[k], bits[k], handles[k]) = (item.x, item.z, 1u32.wrapping_shl(u32::from(item.archetype)), item.handle);
+        });
     }
 
     /// Calls `f(handle, dx, dz)` (d = theirs - own) for every other entity
@@ -90,11 +123,14 @@ impl Grid {
     #[inline]
     pub(super) fn visit(&self, p: [f32; 3], radius: f32, mask: u16, mut f: impl FnMut(u64, f32, f32)) {
         debug_assert!(radius <= self.cell, "a query radius over the cell size");
-        if !(p[0].is_finite() && p[2].is_finite()) || self.items.is_empty() {
+        if !(p[0].is_finite() && p[2].is_finite()) || self.xs.is_empty() {
             return;
         }
         let (cx, cz) = (cell_of(p[0], self.cell), cell_of(p[2], self.cell));
         let r2max = radius * radius;
+        let want = if mask == 0 { u32::MAX } else { u32::from(mask) };
+        // Written before read: set up once per query, not per block.
+        let (mut flags, mut hits) = ([0u32; BLOCK], [0u32; BLOCK]);
         // The 3 x 3 cells around p cover the radius; each bucket once.
         let mut seen = [usize::MAX; 9];
         let mut k = 0;
@@ -106,12 +142,25 @@ impl Grid {
                 }
                 seen[k] = b;
                 k += 1;
-                for it in &self.items[self.starts[b] as usize..self.starts[b + 1] as usize] {
-                    let (dx, dz) = (it.x - p[0], it.z - p[2]);
-                    let r2 = dx * dx + dz * dz;
-                    if r2 >= 1e-6 && r2 < r2max && (mask == 0 || mask & (1 << it.archetype) != 0) {
-                        f(it.handle, dx, dz);
+                let (mut k, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
+                while k < hi {
+                    let end = (k + BLOCK).min(hi);
+                    // Elementwise (vectorisable): which are in range and wanted.
+                    for (((f, &x), &z), &bit) in flags.iter_mut().zip(&self.xs[k..end]).zip(&self.zs[k..end]).zip(&self.bits[k..end]) {
+                        let (dx, dz) = (x - p[0], z - p[2]);
+                        let r2 = dx * dx + dz * dz;
+                        *f = u32::from((r2 >= 1e-6) & (r2 < r2max) & (bit & want != 0));
                     }
+                    let mut n = 0;
+                    for (j, &f) in flags[..end - k].iter().enumerate() {
+                        hits[n] = j as u32;
+                        n += f as usize;
+                    }
+                    for &j in &hits[..n] {
+                        let i = k + j as usize;
+                        f(self.handles[i], self.xs[i] - p[0], self.zs[i] - p[2]);
+                    }
+                    k = end;
                 }
             }
         }

@@ -1,0 +1,184 @@
+//! The graphs' `ray` sensor (and `Sim.raycast`): the first hit of a ray
+//! against every collider, through a grid of collider AABBs built once per
+//! tick instead of rapier's BVH.
+//!
+//! The answer is defined without the grid: over every enabled collider,
+//! the least `shape.cast_ray(pose, ray, max, solid = true)` (parry's own
+//! per-shape test, the one rapier's query pipeline runs at its leaves),
+//! kept when it is under `max`. (rapier's BVH passes each leaf the best
+//! hit so far instead of `max`, and parry's answer can move by an ulp
+//! with that limit, so rapier's result depends on its traversal; this one
+//! does not.) The grid only decides which colliders to test and when to
+//! stop:
+//!
+//! - each collider's AABB, padded by [`PAD`], is entered into every square
+//!   xz cell it overlaps (a spatial hash; bucket collisions only add
+//!   candidates); colliders wider than [`BIG`] (ground, walls) are tested
+//!   for every ray;
+//! - a ray walks the cells its xz projection crosses, in order (a 2D DDA),
+//!   and stops once its best hit is no farther than where it leaves the
+//!   current cell: a hit point lies inside its collider, so that collider
+//!   is in the cell the point is in; the padding covers the DDA's rounding.
+//!
+//! A min is order-free, so the result does not depend on the hash layout
+//! or the collider set's order; a test holds it equal to testing every
+//! collider, and within 1e-5 of rapier's `cast_ray`.
+
+use super::neighbours::{bucket_of, counting_sort};
+use crate::physics::RapierPhysics;
+use rapier3d::prelude::*;
+
+/// Cell width, metres.
+const CELL: f32 = 1.0;
+/// AABB padding, metres: far over the DDA's float error at any coordinate
+/// a world allows.
+const PAD: f32 = 0.01;
+/// Colliders wider than this in x or z are tested for every ray.
+const BIG: f32 = 16.0;
+
+#[derive(Clone, Copy, Debug)]
+struct Item {
+    min: [f32; 3],
+    max: [f32; 3],
+    collider: ColliderHandle,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct RayGrid {
+    /// Buckets - 1 (a power of two, minus one).
+    mask: usize,
+    /// `starts[b]..starts[b + 1]`: bucket `b`'s items.
+    starts: Vec<u32>,
+    items: Vec<Item>,
+    staged: Vec<(u32, Item)>,
+    big: Vec<Item>,
+}
+
+fn cell_of(x: f32) -> i32 {
+    (x / CELL).floor() as i32
+}
+
+fn v3(a: [f32; 3]) -> Vector {
+    Vector::new(a[0], a[1], a[2])
+}
+
+impl RayGrid {
+    fn bucket(&self, cx: i32, cz: i32) -> usize {
+        bucket_of(cx, cz, self.mask)
+    }
+
+    /// Enters every enabled collider of `physics` as it is now.
+    pub(super) fn build(&mut self, physics: &RapierPhysics) {
+        let colliders = &physics.rapier().colliders;
+        self.mask = (4 * colliders.len()).next_power_of_two().max(64) - 1;
+        self.staged.clear();
+        self.big.clear();
+        for (handle, co) in colliders.iter() {
+            if !co.is_enabled() {
+                continue;
+            }
+            let a = co.compute_aabb();
+            let item = Item { min: [a.mins.x - PAD, a.mins.y - PAD, a.mins.z - PAD], max: [a.maxs.x + PAD, a.maxs.y + PAD, a.maxs.z + PAD], collider: handle };
+            let finite = item.min.iter().chain(&item.max).all(|v| v.is_finite());
+            if !finite || item.max[0] - item.min[0] > BIG || item.max[2] - item.min[2] > BIG {
+                self.big.push(item);
+                continue;
+            }
+            for cx in cell_of(item.min[0])..=cell_of(item.max[0]) {
+                for cz in cell_of(item.min[2])..=cell_of(item.max[2]) {
+                    let b = self.bucket(cx, cz) as u32;
+                    self.staged.push((b, item));
+                }
+            }
+        }
+        self.items.clear();
+        if let Some(&(_, first)) = self.staged.first() {
+            self.items.resize(self.staged.len(), first);
+        }
+        let items = &mut self.items;
+        counting_sort(&self.staged, self.mask + 1, &mut self.starts, |k, item| items[k] = item);
+    }
+
+    /// Distance along `d` (unit length) from `o` to the first hit within
+    /// `max`; +inf when nothing is hit (as rapier's `cast_ray` with
+    /// `solid`, then `< max`).
+    pub(super) fn cast(&self, physics: &RapierPhysics, o: [f32; 3], d: [f32; 3], max: f32) -> f32 {
+        let colliders = &physics.rapier().colliders;
+        let ray = Ray::new(v3(o), v3(d));
+        let inv = d.map(|x| 1.0 / x);
+        let mut best = f32::INFINITY;
+        let test = |it: &Item, best: &mut f32| {
+            // Boxes entered past the best hit so far (a hair over: the
+            // slab's rounding) cannot hold a nearer one.
+            if !slab(it, o, d, inv, best.min(max) * (1.0 + 1e-5) + 1e-4) {
+                return;
+            }
+            // Always `max`, never the best so far: parry's result moves by
+            // an ulp with the limit it is given, and the answer must not
+            // depend on the order colliders are tested in.
+            if let Some(t) = colliders.get(it.collider).and_then(|co| co.shape().cast_ray(co.position(), &ray, max, true))
+                && t < *best
+            {
+                *best = t;
+            }
+        };
+        for it in &self.big {
+            test(it, &mut best);
+        }
+        // A 2D DDA over the xz cells from o, nearest first.
+        let (mut cx, mut cz) = (cell_of(o[0]), cell_of(o[2]));
+        let axis = |o: f32, d: f32, c: i32| -> (i32, f32, f32) {
+            if d > 0.0 {
+                (1, ((c + 1) as f32 * CELL - o) / d, CELL / d)
+            } else if d < 0.0 {
+                (-1, (c as f32 * CELL - o) / d, CELL / -d)
+            } else {
+                (0, f32::INFINITY, f32::INFINITY)
+            }
+        };
+        let (sx, mut tx, dtx) = axis(o[0], d[0], cx);
+        let (sz, mut tz, dtz) = axis(o[2], d[2], cz);
+        // Cells a ray of `max` metres can cross, plus slack: a bound on
+        // the walk whatever the floats do.
+        let steps = if max.is_finite() { (2.0 * max / CELL) as usize + 4 } else { 0 };
+        for _ in 0..steps.max(1) {
+            let b = self.bucket(cx, cz);
+            for it in &self.items[self.starts[b] as usize..self.starts[b + 1] as usize] {
+                test(it, &mut best);
+            }
+            let out = tx.min(tz);
+            if !(best > out && out < max) {
+                break;
+            }
+            if tx < tz {
+                cx = cx.wrapping_add(sx);
+                tx += dtx;
+            } else {
+                cz = cz.wrapping_add(sz);
+                tz += dtz;
+            }
+        }
+        if best < max { best } else { f32::INFINITY }
+    }
+}
+
+/// Whether the ray `o + t d`, `0 <= t <= limit`, meets the item's box.
+fn slab(it: &Item, o: [f32; 3], d: [f32; 3], inv: [f32; 3], limit: f32) -> bool {
+    let (mut t0, mut t1) = (0.0f32, limit);
+    for k in 0..3 {
+        if d[k] == 0.0 {
+            if o[k] < it.min[k] || o[k] > it.max[k] {
+                return false;
+            }
+            continue;
+        }
+        let (a, b) = ((it.min[k] - o[k]) * inv[k], (it.max[k] - o[k]) * inv[k]);
+        let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+        t0 = t0.max(lo);
+        t1 = t1.min(hi);
+        if t0 > t1 {
+            return false;
+        }
+    }
+    true
+}
