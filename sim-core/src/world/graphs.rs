@@ -377,10 +377,9 @@ impl World {
         // Bindings whose entity died, or (bound by a policy) changed hands,
         // end here; the server's bindings hold whoever owns the entity.
         sc.dead.clear();
-        for (&h, &g) in &store.bound {
-            let source = store.graphs.get(&g).and_then(|l| l.members.get(&h)).map_or(u32::MAX, |m| m.source);
+        for (&h, m) in store.graphs.values().flat_map(|l| &l.members) {
             let live = self.index.get(Handle::from_bits(h));
-            let owned = live.is_some_and(|loc| source == SourceId::SERVER.0 || self.tables[loc.archetype as usize].u32(ColumnId::Owner)[loc.row as usize] == source);
+            let owned = live.is_some_and(|loc| m.source == SourceId::SERVER.0 || self.tables[loc.archetype as usize].u32(ColumnId::Owner)[loc.row as usize] == m.source);
             if !owned {
                 sc.dead.push(h);
             }
@@ -454,8 +453,11 @@ impl World {
         for (run, (hash, handles, out)) in journal.graphs.iter_mut().zip(&outs) {
             let Some(l) = store.graphs.get_mut(hash) else { continue };
             let regs = l.graph.state_count as usize;
-            for (i, &h) in handles.iter().enumerate() {
-                if let Some(m) = l.members.get_mut(&h) {
+            // Both ascending by handle: a merge, not a lookup per NPC.
+            let mut ran = handles.iter().enumerate().peekable();
+            for (&h, m) in &mut l.members {
+                while ran.next_if(|&(_, &x)| x < h).is_some() {}
+                if let Some((i, _)) = ran.next_if(|&(_, &x)| x == h) {
                     m.state.copy_from_slice(&out.state[i * regs..(i + 1) * regs]);
                 }
             }

@@ -41,8 +41,13 @@ pub(super) struct Grid {
 /// without branching on each, the second calls the visitor.
 const BLOCK: usize = 64;
 
-fn cell_of(x: f32, cell: f32) -> i32 {
-    (x / cell).floor() as i32
+/// `floor(x / cell)` as an i32 (saturating, NaN: 0, as `floor() as i32`)
+/// without libm's `floorf` call: truncate, then step down where that
+/// rounded up.
+pub(super) fn cell_of(x: f32, cell: f32) -> i32 {
+    let q = x / cell;
+    let i = q as i32;
+    i.saturating_sub(i32::from(i as f32 > q))
 }
 
 /// Counting sort of (bucket, item) pairs into `buckets` buckets: bucket
@@ -169,10 +174,23 @@ impl Grid {
 
 #[cfg(test)]
 mod tests {
-    use super::{Grid, Item};
+    use super::{cell_of, Grid, Item};
     use proptest::prelude::*;
 
+    #[test]
+    fn cell_of_is_floor() {
+        for x in [0.0f32, -0.0, 0.5, -0.5, 2.999, 3.0, -3.0, -3.001, 1e9, -1e9, 3e9, -3e9, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::MIN_POSITIVE, -f32::MIN_POSITIVE] {
+            assert_eq!(cell_of(x, 1.0), x.floor() as i32, "{x}");
+            assert_eq!(cell_of(x, 3.003), (x / 3.003).floor() as i32, "{x}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn cell_of_is_floor_everywhere(x in proptest::num::f32::ANY, cell in 0.5f32..8.0) {
+            prop_assert_eq!(cell_of(x, cell), (x / cell).floor() as i32);
+        }
+
         /// Every query finds exactly what brute force over all items finds,
         /// whatever the bucket collisions (few buckets, wide spread).
         #[test]

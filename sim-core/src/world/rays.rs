@@ -24,7 +24,7 @@
 //! or the collider set's order; a test holds it equal to testing every
 //! collider, and within 1e-5 of rapier's `cast_ray`.
 
-use super::neighbours::{bucket_of, counting_sort};
+use super::neighbours::{self, bucket_of, counting_sort};
 use crate::physics::RapierPhysics;
 use rapier3d::prelude::*;
 
@@ -55,7 +55,7 @@ pub(super) struct RayGrid {
 }
 
 fn cell_of(x: f32) -> i32 {
-    (x / CELL).floor() as i32
+    neighbours::cell_of(x, CELL)
 }
 
 fn v3(a: [f32; 3]) -> Vector {
