@@ -7,6 +7,9 @@ use crate::delta;
 use crate::proto::Ack;
 use crate::quant::{QEntity, QView};
 use crate::session::RING;
+
+/// Applied views interpolation reads (the newest of the ring).
+const HISTORY: usize = 8;
 use std::collections::VecDeque;
 
 /// Client-side statistics.
@@ -30,6 +33,8 @@ pub struct ClientSession {
     /// (seq, tick, view, its hash): the views a snapshot may name as its
     /// baseline.
     ring: VecDeque<(u32, u64, QView, u64)>,
+    /// A view buffer to decode the next snapshot into.
+    spare: QView,
     latest: Option<u32>,
     highest_seen: Option<u32>,
     inputs: VecDeque<(Vec<u8>, u8)>,
@@ -39,8 +44,6 @@ pub struct ClientSession {
     player: Option<(u64, PlayerBlock)>,
     ack_due: bool,
     pub stats: ClientStats,
-    /// (tick, view) of recent applied snapshots for interpolation.
-    history: VecDeque<(u64, QView)>,
     tick_rate: Option<u32>,
 }
 
@@ -147,22 +150,24 @@ impl ClientSession {
         };
         // The view hash, kept current from what this snapshot changed (the
         // baseline's was checked when it was applied).
-        let Ok((h, view, hash)) = delta::decode_hashed(bytes, base, base_hash) else {
+        // The view buffer the ring last let go of (no allocation once warm).
+        let mut view = std::mem::take(&mut self.spare);
+        let Ok((h, hash)) = delta::decode_hashed_into(bytes, base, base_hash, &mut view) else {
+            self.spare = view;
             self.stats.malformed += 1;
             return None;
         };
         if hash != h.hash {
+            self.spare = view;
             self.stats.hash_failures += 1;
             self.ack_due = true;
             return None;
         }
         self.stats.snapshots_applied += 1;
-        if self.history.len() == 8 {
-            self.history.pop_front();
-        }
-        self.history.push_back((h.tick, view.clone()));
-        if self.ring.len() == RING {
-            self.ring.pop_front();
+        if self.ring.len() == RING
+            && let Some((_, _, old, _)) = self.ring.pop_front()
+        {
+            self.spare = old;
         }
         self.ring.push_back((h.seq, h.tick, view, hash));
         self.latest = Some(h.seq);
@@ -250,15 +255,22 @@ impl ClientSession {
     #[must_use]
     pub fn interpolate(&self, tick: f64) -> Vec<(u64, [f32; 3], [f32; 4])> {
         use crate::quant::{dequantize_pos, dequantize_rot, dequantize_vel};
-        let n = self.history.len();
+        // The newest applied views (the ring holds them in applied order,
+        // so ascending tick).
+        let first = self.ring.len().saturating_sub(HISTORY);
+        let history = |k: usize| -> (u64, &QView) {
+            let (_, t, v, _) = &self.ring[first + k];
+            (*t, v)
+        };
+        let n = self.ring.len() - first;
         if n == 0 {
             return Vec::new();
         }
-        let idx = self.history.iter().position(|(t, _)| *t as f64 >= tick);
+        let idx = (0..n).position(|k| history(k).0 as f64 >= tick);
         let Some(idx) = idx else {
             // Past the newest: extrapolate.
-            let (t1, v1) = &self.history[n - 1];
-            let dt_s = ((tick - *t1 as f64).min(MAX_EXTRAPOLATION_TICKS) / self.tick_rate_hz()) as f32;
+            let (t1, v1) = history(n - 1);
+            let dt_s = ((tick - t1 as f64).min(MAX_EXTRAPOLATION_TICKS) / self.tick_rate_hz()) as f32;
             return v1
                 .iter()
                 .map(|e| {
@@ -267,12 +279,12 @@ impl ClientSession {
                 })
                 .collect();
         };
-        let (t1, v1) = &self.history[idx];
-        if idx == 0 || *t1 as f64 <= tick {
+        let (t1, v1) = history(idx);
+        if idx == 0 || t1 as f64 <= tick {
             return v1.iter().map(|e| (e.handle, dequantize_pos(e.pos), dequantize_rot(e.rot))).collect();
         }
-        let (t0, v0) = &self.history[idx - 1];
-        let a = ((tick - *t0 as f64) / (*t1 as f64 - *t0 as f64)) as f32;
+        let (t0, v0) = history(idx - 1);
+        let a = ((tick - t0 as f64) / (t1 as f64 - t0 as f64)) as f32;
         v1.iter()
             .filter_map(|e| {
                 let b = v0.binary_search_by_key(&e.handle, |x| x.handle).ok().map(|k| v0[k])?;
@@ -306,8 +318,8 @@ mod interpolation_tests {
         c.set_tick_rate(60);
         let half = std::f32::consts::FRAC_1_SQRT_2;
         let e = |x: f32, rot: [f32; 4], vx: f32| QEntity { handle: 1, archetype: 1, shape: 0, pos: quantize_pos([x, 1.0, 0.0]), rot: quantize_rot(rot), vel: quantize_vel([vx, 0.0, 0.0]) };
-        c.history.push_back((10, vec![e(0.0, [0.0, 0.0, 0.0, 1.0], 6.0)]));
-        c.history.push_back((12, vec![e(0.2, [0.0, half, 0.0, half], 6.0)]));
+        c.ring.push_back((1, 10, vec![e(0.0, [0.0, 0.0, 0.0, 1.0], 6.0)], 0));
+        c.ring.push_back((2, 12, vec![e(0.2, [0.0, half, 0.0, half], 6.0)], 0));
         let mid = c.interpolate(11.0);
         assert!((mid[0].1[0] - 0.1).abs() < 1e-3, "{mid:?}");
         // Halfway from identity to 90 degrees about y: 45 degrees.

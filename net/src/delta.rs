@@ -410,8 +410,8 @@ fn apply_into(base: &[QEntity], removals: &[u64], updates: &[QEntity], view: &mu
     view.clear();
     view.reserve(base.len() + updates.len());
     // Runs of untouched baseline entities are copied whole; each removal or
-    // update finds its place by binary search (a snapshot touches a few
-    // hundred of a view's thousands of entities).
+    // update finds its place by a galloping search from the last one (a
+    // snapshot touches a few hundred of a view's thousands of entities).
     let (mut bi, mut ri, mut ui) = (0, 0, 0);
     loop {
         let (r, u) = (removals.get(ri).copied(), updates.get(ui));
@@ -421,7 +421,7 @@ fn apply_into(base: &[QEntity], removals: &[u64], updates: &[QEntity], view: &mu
             (None, Some(u)) => u.handle,
             (Some(r), Some(u)) => r.min(u.handle),
         };
-        let k = bi + base[bi..].partition_point(|b| b.handle < h);
+        let k = seek(base, bi, h);
         view.extend_from_slice(&base[bi..k]);
         bi = k;
         let old = base.get(bi).filter(|b| b.handle == h);
@@ -444,6 +444,19 @@ fn apply_into(base: &[QEntity], removals: &[u64], updates: &[QEntity], view: &mu
     }
     view.extend_from_slice(&base[bi..]);
     delta
+}
+
+/// The first index at or after `from` whose handle is at least `h` (`v`
+/// sorted by handle): a galloping search, O(log distance from `from`).
+fn seek(v: &[QEntity], from: usize, h: u64) -> usize {
+    let (mut lo, mut hi, mut step) = (from, from, 1);
+    while hi < v.len() && v[hi].handle < h {
+        lo = hi + 1;
+        hi += step;
+        step *= 2;
+    }
+    let hi = hi.min(v.len());
+    lo + v[lo..hi].partition_point(|b| b.handle < h)
 }
 
 /// Reads just the header (to find the baseline before decoding).
@@ -475,6 +488,13 @@ pub fn decode(bytes: &[u8], baseline: &[QEntity]) -> Result<(SnapshotHeader, Vec
 /// `header.hash`). Equal to `view_hash(view)` when `baseline_hash` is
 /// `view_hash(baseline)`.
 pub fn decode_hashed(bytes: &[u8], baseline: &[QEntity], baseline_hash: u64) -> Result<(SnapshotHeader, Vec<QEntity>, u64), DeltaError> {
+    let mut view = Vec::new();
+    decode_hashed_into(bytes, baseline, baseline_hash, &mut view).map(|(h, hash)| (h, view, hash))
+}
+
+/// [`decode_hashed`] into a reused buffer (its contents are replaced):
+/// returns the header and the new view's hash.
+pub fn decode_hashed_into(bytes: &[u8], baseline: &[QEntity], baseline_hash: u64, view: &mut Vec<QEntity>) -> Result<(SnapshotHeader, u64), DeltaError> {
     let header = read_header(bytes)?;
     let mut r = BitReader::new(bytes);
     r.read(8 + 32)?;
@@ -500,6 +520,7 @@ pub fn decode_hashed(bytes: &[u8], baseline: &[QEntity], baseline_hash: u64) -> 
     }
     let mut updates: Vec<QEntity> = Vec::with_capacity(nupd as usize);
     let mut prev = 0u64;
+    let mut cursor = 0;
     for _ in 0..nupd {
         let d = r.gamma()?;
         if !updates.is_empty() && d == 0 {
@@ -516,11 +537,10 @@ pub fn decode_hashed(bytes: &[u8], baseline: &[QEntity], baseline_hash: u64) -> 
             let vel = [r.read(16)? as u16 as i16, r.read(16)? as u16 as i16, r.read(16)? as u16 as i16];
             QEntity { handle, archetype, shape, pos, rot, vel }
         } else {
-            let b = baseline
-                .binary_search_by_key(&handle, |x| x.handle)
-                .ok()
-                .map(|k| baseline[k])
-                .ok_or(DeltaError::Malformed("delta for an entity not in the baseline"))?;
+            // Updates ascend: search on from the last one found.
+            let k = seek(baseline, cursor, handle);
+            let b = baseline.get(k).filter(|x| x.handle == handle).copied().ok_or(DeltaError::Malformed("delta for an entity not in the baseline"))?;
+            cursor = k + 1;
             let mut pos = [0i32; 3];
             for (p, base) in pos.iter_mut().zip(b.pos) {
                 let d = r.sgamma()?;
@@ -554,9 +574,8 @@ pub fn decode_hashed(bytes: &[u8], baseline: &[QEntity], baseline_hash: u64) -> 
         };
         updates.push(e);
     }
-    let mut view = Vec::new();
-    let delta = apply_into(baseline, &removals, &updates, &mut view);
-    Ok((header, view, baseline_hash.wrapping_add(delta)))
+    let delta = apply_into(baseline, &removals, &updates, view);
+    Ok((header, baseline_hash.wrapping_add(delta)))
 }
 
 #[cfg(test)]
@@ -565,6 +584,19 @@ mod tests {
 
     fn ent(h: u64, x: i32) -> QEntity {
         QEntity { handle: h, archetype: 0, shape: 1, pos: [x, 2 * x, -x], rot: crate::quant::quantize_rot([0.0, 0.0, 0.0, 1.0]), vel: [(x % 7) as i16, 0, -(x % 5) as i16] }
+    }
+
+    proptest::proptest! {
+        /// The galloping search finds what a partition point over the
+        /// rest of the slice finds, wherever it starts.
+        #[test]
+        fn seek_is_a_partition_point(mut hs in proptest::collection::vec(0u64..500, 0..200), from in 0usize..220, h in 0u64..520) {
+            hs.sort_unstable();
+            hs.dedup();
+            let v: Vec<QEntity> = hs.iter().map(|&x| ent(x, 1)).collect();
+            let from = from.min(v.len());
+            proptest::prop_assert_eq!(seek(&v, from, h), from + v[from..].partition_point(|b| b.handle < h));
+        }
     }
 
     #[test]

@@ -57,6 +57,34 @@ pub fn lower_priority() {
     }
 }
 
+/// The nice value simulation threads ask for: above everything else in
+/// the process and on the machine (bots, sidecars, log shippers), so that
+/// on a saturated machine the tick is the last thing to wait.
+pub const TICK_NICE: i32 = -10;
+
+static RAISED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Raises the calling thread's priority to [`TICK_NICE`]. That needs
+/// CAP_SYS_NICE (or root); without it nothing changes and [`raised`]
+/// says so.
+fn raise_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority reads only its integer arguments; who = 0 is
+        // the calling thread on Linux.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, TICK_NICE) } == 0 {
+            RAISED.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// Whether the simulation threads run at [`TICK_NICE`] (else at the
+/// process's own priority: raising needs CAP_SYS_NICE).
+#[must_use]
+pub fn raised() -> bool {
+    RAISED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Sets the process's simulation thread count (once, at start): the pool
 /// [`install`] runs in, and rayon's global pool for any other caller.
 pub fn init(requested: Option<usize>) -> anyhow::Result<usize> {
@@ -65,7 +93,10 @@ pub fn init(requested: Option<usize>) -> anyhow::Result<usize> {
     // the first.
     let _ = rayon::ThreadPoolBuilder::new().num_threads(n).thread_name(|i| format!("rayon-{i}")).build_global();
     if POOL.get().is_none() {
-        let _ = POOL.set(pool(n, "sim")?);
+        let sim = rayon::ThreadPoolBuilder::new().num_threads(n).thread_name(|i| format!("sim-{i}")).start_handler(|_| raise_priority()).build()?;
+        // Every thread has started (and run its start handler) once this returns.
+        sim.broadcast(|_| ());
+        let _ = POOL.set(sim);
     }
     Ok(threads())
 }

@@ -194,7 +194,8 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
         let (endpoint, guard) = net::guard::server_endpoint(sc, bind).with_context(|| format!("cannot listen on {bind}"))?;
         let _ = stats.guard.set(guard);
         let local = endpoint.local_addr()?;
-        say(&format!("dualplane serving {name:?} at {tick_rate} Hz on {local} (QUIC, ALPN dualplane/1), {} simulation threads", crate::threads::threads()));
+        let nice = if crate::threads::raised() { format!("nice {}", crate::threads::TICK_NICE) } else { "not raised: needs CAP_SYS_NICE".to_string() };
+        say(&format!("dualplane serving {name:?} at {tick_rate} Hz on {local} (QUIC, ALPN dualplane/1), {} simulation threads ({nice})", crate::threads::threads()));
         say(&format!("{tls_desc}; tokens for server id {server_id:?}, match {match_id:?}, keys {keys_desc}; connect bots with: dualplane bot --server {local} --count 8"));
         if let Some(r) = reloader {
             metrics.watch_cert_reloads(r);
