@@ -7,10 +7,10 @@ use crate::delta;
 use crate::proto::Ack;
 use crate::quant::{QEntity, QView};
 use crate::session::RING;
+use std::collections::VecDeque;
 
 /// Applied views interpolation reads (the newest of the ring).
 const HISTORY: usize = 8;
-use std::collections::VecDeque;
 
 /// Client-side statistics.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

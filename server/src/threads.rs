@@ -49,12 +49,7 @@ pub fn background_pool(n: usize, name: &'static str) -> anyhow::Result<rayon::Th
 /// (raising a nice value needs no privilege; on Linux it applies to the
 /// thread, not the process). Best effort: a refusal changes nothing else.
 pub fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: setpriority reads only its integer arguments; who = 0 is
-        // the calling thread on Linux.
-        let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE) };
-    }
+    set_nice(BACKGROUND_NICE);
 }
 
 /// The nice value simulation threads ask for: above everything else in
@@ -63,19 +58,47 @@ pub fn lower_priority() {
 pub const TICK_NICE: i32 = -10;
 
 static RAISED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The nice value of the thread that built the simulation pool (the
+/// process's own).
+static BASE_NICE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Sets the calling thread's nice value (Linux: per thread); whether it
+/// was allowed.
+fn set_nice(nice: i32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority reads only its integer arguments; who = 0 is
+        // the calling thread on Linux.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) == 0 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = nice;
+        false
+    }
+}
 
 /// Raises the calling thread's priority to [`TICK_NICE`]. That needs
 /// CAP_SYS_NICE (or root); without it nothing changes and [`raised`]
 /// says so.
 fn raise_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: setpriority reads only its integer arguments; who = 0 is
-        // the calling thread on Linux.
-        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, TICK_NICE) } == 0 {
-            RAISED.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
+    if set_nice(TICK_NICE) {
+        RAISED.store(true, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// Runs `f` with the calling simulation thread back at the process's own
+/// priority, then raises it again: threads `f` starts (a replay writer
+/// opened at a join, a replay closer) would otherwise inherit the raised
+/// one (a new Linux thread copies its creator's nice value).
+pub fn spawning_unraised<R>(f: impl FnOnce() -> R) -> R {
+    if !raised() || rayon::current_thread_index().is_none() {
+        return f();
+    }
+    set_nice(BASE_NICE.load(std::sync::atomic::Ordering::Relaxed));
+    let r = f();
+    set_nice(TICK_NICE);
+    r
 }
 
 /// Whether the simulation threads run at [`TICK_NICE`] (else at the
@@ -93,6 +116,14 @@ pub fn init(requested: Option<usize>) -> anyhow::Result<usize> {
     // the first.
     let _ = rayon::ThreadPoolBuilder::new().num_threads(n).thread_name(|i| format!("rayon-{i}")).build_global();
     if POOL.get().is_none() {
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: getpriority reads only its integer arguments (-1 is
+            // also a valid nice value; errno is not consulted: 0 is the
+            // fallback where the call fails).
+            let base = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+            BASE_NICE.store(base, std::sync::atomic::Ordering::Relaxed);
+        }
         let sim = rayon::ThreadPoolBuilder::new().num_threads(n).thread_name(|i| format!("sim-{i}")).start_handler(|_| raise_priority()).build()?;
         // Every thread has started (and run its start handler) once this returns.
         sim.broadcast(|_| ());

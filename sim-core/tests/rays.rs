@@ -42,18 +42,24 @@ fn grid_rays_equal_every_collider_tested_and_rapier() {
     let mut checked = 0;
     let mut hits = 0;
     let mut exact = 0;
-    for round in 0..4 {
+    for round in 0..5 {
         for _ in 0..30 {
             w.step(&[], &mut NoClock);
         }
         let mut rays = Vec::new();
         for k in 0..2000 {
-            let o = [g.next(-40.0, 40.0), g.next(-0.5, 6.0), g.next(-40.0, 40.0)];
+            let mut o = [g.next(-40.0, 40.0), g.next(-0.5, 6.0), g.next(-40.0, 40.0)];
             let mut d = [g.next(-1.0, 1.0), g.next(-0.6, 0.6), g.next(-1.0, 1.0)];
             match k % 10 {
                 0 => d = [0.0, -1.0, 0.0],          // straight down: one cell
                 1 => d[1] = 0.0,                    // level, like the utility graph's
                 2 => d = [d[0], 0.0, 0.0],          // along an axis
+                3 => {
+                    // From a cell corner along a cell boundary.
+                    o = [o[0].round(), o[1], o[2].round()];
+                    d = [0.0, 0.0, d[2]];
+                }
+                4 => o = [o[0].round(), o[1], o[2].round()],
                 _ => {}
             }
             let len = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
@@ -61,7 +67,9 @@ fn grid_rays_equal_every_collider_tested_and_rapier() {
                 rays.push((o, [d[0] / len, d[1] / len, d[2] / len]));
             }
         }
-        let max = if round % 2 == 0 { 3.0 } else { 25.0 };
+        // Graph-length rays walk the grid; longer ones (and no limit at
+        // all) test every collider.
+        let max = [3.0, 25.0, 100.0, 1000.0, f32::INFINITY][round];
         let got = w.ray_distances(&rays, max);
         for (&(o, d), &t) in rays.iter().zip(&got) {
             let want = brute(&w, o, d, max);

@@ -62,7 +62,7 @@ impl Recording {
     /// so the joins themselves are in the file.
     pub(crate) fn before_step(&mut self, world: &World, joining: usize, stats: &Stats, metrics: &Metrics) {
         if self.mode == RecordMatch::Clients && self.current.is_none() && joining > 0
-            && let Err(e) = self.open(world, stats) {
+            && let Err(e) = crate::threads::spawning_unraised(|| self.open(world, stats)) {
                 fail(stats, metrics, &format!("cannot start a replay in {}: {e}", self.dir.display()));
             }
     }
@@ -116,7 +116,7 @@ impl Recording {
     fn close_elsewhere(&mut self, r: Recorder, metrics: &Metrics) {
         self.closing.retain(|h| !h.is_finished());
         let m = metrics.clone();
-        let spawned = std::thread::Builder::new().name("replay-close".into()).spawn(move || {
+        let spawned = crate::threads::spawning_unraised(|| std::thread::Builder::new().name("replay-close".into()).spawn(move || {
             let path = r.path().display().to_string();
             let failed = r.stats().failed.load(Ordering::Relaxed);
             if let Err(e) = r.close()
@@ -124,7 +124,7 @@ impl Recording {
                     eprintln!("dualplane: the replay {path} did not close: {e}");
                     m.replay_failures.inc();
                 }
-        });
+        }));
         match spawned {
             Ok(h) => self.closing.push(h),
             Err(e) => eprintln!("dualplane: cannot start a thread to close a replay: {e}"),

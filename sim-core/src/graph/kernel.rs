@@ -28,6 +28,8 @@ enum Action {
 pub struct Part {
     buf: Vec<f32>,
     emits: Vec<Emit>,
+    /// Its NPCs' registers.
+    state: Vec<[f32; 3]>,
 }
 
 /// A graph compiled to a sequence of batch kernels.
@@ -255,21 +257,20 @@ impl Kernel {
             let p = &mut parts[0];
             return self.run_range(inp, &mut sensors(), 0..n, &mut out.state, &mut out.emits, &mut p.buf);
         }
-        // Group g takes chunks [g * chunks / groups, (g + 1) * chunks / groups).
-        let bounds: Vec<usize> = (0..=groups).map(|g| (g * chunks / groups * CHUNK).min(n)).collect();
+        // Group g takes chunks [g * chunks / groups, (g + 1) * chunks / groups),
+        // writing its registers into its own buffer (copied back below): no
+        // allocation once the parts are warm.
+        let bound = |g: usize| (g * chunks / groups * CHUNK).min(n);
         let regs = self.regs;
-        let mut state_parts = Vec::with_capacity(groups);
-        let mut rest = out.state.as_mut_slice();
-        for g in 0..groups {
-            let (a, b) = rest.split_at_mut((bounds[g + 1] - bounds[g]) * regs);
-            state_parts.push(a);
-            rest = b;
-        }
-        parts[..groups].par_iter_mut().zip(state_parts).enumerate().for_each(|(g, (p, state))| {
+        parts[..groups].par_iter_mut().enumerate().for_each(|(g, p)| {
+            let range = bound(g)..bound(g + 1);
             p.emits.clear();
-            self.run_range(inp, &mut sensors(), bounds[g]..bounds[g + 1], state, &mut p.emits, &mut p.buf);
+            p.state.clear();
+            p.state.extend_from_slice(&inp.state[range.start * regs..range.end * regs]);
+            self.run_range(inp, &mut sensors(), range, &mut p.state, &mut p.emits, &mut p.buf);
         });
-        for p in &parts[..groups] {
+        for (g, p) in parts[..groups].iter().enumerate() {
+            out.state[bound(g) * regs..bound(g + 1) * regs].copy_from_slice(&p.state);
             out.emits.extend_from_slice(&p.emits);
         }
     }

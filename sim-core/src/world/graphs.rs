@@ -224,7 +224,7 @@ impl GraphStore {
 /// [`RayGrid`]); +inf when nothing is hit or the ray is not valid.
 fn ray_distance(rays: &RayGrid, physics: &RapierPhysics, o: [f32; 3], d: [f32; 3], max: f32) -> f32 {
     let len2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
-    if !(finite_within(&o, MAX_COORD) && finite_within(&d, MAX_COORD) && len2 > 1e-12 && max.is_finite()) {
+    if !(finite_within(&o, MAX_COORD) && finite_within(&d, MAX_COORD) && len2 > 1e-12) {
         return f32::INFINITY;
     }
     let len = len2.sqrt();

@@ -147,25 +147,25 @@ impl Grid {
                 }
                 seen[k] = b;
                 k += 1;
-                let (mut k, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
-                while k < hi {
-                    let end = (k + BLOCK).min(hi);
+                let (mut at, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
+                while at < hi {
+                    let end = (at + BLOCK).min(hi);
                     // Elementwise (vectorisable): which are in range and wanted.
-                    for (((f, &x), &z), &bit) in flags.iter_mut().zip(&self.xs[k..end]).zip(&self.zs[k..end]).zip(&self.bits[k..end]) {
+                    for (((flag, &x), &z), &bit) in flags.iter_mut().zip(&self.xs[at..end]).zip(&self.zs[at..end]).zip(&self.bits[at..end]) {
                         let (dx, dz) = (x - p[0], z - p[2]);
                         let r2 = dx * dx + dz * dz;
-                        *f = u32::from((r2 >= 1e-6) & (r2 < r2max) & (bit & want != 0));
+                        *flag = u32::from((r2 >= 1e-6) & (r2 < r2max) & (bit & want != 0));
                     }
                     let mut n = 0;
-                    for (j, &f) in flags[..end - k].iter().enumerate() {
+                    for (j, &flag) in flags[..end - at].iter().enumerate() {
                         hits[n] = j as u32;
-                        n += f as usize;
+                        n += flag as usize;
                     }
                     for &j in &hits[..n] {
-                        let i = k + j as usize;
+                        let i = at + j as usize;
                         f(self.handles[i], self.xs[i] - p[0], self.zs[i] - p[2]);
                     }
-                    k = end;
+                    at = end;
                 }
             }
         }

@@ -14,7 +14,7 @@
 //! - each collider's AABB, padded by [`PAD`], is entered into every square
 //!   xz cell it overlaps (a spatial hash; bucket collisions only add
 //!   candidates); colliders wider than [`BIG`] (ground, walls) are tested
-//!   for every ray;
+//!   for every ray, and rays longer than [`WALK_MAX`] test every collider;
 //! - a ray walks the cells its xz projection crosses, in order (a 2D DDA),
 //!   and stops once its best hit is no farther than where it leaves the
 //!   current cell: a hit point lies inside its collider, so that collider
@@ -30,9 +30,15 @@ use rapier3d::prelude::*;
 
 /// Cell width, metres.
 const CELL: f32 = 1.0;
-/// AABB padding, metres: far over the DDA's float error at any coordinate
-/// a world allows.
+/// AABB padding, metres, plus [`PAD_REL`] of the box's largest coordinate:
+/// far over the DDA's rounding (each crossing is computed afresh from its
+/// cell index, never accumulated) and parry's (an ulp at 1e5 m is 8 mm).
 const PAD: f32 = 0.01;
+const PAD_REL: f32 = 1e-6;
+/// Rays longer than this (and a non-finite `max`) test every collider:
+/// the same answer, without a walk of unbounded length. Graph rays are
+/// capped at 100 m.
+const WALK_MAX: f32 = 128.0;
 /// Colliders wider than this in x or z are tested for every ray.
 const BIG: f32 = 16.0;
 
@@ -78,7 +84,9 @@ impl RayGrid {
                 continue;
             }
             let a = co.compute_aabb();
-            let item = Item { min: [a.mins.x - PAD, a.mins.y - PAD, a.mins.z - PAD], max: [a.maxs.x + PAD, a.maxs.y + PAD, a.maxs.z + PAD], collider: handle };
+            let mag = [a.mins.x, a.mins.y, a.mins.z, a.maxs.x, a.maxs.y, a.maxs.z].iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let pad = PAD + PAD_REL * mag;
+            let item = Item { min: [a.mins.x - pad, a.mins.y - pad, a.mins.z - pad], max: [a.maxs.x + pad, a.maxs.y + pad, a.maxs.z + pad], collider: handle };
             let finite = item.min.iter().chain(&item.max).all(|v| v.is_finite());
             if !finite || item.max[0] - item.min[0] > BIG || item.max[2] - item.min[2] > BIG {
                 self.big.push(item);
@@ -122,26 +130,38 @@ impl RayGrid {
                 *best = t;
             }
         };
+        if max.is_nan() || max > WALK_MAX {
+            for (_, co) in colliders.iter() {
+                if co.is_enabled()
+                    && let Some(t) = co.shape().cast_ray(co.position(), &ray, max, true)
+                    && t < best
+                {
+                    best = t;
+                }
+            }
+            return if best < max { best } else { f32::INFINITY };
+        }
         for it in &self.big {
             test(it, &mut best);
         }
         // A 2D DDA over the xz cells from o, nearest first.
         let (mut cx, mut cz) = (cell_of(o[0]), cell_of(o[2]));
-        let axis = |o: f32, d: f32, c: i32| -> (i32, f32, f32) {
+        // (step, where the ray leaves cell c along this axis).
+        let axis = |o: f32, d: f32, c: i32| -> (i32, f32) {
             if d > 0.0 {
-                (1, ((c + 1) as f32 * CELL - o) / d, CELL / d)
+                (1, ((c + 1) as f32 * CELL - o) / d)
             } else if d < 0.0 {
-                (-1, (c as f32 * CELL - o) / d, CELL / -d)
+                (-1, (c as f32 * CELL - o) / d)
             } else {
-                (0, f32::INFINITY, f32::INFINITY)
+                (0, f32::INFINITY)
             }
         };
-        let (sx, mut tx, dtx) = axis(o[0], d[0], cx);
-        let (sz, mut tz, dtz) = axis(o[2], d[2], cz);
+        let (sx, mut tx) = axis(o[0], d[0], cx);
+        let (sz, mut tz) = axis(o[2], d[2], cz);
         // Cells a ray of `max` metres can cross, plus slack: a bound on
         // the walk whatever the floats do.
-        let steps = if max.is_finite() { (2.0 * max / CELL) as usize + 4 } else { 0 };
-        for _ in 0..steps.max(1) {
+        let steps = (2.0 * max.max(0.0) / CELL) as usize + 4;
+        for _ in 0..steps {
             let b = self.bucket(cx, cz);
             for it in &self.items[self.starts[b] as usize..self.starts[b + 1] as usize] {
                 test(it, &mut best);
@@ -152,10 +172,10 @@ impl RayGrid {
             }
             if tx < tz {
                 cx = cx.wrapping_add(sx);
-                tx += dtx;
+                tx = axis(o[0], d[0], cx).1;
             } else {
                 cz = cz.wrapping_add(sz);
-                tz += dtz;
+                tz = axis(o[2], d[2], cz).1;
             }
         }
         if best < max { best } else { f32::INFINITY }
