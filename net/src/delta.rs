@@ -15,7 +15,8 @@
 //! or 32 bits], velocity changed (1) [+ per axis zigzag-gamma cm/s delta].
 
 use crate::bits::{BitError, BitReader, BitWriter};
-use crate::quant::{entity_hash, QEntity};
+use crate::apply::{apply_into, seek};
+use crate::quant::QEntity;
 pub use crate::priority::Priorities;
 use crate::priority::weight;
 #[cfg(test)]
@@ -399,66 +400,6 @@ fn encode_chosen(
     }
 }
 
-/// The view after a snapshot, built in `view` (cleared first; its capacity
-/// is reused): `base` without `removals`, with `updates` replacing or
-/// inserting entities (all three sorted by handle). Encoder and decoder
-/// both use this, so their views cannot disagree. Returns what the view
-/// hash changes by (wrapping): the hashes of the records that came in
-/// minus those of the records that went out.
-fn apply_into(base: &[QEntity], removals: &[u64], updates: &[QEntity], view: &mut Vec<QEntity>) -> u64 {
-    let mut delta = 0u64;
-    view.clear();
-    view.reserve(base.len() + updates.len());
-    // Runs of untouched baseline entities are copied whole; each removal or
-    // update finds its place by a galloping search from the last one (a
-    // snapshot touches a few hundred of a view's thousands of entities).
-    let (mut bi, mut ri, mut ui) = (0, 0, 0);
-    loop {
-        let (r, u) = (removals.get(ri).copied(), updates.get(ui));
-        let h = match (r, u) {
-            (None, None) => break,
-            (Some(r), None) => r,
-            (None, Some(u)) => u.handle,
-            (Some(r), Some(u)) => r.min(u.handle),
-        };
-        let k = seek(base, bi, h);
-        view.extend_from_slice(&base[bi..k]);
-        bi = k;
-        let old = base.get(bi).filter(|b| b.handle == h);
-        if let Some(b) = old {
-            delta = delta.wrapping_sub(entity_hash(b));
-            bi += 1;
-        }
-        match u {
-            // An update wins over a removal of the same handle.
-            Some(u) if u.handle == h => {
-                delta = delta.wrapping_add(entity_hash(u));
-                view.push(*u);
-                ui += 1;
-                if r == Some(h) {
-                    ri += 1;
-                }
-            }
-            _ => ri += 1,
-        }
-    }
-    view.extend_from_slice(&base[bi..]);
-    delta
-}
-
-/// The first index at or after `from` whose handle is at least `h` (`v`
-/// sorted by handle): a galloping search, O(log distance from `from`).
-fn seek(v: &[QEntity], from: usize, h: u64) -> usize {
-    let (mut lo, mut hi, mut step) = (from, from, 1);
-    while hi < v.len() && v[hi].handle < h {
-        lo = hi + 1;
-        hi += step;
-        step *= 2;
-    }
-    let hi = hi.min(v.len());
-    lo + v[lo..hi].partition_point(|b| b.handle < h)
-}
-
 /// Reads just the header (to find the baseline before decoding).
 pub fn read_header(bytes: &[u8]) -> Result<SnapshotHeader, DeltaError> {
     let mut r = BitReader::new(bytes);
@@ -584,19 +525,6 @@ mod tests {
 
     fn ent(h: u64, x: i32) -> QEntity {
         QEntity { handle: h, archetype: 0, shape: 1, pos: [x, 2 * x, -x], rot: crate::quant::quantize_rot([0.0, 0.0, 0.0, 1.0]), vel: [(x % 7) as i16, 0, -(x % 5) as i16] }
-    }
-
-    proptest::proptest! {
-        /// The galloping search finds what a partition point over the
-        /// rest of the slice finds, wherever it starts.
-        #[test]
-        fn seek_is_a_partition_point(mut hs in proptest::collection::vec(0u64..500, 0..200), from in 0usize..220, h in 0u64..520) {
-            hs.sort_unstable();
-            hs.dedup();
-            let v: Vec<QEntity> = hs.iter().map(|&x| ent(x, 1)).collect();
-            let from = from.min(v.len());
-            proptest::prop_assert_eq!(seek(&v, from, h), from + v[from..].partition_point(|b| b.handle < h));
-        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! checks connect tokens; [`proto`] frames the reliable control stream.
 //! [`driver`] is the thin quinn/tokio glue for both ends.
 
+mod apply;
 pub mod bits;
 pub mod client;
 pub mod command;

@@ -322,9 +322,12 @@ impl Sim {
         }
         this.prepare_growth(&due);
         let (world, clock, pool) = (&mut this.world, &mut this.clock, this.pool.as_ref());
-        let mut j = py.detach(move || match pool {
-            Some(p) => p.install(|| world.step(&due, clock).clone()),
-            None => world.step(&due, clock).clone(),
+        let mut j = py.detach(move || {
+            let mut step = || world.step(&due, clock).clone();
+            match pool {
+                Some(p) => p.install(step),
+                None => step(),
+            }
         });
         let mut errors = vec![None; j.plans.len()];
         for (status, detail) in bad {

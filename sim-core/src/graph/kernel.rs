@@ -223,20 +223,13 @@ impl Kernel {
     /// Runs the batch. Same results as [`super::interpret`], bit for bit.
     pub fn run(&self, inp: &Inputs<'_>, sensors: &mut dyn Sensors) -> Outputs {
         let mut out = Outputs { emits: Vec::new(), state: inp.state.to_vec() };
-        self.run_into(inp, sensors, &mut out, &mut Vec::new());
+        self.run_range(inp, sensors, 0..inp.len(), &mut out.state, &mut out.emits, &mut Vec::new());
         out
     }
 
-    /// [`Kernel::run`] into reused buffers (`out` is overwritten).
-    pub fn run_into(&self, inp: &Inputs<'_>, sensors: &mut dyn Sensors, out: &mut Outputs, buf: &mut Vec<f32>) {
-        out.emits.clear();
-        out.state.clear();
-        out.state.extend_from_slice(inp.state);
-        self.run_range(inp, sensors, 0..inp.len(), &mut out.state, &mut out.emits, buf);
-    }
-
-    /// [`Kernel::run_into`] split across the current rayon pool's threads
-    /// in contiguous runs of chunks, each with its own sensors (from
+    /// [`Kernel::run`] into reused buffers (`out` is overwritten), split
+    /// across the current rayon pool's threads in contiguous runs of
+    /// chunks, each with its own sensors (from
     /// `sensors`) and buffers (`parts`, reused); emits are joined in NPC
     /// order, so the result is the serial one bit for bit. Serial unless
     /// called inside a pool of more than one thread (no pool is ever

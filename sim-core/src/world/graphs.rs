@@ -349,16 +349,10 @@ impl World {
         &self.graph_scratch.ops
     }
 
-    /// What a graph's `ray` node would read now (for reference policies
-    /// and tests): distance along `d` (normalised) to the first hit within
-    /// `max`, +inf when nothing is hit.
-    #[must_use]
-    pub fn ray_distance(&self, o: [f32; 3], d: [f32; 3], max: f32) -> f32 {
-        self.ray_distances(&[(o, d)], max)[0]
-    }
-
-    /// [`World::ray_distance`] for many rays (one grid of the colliders
-    /// for all of them).
+    /// What a graph's `ray` node would read now, for each (origin,
+    /// direction) (for reference policies and tests): distance along the
+    /// direction (normalised) to the first hit within `max`, +inf when
+    /// nothing is hit. One grid of the colliders serves all the rays.
     #[must_use]
     pub fn ray_distances(&self, rays: &[([f32; 3], [f32; 3])], max: f32) -> Vec<f32> {
         let mut grid = RayGrid::default();
