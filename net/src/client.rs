@@ -21,6 +21,9 @@ pub struct ClientStats {
     pub hash_failures: u32,
     pub missing_baseline: u64,
     pub stale_or_duplicate: u64,
+    /// Snapshots that arrived newer than the newest applied then (what
+    /// acks report as `received`, wrapping at 2^32).
+    pub fresh: u64,
     pub malformed: u64,
     /// Snapshot sequence numbers never seen (gaps), an estimate of loss.
     pub lost: u64,
@@ -134,6 +137,7 @@ impl ClientSession {
             self.stats.stale_or_duplicate += 1;
             return None;
         }
+        self.stats.fresh += 1;
         let empty = Vec::new();
         let (base, base_hash) = match h.baseline {
             None => {
@@ -211,14 +215,14 @@ impl ClientSession {
         if !self.commands.is_empty() {
             let n = self.commands.len();
             let commands = self.commands.iter().skip(n.saturating_sub(crate::command::MAX_COMMANDS)).copied().collect();
-            return Some(InputDatagram { ack: self.latest, hash_failures: self.stats.hash_failures, commands }.encode());
+            return Some(InputDatagram { ack: self.latest, hash_failures: self.stats.hash_failures, received: self.stats.fresh as u32, commands }.encode());
         }
         let inputs: Vec<Vec<u8>> = self.inputs.iter().map(|(p, _)| p.clone()).collect();
         for i in &mut self.inputs {
             i.1 -= 1;
         }
         self.inputs.retain(|i| i.1 > 0);
-        Some(Ack { latest: self.latest, hash_failures: self.stats.hash_failures, inputs }.encode())
+        Some(Ack { latest: self.latest, hash_failures: self.stats.hash_failures, received: self.stats.fresh as u32, inputs }.encode())
     }
 
     /// The latest replicated view (sorted by handle) and its tick.

@@ -115,6 +115,8 @@ pub enum CommandError {
 pub struct InputDatagram {
     pub ack: Option<u32>,
     pub hash_failures: u32,
+    /// As [`crate::proto::Ack::received`].
+    pub received: u32,
     /// Oldest first; sequences and ticks strictly increasing.
     pub commands: Vec<Command>,
 }
@@ -141,6 +143,7 @@ impl InputDatagram {
             None => w.bit(false),
         }
         w.gamma(u64::from(self.hash_failures));
+        w.write(u64::from(self.received), 32);
         w.write(cmds.len() as u64, 4);
         let mut prev: Option<&Command> = None;
         for c in cmds {
@@ -175,6 +178,7 @@ impl InputDatagram {
         }
         let ack = if r.bit()? { Some(r.read(32)? as u32) } else { None };
         let hash_failures = u32::try_from(r.gamma()?).map_err(|_| CommandError::Malformed("hash failure count"))?;
+        let received = r.read(32)? as u32;
         let n = r.read(4)? as usize;
         if n > MAX_COMMANDS {
             return Err(CommandError::Malformed("more than 8 commands"));
@@ -208,7 +212,7 @@ impl InputDatagram {
         if r.bits_left() >= 8 {
             return Err(CommandError::Malformed("trailing bytes"));
         }
-        Ok(InputDatagram { ack, hash_failures, commands })
+        Ok(InputDatagram { ack, hash_failures, received, commands })
     }
 }
 
@@ -278,10 +282,11 @@ mod tests {
         let d = InputDatagram {
             ack: Some(0x0102_0304),
             hash_failures: 0,
+            received: 0x0a0b_0c0d,
             commands: vec![Command::new(7, 100, [1.0, -0.5], 0.0, 0.0, 1), Command::new(8, 101, [0.0, 0.0], std::f32::consts::PI, 0.5, 2).seen(9)],
         };
         let b = d.encode();
-        assert_eq!(hex(&b), "0309060402ca010000001900000000000080f4070c000000100000000000e88b229000", "wire layout changed: update net/PROTOCOL.md");
+        assert_eq!(hex(&b), "030906040236302c28c8010000001900000000000080f4070c000000100000000000e88b229000", "wire layout changed: update net/PROTOCOL.md");
         let back = InputDatagram::decode(&b).expect("decodes");
         assert_eq!(back, d);
         assert_eq!(back.commands[1].yaw(), std::f32::consts::PI);
@@ -300,11 +305,11 @@ mod tests {
     #[test]
     fn only_the_newest_increasing_commands_travel_and_garbage_is_refused() {
         let cmds: Vec<Command> = (0..12).map(|k| Command::new(k, 50 + u64::from(k), [0.5, 0.5], 1.0, -0.2, 0)).collect();
-        let d = InputDatagram { ack: None, hash_failures: 3, commands: cmds.clone() };
+        let d = InputDatagram { ack: None, hash_failures: 3, received: 0, commands: cmds.clone() };
         let back = InputDatagram::decode(&d.encode()).expect("decodes");
         assert_eq!(back.commands, cmds[4..].to_vec(), "the newest 8");
         // Not increasing: the later duplicate is skipped by the encoder.
-        let dup = InputDatagram { ack: None, hash_failures: 0, commands: vec![cmds[3], cmds[3], cmds[2]] };
+        let dup = InputDatagram { ack: None, hash_failures: 0, received: 0, commands: vec![cmds[3], cmds[3], cmds[2]] };
         assert_eq!(InputDatagram::decode(&dup.encode()).expect("decodes").commands, vec![cmds[3]]);
         assert!(InputDatagram::decode(&[2, 0]).is_err());
         assert!(InputDatagram::decode(&[3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).is_err());

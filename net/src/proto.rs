@@ -9,7 +9,7 @@ use crate::token::Role;
 use sim_core::character::CharacterParams;
 
 pub const ALPN: &[u8] = b"dualplane/1";
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Control frames larger than this are refused (and the connection closed).
 pub const MAX_FRAME: usize = 1 << 20;
 
@@ -377,6 +377,9 @@ impl Frame {
 pub struct Ack {
     pub latest: Option<u32>,
     pub hash_failures: u32,
+    /// Snapshots received fresh (newer than any applied before), ever,
+    /// wrapping: the server's measure of delivery (see [`crate::rate`]).
+    pub received: u32,
     pub inputs: Vec<Vec<u8>>,
 }
 
@@ -395,6 +398,7 @@ impl Ack {
             }
         }
         b.extend_from_slice(&self.hash_failures.to_le_bytes());
+        b.extend_from_slice(&self.received.to_le_bytes());
         b.push(self.inputs.len().min(MAX_INPUTS_PER_DATAGRAM) as u8);
         for p in self.inputs.iter().take(MAX_INPUTS_PER_DATAGRAM) {
             b.extend_from_slice(&(p.len() as u16).to_le_bytes());
@@ -411,6 +415,7 @@ impl Ack {
         let has = r.u8("flag")?;
         let seq = r.u32("seq")?;
         let hash_failures = r.u32("hash failures")?;
+        let received = r.u32("received count")?;
         let n = r.u8("input count")? as usize;
         if n > MAX_INPUTS_PER_DATAGRAM {
             return Err(ProtoError::Malformed("too many inputs"));
@@ -423,7 +428,7 @@ impl Ack {
         if !r.0.is_empty() {
             return Err(ProtoError::Malformed("trailing bytes"));
         }
-        Ok(Ack { latest: (has == 1).then_some(seq), hash_failures, inputs })
+        Ok(Ack { latest: (has == 1).then_some(seq), hash_failures, received, inputs })
     }
 }
 
@@ -474,7 +479,7 @@ mod tests {
         assert_eq!(o.len(), 10_001);
         assert_eq!(h.len(), 100_000);
         assert_eq!(overlaps_for_frame(&[], &[]), (vec![], vec![]));
-        let a = Ack { latest: Some(5), hash_failures: 1, inputs: vec![vec![7; 10], vec![]] };
+        let a = Ack { latest: Some(5), hash_failures: 1, received: 4_000_000_007, inputs: vec![vec![7; 10], vec![]] };
         assert_eq!(Ack::decode(&a.encode()), Ok(a));
         assert!(Ack::decode(&[2, 1, 0]).is_err());
     }

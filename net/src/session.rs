@@ -35,8 +35,8 @@ pub struct CoreConfig {
     /// fresh token for the same client id (0: despawned at once).
     pub reconnect_grace_ms: u64,
     /// A client whose link is congested gets a snapshot only every 2nd,
-    /// then 3rd tick, down to one every this many ticks (1, the default:
-    /// every tick, always; see [`crate::rate`] for why it is opt-in).
+    /// then 3rd tick, down to one every this many ticks (default 3; 1:
+    /// every tick, always; see [`crate::rate`]).
     pub max_send_divisor: u64,
 }
 
@@ -51,7 +51,7 @@ impl Default for CoreConfig {
             interest: None,
             schema_hash: sim_core::PORTS_SCHEMA_HASH,
             reconnect_grace_ms: 10_000,
-            max_send_divisor: 1,
+            max_send_divisor: 3,
         }
     }
 }
@@ -335,8 +335,9 @@ impl ServerSession {
 
     /// Adapts the send rate once a window: `transmitted` reads the
     /// transport's count of datagrams it actually sent (called only when a
-    /// window ends). Returns the new divisor when it changed.
-    pub fn adapt_rate(&mut self, now_ms: u64, transmitted: impl FnOnce() -> u64) -> Option<u64> {
+    /// window ends). Returns (the divisor, the new one) when it changed
+    /// since the last call.
+    pub fn adapt_rate(&mut self, now_ms: u64, transmitted: impl FnOnce() -> u64) -> Option<(u64, u64)> {
         if self.rate.window_over(now_ms) {
             self.rate.on_transport(transmitted());
         }
@@ -430,7 +431,7 @@ impl ServerSession {
         }
         let ack = Ack::decode(bytes).map_err(|_| self.reject(Reject::Protocol))?;
         self.last_heard_ms = now_ms;
-        self.on_ack(now_ms, ack.latest, ack.hash_failures);
+        self.on_ack(now_ms, ack.latest, ack.hash_failures, ack.received);
         let mut out = Vec::new();
         for p in ack.inputs {
             if let Ok(Some(plan)) = self.input(now_ms, server_tick, p) {
@@ -440,16 +441,18 @@ impl ServerSession {
         Ok(out)
     }
 
-    fn on_ack(&mut self, now_ms: u64, latest: Option<u32>, hash_failures: u32) {
+    fn on_ack(&mut self, now_ms: u64, latest: Option<u32>, hash_failures: u32, received: u32) {
         self.stats.acks += 1;
         self.stats.client_hash_failures = hash_failures;
+        self.rate.on_report(now_ms, received);
         if let Some(s) = latest {
             // Only ever move forward (acks arrive reordered and duplicated).
             if self.acked.is_none_or(|a| (s.wrapping_sub(a) as i32) > 0) && self.ring.iter().any(|(q, _, _, _)| *q == s) {
                 self.acked = Some(s);
-                self.rate.on_acked();
                 if let Some((_, t)) = self.sent_at.iter().find(|(q, _)| *q == s) {
-                    self.stats.rtt_ms = Some(now_ms.saturating_sub(*t));
+                    let rtt = now_ms.saturating_sub(*t);
+                    self.stats.rtt_ms = Some(rtt);
+                    self.rate.on_rtt(rtt);
                 }
             }
         }
@@ -466,7 +469,7 @@ impl ServerSession {
         }
         let d = InputDatagram::decode(bytes).map_err(|_| self.reject(Reject::MalformedCommand))?;
         self.last_heard_ms = now_ms;
-        self.on_ack(now_ms, d.ack, d.hash_failures);
+        self.on_ack(now_ms, d.ack, d.hash_failures, d.received);
         let Some(&avatar) = self.controlled.first() else { return Ok(Vec::new()) };
         let mut out = Vec::new();
         for c in &d.commands {

@@ -329,9 +329,9 @@ fn bad_hellos_and_inputs_are_rejected_and_counted() {
     assert!(s.input(now, 0, vec![1, 2, 3]).is_err());
     // Input datagrams: garbage, commands from the far future.
     assert!(s.on_datagram(now, 10, &[3, 0xff, 0xff]).is_err());
-    let far = net::command::InputDatagram { ack: None, hash_failures: 0, commands: vec![Command::new(1, 10 + 500, [1.0, 0.0], 0.0, 0.0, 0)] };
+    let far = net::command::InputDatagram { ack: None, hash_failures: 0, received: 0, commands: vec![Command::new(1, 10 + 500, [1.0, 0.0], 0.0, 0.0, 0)] };
     assert_eq!(s.on_datagram(now, 10, &far.encode()).map(|p| p.len()), Ok(0));
-    let late = net::command::InputDatagram { ack: None, hash_failures: 0, commands: vec![Command::new(2, 9, [1.0, 0.0], 0.0, 0.0, 0)] };
+    let late = net::command::InputDatagram { ack: None, hash_failures: 0, received: 0, commands: vec![Command::new(2, 9, [1.0, 0.0], 0.0, 0.0, 0)] };
     assert_eq!(s.on_datagram(now, 10, &late.encode()).map(|p| p.len()), Ok(0));
     assert_eq!(s.stats.commands_late, 1);
     for (k, at_least) in [(Reject::MalformedCommand, 1), (Reject::FarFutureCommand, 1), (Reject::LateCommand, 1)] {
@@ -342,7 +342,7 @@ fn bad_hellos_and_inputs_are_rejected_and_counted() {
     // Policies: their ops within budget, rate-limited.
     let mut pol = ServerSession::new(50, src, Role::Policy, vec![], &CoreConfig::default(), now);
     let s = &mut pol;
-    let cmd = net::command::InputDatagram { ack: None, hash_failures: 0, commands: vec![Command::new(1, 20, [1.0, 0.0], 0.0, 0.0, 0)] };
+    let cmd = net::command::InputDatagram { ack: None, hash_failures: 0, received: 0, commands: vec![Command::new(1, 20, [1.0, 0.0], 0.0, 0.0, 0)] };
     assert_eq!(s.on_datagram(now, 10, &cmd.encode()), Err(Reject::NotPermitted), "commands are for players");
     let mut accepted = 0;
     for k in 0..1000 {
@@ -519,7 +519,7 @@ fn budgets_cannot_be_dodged_with_past_ticks_or_repeated_command_ticks() {
     let mut p = ServerSession::new(3, 4, Role::Player, vec![(1 << 32) | 7], &config, 0);
     let mut taken = 0;
     for seq in 1..=50u32 {
-        let d = InputDatagram { ack: None, hash_failures: 0, commands: vec![Command::new(seq, 105, [1.0, 0.0], 0.0, 0.0, 0)] };
+        let d = InputDatagram { ack: None, hash_failures: 0, received: 0, commands: vec![Command::new(seq, 105, [1.0, 0.0], 0.0, 0.0, 0)] };
         taken += p.on_datagram(0, 100, &d.encode()).map_or(0, |v| v.len());
     }
     assert_eq!(taken, 1);
@@ -534,7 +534,7 @@ fn budgets_cannot_be_dodged_with_past_ticks_or_repeated_command_ticks() {
     assert!(matches!(p.input(0, 100, cmd_plan(100, 105)), Err(r) if r.reject == Reject::DuplicateCommandTick));
     assert!(matches!(p.input(0, 100, cmd_plan(101, 106)), Ok(Some(_))));
     assert!(matches!(p.input(0, 100, cmd_plan(102, 106)), Err(r) if r.reject == Reject::DuplicateCommandTick));
-    let d = InputDatagram { ack: None, hash_failures: 0, commands: vec![Command::new(60, u64::MAX - 1, [1.0, 0.0], 0.0, 0.0, 0)] };
+    let d = InputDatagram { ack: None, hash_failures: 0, received: 0, commands: vec![Command::new(60, u64::MAX - 1, [1.0, 0.0], 0.0, 0.0, 0)] };
     assert_eq!(p.on_datagram(0, 100, &d.encode()).map(|v| v.len()), Ok(0));
     assert_eq!(p.stats.rejects.get(&Reject::FarFutureCommand), Some(&1));
 }

@@ -82,7 +82,10 @@ struct BotReport {
     hash_failures: u32,
     lost: u64,
     loss_pct: f64,
+    /// QUIC's smoothed round trip at the end, and the median of it read at
+    /// each snapshot applied (a standing queue shows in the median).
     rtt_ms: f64,
+    rtt_ms_p50: f64,
     /// Commands sent (one per tick of the input timeline).
     inputs_sent: u64,
     /// Bytes per second of input datagrams (commands + acks).
@@ -183,6 +186,7 @@ async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>
     let mut interp = net::timeline::InterpDelay::new(tick_rate);
     let mut predictor = Predictor::new(params);
     let mut errors: Vec<f32> = Vec::new();
+    let mut rtts: Vec<f32> = Vec::new();
     let mut rng = sim_core::rng::WorldRng::from_seed(u64::from(id));
     let (mut seq, mut last_tick, mut late, mut sent_bytes) = (0u32, 0u64, 0u32, 0u64);
     let (mut last_applied, mut gap_max): (Option<Instant>, Duration) = (None, Duration::ZERO);
@@ -219,8 +223,10 @@ async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>
                     recovery.applied(now);
                 }
                 if let Some((tick, block)) = got {
+                    let rtt = c.conn.rtt().as_secs_f64() * 1000.0;
+                    rtts.push(rtt as f32);
                     interp.on_snapshot(ms(Instant::now()), tick);
-                    clock.on_snapshot(ms(Instant::now()), tick, c.conn.rtt().as_secs_f64() * 1000.0);
+                    clock.on_snapshot(ms(Instant::now()), tick, rtt);
                     clock.on_lead(block.lead);
                     late = block.commands_late;
                     if block.alive
@@ -277,6 +283,8 @@ async fn one_bot(server: Arc<str>, opts: Arc<ClientOptions>, minter: Arc<Minter>
     rep.lost = s.lost;
     rep.loss_pct = 100.0 * s.lost as f64 / (s.lost + s.snapshots_received).max(1) as f64;
     rep.rtt_ms = c.conn.rtt().as_secs_f64() * 1000.0;
+    rtts.sort_by(f32::total_cmp);
+    rep.rtt_ms_p50 = quantile(&rtts, 0.5);
     rep.input_bytes_per_s = sent_bytes as f64 / secs;
     rep.inputs_late_pct = 100.0 * f64::from(late) / rep.inputs_sent.max(1) as f64;
     rep.input_lead_ticks = clock.smoothed_lead();

@@ -140,7 +140,7 @@ def bot_summary(b):
         # No report: every figure fails its check.
         return {"bots": 0, "connected": 0, "hash_failures": -1, "errors": -1, "snapshots_per_s_min": 0.0, "snapshots_per_s_mean": 0.0,
                 "inputs_late_pct_max": 100.0, "prediction_error_m_p99_max": -1, "apply_gap_ms_max": float("inf"),
-                "reconverge_ms_max": None, "blackouts_unrecovered": -1}
+                "reconverge_ms_max": None, "blackouts_unrecovered": -1, "rtt_ms_p50_max": None}
     bs = b["bots"]
     return {
         "bots": len(bs),
@@ -152,6 +152,7 @@ def bot_summary(b):
         "inputs_late_pct_max": round(max(x["inputs_late_pct"] for x in bs), 2),
         "prediction_error_m_p99_max": round(max(x["prediction_error_m_p99"] for x in bs), 4),
         "apply_gap_ms_max": round(max(x.get("apply_gap_ms_max", 0) for x in bs), 1),
+        "rtt_ms_p50_max": None if any(x.get("rtt_ms_p50") is None for x in bs) else round(max(x["rtt_ms_p50"] for x in bs), 1),
         "reconverge_ms_max": None if any(x.get("reconverge_ms") is None for x in bs) else round(max(x["reconverge_ms"] for x in bs), 1),
         "blackouts_unrecovered": sum(x.get("blackouts_unrecovered", 0) for x in bs),
     }
@@ -170,20 +171,24 @@ def failed(name, expected, why):
 # ---------------------------------------------------------------- scenarios
 
 PROFILES = [
-    # name, profile (both directions), min snapshots/s per bot
-    ("clean", "", 58),
-    ("delay 50ms + jitter 10ms", "delay=50ms,jitter=10ms", 55),
-    ("loss 5%", "loss=5%", 52),
-    ("loss 20% + dup 2% + reorder 5%", "loss=20%,dup=2%,reorder=5%", 45),
-    ("rate 1 Mbit/s per client", "rate=1mbit", 55),
-    ("blackout 3 s", None, 40),
+    # name, profile (both directions), min snapshots/s per bot, max median round trip (ms) per bot
+    ("clean", "", 58, None),
+    ("delay 50ms + jitter 10ms", "delay=50ms,jitter=10ms", 55, None),
+    ("loss 5%", "loss=5%", 52, None),
+    ("loss 20% + dup 2% + reorder 5%", "loss=20%,dup=2%,reorder=5%", 45, None),
+    ("rate 1 Mbit/s per client", "rate=1mbit", 55, None),
+    # Under 60 snapshots/s of ~1,100 B: the send rate must drop to 30 or 20 Hz
+    # rather than fill the link's 500 ms queue (at 60 Hz: ~33 snapshots/s,
+    # 42% lost, 525 ms round trips).
+    ("rate 300 kbit/s per client (congested)", "rate=300kbit", 15, 150),
+    ("blackout 3 s", None, 40, None),
 ]
 
 
 def profiles(work, full):
     rows = []
     secs = 60 if full else 12
-    for name, prof, floor in PROFILES:
+    for name, prof, floor, rtt_max in PROFILES:
         if prof is None:
             prof = f"blackout=3s@{secs // 2}s"
         s = Server(work, "profile-" + re.sub(r"[^a-z0-9]+", "-", name))
@@ -198,12 +203,15 @@ def profiles(work, full):
         tick_p99 = round(st.get("tick_ms_p99", 0), 2)
         expected = f"16 bots {secs} s through `{prof or 'no impairment'}`: 0 hash failures, no bot lost, >= {floor} snapshots/s per bot"
         ok = b["hash_failures"] == 0 and b["connected"] == 16 and b["errors"] == 0 and b["snapshots_per_s_min"] >= floor and rc == 0
+        if rtt_max is not None:
+            expected += f", median round trip <= {rtt_max} ms per bot (no standing queue)"
+            ok = ok and b["rtt_ms_p50_max"] is not None and b["rtt_ms_p50_max"] <= rtt_max
         if "blackout" in prof:
             expected += ", reconverged <= 1000 ms after the blackout"
             ok = ok and b["reconverge_ms_max"] is not None and b["reconverge_ms_max"] <= 1000
         measured = (f"snap/s min {b['snapshots_per_s_min']} mean {b['snapshots_per_s_mean']}, hash failures {b['hash_failures']}, "
                     f"lost bots {b['errors']}, late inputs max {b['inputs_late_pct_max']}%, prediction p99 {b['prediction_error_m_p99_max']} m, "
-                    f"server tick p99 {tick_p99} ms")
+                    f"median round trip max {b['rtt_ms_p50_max']} ms, server tick p99 {tick_p99} ms")
         if "blackout" in prof:
             measured += f", reconverge max {b['reconverge_ms_max']} ms (longest gap {b['apply_gap_ms_max']} ms)"
         rows.append(row(f"profile: {name}", expected, measured, ok, **b, tick_ms_p99=tick_p99, server_exit=rc))

@@ -93,9 +93,9 @@ pub struct ServeArgs {
     pub(crate) snapshot_budget: Option<usize>,
     /// Slowest snapshot rate a congested client is moved to: one snapshot
     /// every this many ticks (1, 2 or 3, i.e. down to 30 or 20 Hz at 60 Hz;
-    /// default 1: adaptation off, every client gets every tick).
-    /// Experimental: its signal is the server's ack ratio, which under
-    /// heavy random loss or a blackout also falls (see net/src/rate.rs).
+    /// default 3; 1: adaptation off, every client gets every tick). The
+    /// signal is each client's own count of snapshots received against
+    /// those sent (see net/src/rate.rs).
     #[arg(long, env = "DUALPLANE_MAX_SEND_DIVISOR", value_parser = clap::value_parser!(u64).range(1..=3))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) max_send_divisor: Option<u64>,
@@ -214,7 +214,7 @@ impl Default for Settings {
             inputs_per_sec: 240,
             datagrams_per_sec: 600,
             snapshot_budget: 1100,
-            max_send_divisor: 1,
+            max_send_divisor: 3,
             interest_radius: None,
             interest_leave_radius: None,
             record: None,

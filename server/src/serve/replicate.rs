@@ -97,8 +97,7 @@ fn run(r: &Replication, pool: &rayon::ThreadPool) {
                 }
                 // The send rate adapts once a window to what the link
                 // carried (quinn's count of datagrams it transmitted).
-                let before = session.send_divisor();
-                if let Some(after) = session.adapt_rate(now, || c.stats().frame_tx.datagram) {
+                if let Some((before, after)) = session.adapt_rate(now, || c.stats().frame_tx.datagram) {
                     let counter = if after > before { &r.stats.send_rate_down } else { &r.stats.send_rate_up };
                     counter.fetch_add(1, Ordering::Relaxed);
                 }
