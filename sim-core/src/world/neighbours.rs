@@ -1,11 +1,17 @@
 //! Every entity by grid cell, built once per tick for the graphs'
-//! neighbour sensors (push, nearest, count): a spatial hash of square
-//! cells in the xz plane, filled by a counting sort (O(entities), no
-//! sort, no allocation once warm). Cells that share a bucket only add
-//! candidates (each is tested by distance). A query visits what it finds
-//! in bucket order, so every sensor built on it must be order-free (an
-//! exact fixed-point sum, a min by (distance, handle), a count): results
-//! never depend on the bucket layout or row order.
+//! neighbour sensors (push, nearest, count): square cells in the xz plane
+//! laid out row by row (z rows, x along each), filled by a counting sort
+//! (O(entities), no sort, no allocation once warm), so a query's 3 x 3
+//! cells are 3 contiguous runs of items. The rows span the entities'
+//! cells; when that box would be far larger than the entities need (an
+//! outlier far away), it is cut to a box around the median cell and every
+//! cell outside is clamped onto its edge: clamping moves two cells at most
+//! as far apart as they were, so the 3 x 3 cells around a query still hold
+//! everything within its radius (the far ones only add candidates, each
+//! tested by distance). A query visits what it finds in row order, so
+//! every sensor built on it must be order-free (an exact fixed-point sum,
+//! a min by (distance, handle), a count): results never depend on the
+//! layout or row order.
 
 use crate::schema::ColumnId;
 use crate::table::Table;
@@ -22,20 +28,30 @@ pub(super) struct Item {
 #[derive(Debug, Default)]
 pub(super) struct Grid {
     cell: f32,
-    /// Buckets - 1 (a power of two, minus one).
-    mask: usize,
-    /// `starts[b]..starts[b + 1]`: bucket `b`'s items.
+    /// The box of cells: its first cell and its width and height.
+    x0: i32,
+    z0: i32,
+    w: i32,
+    h: i32,
+    /// `starts[c]..starts[c + 1]`: cell `c`'s items (`c = row * w + col`).
     starts: Vec<u32>,
-    /// The items by bucket, as columns (a query's first pass reads only
+    /// The items by cell, as columns (a query's first pass reads only
     /// x, z and archetype).
     xs: Vec<f32>,
     zs: Vec<f32>,
     /// `1 << archetype`.
     bits: Vec<u32>,
     handles: Vec<u64>,
-    /// (bucket, item) before the counting sort.
+    /// (cell, item) before the counting sort.
     staged: Vec<(u32, Item)>,
+    /// Cell coordinates, for the median when the box is cut.
+    cells: Vec<(i32, i32)>,
+    scratch: Vec<i32>,
 }
+
+/// Cells a box may have per entity (plus [`SPARE_CELLS`]) before it is cut.
+const CELLS_PER_ENTITY: i64 = 4;
+const SPARE_CELLS: i64 = 4096;
 
 /// Items a query tests per pass: the first pass keeps those in range
 /// without branching on each, the second calls the visitor.
@@ -80,9 +96,33 @@ pub(super) fn bucket_of(cx: i32, cz: i32, mask: usize) -> usize {
     (h ^ (h >> 15)) as usize & mask
 }
 
+/// The median of `v` (reordered).
+fn median(v: &mut [i32]) -> i32 {
+    let mid = v.len() / 2;
+    *v.select_nth_unstable(mid).1
+}
+
+/// The span `[lo, lo + len)` of `len` cells (at most `max`) holding
+/// `min..=max_c` when it fits, else centred on `mid`.
+fn span(min: i32, max_c: i32, mid: i32, max: i64) -> (i32, i32) {
+    let full = i64::from(max_c) - i64::from(min) + 1;
+    if full <= max {
+        return (min, full as i32);
+    }
+    let lo = (i64::from(mid) - max / 2).max(i64::from(min));
+    (lo as i32, max as i32)
+}
+
 impl Grid {
-    fn bucket(&self, cx: i32, cz: i32) -> usize {
-        bucket_of(cx, cz, self.mask)
+    /// The cell index of cell (cx, cz), clamped into the box.
+    #[inline]
+    fn col(&self, cx: i32) -> i32 {
+        (i64::from(cx) - i64::from(self.x0)).clamp(0, i64::from(self.w) - 1) as i32
+    }
+
+    #[inline]
+    fn row(&self, cz: i32) -> i32 {
+        (i64::from(cz) - i64::from(self.z0)).clamp(0, i64::from(self.h) - 1) as i32
     }
 
     /// Fills the grid with every entity of `tables` whose x and z are
@@ -98,25 +138,53 @@ impl Grid {
 
     fn fill(&mut self, n: usize, all: impl Iterator<Item = Item>, cell: f32) {
         self.cell = cell;
-        self.mask = n.next_power_of_two().max(64) - 1;
         self.staged.clear();
+        self.cells.clear();
         for item in all {
             if item.x.is_finite() && item.z.is_finite() {
-                let b = self.bucket(cell_of(item.x, cell), cell_of(item.z, cell)) as u32;
-                self.staged.push((b, item));
+                self.cells.push((cell_of(item.x, cell), cell_of(item.z, cell)));
+                self.staged.push((0, item));
             }
         }
-        let n = self.staged.len();
+        let m = self.staged.len();
+        let (mut lo, mut hi) = ((i32::MAX, i32::MAX), (i32::MIN, i32::MIN));
+        for &(cx, cz) in &self.cells {
+            (lo, hi) = ((lo.0.min(cx), lo.1.min(cz)), (hi.0.max(cx), hi.1.max(cz)));
+        }
+        if m == 0 {
+            (lo, hi) = ((0, 0), (0, 0));
+        }
+        let limit = CELLS_PER_ENTITY * n.max(m) as i64 + SPARE_CELLS;
+        let area = (i64::from(hi.0) - i64::from(lo.0) + 1) * (i64::from(hi.1) - i64::from(lo.1) + 1);
+        if area <= limit {
+            (self.x0, self.w) = (lo.0, hi.0 - lo.0 + 1);
+            (self.z0, self.h) = (lo.1, hi.1 - lo.1 + 1);
+        } else {
+            // Cut to a square-ish box of `limit` cells around the median.
+            let side = (limit as f64).sqrt() as i64;
+            self.scratch.clear();
+            self.scratch.extend(self.cells.iter().map(|c| c.0));
+            let mx = median(&mut self.scratch);
+            self.scratch.clear();
+            self.scratch.extend(self.cells.iter().map(|c| c.1));
+            let mz = median(&mut self.scratch);
+            (self.x0, self.w) = span(lo.0, hi.0, mx, side);
+            (self.z0, self.h) = span(lo.1, hi.1, mz, side);
+        }
+        for (k, &(cx, cz)) in self.cells.iter().enumerate() {
+            self.staged[k].0 = (self.row(cz) * self.w + self.col(cx)) as u32;
+        }
         for col in [&mut self.xs, &mut self.zs] {
             col.clear();
-            col.resize(n, 0.0);
+            col.resize(m, 0.0);
         }
         self.bits.clear();
-        self.bits.resize(n, 0);
+        self.bits.resize(m, 0);
         self.handles.clear();
-        self.handles.resize(n, 0);
+        self.handles.resize(m, 0);
         let (xs, zs, bits, handles) = (&mut self.xs, &mut self.zs, &mut self.bits, &mut self.handles);
-        counting_sort(&self.staged, self.mask + 1, &mut self.starts, |k, item| {
+        let cells = (self.w as usize) * (self.h as usize);
+        counting_sort(&self.staged, cells, &mut self.starts, |k, item| {
             (xs[k], zs[k], bits[k], handles[k]) = (item.x, item.z, 1u32.wrapping_shl(u32::from(item.archetype)), item.handle);
         });
     }
@@ -136,37 +204,33 @@ impl Grid {
         let want = if mask == 0 { u32::MAX } else { u32::from(mask) };
         // Written before read: set up once per query, not per block.
         let (mut flags, mut hits) = ([0u32; BLOCK], [0u32; BLOCK]);
-        // The 3 x 3 cells around p cover the radius; each bucket once.
-        let mut seen = [usize::MAX; 9];
-        let mut k = 0;
-        for i in cx.saturating_sub(1)..=cx.saturating_add(1) {
-            for j in cz.saturating_sub(1)..=cz.saturating_add(1) {
-                let b = self.bucket(i, j);
-                if seen[..k].contains(&b) {
-                    continue;
+        // The 3 x 3 cells around p (clamped into the box, each once) cover
+        // the radius: per row, one run of up to 3 cells.
+        let (c, r) = (i64::from(cx) - i64::from(self.x0), i64::from(cz) - i64::from(self.z0));
+        let clamp_c = |c: i64| c.clamp(0, i64::from(self.w) - 1) as usize;
+        let (first, last) = (clamp_c(c - 1), clamp_c(c + 1));
+        let (r_lo, r_hi) = ((r - 1).clamp(0, i64::from(self.h) - 1), (r + 1).clamp(0, i64::from(self.h) - 1));
+        let w = self.w as usize;
+        for row in r_lo as usize..=r_hi as usize {
+            let (mut at, hi) = (self.starts[row * w + first] as usize, self.starts[row * w + last + 1] as usize);
+            while at < hi {
+                let end = (at + BLOCK).min(hi);
+                // Elementwise (vectorisable): which are in range and wanted.
+                for (((flag, &x), &z), &bit) in flags.iter_mut().zip(&self.xs[at..end]).zip(&self.zs[at..end]).zip(&self.bits[at..end]) {
+                    let (dx, dz) = (x - p[0], z - p[2]);
+                    let r2 = dx * dx + dz * dz;
+                    *flag = u32::from((r2 >= 1e-6) & (r2 < r2max) & (bit & want != 0));
                 }
-                seen[k] = b;
-                k += 1;
-                let (mut at, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
-                while at < hi {
-                    let end = (at + BLOCK).min(hi);
-                    // Elementwise (vectorisable): which are in range and wanted.
-                    for (((flag, &x), &z), &bit) in flags.iter_mut().zip(&self.xs[at..end]).zip(&self.zs[at..end]).zip(&self.bits[at..end]) {
-                        let (dx, dz) = (x - p[0], z - p[2]);
-                        let r2 = dx * dx + dz * dz;
-                        *flag = u32::from((r2 >= 1e-6) & (r2 < r2max) & (bit & want != 0));
-                    }
-                    let mut n = 0;
-                    for (j, &flag) in flags[..end - at].iter().enumerate() {
-                        hits[n] = j as u32;
-                        n += flag as usize;
-                    }
-                    for &j in &hits[..n] {
-                        let i = at + j as usize;
-                        f(self.handles[i], self.xs[i] - p[0], self.zs[i] - p[2]);
-                    }
-                    at = end;
+                let mut n = 0;
+                for (j, &flag) in flags[..end - at].iter().enumerate() {
+                    hits[n] = j as u32;
+                    n += flag as usize;
                 }
+                for &j in &hits[..n] {
+                    let i = at + j as usize;
+                    f(self.handles[i], self.xs[i] - p[0], self.zs[i] - p[2]);
+                }
+                at = end;
             }
         }
     }
@@ -194,16 +258,18 @@ mod tests {
         /// Every query finds exactly what brute force over all items finds,
         /// whatever the bucket collisions (few buckets, wide spread).
         #[test]
-        fn around_is_brute_force(pts in proptest::collection::vec((-400.0f32..400.0, -400.0f32..400.0, 0u8..4), 1..300), radius in 0.5f32..6.0, mask in 0u16..16) {
+        fn around_is_brute_force(pts in proptest::collection::vec((-400.0f32..400.0, -400.0f32..400.0, 0u8..4), 1..300), radius in 0.5f32..6.0, mask in 0u16..16, outlier in proptest::option::of((-3e9f32..3e9, -3e9f32..3e9))) {
             let items: Vec<Item> = pts.iter().enumerate().map(|(i, &(x, z, a))| Item { handle: (i as u64 * 7919) % 1009, archetype: a, x, z }).collect();
             let mut g = Grid::default();
-            g.fill(items.len(), items.iter().copied().chain([Item { handle: 5000, archetype: 0, x: f32::NAN, z: 0.0 }]), 6.0);
+            // A far outlier cuts the box (the rest clamp onto its edge).
+            let far = outlier.map(|(x, z)| Item { handle: 5001, archetype: 0, x, z });
+            g.fill(items.len(), items.iter().copied().chain([Item { handle: 5000, archetype: 0, x: f32::NAN, z: 0.0 }]).chain(far), 6.0);
             let mut out = Vec::new();
             for q in &items {
                 out.clear();
                 g.visit([q.x, 0.0, q.z], radius, mask, |h, dx, dz| out.push((h, dx, dz)));
                 out.sort_unstable_by_key(|o| o.0);
-                let mut want: Vec<(u64, f32, f32)> = items.iter().filter(|it| mask == 0 || mask & (1 << it.archetype) != 0).filter_map(|it| {
+                let mut want: Vec<(u64, f32, f32)> = items.iter().chain(far.iter()).filter(|it| mask == 0 || mask & (1 << it.archetype) != 0).filter_map(|it| {
                     let (dx, dz) = (it.x - q.x, it.z - q.z);
                     let r2 = dx * dx + dz * dz;
                     (r2 >= 1e-6 && r2 < radius * radius).then_some((it.handle, dx, dz))
