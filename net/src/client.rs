@@ -21,8 +21,8 @@ pub struct ClientStats {
     pub hash_failures: u32,
     pub missing_baseline: u64,
     pub stale_or_duplicate: u64,
-    /// Snapshots that arrived newer than the newest applied then (what
-    /// acks report as `received`, wrapping at 2^32).
+    /// Snapshots that arrived newer than any seen before (what acks
+    /// report as `received`, wrapping at 2^32).
     pub fresh: u64,
     pub malformed: u64,
     /// Snapshot sequence numbers never seen (gaps), an estimate of loss.
@@ -130,14 +130,17 @@ impl ClientSession {
             Some(hs) => {
                 self.stats.lost += u64::from(h.seq.wrapping_sub(hs) - 1);
                 self.highest_seen = Some(h.seq);
+                self.stats.fresh += 1;
             }
-            None => self.highest_seen = Some(h.seq),
+            None => {
+                self.highest_seen = Some(h.seq);
+                self.stats.fresh += 1;
+            }
         }
         if self.latest.is_some_and(|l| (h.seq.wrapping_sub(l) as i32) <= 0) {
             self.stats.stale_or_duplicate += 1;
             return None;
         }
-        self.stats.fresh += 1;
         let empty = Vec::new();
         let (base, base_hash) = match h.baseline {
             None => {

@@ -5,8 +5,8 @@
 //!
 //! Sans-IO, like the sessions: fed the snapshots sent, the client's own
 //! count of snapshots it received fresh (every ack carries it: see
-//! `net/PROTOCOL.md`) and, once a window, the transport's counters, on the
-//! caller's clock. Each window of [`WINDOW_MS`] compares what the client
+//! `net/PROTOCOL.md`) and round trips (a snapshot's send to its ack), on
+//! the caller's clock. Each window of [`WINDOW_MS`] compares what the client
 //! says it received with what was sent, and decides once:
 //! - **slower** (every d ticks -> every d' ticks) when fewer arrived than
 //!   the slower rate would deliver whole (received / sent < d / d': under
@@ -15,18 +15,20 @@
 //!   of the last [`BASE_WINDOWS`] windows' shortest): a standing queue
 //!   (bufferbloat), which a link that drops what overflows it shows before
 //!   it loses half;
-//! - **held** when the client went quiet for over [`OUTAGE_MS`] in the
-//!   window (a blackout or a paused client says nothing about what the
-//!   link carries);
-//! - **faster** after `patience` windows in a row in which at least 90%
-//!   arrived, no standing queue formed (the shortest round trip within
-//!   half of [`QUEUE_MS`] of the base) and the transport dropped none of
-//!   the datagrams it was handed
-//!   (QUIC's congestion window had room: `sent - transmitted` did not
-//!   grow). `patience` starts at [`GOOD_WINDOWS`] and doubles (up to
-//!   [`MAX_PATIENCE`]) each time a speed-up is undone within
-//!   [`PROBE_WINDOWS`] windows, so a link that carries only the slower rate
-//!   is probed ever more rarely instead of every few seconds.
+//! - **held** when the client's count stood still for over [`OUTAGE_MS`]
+//!   in the window (a blackout, a dark downlink or a paused client says
+//!   nothing about what the link carries);
+//! - **faster** after `patience` windows in a row in which at least three
+//!   quarters arrived (over the faster rate's slow-down bound with a
+//!   margin, so random loss alone never keeps a client slow) and no
+//!   standing queue formed (the shortest round trip within half of
+//!   [`QUEUE_MS`] of the base). `patience` starts at [`GOOD_WINDOWS`] and
+//!   doubles (up to [`MAX_PATIENCE`]) each time a speed-up is undone in
+//!   its own window or the [`PROBE_WINDOWS`] after, so a link that carries
+//!   only the slower rate is probed ever more rarely instead of every few
+//!   seconds. A probe is undone at once, not at its window's end, by
+//!   [`PROBE_STRIKES`] round trips in a row, of snapshots sent since it
+//!   began, each [`QUEUE_MS`] over the base.
 //!
 //! Random loss keeps the rate: at 20% loss each way ~80% arrive, and a
 //! slower rate would deliver fewer, not more. Version 2 of the protocol
@@ -41,15 +43,14 @@
 pub const DIVISORS: [u64; 3] = [1, 2, 3];
 /// One decision per this many milliseconds.
 pub const WINDOW_MS: u64 = 1000;
-/// Datagrams the transport may hold queued before a growing backlog counts
-/// as dropped.
-pub const QUEUE_ALLOWANCE: u64 = 4;
 /// Clean windows in a row before the rate goes back up (at first).
 pub const GOOD_WINDOWS: u32 = 3;
 /// The most clean windows a speed-up may wait for.
 pub const MAX_PATIENCE: u32 = 48;
-/// A slow-down within this many windows of a speed-up undoes it.
+/// A slow-down within this many windows after a speed-up's own undoes it.
 pub const PROBE_WINDOWS: u32 = 3;
+/// Queued round trips in a row that undo a probe at once.
+pub const PROBE_STRIKES: u32 = 3;
 /// A client silent this long within a window is in an outage.
 pub const OUTAGE_MS: u64 = 300;
 /// A window whose shortest round trip is this far over the base has a
@@ -58,6 +59,14 @@ pub const QUEUE_MS: u64 = 60;
 /// Windows whose shortest round trips the base is the least of.
 pub const BASE_WINDOWS: usize = 30;
 
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    level: usize,
+    windows: u32,
+    since_ms: u64,
+    strikes: u32,
+}
+
 /// One client's send rate.
 #[derive(Debug, Clone)]
 pub struct SendRate {
@@ -65,16 +74,14 @@ pub struct SendRate {
     /// Highest level allowed (0: always every tick).
     max_level: usize,
     window_start_ms: Option<u64>,
-    /// Snapshots sent, ever (the transport's counter is compared with it).
-    sent_total: u64,
     /// Snapshots sent this window.
     sent: u64,
     /// The client's newest received count, and the one the window started
     /// from.
     received: Option<u32>,
     received_base: Option<u32>,
-    /// When the client was last heard from, and its longest silence this
-    /// window.
+    /// When the client's count last moved, and its longest standstill
+    /// this window.
     heard_ms: Option<u64>,
     silence_ms: u64,
     /// The shortest round trip this window, and of each of the last
@@ -83,20 +90,14 @@ pub struct SendRate {
     rtt_mins: std::collections::VecDeque<u64>,
     /// The tick of the last snapshot sent.
     last_sent_tick: Option<u64>,
-    /// The transport's datagrams-transmitted counter and our sent count at
-    /// its first reading, and the largest backlog (sent - transmitted since
-    /// then) seen so far.
-    transport_base: Option<(u64, u64)>,
-    backlog_max: u64,
-    dropped: u64,
     good: u32,
-    /// The level [`SendRate::decide`] last reported.
-    reported: usize,
+    /// Slow-downs and speed-ups [`SendRate::decide`] last reported.
+    reported: (u64, u64),
     /// Clean windows a speed-up to each level waits for.
     patience: [u32; DIVISORS.len()],
-    /// The level the last speed-up went to, and windows since (None:
-    /// none being probed).
-    probing: Option<(usize, u32)>,
+    /// The level the last speed-up went to, windows since, when it began
+    /// and its queued round trips in a row (None: none being probed).
+    probing: Option<Probe>,
     /// Times the rate went down / up.
     pub slowdowns: u64,
     pub speedups: u64,
@@ -112,7 +113,6 @@ impl SendRate {
             level: 0,
             max_level,
             window_start_ms: None,
-            sent_total: 0,
             sent: 0,
             received: None,
             received_base: None,
@@ -121,11 +121,8 @@ impl SendRate {
             rtt_min_ms: None,
             rtt_mins: std::collections::VecDeque::with_capacity(BASE_WINDOWS),
             last_sent_tick: None,
-            transport_base: None,
-            backlog_max: 0,
-            dropped: 0,
             good: 0,
-            reported: 0,
+            reported: (0, 0),
             patience: [GOOD_WINDOWS; DIVISORS.len()],
             probing: None,
             slowdowns: 0,
@@ -152,35 +149,38 @@ impl SendRate {
 
     pub fn on_sent(&mut self, tick: u64) {
         self.sent += 1;
-        self.sent_total += 1;
         self.last_sent_tick = Some(tick);
     }
 
     /// An ack arrived carrying the client's count of snapshots received
     /// fresh (wrapping). Acks arrive reordered and duplicated: the count
-    /// only moves forward (by less than 2^31).
+    /// only moves forward (by less than 2^31). Silence is the count
+    /// standing still, whether acks stop or keep coming (a player acks
+    /// every frame, snapshots or not).
     pub fn on_report(&mut self, now_ms: u64, received: u32) {
-        if let Some(h) = self.heard_ms {
-            self.silence_ms = self.silence_ms.max(now_ms.saturating_sub(h));
-        }
-        self.heard_ms = Some(now_ms.max(self.heard_ms.unwrap_or(0)));
         if self.received.is_none_or(|r| (received.wrapping_sub(r) as i32) > 0) {
+            if let Some(h) = self.heard_ms {
+                self.silence_ms = self.silence_ms.max(now_ms.saturating_sub(h));
+            }
+            self.heard_ms = Some(now_ms.max(self.heard_ms.unwrap_or(0)));
             self.received = Some(received);
         }
     }
 
-    /// A round trip measured (a snapshot sent to its ack). During a
-    /// speed-up's first windows, one over the base by [`QUEUE_MS`] undoes
-    /// it at once: a queue is forming, and every further snapshot at the
-    /// faster rate would lengthen it (a whole window of it at twice a
-    /// link's rate leaves seconds of queue to drain).
-    pub fn on_rtt(&mut self, rtt_ms: u64) {
+    /// A round trip measured: a snapshot sent at `sent_ms`, acked
+    /// `rtt_ms` later. During a speed-up's first windows, [`PROBE_STRIKES`]
+    /// in a row of snapshots sent since it began, each over the base by
+    /// [`QUEUE_MS`], undo it at once: a queue is forming, and every further
+    /// snapshot at the faster rate would lengthen it (a whole window of it
+    /// at twice a link's rate leaves seconds of queue to drain).
+    pub fn on_rtt(&mut self, sent_ms: u64, rtt_ms: u64) {
         self.rtt_min_ms = Some(self.rtt_min_ms.map_or(rtt_ms, |m| m.min(rtt_ms)));
-        let base = self.rtt_mins.iter().copied().min();
-        if let (Some((l, _)), Some(base)) = (self.probing, base)
-            && l == self.level
-            && rtt_ms > base + QUEUE_MS
-        {
+        let (Some(base), Some(p)) = (self.rtt_mins.iter().copied().min(), self.probing.as_mut()) else { return };
+        if p.level != self.level || sent_ms < p.since_ms {
+            return;
+        }
+        p.strikes = if rtt_ms > base + QUEUE_MS { p.strikes + 1 } else { 0 };
+        if p.strikes >= PROBE_STRIKES {
             self.slow_down();
         }
     }
@@ -191,8 +191,8 @@ impl SendRate {
         self.level += 1;
         self.slowdowns += 1;
         self.good = 0;
-        if let Some((l, _)) = self.probing.take() {
-            self.patience[l] = (self.patience[l] * 2).min(MAX_PATIENCE);
+        if let Some(p) = self.probing.take() {
+            self.patience[p.level] = (self.patience[p.level] * 2).min(MAX_PATIENCE);
         }
     }
 
@@ -207,37 +207,14 @@ impl SendRate {
         Some(now - base)
     }
 
-    /// The transport's count of datagrams it actually transmitted (QUIC
-    /// DATAGRAM frames), read once a window. What we handed it and it has
-    /// not sent is its backlog: a few may wait in its queue, but a backlog
-    /// that grows past [`QUEUE_ALLOWANCE`] and its earlier peak is
-    /// datagrams dropped for want of congestion window (they are never
-    /// sent).
-    pub fn on_transport(&mut self, transmitted: u64) {
-        let Some((t0, s0)) = self.transport_base else {
-            self.transport_base = Some((transmitted, self.sent_total));
-            return;
-        };
-        let backlog = self.sent_total.saturating_sub(s0).saturating_sub(transmitted.saturating_sub(t0));
-        self.dropped += backlog.saturating_sub(self.backlog_max.max(QUEUE_ALLOWANCE));
-        self.backlog_max = self.backlog_max.max(backlog);
-    }
-
-    /// Whether a window has ended (the caller then reads the transport's
-    /// counters and calls [`SendRate::on_transport`] before [`SendRate::decide`]).
-    #[must_use]
-    pub fn window_over(&self, now_ms: u64) -> bool {
-        self.window_start_ms.is_some_and(|s| now_ms.saturating_sub(s) >= WINDOW_MS)
-    }
-
-    /// Ends the window if it is over and moves the rate; returns (the
-    /// divisor, the new one) when it changed since the last call (also by
-    /// a probe undone in [`SendRate::on_rtt`]).
-    pub fn decide(&mut self, now_ms: u64) -> Option<(u64, u64)> {
-        let reported = self.reported;
+    /// Ends the window if it is over and moves the rate; returns the
+    /// (slow-downs, speed-ups) since the last call (a probe undone in
+    /// [`SendRate::on_rtt`] included).
+    pub fn decide(&mut self, now_ms: u64) -> (u64, u64) {
         self.window(now_ms);
-        self.reported = self.level;
-        (self.level != reported).then(|| (DIVISORS[reported], self.divisor()))
+        let (down, up) = self.reported;
+        self.reported = (self.slowdowns, self.speedups);
+        (self.slowdowns - down, self.speedups - up)
     }
 
     fn window(&mut self, now_ms: u64) {
@@ -256,21 +233,21 @@ impl SendRate {
             _ => 0,
         };
         let queueing = self.queueing_ms();
-        let (sent, dropped) = (self.sent, self.dropped);
+        let sent = self.sent;
         self.window_start_ms = Some(now_ms);
-        (self.sent, self.dropped, self.silence_ms) = (0, 0, 0);
+        (self.sent, self.silence_ms) = (0, 0);
         self.received_base = self.received;
         if sent == 0 || self.max_level == 0 {
             return;
         }
         let next = DIVISORS.get(self.level + 1).copied();
-        self.probing = self.probing.map(|(l, w)| (l, w + 1));
-        if let Some((l, w)) = self.probing
-            && w > PROBE_WINDOWS
-        {
-            // The last speed-up held: the link carries that rate.
-            self.patience[l] = GOOD_WINDOWS;
-            self.probing = None;
+        if let Some(p) = self.probing.as_mut() {
+            p.windows += 1;
+            if p.windows > PROBE_WINDOWS {
+                // The last speed-up held: the link carries that rate.
+                self.patience[p.level] = GOOD_WINDOWS;
+                self.probing = None;
+            }
         }
         if silence > OUTAGE_MS {
             // An outage (a blackout, a paused client) says nothing about
@@ -280,13 +257,13 @@ impl SendRate {
             // Fewer arrive than the slower rate would deliver whole, or
             // what is sent waits in a queue.
             self.slow_down();
-        } else if dropped == 0 && received * 10 >= sent * 9 && queueing.is_none_or(|q| q <= QUEUE_MS / 2) {
+        } else if received * 4 >= sent * 3 && queueing.is_none_or(|q| q <= QUEUE_MS / 2) {
             self.good += 1;
             if self.level > 0 && self.good >= self.patience[self.level - 1] {
                 self.level -= 1;
                 self.speedups += 1;
                 self.good = 0;
-                self.probing = Some((self.level, 0));
+                self.probing = Some(Probe { level: self.level, windows: 0, since_ms: now_ms, strikes: 0 });
             }
         } else {
             self.good = 0;
@@ -300,13 +277,11 @@ mod tests {
 
     /// A client on a simulated link at 60 Hz: of every 10 due snapshots,
     /// `arrive_per_10` arrive (a fixed pattern, no RNG); the client reports
-    /// its received count every tick unless `quiet`; the transport
-    /// transmits all but every `drop_every`-th (0: all).
+    /// its received count every tick unless `quiet`.
     struct Link {
         r: SendRate,
         tick: u64,
         sent: u64,
-        transmitted: u64,
         received: u32,
         /// Round trip of each snapshot, by the divisor it was sent at.
         rtt: fn(u64) -> u64,
@@ -319,27 +294,21 @@ mod tests {
 
     impl Link {
         fn new(max_divisor: u64) -> Link {
-            Link { r: SendRate::new(max_divisor), tick: 0, sent: 0, transmitted: 0, received: 0, rtt: |_| 40, arrive: None, ticks_at: [0; 4] }
+            Link { r: SendRate::new(max_divisor), tick: 0, sent: 0, received: 0, rtt: |_| 40, arrive: None, ticks_at: [0; 4] }
         }
 
-        fn run(&mut self, secs: u64, arrive_per_10: u64, drop_every: u64, quiet: bool) -> &mut Link {
+        fn run(&mut self, secs: u64, arrive_per_10: u64, quiet: bool) -> &mut Link {
             for _ in 0..60 * secs {
                 let (tick, now) = (self.tick, self.tick * 1000 / 60);
                 self.tick += 1;
-                if self.r.window_over(now) {
-                    self.r.on_transport(self.transmitted);
-                }
                 self.r.decide(now);
                 self.ticks_at[self.r.divisor() as usize] += 1;
                 if self.r.due(tick) {
                     self.r.on_sent(tick);
                     self.sent += 1;
-                    if drop_every == 0 || !self.sent.is_multiple_of(drop_every) {
-                        self.transmitted += 1;
-                    }
                     if self.sent % 10 < self.arrive.map_or(arrive_per_10, |f| f(self.r.divisor())) {
                         self.received = self.received.wrapping_add(1);
-                        self.r.on_rtt((self.rtt)(self.r.divisor()));
+                        self.r.on_rtt(now, (self.rtt)(self.r.divisor()));
                     }
                 }
                 if !quiet {
@@ -353,36 +322,41 @@ mod tests {
     #[test]
     fn a_congested_link_slows_to_the_bound_and_a_clean_one_speeds_back_up() {
         let mut l = Link::new(3);
-        l.run(5, 10, 0, false);
+        l.run(5, 10, false);
         assert_eq!((l.r.divisor(), l.r.slowdowns), (1, 0), "clean: every tick");
-        l.run(5, 4, 0, false);
+        l.run(5, 4, false);
         assert_eq!(l.r.divisor(), 3, "40% arrive: down to 20 Hz and no further");
         assert_eq!(l.r.slowdowns, 2);
-        l.run(4, 10, 0, false);
+        l.run(4, 10, false);
         assert_eq!(l.r.divisor(), 2, "three clean windows: one step back up");
-        l.run(4, 10, 4, false);
-        assert_eq!(l.r.divisor(), 2, "all arrive but the transport drops: no faster");
-        l.run(5, 10, 0, false);
+        l.run(5, 10, false);
         assert_eq!((l.r.divisor(), l.r.speedups), (1, 2));
     }
 
     #[test]
     fn random_loss_keeps_the_rate_and_most_snapshots_lost_slows_it() {
         let mut l = Link::new(3);
-        l.run(10, 6, 3, false);
-        assert_eq!(l.r.divisor(), 1, "60% arrive (the transport dropping a third): a slower rate would deliver fewer");
-        l.run(2, 4, 0, false);
+        l.run(10, 6, false);
+        assert_eq!(l.r.divisor(), 1, "60% arrive: a slower rate would deliver fewer");
+        l.run(2, 4, false);
         assert!(l.r.divisor() > 1, "under half arrive: slower");
+        // The congestion passes; 20% loss stays: back to every tick.
+        l.run(12, 8, false);
+        assert_eq!(l.r.divisor(), 1, "random loss alone never keeps a client slow");
     }
 
     #[test]
     fn an_outage_holds_the_rate_and_a_counter_that_wraps_is_no_outage() {
         let mut l = Link::new(3);
-        l.run(5, 0, 0, true);
+        l.run(5, 0, true);
         assert_eq!((l.r.divisor(), l.r.slowdowns), (1, 0), "the client went quiet: a blackout, not congestion");
+        // A dark downlink: the client acks every frame, its count stands still.
+        let mut d = Link::new(3);
+        d.run(3, 10, false).run(4, 0, false);
+        assert_eq!((d.r.divisor(), d.r.slowdowns), (1, 0), "acks without progress: an outage too");
         let mut l = Link::new(3);
         l.received = u32::MAX - 100;
-        l.run(10, 10, 0, false);
+        l.run(10, 10, false);
         assert_eq!((l.r.divisor(), l.r.slowdowns), (1, 0), "the count wrapped mid-run");
         // A report from before (reordered) does not move the count back.
         l.r.on_report(10_000, 5);
@@ -396,7 +370,7 @@ mod tests {
         let mut at = Vec::new();
         for _ in 0..120 {
             let arrive = if l.r.divisor() == 1 { 4 } else { 10 };
-            l.run(1, arrive, 0, false);
+            l.run(1, arrive, false);
             at.push(l.r.divisor());
         }
         let probes = l.r.speedups;
@@ -412,10 +386,10 @@ mod tests {
         // A link that queues (500 ms deep) what it cannot carry at 60 Hz
         // and drops the overflow: 55% arrive, each half a second late.
         let mut l = Link::new(3);
-        l.run(5, 10, 0, false);
+        l.run(5, 10, false);
         l.rtt = |d| if d == 1 { 520 } else { 40 };
         l.arrive = Some(|d| if d == 1 { 6 } else { 10 });
-        l.run(40, 0, 0, false);
+        l.run(40, 0, false);
         assert_eq!(l.r.divisor(), 2, "30 Hz: every snapshot arrives without queueing");
         assert_eq!(l.r.slowdowns, 1 + l.r.speedups, "never below 30 Hz");
         assert!(l.r.speedups <= 3, "probed after 3, 6, 12 and 24 clean windows: {}", l.r.speedups);
@@ -426,19 +400,19 @@ mod tests {
         // Jitter under the margin is no queue.
         let mut j = Link::new(3);
         j.rtt = |_| 100;
-        j.run(3, 10, 0, false);
+        j.run(3, 10, false);
         j.rtt = |_| 100 + QUEUE_MS / 2;
-        j.run(10, 10, 0, false);
+        j.run(10, 10, false);
         assert_eq!((j.r.divisor(), j.r.slowdowns), (1, 0));
     }
 
     #[test]
     fn a_bound_of_one_never_adapts_and_due_spreads_clients_over_ticks() {
         let mut l = Link::new(1);
-        l.run(5, 1, 2, false);
+        l.run(5, 1, false);
         assert_eq!((l.r.divisor(), l.r.slowdowns), (1, 0));
         let mut slow = Link::new(2);
-        slow.run(5, 3, 0, false);
+        slow.run(5, 3, false);
         assert_eq!(slow.r.divisor(), 2);
         let mut every2 = slow.r.clone();
         every2.on_sent(10);

@@ -15,6 +15,9 @@ use std::collections::{BTreeMap, VecDeque};
 
 /// Snapshots kept per client for baselines (Quake 3 kept 32).
 pub const RING: usize = 32;
+/// Send times kept for round trips (4 s at 60 Hz: a queue deeper than
+/// the baseline ring still yields round trips).
+const SENT_TIMES: usize = 256;
 
 #[derive(Clone, Debug)]
 pub struct CoreConfig {
@@ -289,7 +292,7 @@ impl ServerSession {
             controlled,
             seq: 0,
             ring: VecDeque::with_capacity(RING),
-            sent_at: VecDeque::with_capacity(RING),
+            sent_at: VecDeque::with_capacity(SENT_TIMES),
             acked: None,
             last_input_seq: None,
             last_command_seq: None,
@@ -333,14 +336,9 @@ impl ServerSession {
         self.rate.divisor()
     }
 
-    /// Adapts the send rate once a window: `transmitted` reads the
-    /// transport's count of datagrams it actually sent (called only when a
-    /// window ends). Returns (the divisor, the new one) when it changed
-    /// since the last call.
-    pub fn adapt_rate(&mut self, now_ms: u64, transmitted: impl FnOnce() -> u64) -> Option<(u64, u64)> {
-        if self.rate.window_over(now_ms) {
-            self.rate.on_transport(transmitted());
-        }
+    /// Adapts the send rate once a window; returns the (slow-downs,
+    /// speed-ups) since the last call.
+    pub fn adapt_rate(&mut self, now_ms: u64) -> (u64, u64) {
         self.rate.decide(now_ms)
     }
 
@@ -391,7 +389,7 @@ impl ServerSession {
             self.spare_view = old;
         }
         self.ring.push_back((seq, tick, enc.view, enc.hash));
-        if self.sent_at.len() == RING {
+        if self.sent_at.len() == SENT_TIMES {
             self.sent_at.pop_front();
         }
         self.sent_at.push_back((seq, now_ms));
@@ -449,10 +447,14 @@ impl ServerSession {
             // Only ever move forward (acks arrive reordered and duplicated).
             if self.acked.is_none_or(|a| (s.wrapping_sub(a) as i32) > 0) && self.ring.iter().any(|(q, _, _, _)| *q == s) {
                 self.acked = Some(s);
-                if let Some((_, t)) = self.sent_at.iter().find(|(q, _)| *q == s) {
-                    let rtt = now_ms.saturating_sub(*t);
+                // Sequences are consecutive: the newest is at the back.
+                let back = self.sent_at.back().map_or(0, |b| b.0.wrapping_sub(s) as usize);
+                if let Some(&(q, t)) = self.sent_at.len().checked_sub(1 + back).and_then(|i| self.sent_at.get(i))
+                    && q == s
+                {
+                    let rtt = now_ms.saturating_sub(t);
                     self.stats.rtt_ms = Some(rtt);
-                    self.rate.on_rtt(rtt);
+                    self.rate.on_rtt(t, rtt);
                 }
             }
         }

@@ -95,12 +95,11 @@ fn run(r: &Replication, pool: &rayon::ThreadPool) {
                 if session.is_departed() {
                     return;
                 }
-                // The send rate adapts once a window to what the link
-                // carried (quinn's count of datagrams it transmitted).
-                if let Some((before, after)) = session.adapt_rate(now, || c.stats().frame_tx.datagram) {
-                    let counter = if after > before { &r.stats.send_rate_down } else { &r.stats.send_rate_up };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
+                // The send rate adapts once a window to what the client
+                // says it received, and to round trips.
+                let (down, up) = session.adapt_rate(now);
+                r.stats.send_rate_down.fetch_add(down, Ordering::Relaxed);
+                r.stats.send_rate_up.fetch_add(up, Ordering::Relaxed);
                 if !session.send_due(tick) {
                     return;
                 }
