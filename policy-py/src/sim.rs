@@ -116,14 +116,22 @@ pub struct Sim {
     /// (born, last generation that could see it, memory).
     kept: Vec<(u64, u64, Kept)>,
     clock: WallClock,
-    /// Steps run on this pool when `threads` > 1 (graph batches split
-    /// across it; hashes are the same for every count).
-    pool: Option<rayon::ThreadPool>,
+    /// Steps run on this pool (graph batches, and rapier's step where
+    /// built with `parallel`, split across it; hashes are the same for
+    /// every count). Always a pool of its own, one thread by default: a
+    /// step outside any pool would send rapier's parallel step to rayon's
+    /// global pool, a thread per core in every process.
+    pool: rayon::ThreadPool,
 }
 
 impl Sim {
-    fn with_world(world: World) -> Sim {
-        Sim {
+    fn with_world(world: World, threads: usize) -> PyResult<Sim> {
+        if !(1..=256).contains(&threads) {
+            return Err(value_error(format!("Sim: threads must be 1..=256, got {threads}")));
+        }
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("dualplane-sim-{i}")).build();
+        let pool = pool.map_err(|e| value_error(format!("Sim: cannot start {threads} threads: {e}")))?;
+        Ok(Sim {
             world,
             queue: PlanQueue::default(),
             generation: 0,
@@ -132,8 +140,8 @@ impl Sim {
             born: [0; Archetype::COUNT],
             kept: Vec::new(),
             clock: WallClock(Instant::now()),
-            pool: None,
-        }
+            pool,
+        })
     }
 
     /// Generations with at least one live view.
@@ -225,35 +233,27 @@ impl Sim {
     #[pyo3(signature = (scenario = None, seed = None, threads = 1))]
     fn new(scenario: Option<PathBuf>, seed: Option<u64>, threads: usize) -> PyResult<Sim> {
         ffi();
-        if !(1..=256).contains(&threads) {
-            return Err(value_error(format!("Sim: threads must be 1..=256, got {threads}")));
-        }
         let s = match scenario {
             Some(p) => Scenario::load(&p).map_err(|e| value_error(e.to_string()))?,
             None => Scenario::default_arena(),
         };
-        let mut sim = Sim::with_world(World::from_scenario(&s, seed));
-        if threads > 1 {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("dualplane-sim-{i}")).build();
-            sim.pool = Some(pool.map_err(|e| value_error(format!("Sim: cannot start {threads} threads: {e}")))?);
-        }
-        Ok(sim)
+        Sim::with_world(World::from_scenario(&s, seed), threads)
     }
 
     /// Threads a step runs on (`Sim(..., threads=N)`).
     #[getter]
     fn threads(&self) -> usize {
         ffi();
-        self.pool.as_ref().map_or(1, rayon::ThreadPool::current_num_threads)
+        self.pool.current_num_threads()
     }
 
     /// A `Sim` from scenario TOML text.
     #[staticmethod]
-    #[pyo3(signature = (text, seed = None, name = "scenario.toml"))]
-    fn from_toml(text: &str, seed: Option<u64>, name: &str) -> PyResult<Sim> {
+    #[pyo3(signature = (text, seed = None, name = "scenario.toml", threads = 1))]
+    fn from_toml(text: &str, seed: Option<u64>, name: &str, threads: usize) -> PyResult<Sim> {
         ffi();
         let s = Scenario::parse(text, name).map_err(|e| value_error(e.to_string()))?;
-        Ok(Sim::with_world(World::from_scenario(&s, seed)))
+        Sim::with_world(World::from_scenario(&s, seed), threads)
     }
 
     /// The last simulated tick.
@@ -321,14 +321,8 @@ impl Sim {
             }
         }
         this.prepare_growth(&due);
-        let (world, clock, pool) = (&mut this.world, &mut this.clock, this.pool.as_ref());
-        let mut j = py.detach(move || {
-            let mut step = || world.step(&due, clock).clone();
-            match pool {
-                Some(p) => p.install(step),
-                None => step(),
-            }
-        });
+        let (world, clock, pool) = (&mut this.world, &mut this.clock, &this.pool);
+        let mut j = py.detach(move || pool.install(|| world.step(&due, clock).clone()));
         let mut errors = vec![None; j.plans.len()];
         for (status, detail) in bad {
             // A plan that did not decode has no trustworthy header fields.

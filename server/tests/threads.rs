@@ -2,9 +2,8 @@
 //! `--threads 2` print the same hash lines (the default arena for 3,000
 //! ticks, the 10k-body arena for 300, or 3,000 with `DUALPLANE_FULL=1`),
 //! and a replay recorded on 8 threads (the default cap) verifies on 1.
-//! Only with the `parallel` feature (`cargo build --release -p server
-//! --features parallel`, then `DUALPLANE_BIN=target/release/dualplane
-//! cargo test -p server --features parallel --test threads`).
+//! Only with the `parallel` feature (the server's default: `cargo test
+//! --workspace` runs it against `DUALPLANE_BIN`, a release build with it).
 #![cfg(feature = "parallel")]
 
 mod common;
