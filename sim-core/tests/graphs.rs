@@ -101,6 +101,30 @@ fn a_bound_graph_drives_its_npcs_inside_the_tick() {
     assert!(w.graphs().contains(hash));
 }
 
+#[test]
+fn a_despawned_npc_leaves_its_graph_and_a_graph_with_none_left_does_not_run() {
+    let mut w = small_world();
+    let hs = npcs(&w);
+    let g = walker();
+    let hash = graph_hash(&g);
+    assert_eq!(outcome(&mut w, plan(0, 1, 1, &binds(&hs, hash), Some(&g))).0, Status::Ok);
+    let despawn = |hs: &[Handle]| hs.iter().map(|&handle| Op::Despawn { handle }).collect::<Vec<_>>();
+    // Despawned in phase 2; the graph (phase 5) no longer drives it and
+    // the binding ends that tick.
+    let (st, _) = outcome(&mut w, plan(0, 2, 2, &despawn(&hs[..1]), None));
+    assert_eq!(st, Status::Ok);
+    assert_eq!(w.graph_ops().len(), hs.len() - 1);
+    assert!(w.graph_ops().iter().all(|o| o.handle != hs[0]));
+    assert_eq!(w.graphs().bound_to(hs[0]), None);
+    assert_eq!(w.graphs().members(hash), hs.len() - 1);
+    let (st, _) = outcome(&mut w, plan(0, 3, 3, &despawn(&hs[1..]), None));
+    assert_eq!(st, Status::Ok);
+    let j = w.step(&[], &mut NoClock).clone();
+    assert!(j.graphs.is_empty() && w.graph_ops().is_empty(), "{:?}", j.graphs);
+    assert_eq!(w.graphs().members(hash), 0);
+    assert!(w.graphs().contains(hash), "the graph stays held");
+}
+
 fn run(ticks: u64, snapshot_at: Option<u64>) -> (Vec<u64>, Option<Vec<u8>>) {
     let mut w = small_world();
     let hs = npcs(&w);

@@ -368,19 +368,7 @@ impl World {
         }
         let mut store = std::mem::take(&mut self.graphs);
         let mut sc = std::mem::take(&mut self.graph_scratch);
-        // Bindings whose entity died, or (bound by a policy) changed hands,
-        // end here; the server's bindings hold whoever owns the entity.
         sc.dead.clear();
-        for (&h, m) in store.graphs.values().flat_map(|l| &l.members) {
-            let live = self.index.get(Handle::from_bits(h));
-            let owned = live.is_some_and(|loc| m.source == SourceId::SERVER.0 || self.tables[loc.archetype as usize].u32(ColumnId::Owner)[loc.row as usize] == m.source);
-            if !owned {
-                sc.dead.push(h);
-            }
-        }
-        for &h in &sc.dead {
-            store.bind(h, 0, 0);
-        }
         let (radius, readers) = store.graphs.values().filter(|l| !l.members.is_empty() && l.radius > 0.0).fold((0.0f32, 0u64), |(r, n), l| (r.max(l.radius), n + 1));
         // The grid's build is part of what the graphs that read it cost:
         // shared evenly among them in the journal.
@@ -413,9 +401,19 @@ impl World {
             sc.target.clear();
             sc.state.clear();
             for (&h, m) in &l.members {
-                let Some(loc) = self.index.get(Handle::from_bits(h)) else { continue };
+                // Bindings whose entity died, or (bound by a policy) changed
+                // hands, end this tick without running; the server's
+                // bindings hold whoever owns the entity.
+                let Some(loc) = self.index.get(Handle::from_bits(h)) else {
+                    sc.dead.push(h);
+                    continue;
+                };
                 let t = &self.tables[loc.archetype as usize];
                 let r = loc.row as usize;
+                if m.source != SourceId::SERVER.0 && t.u32(ColumnId::Owner)[r] != m.source {
+                    sc.dead.push(h);
+                    continue;
+                }
                 let v3 = |a: ColumnId, b: ColumnId, c: ColumnId| [t.f32(a)[r], t.f32(b)[r], t.f32(c)[r]];
                 sc.handles.push(h);
                 sc.pos.push(v3(ColumnId::PosX, ColumnId::PosY, ColumnId::PosZ));
@@ -423,6 +421,9 @@ impl World {
                 sc.health.push(t.i32(ColumnId::Health)[r] as f32);
                 sc.target.push(if t.has(ColumnId::TargetX) { v3(ColumnId::TargetX, ColumnId::TargetY, ColumnId::TargetZ) } else { [0.0; 3] });
                 sc.state.extend_from_slice(&m.state);
+            }
+            if sc.handles.is_empty() {
+                continue;
             }
             let inp = Inputs { tick: self.tick.0, pos: &sc.pos, vel: &sc.vel, health: &sc.health, target: &sc.target, state: &sc.state };
             let sensors = WorldSensors { physics: &self.physics, rays: &sc.rays, grid: &sc.grid, pos: &sc.pos };
@@ -443,6 +444,9 @@ impl World {
             journal.graphs.push(GraphRun { graph: hash, npcs: sc.handles.len() as u32, exec_ns: clock.now_ns().saturating_sub(t0) + shared, ..GraphRun::default() });
         }
         outs.truncate(ran);
+        for &h in &sc.dead {
+            store.bind(h, 0, 0);
+        }
         // Apply in graph order, then NPC, then node order.
         for (run, (hash, handles, out)) in journal.graphs.iter_mut().zip(&outs) {
             let Some(l) = store.graphs.get_mut(hash) else { continue };
