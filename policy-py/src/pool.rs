@@ -38,6 +38,36 @@ fn step_world(world: &mut World, plans: &[MicroPlan]) -> u32 {
     j.plans.iter().filter(|p| p.status != Status::Ok).count() as u32
 }
 
+/// Runs `f(i, world)` for every world on `pool`, in one contiguous run of
+/// worlds per pool thread; results in world order. With rapier's parallel
+/// step compiled in (`sim_core::PARALLEL_PHYSICS`), each run steps inside
+/// a pool of one thread of its own: rapier would otherwise queue part of
+/// each step on `pool` and block the worker until it ran, and with every
+/// worker stepping a world nothing runs it (a deadlock, seen). One
+/// hand-off per run, not per world.
+fn each_world<T: Send>(pool: &rayon::ThreadPool, worlds: &mut [World], f: impl Fn(usize, &mut World) -> T + Sync) -> Vec<T> {
+    thread_local! {
+        static INLINE: Option<rayon::ThreadPool> = sim_core::PARALLEL_PHYSICS
+            .then(|| rayon::ThreadPoolBuilder::new().num_threads(1).thread_name(|_| "dualplane-pool-step".into()).build().ok())
+            .flatten();
+    }
+    let size = worlds.len().div_ceil(pool.current_num_threads().max(1)).max(1);
+    let runs: Vec<Vec<T>> = pool.install(|| {
+        worlds
+            .par_chunks_mut(size)
+            .enumerate()
+            .map(|(c, run)| {
+                let mut go = || run.iter_mut().enumerate().map(|(k, w)| f(c * size + k, w)).collect::<Vec<T>>();
+                INLINE.with(|p| match p {
+                    Some(p) => p.install(go),
+                    None => go(),
+                })
+            })
+            .collect()
+    });
+    runs.into_iter().flatten().collect()
+}
+
 /// Handles of `archetype`'s rows owned by `source` (every row when None),
 /// sorted by handle, with their row indices.
 fn rows_of(world: &World, a: Archetype, source: Option<u32>) -> Vec<(u64, usize)> {
@@ -169,7 +199,7 @@ impl SimPool {
             }
         }
         let (worlds, pool) = (&mut self.worlds, &self.pool);
-        let refused: Vec<u32> = py.detach(|| pool.install(|| worlds.par_iter_mut().zip(per).map(|(w, (p, bad))| bad + step_world(w, &p)).collect()));
+        let refused: Vec<u32> = py.detach(|| each_world(pool, worlds, |i, w| per[i].1 + step_world(w, &per[i].0)));
         Ok(SimPool::u32_array(py, refused))
     }
 
@@ -191,23 +221,17 @@ impl SimPool {
         let acts = actions.as_array();
         let (worlds, pool) = (&mut self.worlds, &self.pool);
         let refused: Vec<u32> = py.detach(|| {
-            pool.install(|| {
-                worlds
-                    .par_iter_mut()
-                    .enumerate()
-                    .map(|(i, w)| {
-                        let rows = rows_of(w, a, Some(source));
-                        let t = w.table(a);
-                        let (px, py_, pz) = (t.f32(ColumnId::PosX), t.f32(ColumnId::PosY), t.f32(ColumnId::PosZ));
-                        let ops = rows.iter().take(k).enumerate().map(|(j, &(h, row))| {
-                            let (dx, dz) = (acts[[i, j, 0]] * max_speed, acts[[i, j, 1]] * max_speed);
-                            let speed = (dx * dx + dz * dz).sqrt().max(1e-3);
-                            Op::MoveTo { handle: Handle::from_bits(h), target: [px[row] + dx, py_[row], pz[row] + dz], max_speed: speed }
-                        });
-                        let plan = one_plan(ops, w.tick().next(), SourceId(source));
-                        step_world(w, plan.as_slice())
-                    })
-                    .collect()
+            each_world(pool, worlds, |i, w| {
+                let rows = rows_of(w, a, Some(source));
+                let t = w.table(a);
+                let (px, py_, pz) = (t.f32(ColumnId::PosX), t.f32(ColumnId::PosY), t.f32(ColumnId::PosZ));
+                let ops = rows.iter().take(k).enumerate().map(|(j, &(h, row))| {
+                    let (dx, dz) = (acts[[i, j, 0]] * max_speed, acts[[i, j, 1]] * max_speed);
+                    let speed = (dx * dx + dz * dz).sqrt().max(1e-3);
+                    Op::MoveTo { handle: Handle::from_bits(h), target: [px[row] + dx, py_[row], pz[row] + dz], max_speed: speed }
+                });
+                let plan = one_plan(ops, w.tick().next(), SourceId(source));
+                step_world(w, plan.as_slice())
             })
         });
         Ok(SimPool::u32_array(py, refused))
@@ -279,16 +303,11 @@ impl SimPool {
         }
         let (worlds, pool) = (&mut self.worlds, &self.pool);
         let granted: Vec<u32> = py.detach(|| {
-            pool.install(|| {
-                worlds
-                    .par_iter_mut()
-                    .map(|w| {
-                        let free: Vec<(u64, usize)> = rows_of(w, a, Some(SourceId::SERVER.0)).into_iter().take(count.unwrap_or(usize::MAX)).collect();
-                        let plan = one_plan(free.iter().map(|&(h, _)| Op::Grant { handle: Handle::from_bits(h), owner: source }), w.tick().next(), SourceId::SERVER);
-                        step_world(w, plan.as_slice());
-                        free.len() as u32
-                    })
-                    .collect()
+            each_world(pool, worlds, |_, w| {
+                let free: Vec<(u64, usize)> = rows_of(w, a, Some(SourceId::SERVER.0)).into_iter().take(count.unwrap_or(usize::MAX)).collect();
+                let plan = one_plan(free.iter().map(|&(h, _)| Op::Grant { handle: Handle::from_bits(h), owner: source }), w.tick().next(), SourceId::SERVER);
+                step_world(w, plan.as_slice());
+                free.len() as u32
             })
         });
         Ok(SimPool::u32_array(py, granted))

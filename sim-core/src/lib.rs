@@ -56,6 +56,12 @@ pub mod world;
 pub use hash::{ColumnHash, WorldHashes};
 pub use ids::{Archetype, Handle, SourceId, Tick};
 pub use journal::{Clock, Counters, NoClock, Phase, PlanJournal, TickJournal, JOURNAL_SCHEMA_VERSION};
+
+/// Whether rapier's parallel step is compiled in (feature `parallel`): a
+/// step then splits across the rayon pool it is called in, and blocks the
+/// calling worker on part of itself queued there. Callers that step many
+/// worlds at once on one pool must step each inside a pool of one thread.
+pub const PARALLEL_PHYSICS: bool = cfg!(feature = "parallel");
 pub use microplan::{DecodeError, MicroPlan, Op, PlanBuilder, PlanHeader};
 pub use physics::{PhysicsPort, RapierPhysics};
 pub use plan::PlanQueue;

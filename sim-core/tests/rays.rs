@@ -35,6 +35,7 @@ impl Gen {
 
 #[test]
 fn grid_rays_equal_every_collider_tested_and_rapier() {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().expect("pool");
     // The default pile (crates, balls, pills tumbling) among 1,000 NPCs.
     let s = Scenario::load(&repo_root().join("tests/scenarios/npc1000.toml")).expect("npc1000 scenario");
     let mut w = World::from_scenario(&s, None);
@@ -71,6 +72,9 @@ fn grid_rays_equal_every_collider_tested_and_rapier() {
         // all) test every collider.
         let max = [3.0, 25.0, 100.0, 1000.0, f32::INFINITY][round];
         let got = w.ray_distances(&rays, max);
+        // The grid built across a pool (its boxes in parallel parts) answers the same.
+        let pooled = pool.install(|| w.ray_distances(&rays, max));
+        assert_eq!(got.iter().map(|t| t.to_bits()).collect::<Vec<_>>(), pooled.iter().map(|t| t.to_bits()).collect::<Vec<_>>());
         for (&(o, d), &t) in rays.iter().zip(&got) {
             let want = brute(&w, o, d, max);
             assert_eq!(t.to_bits(), want.to_bits(), "ray {o:?} {d:?} max {max}: grid {t}, every collider {want}");

@@ -41,6 +41,8 @@ const PAD_REL: f32 = 1e-6;
 const WALK_MAX: f32 = 128.0;
 /// Colliders wider than this in x or z are tested for every ray.
 const BIG: f32 = 16.0;
+/// Colliders per part of a parallel build.
+const BUILD_CHUNK: usize = 256;
 
 #[derive(Clone, Copy, Debug)]
 struct Item {
@@ -53,6 +55,9 @@ struct Item {
 pub(super) struct RayGrid {
     /// Buckets - 1 (a power of two, minus one).
     mask: usize,
+    /// The enabled colliders this build, and their padded boxes.
+    handles: Vec<ColliderHandle>,
+    boxes: Vec<Item>,
     /// `starts[b]..starts[b + 1]`: bucket `b`'s items.
     starts: Vec<u32>,
     items: Vec<Item>,
@@ -73,20 +78,38 @@ impl RayGrid {
         bucket_of(cx, cz, self.mask)
     }
 
-    /// Enters every enabled collider of `physics` as it is now.
+    /// Enters every enabled collider of `physics` as it is now. The boxes
+    /// are computed across the caller's rayon pool (serially outside one);
+    /// they are entered in collider order either way.
     pub(super) fn build(&mut self, physics: &RapierPhysics) {
+        use rayon::prelude::*;
         let colliders = &physics.rapier().colliders;
         self.mask = (4 * colliders.len()).next_power_of_two().max(64) - 1;
         self.staged.clear();
         self.big.clear();
-        for (handle, co) in colliders.iter() {
-            if !co.is_enabled() {
-                continue;
-            }
-            let a = co.compute_aabb();
+        self.handles.clear();
+        self.handles.extend(colliders.iter().filter(|(_, co)| co.is_enabled()).map(|(h, _)| h));
+        let padded = |collider: ColliderHandle| {
+            let a = colliders[collider].compute_aabb();
             let mag = [a.mins.x, a.mins.y, a.mins.z, a.maxs.x, a.maxs.y, a.maxs.z].iter().fold(0.0f32, |m, v| m.max(v.abs()));
             let pad = PAD + PAD_REL * mag;
-            let item = Item { min: [a.mins.x - pad, a.mins.y - pad, a.mins.z - pad], max: [a.maxs.x + pad, a.maxs.y + pad, a.maxs.z + pad], collider: handle };
+            Item { min: [a.mins.x - pad, a.mins.y - pad, a.mins.z - pad], max: [a.maxs.x + pad, a.maxs.y + pad, a.maxs.z + pad], collider }
+        };
+        self.boxes.clear();
+        self.boxes.resize(self.handles.len(), Item { min: [0.0; 3], max: [0.0; 3], collider: ColliderHandle::invalid() });
+        let threads = if rayon::current_thread_index().is_some() { rayon::current_num_threads() } else { 1 };
+        if threads > 1 && self.handles.len() >= 2 * BUILD_CHUNK {
+            self.boxes.par_chunks_mut(BUILD_CHUNK).zip(self.handles.par_chunks(BUILD_CHUNK)).for_each(|(out, hs)| {
+                for (o, &h) in out.iter_mut().zip(hs) {
+                    *o = padded(h);
+                }
+            });
+        } else {
+            for (o, &h) in self.boxes.iter_mut().zip(&self.handles) {
+                *o = padded(h);
+            }
+        }
+        for &item in &self.boxes {
             let finite = item.min.iter().chain(&item.max).all(|v| v.is_finite());
             if !finite || item.max[0] - item.min[0] > BIG || item.max[2] - item.min[2] > BIG {
                 self.big.push(item);
