@@ -28,6 +28,9 @@ pub struct SimPool {
     /// Each world's reset point (`mark_start`), as snapshot bytes.
     starts: Vec<Vec<u8>>,
     pool: rayon::ThreadPool,
+    /// With rapier's parallel step compiled in, `threads` pools of one
+    /// thread that step the worlds (see [`each_world`]); else none.
+    steppers: Vec<rayon::ThreadPool>,
     threads: usize,
 }
 
@@ -38,34 +41,30 @@ fn step_world(world: &mut World, plans: &[MicroPlan]) -> u32 {
     j.plans.iter().filter(|p| p.status != Status::Ok).count() as u32
 }
 
-/// Runs `f(i, world)` for every world on `pool`, in one contiguous run of
-/// worlds per pool thread; results in world order. With rapier's parallel
-/// step compiled in (`sim_core::PARALLEL_PHYSICS`), each run steps inside
-/// a pool of one thread of its own: rapier would otherwise queue part of
-/// each step on `pool` and block the worker until it ran, and with every
-/// worker stepping a world nothing runs it (a deadlock, seen). One
-/// hand-off per run, not per world.
-fn each_world<T: Send>(pool: &rayon::ThreadPool, worlds: &mut [World], f: impl Fn(usize, &mut World) -> T + Sync) -> Vec<T> {
-    thread_local! {
-        static INLINE: Option<rayon::ThreadPool> = sim_core::PARALLEL_PHYSICS
-            .then(|| rayon::ThreadPoolBuilder::new().num_threads(1).thread_name(|_| "dualplane-pool-step".into()).build().ok())
-            .flatten();
+/// Runs `f(i, world)` for every world; results in world order. Without
+/// rapier's parallel step, across `pool`. With it compiled in
+/// (`sim_core::PARALLEL_PHYSICS`), never from a worker of a shared pool:
+/// rapier would queue part of each step on that pool and block the worker
+/// until it ran, and with every worker stepping a world nothing runs it
+/// (a deadlock, seen); nor by installing one-thread pools from such
+/// workers (a waiting worker steals the next run and queues it behind its
+/// own: no speed-up, seen). Instead one plain thread per stepper (a pool
+/// of one thread each), each stepping a contiguous run of worlds inline.
+fn each_world<T: Send>(pool: &rayon::ThreadPool, steppers: &[rayon::ThreadPool], worlds: &mut [World], f: impl Fn(usize, &mut World) -> T + Sync) -> Vec<T> {
+    if steppers.is_empty() {
+        return pool.install(|| worlds.par_iter_mut().enumerate().map(|(i, w)| f(i, w)).collect());
     }
-    let size = worlds.len().div_ceil(pool.current_num_threads().max(1)).max(1);
-    let runs: Vec<Vec<T>> = pool.install(|| {
-        worlds
-            .par_chunks_mut(size)
+    let size = worlds.len().div_ceil(steppers.len()).max(1);
+    let f = &f;
+    std::thread::scope(|s| {
+        let runs: Vec<_> = worlds
+            .chunks_mut(size)
+            .zip(steppers)
             .enumerate()
-            .map(|(c, run)| {
-                let mut go = || run.iter_mut().enumerate().map(|(k, w)| f(c * size + k, w)).collect::<Vec<T>>();
-                INLINE.with(|p| match p {
-                    Some(p) => p.install(go),
-                    None => go(),
-                })
-            })
-            .collect()
-    });
-    runs.into_iter().flatten().collect()
+            .map(|(c, (run, p))| s.spawn(move || p.install(|| run.iter_mut().enumerate().map(|(k, w)| f(c * size + k, w)).collect::<Vec<T>>())))
+            .collect();
+        runs.into_iter().flat_map(|r| r.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    })
 }
 
 /// Handles of `archetype`'s rows owned by `source` (every row when None),
@@ -107,7 +106,15 @@ impl SimPool {
         let worlds: Vec<World> = pool.install(|| (0..n as u64).into_par_iter().map(|i| World::from_scenario(s, Some(base.wrapping_add(i)))).collect());
         let starts: Result<Vec<Vec<u8>>, _> = pool.install(|| worlds.par_iter().map(World::snapshot).collect());
         let starts = starts.map_err(|e| value_error(format!("SimPool: cannot snapshot a new world: {e}")))?;
-        Ok(SimPool { worlds, starts, pool, threads })
+        let steppers = if sim_core::PARALLEL_PHYSICS {
+            (0..threads)
+                .map(|k| rayon::ThreadPoolBuilder::new().num_threads(1).thread_name(move |_| format!("dualplane-step-{k}")).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| value_error(format!("SimPool: cannot start {threads} stepping threads: {e}")))?
+        } else {
+            Vec::new()
+        };
+        Ok(SimPool { worlds, starts, pool, steppers, threads })
     }
 
     fn check_index(&self, i: usize) -> PyResult<()> {
@@ -198,8 +205,8 @@ impl SimPool {
                 }
             }
         }
-        let (worlds, pool) = (&mut self.worlds, &self.pool);
-        let refused: Vec<u32> = py.detach(|| each_world(pool, worlds, |i, w| per[i].1 + step_world(w, &per[i].0)));
+        let (worlds, pool, steppers) = (&mut self.worlds, &self.pool, &self.steppers);
+        let refused: Vec<u32> = py.detach(|| each_world(pool, steppers, worlds, |i, w| per[i].1 + step_world(w, &per[i].0)));
         Ok(SimPool::u32_array(py, refused))
     }
 
@@ -219,9 +226,9 @@ impl SimPool {
         }
         let k = shape[1];
         let acts = actions.as_array();
-        let (worlds, pool) = (&mut self.worlds, &self.pool);
+        let (worlds, pool, steppers) = (&mut self.worlds, &self.pool, &self.steppers);
         let refused: Vec<u32> = py.detach(|| {
-            each_world(pool, worlds, |i, w| {
+            each_world(pool, steppers, worlds, |i, w| {
                 let rows = rows_of(w, a, Some(source));
                 let t = w.table(a);
                 let (px, py_, pz) = (t.f32(ColumnId::PosX), t.f32(ColumnId::PosY), t.f32(ColumnId::PosZ));
@@ -301,9 +308,9 @@ impl SimPool {
         if source == SourceId::SERVER.0 {
             return Err(value_error("SimPool.grant: source 0 is the server itself; grant to a policy's source id"));
         }
-        let (worlds, pool) = (&mut self.worlds, &self.pool);
+        let (worlds, pool, steppers) = (&mut self.worlds, &self.pool, &self.steppers);
         let granted: Vec<u32> = py.detach(|| {
-            each_world(pool, worlds, |_, w| {
+            each_world(pool, steppers, worlds, |_, w| {
                 let free: Vec<(u64, usize)> = rows_of(w, a, Some(SourceId::SERVER.0)).into_iter().take(count.unwrap_or(usize::MAX)).collect();
                 let plan = one_plan(free.iter().map(|&(h, _)| Op::Grant { handle: Handle::from_bits(h), owner: source }), w.tick().next(), SourceId::SERVER);
                 step_world(w, plan.as_slice());
