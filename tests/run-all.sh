@@ -79,11 +79,14 @@ step "cargo test (unit, contract, integration, determinism)"
 DUALPLANE_BIN="$ROOT/target/release/dualplane" cargo test --workspace 2>&1 | tee /tmp/dualplane-cargo-test.log || fail "cargo test"
 ok "cargo test"
 
-step "parallel physics (feature parallel): golden hashes on 1, 2, 3 and 8 threads"
-cargo test -p sim-core --features parallel --test determinism 2>&1 | tail -3 || fail "parallel determinism"
-grep -q "golden_hashes_hold_on_every_thread_count" <(cargo test -p sim-core --features parallel --test determinism -- --list 2>/dev/null) \
-    || fail "the thread-count test did not run"
+step "parallel physics: golden hashes on 1, 2, 3 and 8 threads (in cargo test: the server's default feature)"
+grep -q "golden_hashes_hold_on_every_thread_count ... ok" /tmp/dualplane-cargo-test.log \
+    || fail "the thread-count test did not run in cargo test --workspace"
 ok "parallel determinism"
+
+step "serial physics (what pip builds: the extension alone, no parallel step): the golden hashes"
+cargo test -p sim-core --test determinism 2>&1 | tail -3 || fail "serial determinism"
+ok "serial determinism"
 
 step "sim-core depends on no IO crate"
 if cargo tree -p sim-core -e normal --prefix none | grep -E '^(tokio|quinn|wgpu|pyo3|prometheus|mio|socket2) '; then

@@ -49,9 +49,11 @@ pub(super) struct Grid {
     scratch: Vec<i32>,
 }
 
-/// Cells a box may have per entity (plus [`SPARE_CELLS`]) before it is cut.
-const CELLS_PER_ENTITY: i64 = 4;
-const SPARE_CELLS: i64 = 4096;
+/// Cells a box may have per entity (plus [`SPARE_CELLS`]) before it is
+/// cut: sparse spreads (10,000 entities over 400 m x 400 m in 1 m cells)
+/// stay whole; only an outlier far away cuts the box.
+const CELLS_PER_ENTITY: i64 = 16;
+const SPARE_CELLS: i64 = 1 << 16;
 
 /// Items a query tests per pass: the first pass keeps those in range
 /// without branching on each, the second calls the visitor.
@@ -113,6 +115,24 @@ fn span(min: i32, max_c: i32, mid: i32, max: i64) -> (i32, i32) {
     (lo as i32, max as i32)
 }
 
+/// Sides (at most `wf` x `hf`) of a box of at most `limit` cells: a side
+/// shorter than the square's keeps its whole length and the other takes
+/// the rest (a corridor stays a corridor, and a crowd with one entity far
+/// off along z keeps all its columns); else a square.
+fn fit(wf: i64, hf: i64, limit: i64) -> (i64, i64) {
+    if wf.saturating_mul(hf) <= limit {
+        return (wf, hf);
+    }
+    let side = limit.isqrt().max(1);
+    if wf <= side {
+        return (wf, (limit / wf).min(hf));
+    }
+    if hf <= side {
+        return ((limit / hf).min(wf), hf);
+    }
+    (side, (limit / side).min(hf))
+}
+
 impl Grid {
     /// The cell index of cell (cx, cz), clamped into the box.
     #[inline]
@@ -154,22 +174,23 @@ impl Grid {
         if m == 0 {
             (lo, hi) = ((0, 0), (0, 0));
         }
-        let limit = CELLS_PER_ENTITY * n.max(m) as i64 + SPARE_CELLS;
-        let area = (i64::from(hi.0) - i64::from(lo.0) + 1) * (i64::from(hi.1) - i64::from(lo.1) + 1);
-        if area <= limit {
-            (self.x0, self.w) = (lo.0, hi.0 - lo.0 + 1);
-            (self.z0, self.h) = (lo.1, hi.1 - lo.1 + 1);
+        let limit = CELLS_PER_ENTITY.saturating_mul(n.max(m) as i64).saturating_add(SPARE_CELLS).min(i64::from(i32::MAX));
+        // Widths in i64: cells span up to 2^32 (cell_of saturates).
+        let (wf, hf) = (i64::from(hi.0) - i64::from(lo.0) + 1, i64::from(hi.1) - i64::from(lo.1) + 1);
+        let (ws, hs) = fit(wf, hf, limit);
+        if (ws, hs) == (wf, hf) {
+            (self.x0, self.w) = (lo.0, wf as i32);
+            (self.z0, self.h) = (lo.1, hf as i32);
         } else {
-            // Cut to a square-ish box of `limit` cells around the median.
-            let side = (limit as f64).sqrt() as i64;
+            // Cut to a box of at most `limit` cells around the median.
             self.scratch.clear();
             self.scratch.extend(self.cells.iter().map(|c| c.0));
             let mx = median(&mut self.scratch);
             self.scratch.clear();
             self.scratch.extend(self.cells.iter().map(|c| c.1));
             let mz = median(&mut self.scratch);
-            (self.x0, self.w) = span(lo.0, hi.0, mx, side);
-            (self.z0, self.h) = span(lo.1, hi.1, mz, side);
+            (self.x0, self.w) = span(lo.0, hi.0, mx, ws);
+            (self.z0, self.h) = span(lo.1, hi.1, mz, hs);
         }
         for (k, &(cx, cz)) in self.cells.iter().enumerate() {
             self.staged[k].0 = (self.row(cz) * self.w + self.col(cx)) as u32;
@@ -183,7 +204,7 @@ impl Grid {
         self.handles.clear();
         self.handles.resize(m, 0);
         let (xs, zs, bits, handles) = (&mut self.xs, &mut self.zs, &mut self.bits, &mut self.handles);
-        let cells = (self.w as usize) * (self.h as usize);
+        let cells = self.w as usize * self.h as usize;
         counting_sort(&self.staged, cells, &mut self.starts, |k, item| {
             (xs[k], zs[k], bits[k], handles[k]) = (item.x, item.z, 1u32.wrapping_shl(u32::from(item.archetype)), item.handle);
         });
@@ -238,8 +259,19 @@ impl Grid {
 
 #[cfg(test)]
 mod tests {
-    use super::{cell_of, Grid, Item};
+    use super::{cell_of, fit, Grid, Item};
     use proptest::prelude::*;
+
+    #[test]
+    fn a_cut_box_keeps_its_shape_and_never_overflows() {
+        assert_eq!(fit(40, 40, 5000), (40, 40), "fits: whole");
+        assert_eq!(fit(1000, 1000, 10_000), (100, 100));
+        assert_eq!(fit(100_000, 1, 10_000), (10_000, 1), "a corridor stays a corridor");
+        assert_eq!(fit(1, 100_000, 10_000), (1, 10_000));
+        let (w, h) = fit(1 << 32, 1 << 32, 1 << 20);
+        assert!(w * h <= 1 << 20 && w >= 1 && h >= 1, "{w} x {h}");
+        assert_eq!(fit(400, 100_000, 225_536).0, 400, "one entity far along z: the crowd keeps its columns");
+    }
 
     #[test]
     fn cell_of_is_floor() {
