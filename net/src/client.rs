@@ -125,17 +125,10 @@ impl ClientSession {
             self.stats.malformed += 1;
             return None;
         };
-        match self.highest_seen {
-            Some(hs) if (h.seq.wrapping_sub(hs) as i32) <= 0 => {}
-            Some(hs) => {
-                self.stats.lost += u64::from(h.seq.wrapping_sub(hs) - 1);
-                self.highest_seen = Some(h.seq);
-                self.stats.fresh += 1;
-            }
-            None => {
-                self.highest_seen = Some(h.seq);
-                self.stats.fresh += 1;
-            }
+        if self.highest_seen.is_none_or(|hs| (h.seq.wrapping_sub(hs) as i32) > 0) {
+            self.stats.lost += self.highest_seen.map_or(0, |hs| u64::from(h.seq.wrapping_sub(hs) - 1));
+            self.highest_seen = Some(h.seq);
+            self.stats.fresh += 1;
         }
         if self.latest.is_some_and(|l| (h.seq.wrapping_sub(l) as i32) <= 0) {
             self.stats.stale_or_duplicate += 1;

@@ -377,7 +377,7 @@ impl Frame {
 pub struct Ack {
     pub latest: Option<u32>,
     pub hash_failures: u32,
-    /// Snapshots received fresh (newer than any applied before), ever,
+    /// Snapshots received fresh (newer than any seen before), ever,
     /// wrapping: the server's measure of delivery (see [`crate::rate`]).
     pub received: u32,
     pub inputs: Vec<Vec<u8>>,

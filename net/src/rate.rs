@@ -175,10 +175,11 @@ impl SendRate {
     /// at twice a link's rate leaves seconds of queue to drain).
     pub fn on_rtt(&mut self, sent_ms: u64, rtt_ms: u64) {
         self.rtt_min_ms = Some(self.rtt_min_ms.map_or(rtt_ms, |m| m.min(rtt_ms)));
-        let (Some(base), Some(p)) = (self.rtt_mins.iter().copied().min(), self.probing.as_mut()) else { return };
-        if p.level != self.level || sent_ms < p.since_ms {
+        // Per ack: the base (a min over the windows) only while probing.
+        if !self.probing.is_some_and(|p| p.level == self.level && sent_ms >= p.since_ms) {
             return;
         }
+        let (Some(base), Some(p)) = (self.rtt_mins.iter().copied().min(), self.probing.as_mut()) else { return };
         p.strikes = if rtt_ms > base + QUEUE_MS { p.strikes + 1 } else { 0 };
         if p.strikes >= PROBE_STRIKES {
             self.slow_down();

@@ -445,9 +445,11 @@ impl ServerSession {
         self.rate.on_report(now_ms, received);
         if let Some(s) = latest {
             // Only ever move forward (acks arrive reordered and duplicated).
-            if self.acked.is_none_or(|a| (s.wrapping_sub(a) as i32) > 0) && self.ring.iter().any(|(q, _, _, _)| *q == s) {
-                self.acked = Some(s);
-                // Sequences are consecutive: the newest is at the back.
+            if self.acked.is_none_or(|a| (s.wrapping_sub(a) as i32) > 0) {
+                // A round trip from the send times, which reach further
+                // back than the baseline ring: a queue deeper than the ring
+                // still yields them. Sequences are consecutive: the newest
+                // is at the back.
                 let back = self.sent_at.back().map_or(0, |b| b.0.wrapping_sub(s) as usize);
                 if let Some(&(q, t)) = self.sent_at.len().checked_sub(1 + back).and_then(|i| self.sent_at.get(i))
                     && q == s
@@ -455,6 +457,9 @@ impl ServerSession {
                     let rtt = now_ms.saturating_sub(t);
                     self.stats.rtt_ms = Some(rtt);
                     self.rate.on_rtt(t, rtt);
+                }
+                if self.ring.iter().any(|(q, _, _, _)| *q == s) {
+                    self.acked = Some(s);
                 }
             }
         }

@@ -92,7 +92,7 @@ fn raise_priority() {
 /// opened at a join, a replay closer) would otherwise inherit the raised
 /// one (a new Linux thread copies its creator's nice value).
 pub fn spawning_unraised<R>(f: impl FnOnce() -> R) -> R {
-    if !raised() || rayon::current_thread_index().is_none() {
+    if !raised() || POOL.get().and_then(rayon::ThreadPool::current_thread_index).is_none() {
         return f();
     }
     set_nice(BASE_NICE.load(std::sync::atomic::Ordering::Relaxed));

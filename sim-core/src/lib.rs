@@ -62,6 +62,13 @@ pub use journal::{Clock, Counters, NoClock, Phase, PlanJournal, TickJournal, JOU
 /// calling worker on part of itself queued there. Callers that step many
 /// worlds at once on one pool must step each inside a pool of one thread.
 pub const PARALLEL_PHYSICS: bool = cfg!(feature = "parallel");
+
+/// Threads of the rayon pool the caller runs in; 1 outside any pool (work
+/// split across it never reaches rayon's global pool: sim-core starts no
+/// threads).
+pub(crate) fn caller_threads() -> usize {
+    if rayon::current_thread_index().is_some() { rayon::current_num_threads() } else { 1 }
+}
 pub use microplan::{DecodeError, MicroPlan, Op, PlanBuilder, PlanHeader};
 pub use physics::{PhysicsPort, RapierPhysics};
 pub use plan::PlanQueue;

@@ -237,16 +237,16 @@ impl Kernel {
     pub fn run_par<S: Sensors + Send>(&self, inp: &Inputs<'_>, sensors: impl Fn() -> S + Sync, out: &mut Outputs, parts: &mut Vec<Part>) {
         use rayon::prelude::*;
         let n = inp.len();
-        let threads = if rayon::current_thread_index().is_some() { rayon::current_num_threads() } else { 1 };
+        let threads = crate::caller_threads();
         let chunks = n.div_ceil(CHUNK);
         let groups = threads.min(chunks).max(1);
         out.emits.clear();
         out.state.clear();
-        out.state.extend_from_slice(inp.state);
         if parts.len() < groups {
             parts.resize_with(groups, Part::default);
         }
         if groups == 1 {
+            out.state.extend_from_slice(inp.state);
             let p = &mut parts[0];
             return self.run_range(inp, &mut sensors(), 0..n, &mut out.state, &mut out.emits, &mut p.buf);
         }
@@ -255,6 +255,8 @@ impl Kernel {
         // allocation once the parts are warm.
         let bound = |g: usize| (g * chunks / groups * CHUNK).min(n);
         let regs = self.regs;
+        // Every group writes its own registers back below.
+        out.state.resize(inp.state.len(), [0.0; 3]);
         parts[..groups].par_iter_mut().enumerate().for_each(|(g, p)| {
             let range = bound(g)..bound(g + 1);
             p.emits.clear();

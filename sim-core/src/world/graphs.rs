@@ -356,7 +356,9 @@ impl World {
     #[must_use]
     pub fn ray_distances(&self, rays: &[([f32; 3], [f32; 3])], max: f32) -> Vec<f32> {
         let mut grid = RayGrid::default();
-        grid.build(&self.physics);
+        if super::rays::walks(max) {
+            grid.build(&self.physics);
+        }
         rays.iter().map(|&(o, d)| ray_distance(&grid, &self.physics, o, d, max)).collect()
     }
 

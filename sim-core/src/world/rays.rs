@@ -65,6 +65,12 @@ pub(super) struct RayGrid {
     big: Vec<Item>,
 }
 
+/// Whether a ray of `max` metres walks the grid (else it tests every
+/// collider, and needs no grid).
+pub(super) fn walks(max: f32) -> bool {
+    !(max.is_nan() || max > WALK_MAX)
+}
+
 fn cell_of(x: f32) -> i32 {
     neighbours::cell_of(x, CELL)
 }
@@ -97,7 +103,7 @@ impl RayGrid {
         };
         self.boxes.clear();
         self.boxes.resize(self.handles.len(), Item { min: [0.0; 3], max: [0.0; 3], collider: ColliderHandle::invalid() });
-        let threads = if rayon::current_thread_index().is_some() { rayon::current_num_threads() } else { 1 };
+        let threads = crate::caller_threads();
         if threads > 1 && self.handles.len() >= 2 * BUILD_CHUNK {
             self.boxes.par_chunks_mut(BUILD_CHUNK).zip(self.handles.par_chunks(BUILD_CHUNK)).for_each(|(out, hs)| {
                 for (o, &h) in out.iter_mut().zip(hs) {
@@ -153,7 +159,7 @@ impl RayGrid {
                 *best = t;
             }
         };
-        if max.is_nan() || max > WALK_MAX {
+        if !walks(max) {
             for (_, co) in colliders.iter() {
                 if co.is_enabled()
                     && let Some(t) = co.shape().cast_ray(co.position(), &ray, max, true)
