@@ -21,23 +21,20 @@ impl BitWriter {
     }
 
     /// Writes the low `n` bits of `v` (n <= 64). Bits gather in `acc`
-    /// (fewer than 32 between calls) and leave it 32 at a time.
+    /// (fewer than 64 between calls) and leave it 64 at a time.
+    #[inline]
     pub fn write(&mut self, v: u64, n: u32) {
         debug_assert!(n <= 64);
-        if n > 32 {
-            self.write(v & 0xffff_ffff, 32);
-            self.write(v >> 32, n - 32);
-            return;
-        }
-        if n == 0 {
-            return;
-        }
-        self.acc |= (v & ((1u64 << n) - 1)) << self.nbits;
-        self.nbits += n;
-        if self.nbits >= 32 {
-            self.bytes.extend_from_slice(&(self.acc as u32).to_le_bytes());
-            self.acc >>= 32;
-            self.nbits -= 32;
+        let v = if n >= 64 { v } else { v & ((1u64 << n) - 1) };
+        self.acc |= v << self.nbits;
+        let total = self.nbits + n;
+        if total >= 64 {
+            self.bytes.extend_from_slice(&self.acc.to_le_bytes());
+            // What did not fit (none when the accumulator was empty).
+            self.acc = v.checked_shr(64 - self.nbits).unwrap_or(0);
+            self.nbits = total - 64;
+        } else {
+            self.nbits = total;
         }
     }
 
@@ -48,11 +45,18 @@ impl BitWriter {
     /// Elias-gamma code of `v + 1` (so 0 costs 1 bit, 1..2 cost 3, ...):
     /// `n` zeros, then the value's `n + 1` bits, most significant (the
     /// leading 1) first, written as one bit-reversed field.
+    #[inline]
     pub fn gamma(&mut self, v: u64) {
         let x = v.saturating_add(1);
         let n = 63 - x.leading_zeros();
-        self.write(0, n);
-        self.write(x.reverse_bits() >> (63 - n), n + 1);
+        let value = x.reverse_bits() >> (63 - n);
+        if n < 32 {
+            // The zeros and the value in one field (all but huge values).
+            self.write(value << n, 2 * n + 1);
+        } else {
+            self.write(0, n);
+            self.write(value, n + 1);
+        }
     }
 
     /// Zigzag + gamma for signed values.
@@ -93,10 +97,36 @@ impl<'a> BitReader<'a> {
         BitReader { bytes, pos: 0 }
     }
 
+    /// The bits from the read position on, LSB first (bits past the end
+    /// read as zero), and how many of them are real (at least 57 unless
+    /// the end is near).
+    #[inline]
+    fn peek(&self) -> (u64, usize) {
+        let (byte, off) = (self.pos / 8, self.pos % 8);
+        let tail = self.bytes.get(byte..).unwrap_or(&[]);
+        let take = tail.len().min(8);
+        let mut buf = [0u8; 8];
+        buf[..take].copy_from_slice(&tail[..take]);
+        (u64::from_le_bytes(buf) >> off, (take * 8).saturating_sub(off))
+    }
+
+    #[inline]
     pub fn read(&mut self, n: u32) -> Result<u64, BitError> {
         if n == 0 {
             return Ok(0);
         }
+        if n <= 56 {
+            let (v, real) = self.peek();
+            if n as usize <= real {
+                self.pos += n as usize;
+                return Ok(v & ((1u64 << n) - 1));
+            }
+        }
+        self.read_slow(n)
+    }
+
+    /// [`Self::read`] a byte at a time (near the end, and past 56 bits).
+    fn read_slow(&mut self, n: u32) -> Result<u64, BitError> {
         let len = self.bytes.len() * 8;
         if n > 64 || self.pos + n as usize > len {
             return Err(BitError { wanted: n, at: self.pos, len });
@@ -119,7 +149,25 @@ impl<'a> BitReader<'a> {
         Ok(self.read(1)? == 1)
     }
 
+    #[inline]
     pub fn gamma(&mut self) -> Result<u64, BitError> {
+        // The common case from one peek: the zeros, the 1 and the value
+        // bits all within the bits at hand.
+        let (v, real) = self.peek();
+        let zeros = v.trailing_zeros();
+        if zeros < 28 && (2 * zeros + 1) as usize <= real {
+            self.pos += (2 * zeros + 1) as usize;
+            if zeros == 0 {
+                return Ok(0);
+            }
+            let low = ((v >> (zeros + 1)) & ((1u64 << zeros) - 1)).reverse_bits() >> (64 - zeros);
+            return Ok(((1u64 << zeros) | low) - 1);
+        }
+        self.gamma_slow()
+    }
+
+    /// [`Self::gamma`] a bit at a time (long codes, and near the end).
+    fn gamma_slow(&mut self) -> Result<u64, BitError> {
         let mut zeros = 0u32;
         while !self.bit()? {
             zeros += 1;
@@ -135,6 +183,7 @@ impl<'a> BitReader<'a> {
         Ok(((1u64 << zeros) | low) - 1)
     }
 
+    #[inline]
     pub fn sgamma(&mut self) -> Result<i64, BitError> {
         let z = self.gamma()?;
         Ok(((z >> 1) as i64) ^ -((z & 1) as i64))
@@ -227,6 +276,21 @@ mod tests {
                 gamma_reference(&mut slow, v >> shift);
             }
             prop_assert_eq!(fast.finish(), slow.finish());
+        }
+    }
+
+    proptest! {
+        /// The one-peek paths of the reader answer exactly what the
+        /// byte-at-a-time and bit-at-a-time paths answer, errors and
+        /// positions included, on any bytes.
+        #[test]
+        fn fast_reads_match_the_slow_reads(bytes in proptest::collection::vec(any::<u8>(), 0..40), ops in proptest::collection::vec((any::<bool>(), 0u32..=70), 0..60)) {
+            let (mut fast, mut slow) = (BitReader::new(&bytes), BitReader::new(&bytes));
+            for &(is_gamma, n) in &ops {
+                let (f, s) = if is_gamma { (fast.gamma(), slow.gamma_slow()) } else { (fast.read(n), slow.read_slow(n)) };
+                prop_assert_eq!(f, s);
+                prop_assert_eq!(fast.pos, slow.pos);
+            }
         }
     }
 

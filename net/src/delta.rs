@@ -15,7 +15,7 @@
 //! or 32 bits], velocity changed (1) [+ per axis zigzag-gamma cm/s delta].
 
 use crate::bits::{BitError, BitReader, BitWriter};
-use crate::apply::{apply_into, seek};
+use crate::apply::{apply_into, replace_into, seek};
 use crate::quant::QEntity;
 pub use crate::priority::Priorities;
 use crate::priority::weight;
@@ -23,6 +23,7 @@ use crate::priority::weight;
 use crate::quant::view_hash;
 
 pub const SNAPSHOT_TYPE: u8 = 1;
+
 /// Header bits before removals: type, seq, baseline flag+age, tick, hash.
 const HEADER_BITS: usize = 8 + 32 + 1 + 6 + 64 + 64;
 /// Baselines older than this many snapshots cannot be named (ring size).
@@ -171,6 +172,58 @@ pub struct Scratch {
     info: Vec<(bool, usize)>,
     /// The chosen entities' values, in handle order.
     updates: Vec<QEntity>,
+    /// How many the last encode chose: how far the next one sorts first.
+    last_chosen: u32,
+}
+
+/// A candidate's sort key, one u64 so the priority sort compares plain
+/// integers: inverted priority (high bits: highest first), then the index
+/// in `current` (handle order breaks ties, reproducibly), then bit 0 = new.
+#[inline]
+fn key(p: u32, idx: usize, new: bool) -> u64 {
+    (u64::from(!p) << 32) | ((idx as u64 & 0x7fff_ffff) << 1) | u64::from(new)
+}
+
+/// Merge-joins `base` and `current` (both sorted by handle): bumps the
+/// priority of every entity that differs from the baseline or is new, by
+/// its weight shifted left by `shift(index in current)`, and writes its
+/// [`key`] into `candidates` (sized to `current` here; returns how many
+/// count), its index in `base` into `base_of`, and the baseline handles
+/// gone from `current` into `removals`.
+#[inline]
+fn diff(base: &[QEntity], current: &[QEntity], prio: &mut Priorities, candidates: &mut Vec<u64>, base_of: &mut [u32], removals: &mut Vec<u64>, shift: impl Fn(usize) -> u32) -> usize {
+    candidates.resize(current.len(), 0);
+    let mut n = 0;
+    let (mut i, mut j) = (0, 0);
+    while i < base.len() && j < current.len() {
+        let (b, c) = (&base[i], &current[j]);
+        if b.handle == c.handle {
+            // Written without a branch on whether it changed (most of a busy
+            // world does, unpredictably): the key goes in the next slot,
+            // which counts only if it did.
+            let d = (b.pos[0] ^ c.pos[0]) as u32 | (b.pos[1] ^ c.pos[1]) as u32 | (b.pos[2] ^ c.pos[2]) as u32 | (b.rot ^ c.rot) | (b.shape ^ c.shape);
+            let dv = (b.vel[0] ^ c.vel[0]) as u16 | (b.vel[1] ^ c.vel[1]) as u16 | (b.vel[2] ^ c.vel[2]) as u16 | u16::from(b.archetype ^ c.archetype);
+            let changed = (d | u32::from(dv)) != 0;
+            candidates[n] = key(prio.bump(c.handle, (weight(c, false) << shift(j)) * u32::from(changed)), j, false);
+            base_of[j] = i as u32;
+            n += usize::from(changed);
+            i += 1;
+            j += 1;
+        } else if b.handle < c.handle {
+            removals.push(b.handle);
+            i += 1;
+        } else {
+            candidates[n] = key(prio.bump(c.handle, weight(c, true) << shift(j)), j, true);
+            n += 1;
+            j += 1;
+        }
+    }
+    removals.extend(base[i..].iter().map(|b| b.handle));
+    for (j, c) in current.iter().enumerate().skip(j) {
+        candidates[n] = key(prio.bump(c.handle, weight(c, true) << shift(j)), j, true);
+        n += 1;
+    }
+    n
 }
 
 /// Encodes a snapshot of `current` against `baseline` within `budget` bytes.
@@ -191,18 +244,13 @@ pub fn encode(
     spare: Vec<QEntity>,
     scratch: &mut Scratch,
 ) -> Encoded {
-    let boosted = |w: u32, j: usize| w << boost.get(j).copied().unwrap_or(0).min(3);
     let empty: &[QEntity] = &[];
     let (base_seq, base, base_hash) = baseline.map_or((None, empty, 0), |(s, v, h)| (Some(s), v, h));
-    let Scratch { candidates, base_of, removals, chosen, by_handle, marks, info, updates } = scratch;
+    let Scratch { candidates, base_of, removals, chosen, by_handle, marks, info, updates, last_chosen } = scratch;
     candidates.clear();
     removals.clear();
     chosen.clear();
-    // One u64 per candidate, so the priority sort compares plain integers:
-    // inverted priority (high bits: highest first), then the index in
-    // `current` (handle order breaks ties, reproducibly), then bit 0 = new.
     debug_assert!(current.len() < 1 << 31, "indices fit the key");
-    let key = |p: u32, idx: usize, new: bool| (u64::from(!p) << 32) | ((idx as u64 & 0x7fff_ffff) << 1) | u64::from(new);
     // For each candidate in `current`, its index in `base` (the merge-join
     // knows it; no later binary search). Only candidates' entries are read.
     // Entries are written before they are read (only a candidate's is), so
@@ -211,53 +259,43 @@ pub fn encode(
         base_of.resize(current.len(), u32::MAX);
         info.resize(current.len(), (false, 0));
     }
-    // Merge-join baseline and current (both sorted by handle). The common
-    // case first: the same handle on both sides.
-    let (mut i, mut j) = (0, 0);
-    while i < base.len() && j < current.len() {
-        let (b, c) = (&base[i], &current[j]);
-        if b.handle == c.handle {
-            if b != c {
-                candidates.push(key(prio.bump(c.handle, boosted(weight(c, false), j)), j, false));
-                base_of[j] = i as u32;
-            }
-            i += 1;
-            j += 1;
-        } else if b.handle < c.handle {
-            removals.push(b.handle);
-            i += 1;
-        } else {
-            candidates.push(key(prio.bump(c.handle, boosted(weight(c, true), j)), j, true));
-            j += 1;
-        }
-    }
-    removals.extend(base[i..].iter().map(|b| b.handle));
-    for (j, c) in current.iter().enumerate().skip(j) {
-        candidates.push(key(prio.bump(c.handle, boosted(weight(c, true), j)), j, true));
-    }
+    let n = if boost.is_empty() {
+        diff(base, current, prio, candidates, base_of, removals, |_| 0)
+    } else {
+        diff(base, current, prio, candidates, base_of, removals, |j| u32::from(boost.get(j).copied().unwrap_or(0).min(3)))
+    };
+    candidates.truncate(n);
     let budget_bits = budget * 8;
     // Removals: at most what fits in a quarter of the budget per snapshot.
     let max_removals = (budget_bits / 4) / 20;
     let deferred_removals = removals.len().saturating_sub(max_removals);
     removals.truncate(max_removals);
     let mut used = HEADER_BITS + 24 + removals.len() * 20 + 24;
-    // Highest priority first (handle order breaks ties, reproducibly): a
-    // max-heap of the inverted keys, built in place in O(n) and popped only
-    // as far as the budget goes (a budget takes a few hundred of a
-    // thousand candidates at most). Once `MISFITS_IN_A_ROW` candidates in a
-    // row did not fit what is left, the rest are left for later snapshots.
+    // Highest priority first (handle order breaks ties, reproducibly): the
+    // keys ascend in that order. A budget takes a few hundred of a thousand
+    // candidates, so only a prefix is put in order: the `guess` smallest
+    // keys are selected in O(n) and sorted, and the rest only if the budget
+    // reaches past them (the same order either way: keys are distinct).
+    // Once `MISFITS_IN_A_ROW` candidates in a row did not fit what is left,
+    // the rest are left for later snapshots.
     const MISFITS_IN_A_ROW: u32 = 64;
     let total_candidates = candidates.len();
-    for k in candidates.iter_mut() {
-        *k = !*k;
+    let guess = (*last_chosen as usize + *last_chosen as usize / 4 + MISFITS_IN_A_ROW as usize + 16).min(candidates.len());
+    if guess < candidates.len() {
+        candidates.select_nth_unstable(guess);
     }
-    let mut heap = std::collections::BinaryHeap::from(std::mem::take(candidates));
+    candidates[..guess].sort_unstable();
     let mut misfits = 0;
-    while let Some(inv) = heap.pop() {
+    let mut k = 0;
+    while k < candidates.len() {
+        if k == guess {
+            candidates[guess..].sort_unstable();
+        }
         if used + MIN_ENTITY_BITS > budget_bits || misfits == MISFITS_IN_A_ROW {
             break; // full: nothing more fits
         }
-        let key = !inv;
+        let key = candidates[k];
+        k += 1;
         let (idx, is_new) = (((key >> 1) & 0x7fff_ffff) as usize, key & 1 != 0);
         let e = &current[idx];
         let b = if is_new { None } else { base.get(base_of[idx] as usize) };
@@ -272,7 +310,7 @@ pub fn encode(
         used += bits + 6;
         chosen.push((idx, is_new, bits));
     }
-    *candidates = heap.into_vec();
+    *last_chosen = chosen.len() as u32;
     // Exact size before building anything: header, removals, and the
     // chosen in handle order with their real handle deltas. Over budget,
     // the lowest priorities go (arithmetic only; the view is built once).
@@ -349,10 +387,16 @@ fn encode_chosen(
     spare: Vec<QEntity>,
 ) -> Encoded {
     // The view after applying: what the client will compute in `decode`.
-    updates.clear();
-    updates.extend(chosen.iter().map(|&(k, _, _)| current[k]));
     let mut view = spare;
-    let delta = apply_into(base, removals, updates, &mut view);
+    // A snapshot that only replaces baseline entities (a settled world's)
+    // writes them in place; anything else takes the merge the decoder runs.
+    let delta = if removals.is_empty() && chosen.iter().all(|c| !c.1) {
+        replace_into(base, chosen.iter().map(|&(k, _, _)| (base_of[k] as usize, current[k])), &mut view)
+    } else {
+        updates.clear();
+        updates.extend(chosen.iter().map(|&(k, _, _)| current[k]));
+        apply_into(base, removals, updates, &mut view)
+    };
     let hash = base_hash.wrapping_add(delta);
     let mut w = BitWriter::with_capacity(budget + 8);
     w.write(u64::from(SNAPSHOT_TYPE), 8);

@@ -264,8 +264,12 @@ pub struct ServerSession {
     /// The last interest selection (what the leave radius keeps) and its
     /// buffers.
     interest: ClientInterest,
-    /// A view buffer the baseline ring evicted, reused by the next encode.
-    spare_view: QView,
+    /// View buffers of snapshots that can no longer be baselines (older
+    /// than the acked one, or evicted from the ring), reused by the next
+    /// encodes: the most recently freed first, as it is the likeliest to
+    /// still be in cache (a baseline read a tick or two ago). Buffers only
+    /// move between here and the ring: never more than `RING + 1`.
+    free_views: Vec<QView>,
     last_heard_ms: u64,
     inputs: Bucket,
     datagrams: Bucket,
@@ -303,7 +307,7 @@ impl ServerSession {
             scratch: Scratch::default(),
             rate: SendRate::new(config.max_send_divisor),
             interest: ClientInterest::default(),
-            spare_view: Vec::new(),
+            free_views: Vec::new(),
             last_heard_ms: now_ms,
             inputs: Bucket::new(config.inputs_per_sec, now_ms),
             datagrams: Bucket::new(config.datagrams_per_sec, now_ms),
@@ -376,17 +380,16 @@ impl ServerSession {
         }
         let player = self.role == Role::Player;
         let budget = if player { config.budget.saturating_sub(PLAYER_BLOCK_LEN) } else { config.budget };
-        let spare = std::mem::take(&mut self.spare_view);
+        let spare = self.free_views.pop().unwrap_or_default();
         let enc = delta::encode(seq, tick, baseline, view, &mut self.prio, budget, boost, spare, &mut self.scratch);
         self.prio.retain(view);
         if self.ring.len() == RING
             && let Some((_, _, old, _)) = self.ring.pop_front()
         {
-            // The evicted view's buffer holds the next snapshot's view. All
-            // RING views stay even once the ack has passed them: freeing those
-            // on acks (connection tasks) while encodes allocate (replication
-            // pool) grew RSS in the fault lab's churn by 7-8 MiB against 5.
-            self.spare_view = old;
+            // Buffers are recycled, never freed on acks: freeing on
+            // connection tasks while encodes allocate (replication pool) grew
+            // RSS in the fault lab's churn by 7-8 MiB against 5.
+            self.free_views.push(old);
         }
         self.ring.push_back((seq, tick, enc.view, enc.hash));
         if self.sent_at.len() == SENT_TIMES {
@@ -460,6 +463,14 @@ impl ServerSession {
                 }
                 if self.ring.iter().any(|(q, _, _, _)| *q == s) {
                     self.acked = Some(s);
+                    // Older snapshots can never be baselines again (acks
+                    // only move forward): their buffers go to the next
+                    // encodes, still warm.
+                    while self.ring.front().is_some_and(|(q, _, _, _)| (s.wrapping_sub(*q) as i32) > 0) {
+                        if let Some((_, _, old, _)) = self.ring.pop_front() {
+                            self.free_views.push(old);
+                        }
+                    }
                 }
             }
         }
