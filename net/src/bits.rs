@@ -22,7 +22,7 @@ impl BitWriter {
 
     /// Writes the low `n` bits of `v` (n <= 64). Bits gather in `acc`
     /// (fewer than 64 between calls) and leave it 64 at a time.
-    #[inline]
+    #[inline(always)]
     pub fn write(&mut self, v: u64, n: u32) {
         debug_assert!(n <= 64);
         let v = if n >= 64 { v } else { v & ((1u64 << n) - 1) };
@@ -45,7 +45,7 @@ impl BitWriter {
     /// Elias-gamma code of `v + 1` (so 0 costs 1 bit, 1..2 cost 3, ...):
     /// `n` zeros, then the value's `n + 1` bits, most significant (the
     /// leading 1) first, written as one bit-reversed field.
-    #[inline]
+    #[inline(always)]
     pub fn gamma(&mut self, v: u64) {
         let x = v.saturating_add(1);
         let n = 63 - x.leading_zeros();
@@ -60,6 +60,7 @@ impl BitWriter {
     }
 
     /// Zigzag + gamma for signed values.
+    #[inline(always)]
     pub fn sgamma(&mut self, v: i64) {
         self.gamma(((v << 1) ^ (v >> 63)) as u64);
     }
@@ -104,6 +105,9 @@ impl<'a> BitReader<'a> {
     fn peek(&self) -> (u64, usize) {
         let (byte, off) = (self.pos / 8, self.pos % 8);
         let tail = self.bytes.get(byte..).unwrap_or(&[]);
+        if let Some(word) = tail.first_chunk::<8>() {
+            return (u64::from_le_bytes(*word) >> off, 64 - off);
+        }
         let take = tail.len().min(8);
         let mut buf = [0u8; 8];
         buf[..take].copy_from_slice(&tail[..take]);

@@ -36,8 +36,9 @@
 //! which reordering, lost acks and several snapshots between two acks all
 //! pull down: it slowed clients behind 20% loss + 5% reorder to 29.5
 //! snapshots/s (47 without it) and so was opt-in. Clients size their render
-//! delay (`net::timeline::InterpDelay`) from arrival jitter, so at 30 or
-//! 20 Hz they extrapolate in the gaps until the jitter term grows.
+//! delay (`net::timeline::InterpDelay`) from the interval between snapshot
+//! ticks and the arrival jitter, so at 30 or 20 Hz they still interpolate
+//! between two snapshots they hold.
 
 /// Ticks between snapshots at each level.
 pub const DIVISORS: [u64; 3] = [1, 2, 3];

@@ -173,9 +173,11 @@ mod tests {
     }
 }
 
-/// How far behind the newest snapshot a client should render others: a
-/// buffer that grows with the measured jitter of snapshot arrivals (and
-/// shrinks again when the link calms), so interpolation rarely runs dry.
+/// How far behind the newest snapshot a client should render others: one
+/// snapshot interval (the server may send every 2nd or 3rd tick to a client
+/// on a slow link) plus a half, and a buffer that grows with the measured
+/// jitter of snapshot arrivals (and shrinks again when the link calms), so
+/// interpolation rarely runs dry.
 #[derive(Clone, Debug)]
 pub struct InterpDelay {
     rate: f64,
@@ -183,21 +185,48 @@ pub struct InterpDelay {
     offset: Option<f64>,
     /// Smoothed absolute deviation from it, ms.
     jitter_ms: f64,
+    /// The newest snapshot tick seen.
+    newest: Option<u64>,
+    /// The last [`INTERVALS`] steps between newest ticks (0: none yet).
+    intervals: [u64; INTERVALS],
+    next: usize,
 }
 
-/// The least delay, in ticks (one snapshot interval of slack plus a half).
+/// The least delay, in snapshot intervals' worth of ticks: one interval of
+/// slack plus a half tick.
 pub const MIN_INTERP_TICKS: f64 = 1.5;
 /// The most delay, in ticks.
 pub const MAX_INTERP_TICKS: f64 = 12.0;
+/// Steps between snapshot ticks the interval is the median of: a lost
+/// snapshot (one long step) does not move it, a slower send rate (every
+/// step long) does within five.
+pub const INTERVALS: usize = 9;
 
 impl InterpDelay {
     #[must_use]
     pub fn new(tick_rate: u32) -> InterpDelay {
-        InterpDelay { rate: f64::from(tick_rate.max(1)), offset: None, jitter_ms: 0.0 }
+        InterpDelay { rate: f64::from(tick_rate.max(1)), offset: None, jitter_ms: 0.0, newest: None, intervals: [0; INTERVALS], next: 0 }
+    }
+
+    /// Ticks between snapshots: the median of the recent steps between
+    /// newest ticks (1 until any are seen).
+    #[must_use]
+    pub fn interval(&self) -> u64 {
+        let mut v = self.intervals;
+        v.sort_unstable();
+        v[INTERVALS / 2].max(1)
     }
 
     /// A snapshot of `tick` arrived at `now_ms`.
     pub fn on_snapshot(&mut self, now_ms: u64, tick: u64) {
+        if self.newest.is_none_or(|n| tick > n) {
+            if let Some(n) = self.newest {
+                // Capped: a long outage is not a send rate.
+                self.intervals[self.next] = (tick - n).min(MAX_INTERP_TICKS as u64);
+                self.next = (self.next + 1) % INTERVALS;
+            }
+            self.newest = Some(tick);
+        }
         let off = now_ms as f64 - tick as f64 * 1000.0 / self.rate;
         match self.offset.as_mut() {
             None => self.offset = Some(off),
@@ -215,7 +244,7 @@ impl InterpDelay {
     /// The delay to render others at, in ticks.
     #[must_use]
     pub fn ticks(&self) -> f64 {
-        (MIN_INTERP_TICKS + 2.0 * self.jitter_ms * self.rate / 1000.0).min(MAX_INTERP_TICKS)
+        (self.interval() as f64 - 1.0 + MIN_INTERP_TICKS + 2.0 * self.jitter_ms * self.rate / 1000.0).min(MAX_INTERP_TICKS)
     }
 
     /// The fractional tick to render others at now.
@@ -256,5 +285,40 @@ mod interp_tests {
             d.on_snapshot((tick as f64 * 1000.0 / 60.0 + 50.0) as u64, tick);
         }
         assert!(d.ticks() < 2.5, "calmed: {}", d.ticks());
+    }
+
+    /// At a reduced send rate the delay covers the gap between snapshots,
+    /// so the render tick stays behind the newest snapshot; lost snapshots
+    /// here and there do not move it; back at every tick it shrinks.
+    #[test]
+    fn the_delay_covers_the_send_interval() {
+        let mut d = InterpDelay::new(60);
+        let at = |tick: u64| (tick as f64 * 1000.0 / 60.0 + 40.0) as u64;
+        let mut rng = WorldRng::from_seed(5);
+        for tick in 0..600u64 {
+            // Every tick, with one in ten lost.
+            if rng.range_f32(0.0, 1.0) >= 0.1 {
+                d.on_snapshot(at(tick), tick);
+            }
+        }
+        assert_eq!(d.interval(), 1, "loss is not a rate");
+        assert!(d.ticks() < 2.0, "{}", d.ticks());
+        let mut newest = 0;
+        for tick in (600..1200u64).step_by(3) {
+            d.on_snapshot(at(tick), tick);
+            newest = tick;
+            if tick > 650 {
+                // Just before the next snapshot arrives: still behind this one.
+                let r = d.render_tick(at(tick + 3) - 1).expect("set");
+                assert!(r <= newest as f64, "render tick {r} past the newest snapshot {newest}");
+            }
+        }
+        assert_eq!(d.interval(), 3);
+        assert!(d.ticks() >= 3.5, "{}", d.ticks());
+        for tick in 1200..1300u64 {
+            d.on_snapshot(at(tick), tick);
+        }
+        assert_eq!(d.interval(), 1);
+        assert!(d.ticks() < 2.0, "{}", d.ticks());
     }
 }
