@@ -303,10 +303,9 @@ mod interp_tests {
         }
         assert_eq!(d.interval(), 1, "loss is not a rate");
         assert!(d.ticks() < 2.0, "{}", d.ticks());
-        let mut newest = 0;
         for tick in (600..1200u64).step_by(3) {
             d.on_snapshot(at(tick), tick);
-            newest = tick;
+            let newest = tick;
             if tick > 650 {
                 // Just before the next snapshot arrives: still behind this one.
                 let r = d.render_tick(at(tick + 3) - 1).expect("set");
