@@ -39,6 +39,43 @@ impl BitWriter {
     }
 
     pub fn bit(&mut self, b: bool) {
+        BitSink::bit(self, b);
+    }
+
+    /// Elias-gamma code of `v + 1` ([`BitSink::gamma`]).
+    #[inline(always)]
+    pub fn gamma(&mut self, v: u64) {
+        BitSink::gamma(self, v);
+    }
+
+    /// Zigzag + gamma for signed values.
+    #[inline(always)]
+    pub fn sgamma(&mut self, v: i64) {
+        BitSink::sgamma(self, v);
+    }
+
+    #[must_use]
+    pub fn bit_len(&self) -> usize {
+        self.bytes.len() * 8 + self.nbits as usize
+    }
+
+    #[must_use]
+    pub fn finish(mut self) -> Vec<u8> {
+        let tail = self.nbits.div_ceil(8) as usize;
+        self.bytes.extend_from_slice(&self.acc.to_le_bytes()[..tail]);
+        self.bytes
+    }
+}
+
+/// Where bits are written, LSB first: the datagram's [`BitWriter`], or a
+/// fixed buffer that holds one entity's update until it is copied in. The
+/// codes are defined once, here.
+pub trait BitSink {
+    /// Writes the low `n` bits of `v` (n <= 64).
+    fn write(&mut self, v: u64, n: u32);
+
+    #[inline(always)]
+    fn bit(&mut self, b: bool) {
         self.write(u64::from(b), 1);
     }
 
@@ -46,7 +83,7 @@ impl BitWriter {
     /// `n` zeros, then the value's `n + 1` bits, most significant (the
     /// leading 1) first, written as one bit-reversed field.
     #[inline(always)]
-    pub fn gamma(&mut self, v: u64) {
+    fn gamma(&mut self, v: u64) {
         let x = v.saturating_add(1);
         let n = 63 - x.leading_zeros();
         let value = x.reverse_bits() >> (63 - n);
@@ -61,20 +98,15 @@ impl BitWriter {
 
     /// Zigzag + gamma for signed values.
     #[inline(always)]
-    pub fn sgamma(&mut self, v: i64) {
+    fn sgamma(&mut self, v: i64) {
         self.gamma(((v << 1) ^ (v >> 63)) as u64);
     }
+}
 
-    #[must_use]
-    pub fn bit_len(&self) -> usize {
-        self.bytes.len() * 8 + self.nbits as usize
-    }
-
-    #[must_use]
-    pub fn finish(mut self) -> Vec<u8> {
-        let tail = self.nbits.div_ceil(8) as usize;
-        self.bytes.extend_from_slice(&self.acc.to_le_bytes()[..tail]);
-        self.bytes
+impl BitSink for BitWriter {
+    #[inline(always)]
+    fn write(&mut self, v: u64, n: u32) {
+        BitWriter::write(self, v, n);
     }
 }
 

@@ -15,6 +15,7 @@
 //! or 32 bits], velocity changed (1) [+ per axis zigzag-gamma cm/s delta].
 
 use crate::bits::{BitError, BitReader, BitWriter};
+use crate::pack::{pack, rot_parts, Packed};
 use crate::apply::{apply_into, replace_into, seek};
 use crate::quant::QEntity;
 pub use crate::priority::Priorities;
@@ -65,87 +66,9 @@ pub struct Encoded {
     pub changed_bits: u64,
 }
 
-fn rot_parts(r: u32) -> (u32, [i64; 3]) {
-    let b = crate::quant::rot_bits();
-    let m = (1u32 << b) - 1;
-    (r >> 30, [i64::from((r >> (2 * b)) & m), i64::from((r >> b) & m), i64::from(r & m)])
-}
-
-fn write_entity(w: &mut BitWriter, prev_handle: u64, e: &QEntity, base: Option<&QEntity>) {
-    w.gamma(e.handle - prev_handle);
-    match base {
-        None => {
-            w.bit(true);
-            w.write(u64::from(e.archetype), 2);
-            w.gamma(u64::from(e.shape));
-            for p in e.pos {
-                w.write(u64::from(p as u32), 32);
-            }
-            w.write(u64::from(e.rot), 32);
-            for v in e.vel {
-                w.write(u64::from(v as u16), 16);
-            }
-        }
-        Some(b) => {
-            w.bit(false);
-            for k in 0..3 {
-                w.sgamma(i64::from(e.pos[k]) - i64::from(b.pos[k]));
-            }
-            let (ia, ca) = rot_parts(e.rot);
-            let (ib, cb) = rot_parts(b.rot);
-            if e.rot == b.rot {
-                w.write(0, 2);
-            } else if ia == ib && (0..3).all(|k| (ca[k] - cb[k]).abs() < 64) {
-                w.write(1, 2);
-                for k in 0..3 {
-                    w.sgamma(ca[k] - cb[k]);
-                }
-            } else {
-                w.write(2, 2);
-                w.write(u64::from(e.rot), 32);
-            }
-            // Velocity: 1 bit "same as the baseline", else per-axis deltas.
-            if e.vel == b.vel {
-                w.bit(false);
-            } else {
-                w.bit(true);
-                for k in 0..3 {
-                    w.sgamma(i64::from(e.vel[k]) - i64::from(b.vel[k]));
-                }
-            }
-        }
-    }
-}
-
 fn gamma_bits(v: u64) -> usize {
     let x = v.saturating_add(1);
     2 * (63 - x.leading_zeros()) as usize + 1
-}
-
-fn sgamma_bits(v: i64) -> usize {
-    gamma_bits(((v << 1) ^ (v >> 63)) as u64)
-}
-
-/// The bits [`write_entity`] writes for `e` after its handle delta (which
-/// is known only once the chosen set is sorted): the same arithmetic,
-/// nothing written.
-fn entity_bits(e: &QEntity, base: Option<&QEntity>) -> usize {
-    match base {
-        None => 1 + 2 + gamma_bits(u64::from(e.shape)) + 3 * 32 + 32 + 3 * 16,
-        Some(b) => {
-            let mut n = 1 + (0..3).map(|k| sgamma_bits(i64::from(e.pos[k]) - i64::from(b.pos[k]))).sum::<usize>();
-            let (ia, ca) = rot_parts(e.rot);
-            let (ib, cb) = rot_parts(b.rot);
-            n += 2 + if e.rot == b.rot {
-                0
-            } else if ia == ib && (0..3).all(|k| (ca[k] - cb[k]).abs() < 64) {
-                (0..3).map(|k| sgamma_bits(ca[k] - cb[k])).sum::<usize>()
-            } else {
-                32
-            };
-            n + 1 + if e.vel == b.vel { 0 } else { (0..3).map(|k| sgamma_bits(i64::from(e.vel[k]) - i64::from(b.vel[k]))).sum::<usize>() }
-        }
-    }
 }
 
 /// The fewest bits any entity update can take (handle delta, flag, three
@@ -161,14 +84,16 @@ pub struct Scratch {
     candidates: Vec<u64>,
     base_of: Vec<u32>,
     removals: Vec<u64>,
-    /// (index in current, new, bits without the handle delta).
+    /// (index in current, new, its place in `packs`).
     chosen: Vec<(usize, bool, usize)>,
+    /// The chosen's updates, packed when sized (in priority order).
+    packs: Vec<Packed>,
     /// `chosen` in handle order (= index order in current).
     by_handle: Vec<(usize, bool, usize)>,
     /// Bit k: entry k of current is chosen (orders `chosen` by handle
     /// without a sort).
     marks: Vec<u64>,
-    /// Per entry of current, its (new, bits) while it is chosen.
+    /// Per entry of current, its (new, place in `packs`) while it is chosen.
     info: Vec<(bool, usize)>,
     /// The chosen entities' values, in handle order.
     updates: Vec<QEntity>,
@@ -246,10 +171,11 @@ pub fn encode(
 ) -> Encoded {
     let empty: &[QEntity] = &[];
     let (base_seq, base, base_hash) = baseline.map_or((None, empty, 0), |(s, v, h)| (Some(s), v, h));
-    let Scratch { candidates, base_of, removals, chosen, by_handle, marks, info, updates, last_chosen } = scratch;
+    let Scratch { candidates, base_of, removals, chosen, packs, by_handle, marks, info, updates, last_chosen } = scratch;
     candidates.clear();
     removals.clear();
     chosen.clear();
+    packs.clear();
     debug_assert!(current.len() < 1 << 31, "indices fit the key");
     // For each candidate in `current`, its index in `base` (the merge-join
     // knows it; no later binary search). Only candidates' entries are read.
@@ -301,14 +227,15 @@ pub fn encode(
         let b = if is_new { None } else { base.get(base_of[idx] as usize) };
         // The real handle delta is known only once sorted: estimate 6 bits
         // here, exact below.
-        let bits = entity_bits(e, b);
-        if used + bits + 6 > budget_bits {
+        let p = pack(e, b);
+        if used + p.bits() + 6 > budget_bits {
             misfits += 1;
             continue;
         }
         misfits = 0;
-        used += bits + 6;
-        chosen.push((idx, is_new, bits));
+        used += p.bits() + 6;
+        chosen.push((idx, is_new, packs.len()));
+        packs.push(p);
     }
     *last_chosen = chosen.len() as u32;
     // Exact size before building anything: header, removals, and the
@@ -320,9 +247,9 @@ pub fn encode(
         in_handle_order(chosen, current.len(), marks, info, by_handle);
         let mut prev = 0u64;
         let mut total = header_bits + removal_bits + gamma_bits(chosen.len() as u64);
-        for &(idx, _, bits) in by_handle.iter() {
+        for &(idx, _, k) in by_handle.iter() {
             let h = current[idx].handle;
-            total += gamma_bits(h - prev) + bits;
+            total += gamma_bits(h - prev) + packs[k].bits();
             prev = h;
         }
         if total.div_ceil(8) <= budget || chosen.is_empty() {
@@ -337,7 +264,7 @@ pub fn encode(
     let mut spare = spare;
     loop {
         in_handle_order(chosen, current.len(), marks, info, by_handle);
-        let enc = encode_chosen(seq, tick, (base_seq, base_hash), (base, base_of), current, removals, by_handle, (budget, updates), spare);
+        let enc = encode_chosen(seq, tick, (base_seq, base_hash), (base, base_of), current, removals, (by_handle, packs), (budget, updates), spare);
         if enc.bytes.len() <= budget || chosen.is_empty() {
             for &(idx, _, _) in chosen.iter() {
                 prio.reset(current[idx].handle);
@@ -372,8 +299,8 @@ fn in_handle_order(chosen: &[(usize, bool, usize)], n: usize, marks: &mut Vec<u6
     }
 }
 
-/// Writes the snapshot of `chosen` ((index in current, new, bits), sorted
-/// by handle).
+/// Writes the snapshot of `chosen` ((index in current, new, place in
+/// `packs`), sorted by handle).
 #[allow(clippy::too_many_arguments)]
 fn encode_chosen(
     seq: u32,
@@ -382,7 +309,7 @@ fn encode_chosen(
     (base, base_of): (&[QEntity], &[u32]),
     current: &[QEntity],
     removals: &[u64],
-    chosen: &[(usize, bool, usize)],
+    (chosen, packs): (&[(usize, bool, usize)], &[Packed]),
     (budget, updates): (usize, &mut Vec<QEntity>),
     spare: Vec<QEntity>,
 ) -> Encoded {
@@ -420,11 +347,11 @@ fn encode_chosen(
     let mut prev = 0u64;
     let mut changed_bits = 0u64;
     let mut new_entities = 0;
-    for &(idx, is_new, _) in chosen {
+    for &(idx, is_new, k) in chosen {
         let e = &current[idx];
-        let b = if is_new { None } else { base.get(base_of[idx] as usize) };
         let before = w.bit_len();
-        write_entity(&mut w, prev, e, b);
+        w.gamma(e.handle - prev);
+        packs[k].write_to(&mut w);
         if is_new {
             new_entities += 1;
         } else {
@@ -569,29 +496,6 @@ mod tests {
 
     fn ent(h: u64, x: i32) -> QEntity {
         QEntity { handle: h, archetype: 0, shape: 1, pos: [x, 2 * x, -x], rot: crate::quant::quantize_rot([0.0, 0.0, 0.0, 1.0]), vel: [(x % 7) as i16, 0, -(x % 5) as i16] }
-    }
-
-    #[test]
-    fn entity_bits_is_what_write_entity_writes() {
-        let mut rng = sim_core::rng::WorldRng::from_seed(9);
-        for k in 0..2000u64 {
-            let r = |rng: &mut sim_core::rng::WorldRng, m: f32| rng.range_f32(-m, m) as i32;
-            let b = ent(k, r(&mut rng, 1e6));
-            let mut e = b;
-            e.pos = [b.pos[0] + r(&mut rng, 3.0), b.pos[1] + r(&mut rng, 5000.0), b.pos[2]];
-            e.shape = (k % 5) as u32 * 1000;
-            if k % 3 == 0 {
-                e.rot = crate::quant::quantize_rot([0.1, 0.2, 0.3, 0.927]);
-            }
-            if k % 4 == 0 {
-                e.vel = [r(&mut rng, 300.0) as i16, 0, 7];
-            }
-            for base in [None, Some(&b)] {
-                let mut w = BitWriter::new();
-                write_entity(&mut w, e.handle, &e, base);
-                assert_eq!(w.bit_len(), entity_bits(&e, base) + 1, "{e:?} against {base:?}");
-            }
-        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod guard;
 pub mod hub;
 pub mod interest;
 pub mod observe;
+mod pack;
 pub mod predict;
 pub mod priority;
 pub mod proto;
