@@ -162,7 +162,7 @@ pub fn encode(
     seq: u32,
     tick: u64,
     baseline: Option<(u32, &[QEntity], u64)>,
-    current: &[QEntity],
+    (current, hashes): (&[QEntity], &[u64]),
     prio: &mut Priorities,
     budget: usize,
     boost: &[u8],
@@ -261,10 +261,11 @@ pub fn encode(
     }
     // `chosen` is in priority order; the size above is exact, so this
     // builds once (the loop is a guard, not a search).
+    // (`by_handle` is already `chosen` in handle order: the size loop ended
+    // on it.)
     let mut spare = spare;
     loop {
-        in_handle_order(chosen, current.len(), marks, info, by_handle);
-        let enc = encode_chosen(seq, tick, (base_seq, base_hash), (base, base_of), current, removals, (by_handle, packs), (budget, updates), spare);
+        let enc = encode_chosen(seq, tick, (base_seq, base_hash), (base, base_of), (current, hashes), removals, (by_handle, packs), (budget, updates), spare);
         if enc.bytes.len() <= budget || chosen.is_empty() {
             for &(idx, _, _) in chosen.iter() {
                 prio.reset(current[idx].handle);
@@ -275,6 +276,7 @@ pub fn encode(
         debug_assert!(false, "the exact size said {} bytes fit", enc.bytes.len());
         spare = enc.view;
         chosen.truncate(chosen.len() - 1);
+        in_handle_order(chosen, current.len(), marks, info, by_handle);
     }
 }
 
@@ -307,7 +309,7 @@ fn encode_chosen(
     tick: u64,
     (base_seq, base_hash): (Option<u32>, u64),
     (base, base_of): (&[QEntity], &[u32]),
-    current: &[QEntity],
+    (current, hashes): (&[QEntity], &[u64]),
     removals: &[u64],
     (chosen, packs): (&[(usize, bool, usize)], &[Packed]),
     (budget, updates): (usize, &mut Vec<QEntity>),
@@ -318,7 +320,7 @@ fn encode_chosen(
     // A snapshot that only replaces baseline entities (a settled world's)
     // writes them in place; anything else takes the merge the decoder runs.
     let delta = if removals.is_empty() && chosen.iter().all(|c| !c.1) {
-        replace_into(base, chosen.iter().map(|&(k, _, _)| (base_of[k] as usize, current[k])), &mut view)
+        replace_into(base, chosen.iter().map(|&(k, _, _)| (base_of[k] as usize, current[k], hashes[k])), &mut view)
     } else {
         updates.clear();
         updates.extend(chosen.iter().map(|&(k, _, _)| current[k]));
@@ -519,7 +521,7 @@ mod tests {
                 next += 1;
             }
             let base = (seq > 1).then(|| (seq - 1, view.as_slice(), hash));
-            let e = encode(seq, u64::from(seq), base, &cur, &mut p, 600, &[], Vec::new(), &mut scratch);
+            let e = encode(seq, u64::from(seq), base, (&cur, &crate::quant::entity_hashes(&cur)), &mut p, 600, &[], Vec::new(), &mut scratch);
             let (h, v, got) = decode_hashed(&e.bytes, &view, hash).expect("decode");
             assert_eq!(v, e.view, "seq {seq}");
             assert_eq!((got, e.hash), (h.hash, h.hash), "seq {seq}: client and server keep the named hash");
@@ -535,7 +537,7 @@ mod tests {
         let mut cur: Vec<QEntity> = (5..60).map(|h| ent(h, h as i32 * 10 + (h % 3) as i32)).collect();
         cur[7].rot = crate::quant::quantize_rot([0.1, 0.2, 0.3, 0.927]);
         let mut p = Priorities::default();
-        let e = encode(9, 100, Some((7, &base, view_hash(&base))), &cur, &mut p, 1100, &[], Vec::new(), &mut Scratch::default());
+        let e = encode(9, 100, Some((7, &base, view_hash(&base))), (&cur, &crate::quant::entity_hashes(&cur)), &mut p, 1100, &[], Vec::new(), &mut Scratch::default());
         let (h, view) = decode(&e.bytes, &base).expect("decode");
         assert_eq!(h, SnapshotHeader { seq: 9, baseline: Some(7), tick: 100, hash: e.hash });
         assert_eq!(view, e.view);
@@ -549,7 +551,7 @@ mod tests {
         let base: Vec<QEntity> = vec![ent(1, 0), ent(2, 0)];
         let cur: Vec<QEntity> = vec![ent(1, 100), ent(2, 100)];
         let sent = |boost: &[u8], budget: usize| {
-            let e = encode(2, 1, Some((1, &base, view_hash(&base))), &cur, &mut Priorities::default(), budget, boost, Vec::new(), &mut Scratch::default());
+            let e = encode(2, 1, Some((1, &base, view_hash(&base))), (&cur, &crate::quant::entity_hashes(&cur)), &mut Priorities::default(), budget, boost, Vec::new(), &mut Scratch::default());
             e.view.iter().filter(|v| cur.contains(v)).map(|v| v.handle).collect::<Vec<u64>>()
         };
         let budget = (16..200).find(|&b| sent(&[], b).len() == 1).expect("a budget that fits exactly one update");
@@ -566,7 +568,7 @@ mod tests {
         let mut p = Priorities::default();
         let mut view = base.clone();
         for seq in 1..=40 {
-            let e = encode(seq, 1, if seq == 1 { None } else { Some((seq - 1, &view, view_hash(&view))) }, &cur, &mut p, 1100, &[], Vec::new(), &mut Scratch::default());
+            let e = encode(seq, 1, if seq == 1 { None } else { Some((seq - 1, &view, view_hash(&view))) }, (&cur, &crate::quant::entity_hashes(&cur)), &mut p, 1100, &[], Vec::new(), &mut Scratch::default());
             assert!(e.bytes.len() <= 1100, "{}", e.bytes.len());
             let (_, v) = decode(&e.bytes, &view).expect("decode");
             assert_eq!(view_hash(&v), e.hash);

@@ -333,7 +333,8 @@ impl Hub {
     pub fn snapshots(&mut self, now_ms: u64, tick: u64, world: &[crate::quant::QEntity], avatars: &[AvatarState]) -> Vec<(u32, Vec<u8>)> {
         let config = self.config.clone();
         let grid = config.interest.map(|r| crate::interest::InterestGrid::build(world, r));
-        self.sessions.iter().map(|(id, s)| (*id, lock(s).snapshot(now_ms, tick, world, avatars, grid.as_ref(), &config))).collect()
+        let hashes = crate::quant::entity_hashes(world);
+        self.sessions.iter().map(|(id, s)| (*id, lock(s).snapshot(now_ms, tick, (world, &hashes), avatars, grid.as_ref(), &config))).collect()
     }
 }
 

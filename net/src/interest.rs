@@ -111,6 +111,8 @@ impl InterestGrid {
 #[derive(Debug, Default)]
 pub struct InterestView {
     pub view: QView,
+    /// Per view entry, its [`crate::quant::entity_hash`].
+    pub hashes: Vec<u64>,
     /// Per view entry, a left shift of its priority weight (0 to 3): near
     /// the centre and fast entities first.
     pub boost: Vec<u8>,
@@ -131,8 +133,9 @@ impl ClientInterest {
     /// The view of a client centred at `center`: entities within the enter
     /// radius, those of the last view still within the leave radius, and
     /// always `keep` (its own entities). `grid` is this tick's grid over
-    /// `world` (None: every entity is a candidate).
-    pub fn select(&mut self, world: &[QEntity], grid: Option<&InterestGrid>, center: [i32; 3], radii: InterestRadii, keep: &[u64]) -> &InterestView {
+    /// `world` (None: every entity is a candidate); `hashes` are the
+    /// world's entity hashes.
+    pub fn select(&mut self, world: &[QEntity], hashes: &[u64], grid: Option<&InterestGrid>, center: [i32; 3], radii: InterestRadii, keep: &[u64]) -> &InterestView {
         let (enter, leave) = (InterestRadii::mm(radii.enter_m), InterestRadii::mm(radii.leave_m));
         let (enter2, leave2) = (enter.saturating_mul(enter), leave.saturating_mul(leave));
         let idx = &mut self.idx;
@@ -150,6 +153,7 @@ impl ClientInterest {
         idx.dedup();
         let out = &mut self.out;
         out.view.clear();
+        out.hashes.clear();
         out.boost.clear();
         let mut prev = self.previous.iter().peekable();
         let fast = (2.0 * f64::from(crate::quant::vel_scale())) as i64;
@@ -167,6 +171,7 @@ impl ClientInterest {
             let v2: i64 = e.vel.iter().map(|&v| i64::from(v) * i64::from(v)).sum();
             out.boost.push(near + u8::from(v2 >= fast2));
             out.view.push(*e);
+            out.hashes.push(hashes[i as usize]);
         }
         self.previous.clear();
         self.previous.extend(out.view.iter().map(|e| e.handle));
@@ -214,8 +219,8 @@ mod tests {
                 // The centre moves 1.5 m a step, so entities fall into the
                 // (enter, leave] band where only the previous view keeps them.
                 center[0] += 1_500;
-                let a = pa.select(&world, Some(&grid), center, radii(), &[7]);
-                let b = pb.select(&world, None, center, radii(), &[7]);
+                let a = pa.select(&world, &crate::quant::entity_hashes(&world), Some(&grid), center, radii(), &[7]);
+                let b = pb.select(&world, &crate::quant::entity_hashes(&world), None, center, radii(), &[7]);
                 assert_eq!(a.view, b.view, "round {round}");
                 assert_eq!(a.boost, b.boost);
                 assert!(a.view.windows(2).all(|w| w[0].handle < w[1].handle));
@@ -234,7 +239,7 @@ mod tests {
         for &x in &path {
             let world = vec![me, at(9, x)];
             let grid = InterestGrid::build(&world, radii());
-            let v = prev.select(&world, Some(&grid), me.pos, radii(), &[1]);
+            let v = prev.select(&world, &crate::quant::entity_hashes(&world), Some(&grid), me.pos, radii(), &[1]);
             seen.push(v.view.iter().any(|e| e.handle == 9));
         }
         let first_in = path[seen.iter().position(|&s| s).unwrap()];
@@ -254,7 +259,7 @@ mod tests {
         for t in 0..600 {
             let x = 9_900 + (t * 37 % 500);
             let world = vec![me, at(9, x)];
-            let v = prev.select(&world, None, me.pos, radii(), &[1]);
+            let v = prev.select(&world, &crate::quant::entity_hashes(&world), None, me.pos, radii(), &[1]);
             let now = v.view.iter().any(|e| e.handle == 9);
             changes += usize::from(now != last);
             last = now;
@@ -269,7 +274,7 @@ mod tests {
         fast.vel = [300, 0, 0];
         let world = vec![me, at(3, 1_000), at(4, 4_000), fast, at(6, 9_000)];
         let mut ci = ClientInterest::default();
-        let v = ci.select(&world, None, me.pos, radii(), &[1]);
+        let v = ci.select(&world, &crate::quant::entity_hashes(&world), None, me.pos, radii(), &[1]);
         let b: Vec<(u64, u8)> = v.view.iter().map(|e| e.handle).zip(v.boost.iter().copied()).collect();
         assert_eq!(b, vec![(1, 2), (3, 2), (4, 1), (5, 1), (6, 0)]);
     }

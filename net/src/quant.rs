@@ -189,6 +189,14 @@ pub fn view_hash(v: &[QEntity]) -> u64 {
     v.iter().fold(0u64, |h, e| h.wrapping_add(entity_hash(e)))
 }
 
+/// Each entity's [`entity_hash`], in order: computed once per tick and
+/// shared by every client's encode (each adds the hashes of the records it
+/// sends to its view's hash).
+#[must_use]
+pub fn entity_hashes(v: &[QEntity]) -> Vec<u64> {
+    v.iter().map(entity_hash).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -351,18 +351,20 @@ impl ServerSession {
         r
     }
 
-    /// Builds the next snapshot datagram for `world` (all entities, sorted);
-    /// a player's is wrapped in its player block (`avatars` sorted by handle).
+    /// Builds the next snapshot datagram for `world` (all entities, sorted;
+    /// `hashes`: their [`crate::quant::entity_hashes`], computed once per
+    /// tick for all sessions); a player's is wrapped in its player block
+    /// (`avatars` sorted by handle).
     /// With interest on, `grid` is this tick's [`InterestGrid`] over `world`
     /// (built once for all sessions; None scans every entity).
-    pub fn snapshot(&mut self, now_ms: u64, tick: u64, world: &[QEntity], avatars: &[AvatarState], grid: Option<&InterestGrid>, config: &CoreConfig) -> Vec<u8> {
-        let (view, boost): (&[QEntity], &[u8]) = match (config.interest, self.controlled.first()) {
+    pub fn snapshot(&mut self, now_ms: u64, tick: u64, (world, hashes): (&[QEntity], &[u64]), avatars: &[AvatarState], grid: Option<&InterestGrid>, config: &CoreConfig) -> Vec<u8> {
+        let (view, hashes, boost): (&[QEntity], &[u64], &[u8]) = match (config.interest, self.controlled.first()) {
             (Some(radii), Some(&me)) => {
                 let center = world.binary_search_by_key(&me, |e| e.handle).map_or([0; 3], |i| world[i].pos);
-                let selected = self.interest.select(world, grid, center, radii, &self.controlled);
-                (&selected.view, &selected.boost)
+                let selected = self.interest.select(world, hashes, grid, center, radii, &self.controlled);
+                (&selected.view, &selected.hashes, &selected.boost)
             }
-            _ => (world, &[]),
+            _ => (world, hashes, &[]),
         };
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
@@ -381,7 +383,7 @@ impl ServerSession {
         let player = self.role == Role::Player;
         let budget = if player { config.budget.saturating_sub(PLAYER_BLOCK_LEN) } else { config.budget };
         let spare = self.free_views.pop().unwrap_or_default();
-        let enc = delta::encode(seq, tick, baseline, view, &mut self.prio, budget, boost, spare, &mut self.scratch);
+        let enc = delta::encode(seq, tick, baseline, (view, hashes), &mut self.prio, budget, boost, spare, &mut self.scratch);
         self.prio.retain(view);
         if self.ring.len() == RING
             && let Some((_, _, old, _)) = self.ring.pop_front()

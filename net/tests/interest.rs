@@ -52,8 +52,9 @@ fn run(radii: InterestRadii, ticks: u64, ack_lost: impl Fn(u64) -> bool) -> Run 
         let now = tick * 1000 / 60;
         let view = quantize_world(&w);
         let grid = InterestGrid::build(&view, radii);
+        let hashes = net::quant::entity_hashes(&view);
         for k in 0..2 {
-            let bytes = sessions[k].snapshot(now, tick, &view, &[], Some(&grid), &config);
+            let bytes = sessions[k].snapshot(now, tick, (&view, &hashes), &[], Some(&grid), &config);
             clients[k].on_datagram(&bytes);
             if let Some(ack) = clients[k].poll_ack()
                 && !ack_lost(tick)

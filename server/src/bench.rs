@@ -358,7 +358,7 @@ fn bench_delta(a: &DeltaArgs) -> anyhow::Result<ExitCode> {
         }
         let base_hash = acked.as_ref().map_or(0, |(_, v)| view_hash(v));
         let t0 = Instant::now();
-        let enc = encode(seq, world.tick().0, acked.as_ref().map(|(s, v)| (*s, v.as_slice(), base_hash)), &q, &mut prio, a.budget, &[], Vec::new(), &mut scratch);
+        let enc = encode(seq, world.tick().0, acked.as_ref().map(|(s, v)| (*s, v.as_slice(), base_hash)), (&q, &net::quant::entity_hashes(&q)), &mut prio, a.budget, &[], Vec::new(), &mut scratch);
         encode_ns += t0.elapsed().as_nanos() as u64;
         let (h, view) = decode(&enc.bytes, acked.as_ref().map_or(&[][..], |(_, v)| v.as_slice())).map_err(|e| anyhow::anyhow!("decode: {e}"))?;
         anyhow::ensure!(view_hash(&view) == h.hash && view == enc.view, "client reconstruction differs at seq {seq}");

@@ -149,6 +149,7 @@ fn measure(a: &ServeBenchArgs, n: usize, pool: &rayon::ThreadPool) -> anyhow::Re
         let view = quantize_world(&world);
         let avatars = net::hub::avatar_states(&world);
         let grid = config.interest.map(|radii| net::interest::InterestGrid::build(&view, radii));
+        let hashes = net::quant::entity_hashes(&view);
         shared_ns += t0.elapsed().as_nanos() as u64;
         changed += view.iter().filter(|e| prev_view.binary_search_by_key(&e.handle, |p| p.handle).ok().is_none_or(|k| prev_view[k] != **e)).count() as u64;
         let (tick, now) = (world.tick().0, ms(world.tick().0, hz));
@@ -158,7 +159,7 @@ fn measure(a: &ServeBenchArgs, n: usize, pool: &rayon::ThreadPool) -> anyhow::Re
                 .par_iter()
                 .map(|s| {
                     let e0 = Instant::now();
-                    let b = lock(s).snapshot(now, tick, &view, &avatars, grid.as_ref(), &config);
+                    let b = lock(s).snapshot(now, tick, (&view, &hashes), &avatars, grid.as_ref(), &config);
                     encode_ns.fetch_add(e0.elapsed().as_nanos() as u64, Ordering::Relaxed);
                     bytes_sent.fetch_add(b.len() as u64, Ordering::Relaxed);
                     b

@@ -86,6 +86,8 @@ fn run(r: &Replication, pool: &rayon::ThreadPool) {
         let (encode_ns, encodes) = (AtomicU64::new(0), AtomicU64::new(0));
         // Interest cells: built once per tick, shared by every encode.
         let grid = config.interest.map(|radii| net::interest::InterestGrid::build(&world, radii));
+        // Each entity's hash, once: every encode adds those of what it sends.
+        let hashes = net::quant::entity_hashes(&world);
         pool.install(|| {
             work.par_iter().for_each(|(s, c)| {
                 let e0 = Instant::now();
@@ -103,7 +105,7 @@ fn run(r: &Replication, pool: &rayon::ThreadPool) {
                 if !session.send_due(tick) {
                     return;
                 }
-                let bytes = session.snapshot(now, tick, &world, &avatars, grid.as_ref(), &config);
+                let bytes = session.snapshot(now, tick, (&world, &hashes), &avatars, grid.as_ref(), &config);
                 drop(session);
                 encode_ns.fetch_add(e0.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 encodes.fetch_add(1, Ordering::Relaxed);
