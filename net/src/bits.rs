@@ -215,7 +215,7 @@ impl<'a> BitReader<'a> {
             return Ok(0);
         }
         // The bits after the leading 1 arrive most significant first.
-        let low = self.read(zeros)?.reverse_bits() >> (64 - zeros);
+        let low = self.read_slow(zeros)?.reverse_bits() >> (64 - zeros);
         Ok(((1u64 << zeros) | low) - 1)
     }
 

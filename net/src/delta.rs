@@ -319,7 +319,10 @@ fn encode_chosen(
     let mut view = spare;
     // A snapshot that only replaces baseline entities (a settled world's)
     // writes them in place; anything else takes the merge the decoder runs.
-    let delta = if removals.is_empty() && chosen.iter().all(|c| !c.1) {
+    // (Hashes not aligned with `current` would be a caller's bug: the
+    // merge, which hashes what it sends itself, is right either way.)
+    debug_assert_eq!(hashes.len(), current.len(), "one hash per entity");
+    let delta = if removals.is_empty() && hashes.len() == current.len() && chosen.iter().all(|c| !c.1) {
         replace_into(base, chosen.iter().map(|&(k, _, _)| (base_of[k] as usize, current[k], hashes[k])), &mut view)
     } else {
         updates.clear();

@@ -171,7 +171,7 @@ impl ClientInterest {
             let v2: i64 = e.vel.iter().map(|&v| i64::from(v) * i64::from(v)).sum();
             out.boost.push(near + u8::from(v2 >= fast2));
             out.view.push(*e);
-            out.hashes.push(hashes[i as usize]);
+            out.hashes.push(hashes.get(i as usize).copied().unwrap_or_else(|| crate::quant::entity_hash(e)));
         }
         self.previous.clear();
         self.previous.extend(out.view.iter().map(|e| e.handle));

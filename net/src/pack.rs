@@ -12,9 +12,10 @@
 use crate::bits::{BitSink, BitWriter};
 use crate::quant::QEntity;
 
-/// Words [`Packed`] holds (384 bits). The most an update takes is 330:
+/// Words [`Packed`] holds (384 bits). The most an update takes is 337:
 /// new, 244 (a 65-bit gamma of the shape); existing, 1 + 3 x 65 (gammas of
-/// deltas of i32s) + 2 + 32 + 1 + 3 x 33 (gammas of deltas of i16s).
+/// deltas of i32s) + 2 + 39 (three rotation deltas of +-63, 13 bits each)
+/// + 1 + 3 x 33 (gammas of deltas of i16s).
 const WORDS: usize = 6;
 
 /// One entity's update, up to `64 * WORDS` bits, LSB first.
@@ -160,5 +161,11 @@ mod tests {
         assert_eq!(pack(&far, None).bits(), 244);
         assert_eq!(pack(&far, Some(&near)).bits(), 1 + 3 * 65 + 2 + 32 + 1 + 3 * 33);
         assert!(pack(&far, Some(&near)).bits() <= 64 * WORDS);
+        // The same dropped component, each field 63 apart: the longest
+        // rotation (per-component deltas, not the 32-bit form).
+        let (a, b) = (0x4000_0000 | (70 << 20) | (70 << 10) | 70, 0x4000_0000 | (7 << 20) | (7 << 10) | 7);
+        let widest = pack(&QEntity { rot: a, ..far }, Some(&QEntity { rot: b, ..near }));
+        assert_eq!(widest.bits(), 1 + 3 * 65 + 2 + 3 * 13 + 1 + 3 * 33);
+        assert!(widest.bits() <= 64 * WORDS);
     }
 }

@@ -187,9 +187,11 @@ pub struct InterpDelay {
     jitter_ms: f64,
     /// The newest snapshot tick seen.
     newest: Option<u64>,
-    /// The last [`INTERVALS`] steps between newest ticks (0: none yet).
+    /// The last [`INTERVALS`] steps between newest ticks (the first
+    /// `filled` of them while fewer have been seen).
     intervals: [u64; INTERVALS],
     next: usize,
+    filled: usize,
 }
 
 /// The least delay, in snapshot intervals' worth of ticks: one interval of
@@ -205,7 +207,7 @@ pub const INTERVALS: usize = 9;
 impl InterpDelay {
     #[must_use]
     pub fn new(tick_rate: u32) -> InterpDelay {
-        InterpDelay { rate: f64::from(tick_rate.max(1)), offset: None, jitter_ms: 0.0, newest: None, intervals: [0; INTERVALS], next: 0 }
+        InterpDelay { rate: f64::from(tick_rate.max(1)), offset: None, jitter_ms: 0.0, newest: None, intervals: [0; INTERVALS], next: 0, filled: 0 }
     }
 
     /// Ticks between snapshots: the median of the recent steps between
@@ -213,8 +215,9 @@ impl InterpDelay {
     #[must_use]
     pub fn interval(&self) -> u64 {
         let mut v = self.intervals;
-        v.sort_unstable();
-        v[INTERVALS / 2].max(1)
+        let seen = &mut v[..self.filled];
+        seen.sort_unstable();
+        seen.get(seen.len() / 2).copied().unwrap_or(1).max(1)
     }
 
     /// A snapshot of `tick` arrived at `now_ms`.
@@ -224,6 +227,7 @@ impl InterpDelay {
                 // Capped: a long outage is not a send rate.
                 self.intervals[self.next] = (tick - n).min(MAX_INTERP_TICKS as u64);
                 self.next = (self.next + 1) % INTERVALS;
+                self.filled = (self.filled + 1).min(INTERVALS);
             }
             self.newest = Some(tick);
         }
@@ -319,5 +323,11 @@ mod interp_tests {
         }
         assert_eq!(d.interval(), 1);
         assert!(d.ticks() < 2.0, "{}", d.ticks());
+        // From the second snapshot of a client sent every third tick.
+        let mut d = InterpDelay::new(60);
+        for tick in [3u64, 6] {
+            d.on_snapshot(at(tick), tick);
+        }
+        assert_eq!(d.interval(), 3, "from the first step");
     }
 }

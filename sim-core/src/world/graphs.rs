@@ -7,7 +7,7 @@
 //! actions in node order. All graphs run on the world as physics left it;
 //! their ops are then validated and applied in that order, like a plan's.
 
-use super::neighbours::Grid;
+use super::neighbours::{Grid, PairSums};
 use super::rays::RayGrid;
 use super::World;
 use crate::graph::kernel::Part;
@@ -46,6 +46,8 @@ pub(crate) struct Loaded {
     radius: f32,
     /// Whether it has a ray node.
     rays: bool,
+    /// Its push nodes' (radius bits, mask), each once.
+    pushes: Vec<(u32, u16)>,
     /// By handle bits.
     pub(crate) members: BTreeMap<u64, Member>,
 }
@@ -130,7 +132,10 @@ impl GraphStore {
         let kernel = Kernel::compile(&graph);
         let radius = graph.nodes.iter().filter(|n| matches!(n.op, NodeOp::Push | NodeOp::Nearest | NodeOp::Count)).map(|n| n.imm[0]).fold(0.0, f32::max);
         let rays = graph.nodes.iter().any(|n| n.op == NodeOp::Ray);
-        self.graphs.insert(hash, Loaded { bytes, graph, kernel, radius, rays, members: BTreeMap::new() });
+        let mut pushes: Vec<(u32, u16)> = graph.nodes.iter().filter(|n| n.op == NodeOp::Push).map(|n| (n.imm[0].to_bits(), n.arg)).collect();
+        pushes.sort_unstable();
+        pushes.dedup();
+        self.graphs.insert(hash, Loaded { bytes, graph, kernel, radius, rays, pushes, members: BTreeMap::new() });
     }
 
     /// Decodes, validates and adds untrusted bytes (snapshot restore).
@@ -248,6 +253,15 @@ fn from_fixed(s: i64) -> f32 {
     (s as f64 / PUSH_SCALE) as f32
 }
 
+/// The push sensor's term for one neighbour, `o` = own - theirs (y = 0):
+/// `o / |o|^2` in fixed point. Odd in `o` (negation is exact in IEEE
+/// arithmetic and `to_fixed` truncates toward zero), so a pair's two terms
+/// cancel exactly ([`Grid::pair_sums`]).
+pub(super) fn push_term(ox: f32, oz: f32) -> (i64, i64) {
+    let r2 = ox * ox + oz * oz;
+    (to_fixed(ox / r2), to_fixed(oz / r2))
+}
+
 /// What a graph's sensors read: rapier's state after this tick's physics
 /// and the neighbour grid. Holds no buffers, so each worker of a parallel
 /// run makes its own.
@@ -257,6 +271,10 @@ struct WorldSensors<'a> {
     rays: &'a RayGrid,
     grid: &'a Grid,
     pos: &'a [[f32; 3]],
+    /// This tick's push sums per (radius bits, mask), by grid slot.
+    pushes: &'a [((u32, u16), PairSums)],
+    /// Each NPC's grid slot (None: not in the grid, x or z not finite).
+    slots: &'a [Option<u32>],
 }
 
 impl Sensors for WorldSensors<'_> {
@@ -265,13 +283,22 @@ impl Sensors for WorldSensors<'_> {
     }
 
     fn push(&mut self, npc: usize, radius: f32, mask: u16) -> [f32; 3] {
+        // Summed for every entity at once before the graphs ran (each pair
+        // once); the same sums a visit from the NPC makes.
+        if let Some((_, sums)) = self.pushes.iter().find(|(k, _)| *k == (radius.to_bits(), mask)) {
+            return match self.slots.get(npc).copied().flatten() {
+                Some(s) => {
+                    let (sx, sz) = sums[s as usize];
+                    [from_fixed(sx), 0.0, from_fixed(sz)]
+                }
+                None => [0.0; 3],
+            };
+        }
         let (mut sx, mut sz) = (0i64, 0i64);
         self.grid.visit(self.pos[npc], radius, mask, |_, dx, dz| {
-            // d = own - theirs (y = 0), over |d|^2.
-            let (ox, oz) = (-dx, -dz);
-            let r2 = ox * ox + oz * oz;
-            sx = sx.wrapping_add(to_fixed(ox / r2));
-            sz = sz.wrapping_add(to_fixed(oz / r2));
+            let (tx, tz) = push_term(-dx, -dz);
+            sx = sx.wrapping_add(tx);
+            sz = sz.wrapping_add(tz);
         });
         [from_fixed(sx), 0.0, from_fixed(sz)]
     }
@@ -308,6 +335,12 @@ pub(crate) struct GraphScratch {
     /// The kernels' per-worker buffers.
     parts: Vec<Part>,
     grid: Grid,
+    /// This tick's push sums ([`Grid::pair_sums`]) per (radius bits, mask)
+    /// a bound graph reads, their per-thread buffers, and each gathered
+    /// NPC's grid slot.
+    pushes: Vec<((u32, u16), PairSums)>,
+    push_parts: Vec<PairSums>,
+    slots: Vec<Option<u32>>,
     /// Every collider, for the ray sensor (built in ticks where a bound
     /// graph has a ray node).
     rays: RayGrid,
@@ -386,6 +419,15 @@ impl World {
             // A hair over the largest radius: `floor(x / cell)` rounds, and
             // a neighbour just inside the radius must never be two cells away.
             sc.grid.build(&self.tables, radius.max(1.0) * 1.001);
+            // Every push any bound graph reads, once for all of them.
+            let mut keys: Vec<(u32, u16)> = store.graphs.values().filter(|l| !l.members.is_empty()).flat_map(|l| l.pushes.iter().copied()).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            sc.pushes.resize_with(keys.len(), Default::default);
+            for (key, (k, sums)) in keys.iter().zip(sc.pushes.iter_mut()) {
+                *k = *key;
+                sc.grid.pair_sums(f32::from_bits(key.0), key.1, push_term, sums, &mut sc.push_parts);
+            }
             grid_ns = clock.now_ns().saturating_sub(t0).checked_div(readers).unwrap_or(0);
         }
         // Each run's outputs reuse last tick's buffers (no allocation once warm).
@@ -402,6 +444,7 @@ impl World {
             sc.health.clear();
             sc.target.clear();
             sc.state.clear();
+            sc.slots.clear();
             for (&h, m) in &l.members {
                 // Bindings whose entity died, or (bound by a policy) changed
                 // hands, end this tick without running; the server's
@@ -423,12 +466,13 @@ impl World {
                 sc.health.push(t.i32(ColumnId::Health)[r] as f32);
                 sc.target.push(if t.has(ColumnId::TargetX) { v3(ColumnId::TargetX, ColumnId::TargetY, ColumnId::TargetZ) } else { [0.0; 3] });
                 sc.state.extend_from_slice(&m.state);
+                sc.slots.push(sc.grid.slot(loc.archetype as usize, r).map(|s| s as u32));
             }
             if sc.handles.is_empty() {
                 continue;
             }
             let inp = Inputs { tick: self.tick.0, pos: &sc.pos, vel: &sc.vel, health: &sc.health, target: &sc.target, state: &sc.state };
-            let sensors = WorldSensors { physics: &self.physics, rays: &sc.rays, grid: &sc.grid, pos: &sc.pos };
+            let sensors = WorldSensors { physics: &self.physics, rays: &sc.rays, grid: &sc.grid, pos: &sc.pos, pushes: &sc.pushes, slots: &sc.slots };
             if outs.len() == ran {
                 outs.push((0, Vec::new(), Outputs::default()));
             }

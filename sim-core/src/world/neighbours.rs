@@ -23,6 +23,9 @@ pub(super) struct Item {
     archetype: u8,
     x: f32,
     z: f32,
+    /// Its place in the build's enumeration (tables in order, rows in
+    /// order).
+    index: u32,
 }
 
 #[derive(Debug, Default)]
@@ -42,6 +45,11 @@ pub(super) struct Grid {
     /// `1 << archetype`.
     bits: Vec<u32>,
     handles: Vec<u64>,
+    /// Per entity in the build's enumeration, its slot (u32::MAX: not in
+    /// the grid, its x or z not finite).
+    slot_of: Vec<u32>,
+    /// The entity enumeration index where each table's rows begin.
+    table_start: Vec<u32>,
     /// (cell, item) before the counting sort.
     staged: Vec<(u32, Item)>,
     /// Cell coordinates, for the median when the box is cut.
@@ -149,11 +157,20 @@ impl Grid {
     /// finite (no query can find another one), cells `cell` metres wide.
     pub(super) fn build(&mut self, tables: &[Table], cell: f32) {
         let n: usize = tables.iter().map(Table::len).sum();
-        let all = tables.iter().flat_map(|t| {
+        // Taken out while `fill` runs (the items borrow it).
+        let mut starts = std::mem::take(&mut self.table_start);
+        starts.clear();
+        let mut at = 0u32;
+        for t in tables {
+            starts.push(at);
+            at += t.len() as u32;
+        }
+        let all = tables.iter().zip(&starts).flat_map(|(t, &first)| {
             let (x, z) = (t.f32(ColumnId::PosX), t.f32(ColumnId::PosZ));
-            t.handles().iter().enumerate().map(move |(row, &handle)| Item { handle, archetype: t.archetype() as u8, x: x[row], z: z[row] })
+            t.handles().iter().enumerate().map(move |(row, &handle)| Item { handle, archetype: t.archetype() as u8, x: x[row], z: z[row], index: first + row as u32 })
         });
         self.fill(n, all, cell);
+        self.table_start = starts;
     }
 
     fn fill(&mut self, n: usize, all: impl Iterator<Item = Item>, cell: f32) {
@@ -203,10 +220,15 @@ impl Grid {
         self.bits.resize(m, 0);
         self.handles.clear();
         self.handles.resize(m, 0);
-        let (xs, zs, bits, handles) = (&mut self.xs, &mut self.zs, &mut self.bits, &mut self.handles);
+        self.slot_of.clear();
+        self.slot_of.resize(n, u32::MAX);
+        let (xs, zs, bits, handles, slot_of) = (&mut self.xs, &mut self.zs, &mut self.bits, &mut self.handles, &mut self.slot_of);
         let cells = self.w as usize * self.h as usize;
         counting_sort(&self.staged, cells, &mut self.starts, |k, item| {
             (xs[k], zs[k], bits[k], handles[k]) = (item.x, item.z, 1u32.wrapping_shl(u32::from(item.archetype)), item.handle);
+            if let Some(s) = slot_of.get_mut(item.index as usize) {
+                *s = k as u32;
+            }
         });
     }
 
@@ -257,6 +279,105 @@ impl Grid {
     }
 }
 
+/// Per item of a [`Grid`], the wrapping sums of a term over its
+/// neighbours, built for every item at once from each pair found once
+/// ([`Grid::pair_sums`]).
+pub(super) type PairSums = Vec<(i64, i64)>;
+
+impl Grid {
+    /// The slot of the `row`th entity of table `table` (the build's
+    /// tables), None when it is not in the grid.
+    pub(super) fn slot(&self, table: usize, row: usize) -> Option<usize> {
+        let i = *self.table_start.get(table)? as usize + row;
+        self.slot_of.get(i).copied().filter(|&s| s != u32::MAX).map(|s| s as usize)
+    }
+
+    /// For every item `i`, the wrapping sum over the others `j` that
+    /// [`Grid::visit`] from `i`'s position finds (within `radius`,
+    /// matching `mask`) of `term(o)`, `o = -(x_j - x_i, z_j - z_i)`: what a
+    /// visit from each item would sum, from half the work. Each pair is
+    /// met once and its term for `j` is the negation of `i`'s, exactly,
+    /// when `term` is odd (`term(-o) == -term(o)`: an odd function of its
+    /// argument in IEEE arithmetic, truncated toward zero). The rows are
+    /// split among the caller's rayon threads, each summing into a buffer
+    /// of `parts`; the sums are order-free, so the result is too.
+    pub(super) fn pair_sums(&self, radius: f32, mask: u16, term: impl Fn(f32, f32) -> (i64, i64) + Sync, out: &mut PairSums, parts: &mut Vec<PairSums>) {
+        use rayon::prelude::*;
+        let m = self.xs.len();
+        let bands = crate::caller_threads().min(self.h.max(1) as usize).max(1);
+        parts.resize_with(bands, Vec::new);
+        let (h, per) = (self.h as usize, (self.h as usize).div_ceil(bands));
+        let band = |b: usize, acc: &mut PairSums| {
+            acc.clear();
+            acc.resize(m, (0, 0));
+            for row in b * per..((b + 1) * per).min(h) {
+                self.sweep_row(row, radius, mask, &term, acc);
+            }
+        };
+        if bands > 1 {
+            parts.par_iter_mut().enumerate().for_each(|(b, acc)| band(b, acc));
+        } else if let Some(acc) = parts.first_mut() {
+            band(0, acc);
+        }
+        out.clear();
+        out.resize(m, (0, 0));
+        for part in parts.iter() {
+            for (o, p) in out.iter_mut().zip(part) {
+                *o = (o.0.wrapping_add(p.0), o.1.wrapping_add(p.1));
+            }
+        }
+    }
+
+    /// The pairs with their first item in row `row`: each item against the
+    /// rest of its cell and the next cell of the row (one run), and the
+    /// three cells below it in the next row (another run).
+    fn sweep_row(&self, row: usize, radius: f32, mask: u16, term: &impl Fn(f32, f32) -> (i64, i64), acc: &mut PairSums) {
+        let r2max = radius * radius;
+        let want = if mask == 0 { u32::MAX } else { u32::from(mask) };
+        let (w, h) = (self.w as usize, self.h as usize);
+        for col in 0..w {
+            let c = row * w + col;
+            for i in self.starts[c] as usize..self.starts[c + 1] as usize {
+                let (xi, zi, bi) = (self.xs[i], self.zs[i], self.bits[i]);
+                let same = i + 1..self.starts[(c + 2).min(row * w + w)] as usize;
+                let below = if row + 1 < h {
+                    let (lo, hi) = ((row + 1) * w + col.saturating_sub(1), (row + 1) * w + (col + 1).min(w - 1));
+                    self.starts[lo] as usize..self.starts[hi + 1] as usize
+                } else {
+                    0..0
+                };
+                for run in [same, below] {
+                    let mut at = run.start;
+                    while at < run.end {
+                        let end = (at + BLOCK).min(run.end);
+                        // Elementwise (vectorisable): which are in range.
+                        let mut flags = [0u32; BLOCK];
+                        for ((flag, &x), &z) in flags.iter_mut().zip(&self.xs[at..end]).zip(&self.zs[at..end]) {
+                            let (dx, dz) = (x - xi, z - zi);
+                            let r2 = dx * dx + dz * dz;
+                            *flag = u32::from((r2 >= 1e-6) & (r2 < r2max));
+                        }
+                        for (k, &flag) in flags[..end - at].iter().enumerate() {
+                            if flag == 0 {
+                                continue;
+                            }
+                            let j = at + k;
+                            let t = term(xi - self.xs[j], zi - self.zs[j]);
+                            if self.bits[j] & want != 0 {
+                                acc[i] = (acc[i].0.wrapping_add(t.0), acc[i].1.wrapping_add(t.1));
+                            }
+                            if bi & want != 0 {
+                                acc[j] = (acc[j].0.wrapping_sub(t.0), acc[j].1.wrapping_sub(t.1));
+                            }
+                        }
+                        at = end;
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{cell_of, fit, Grid, Item};
@@ -291,11 +412,11 @@ mod tests {
         /// whatever the bucket collisions (few buckets, wide spread).
         #[test]
         fn around_is_brute_force(pts in proptest::collection::vec((-400.0f32..400.0, -400.0f32..400.0, 0u8..4), 1..300), radius in 0.5f32..6.0, mask in 0u16..16, outlier in proptest::option::of((-3e9f32..3e9, -3e9f32..3e9))) {
-            let items: Vec<Item> = pts.iter().enumerate().map(|(i, &(x, z, a))| Item { handle: (i as u64 * 7919) % 1009, archetype: a, x, z }).collect();
+            let items: Vec<Item> = pts.iter().enumerate().map(|(i, &(x, z, a))| Item { handle: (i as u64 * 7919) % 1009, archetype: a, x, z, index: i as u32 }).collect();
             let mut g = Grid::default();
             // A far outlier cuts the box (the rest clamp onto its edge).
-            let far = outlier.map(|(x, z)| Item { handle: 5001, archetype: 0, x, z });
-            g.fill(items.len(), items.iter().copied().chain([Item { handle: 5000, archetype: 0, x: f32::NAN, z: 0.0 }]).chain(far), 6.0);
+            let far = outlier.map(|(x, z)| Item { handle: 5001, archetype: 0, x, z, index: items.len() as u32 + 1 });
+            g.fill(items.len(), items.iter().copied().chain([Item { handle: 5000, archetype: 0, x: f32::NAN, z: 0.0, index: items.len() as u32 }]).chain(far), 6.0);
             let mut out = Vec::new();
             for q in &items {
                 out.clear();
@@ -308,6 +429,40 @@ mod tests {
                 }).collect();
                 want.sort_unstable_by_key(|w| w.0);
                 prop_assert_eq!(&out, &want);
+            }
+        }
+
+        /// Each pair met once gives every item exactly the sum a visit from
+        /// it makes (the push term, bit for bit), on 1 and 3 threads, with
+        /// coincident points, masks and a far outlier cutting the box.
+        #[test]
+        fn pair_sums_are_the_visits_sums(pts in proptest::collection::vec((-60.0f32..60.0, -60.0f32..60.0, 0u8..4), 1..400), dupes in 0usize..20, radius in 0.5f32..3.0, mask in 0u16..16, outlier in proptest::option::of((-3e9f32..3e9, -3e9f32..3e9))) {
+            let mut items: Vec<Item> = pts.iter().enumerate().map(|(i, &(x, z, a))| Item { handle: i as u64, archetype: a, x, z, index: i as u32 }).collect();
+            // Coincident pairs (excluded both ways by the 1e-6 floor).
+            for k in 0..dupes.min(items.len()) {
+                let twin = Item { handle: 10_000 + k as u64, index: items.len() as u32, ..items[k] };
+                items.push(twin);
+            }
+            if let Some((x, z)) = outlier {
+                items.push(Item { handle: 20_000, archetype: 1, x, z, index: items.len() as u32 });
+            }
+            let mut g = Grid::default();
+            g.fill(items.len(), items.iter().copied(), 3.003);
+            let term = crate::world::graphs::push_term;
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+                let (mut sums, mut parts) = (Vec::new(), Vec::new());
+                pool.install(|| g.pair_sums(radius, mask, term, &mut sums, &mut parts));
+                for it in &items {
+                    let (mut sx, mut sz) = (0i64, 0i64);
+                    g.visit([it.x, 0.0, it.z], radius, mask, |_, dx, dz| {
+                        let t = term(-dx, -dz);
+                        sx = sx.wrapping_add(t.0);
+                        sz = sz.wrapping_add(t.1);
+                    });
+                    let slot = g.slot_of[it.index as usize] as usize;
+                    prop_assert_eq!(sums[slot], (sx, sz), "item {} on {} threads", it.handle, threads);
+                }
             }
         }
     }
