@@ -19,6 +19,7 @@ use crate::physics::{PhysicsPort, RapierPhysics};
 use crate::plan::{finite_within, MAX_COORD};
 use crate::ports::Status;
 use crate::schema::ColumnId;
+use crate::table::Location;
 use std::collections::BTreeMap;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -341,6 +342,12 @@ pub(crate) struct GraphScratch {
     pushes: Vec<((u32, u16), PairSums)>,
     push_parts: Vec<PairSums>,
     slots: Vec<Option<u32>>,
+    /// Per grid slot, whether a graph reading push drives it (the pairs
+    /// of two others need no sum).
+    querying: Vec<bool>,
+    /// Every bound member's location this tick (graphs in order, members
+    /// in order), looked up once.
+    locs: Vec<Option<Location>>,
     /// Every collider, for the ray sensor (built in ticks where a bound
     /// graph has a ray node).
     rays: RayGrid,
@@ -404,6 +411,10 @@ impl World {
         let mut store = std::mem::take(&mut self.graphs);
         let mut sc = std::mem::take(&mut self.graph_scratch);
         sc.dead.clear();
+        sc.locs.clear();
+        for l in store.graphs.values() {
+            sc.locs.extend(l.members.keys().map(|&h| self.index.get(Handle::from_bits(h))));
+        }
         let (radius, readers) = store.graphs.values().filter(|l| !l.members.is_empty() && l.radius > 0.0).fold((0.0f32, 0u64), |(r, n), l| (r.max(l.radius), n + 1));
         // The grid's build is part of what the graphs that read it cost:
         // shared evenly among them in the journal.
@@ -423,17 +434,37 @@ impl World {
             let mut keys: Vec<(u32, u16)> = store.graphs.values().filter(|l| !l.members.is_empty()).flat_map(|l| l.pushes.iter().copied()).collect();
             keys.sort_unstable();
             keys.dedup();
+            if !keys.is_empty() {
+                sc.querying.clear();
+                sc.querying.resize(sc.grid.len(), false);
+                let mut at = 0;
+                for l in store.graphs.values() {
+                    let locs = &sc.locs[at..at + l.members.len()];
+                    at += l.members.len();
+                    if l.pushes.is_empty() {
+                        continue;
+                    }
+                    for loc in locs.iter().flatten() {
+                        if let Some(s) = sc.grid.slot(loc.archetype as usize, loc.row as usize) {
+                            sc.querying[s] = true;
+                        }
+                    }
+                }
+            }
             sc.pushes.resize_with(keys.len(), Default::default);
             for (key, (k, sums)) in keys.iter().zip(sc.pushes.iter_mut()) {
                 *k = *key;
-                sc.grid.pair_sums(f32::from_bits(key.0), key.1, push_term, sums, &mut sc.push_parts);
+                sc.grid.pair_sums(f32::from_bits(key.0), key.1, &sc.querying, push_term, sums, &mut sc.push_parts);
             }
             grid_ns = clock.now_ns().saturating_sub(t0).checked_div(readers).unwrap_or(0);
         }
         // Each run's outputs reuse last tick's buffers (no allocation once warm).
         let mut outs = std::mem::take(&mut sc.out);
         let mut ran = 0;
+        let mut at = 0;
         for (&hash, l) in &store.graphs {
+            let locs = &sc.locs[at..at + l.members.len()];
+            at += l.members.len();
             if l.members.is_empty() {
                 continue;
             }
@@ -445,11 +476,11 @@ impl World {
             sc.target.clear();
             sc.state.clear();
             sc.slots.clear();
-            for (&h, m) in &l.members {
+            for ((&h, m), &loc) in l.members.iter().zip(locs) {
                 // Bindings whose entity died, or (bound by a policy) changed
                 // hands, end this tick without running; the server's
                 // bindings hold whoever owns the entity.
-                let Some(loc) = self.index.get(Handle::from_bits(h)) else {
+                let Some(loc) = loc else {
                     sc.dead.push(h);
                     continue;
                 };

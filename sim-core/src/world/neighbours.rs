@@ -285,6 +285,11 @@ impl Grid {
 pub(super) type PairSums = Vec<(i64, i64)>;
 
 impl Grid {
+    /// Items in the grid.
+    pub(super) fn len(&self) -> usize {
+        self.xs.len()
+    }
+
     /// The slot of the `row`th entity of table `table` (the build's
     /// tables), None when it is not in the grid.
     pub(super) fn slot(&self, table: usize, row: usize) -> Option<usize> {
@@ -295,13 +300,15 @@ impl Grid {
     /// For every item `i`, the wrapping sum over the others `j` that
     /// [`Grid::visit`] from `i`'s position finds (within `radius`,
     /// matching `mask`) of `term(o)`, `o = -(x_j - x_i, z_j - z_i)`: what a
-    /// visit from each item would sum, from half the work. Each pair is
-    /// met once and its term for `j` is the negation of `i`'s, exactly,
+    /// visit from each item would sum, with each pair of two such items
+    /// met once: its term for `j` is the negation of `i`'s, exactly,
     /// when `term` is odd (`term(-o) == -term(o)`: an odd function of its
-    /// argument in IEEE arithmetic, truncated toward zero). The rows are
-    /// split among the caller's rayon threads, each summing into a buffer
-    /// of `parts`; the sums are order-free, so the result is too.
-    pub(super) fn pair_sums(&self, radius: f32, mask: u16, term: impl Fn(f32, f32) -> (i64, i64) + Sync, out: &mut PairSums, parts: &mut Vec<PairSums>) {
+    /// argument in IEEE arithmetic, truncated toward zero). Only items
+    /// marked in `querying` (one flag per slot) get their sum: a pair of
+    /// two others is skipped. The rows are split among the caller's rayon
+    /// threads, each summing into a buffer of `parts`; the sums are
+    /// order-free, so the result is too.
+    pub(super) fn pair_sums(&self, radius: f32, mask: u16, querying: &[bool], term: impl Fn(f32, f32) -> (i64, i64) + Sync, out: &mut PairSums, parts: &mut Vec<PairSums>) {
         use rayon::prelude::*;
         let m = self.xs.len();
         let bands = crate::caller_threads().min(self.h.max(1) as usize).max(1);
@@ -311,7 +318,7 @@ impl Grid {
             acc.clear();
             acc.resize(m, (0, 0));
             for row in b * per..((b + 1) * per).min(h) {
-                self.sweep_row(row, radius, mask, &term, acc);
+                self.sweep_row(row, (radius, mask), querying, &term, acc);
             }
         };
         if bands > 1 {
@@ -328,34 +335,35 @@ impl Grid {
         }
     }
 
-    /// The pairs with their first item in row `row`: each item against the
-    /// rest of its cell and the next cell of the row (one run), and the
-    /// three cells below it in the next row (another run).
-    fn sweep_row(&self, row: usize, radius: f32, mask: u16, term: &impl Fn(f32, f32) -> (i64, i64), acc: &mut PairSums) {
+    /// The querying items of row `row` against the 3 x 3 cells around
+    /// them (three runs, as a visit): a pair of two querying items is
+    /// summed from the lower slot, for both; a querying item's pair with
+    /// another item, for it alone.
+    fn sweep_row(&self, row: usize, (radius, mask): (f32, u16), querying: &[bool], term: &impl Fn(f32, f32) -> (i64, i64), acc: &mut PairSums) {
         let r2max = radius * radius;
         let want = if mask == 0 { u32::MAX } else { u32::from(mask) };
         let (w, h) = (self.w as usize, self.h as usize);
+        let (r_lo, r_hi) = (row.saturating_sub(1), (row + 1).min(h - 1));
         for col in 0..w {
             let c = row * w + col;
+            let (first, last) = (col.saturating_sub(1), (col + 1).min(w - 1));
             for i in self.starts[c] as usize..self.starts[c + 1] as usize {
+                if !querying.get(i).copied().unwrap_or(false) {
+                    continue;
+                }
                 let (xi, zi, bi) = (self.xs[i], self.zs[i], self.bits[i]);
-                let same = i + 1..self.starts[(c + 2).min(row * w + w)] as usize;
-                let below = if row + 1 < h {
-                    let (lo, hi) = ((row + 1) * w + col.saturating_sub(1), (row + 1) * w + (col + 1).min(w - 1));
-                    self.starts[lo] as usize..self.starts[hi + 1] as usize
-                } else {
-                    0..0
-                };
-                for run in [same, below] {
-                    let mut at = run.start;
-                    while at < run.end {
-                        let end = (at + BLOCK).min(run.end);
-                        // Elementwise (vectorisable): which are in range.
+                for r in r_lo..=r_hi {
+                    let (mut at, hi) = (self.starts[r * w + first] as usize, self.starts[r * w + last + 1] as usize);
+                    while at < hi {
+                        let end = (at + BLOCK).min(hi);
+                        // Elementwise (vectorisable): which are in range and
+                        // not a querying item below this one (that one met
+                        // this pair first).
                         let mut flags = [0u32; BLOCK];
-                        for ((flag, &x), &z) in flags.iter_mut().zip(&self.xs[at..end]).zip(&self.zs[at..end]) {
+                        for (k, ((flag, &x), &z)) in flags.iter_mut().zip(&self.xs[at..end]).zip(&self.zs[at..end]).enumerate() {
                             let (dx, dz) = (x - xi, z - zi);
                             let r2 = dx * dx + dz * dz;
-                            *flag = u32::from((r2 >= 1e-6) & (r2 < r2max));
+                            *flag = u32::from((r2 >= 1e-6) & (r2 < r2max) & !(at + k < i && querying.get(at + k).copied().unwrap_or(false)));
                         }
                         for (k, &flag) in flags[..end - at].iter().enumerate() {
                             if flag == 0 {
@@ -366,7 +374,7 @@ impl Grid {
                             if self.bits[j] & want != 0 {
                                 acc[i] = (acc[i].0.wrapping_add(t.0), acc[i].1.wrapping_add(t.1));
                             }
-                            if bi & want != 0 {
+                            if bi & want != 0 && querying.get(j).copied().unwrap_or(false) {
                                 acc[j] = (acc[j].0.wrapping_sub(t.0), acc[j].1.wrapping_sub(t.1));
                             }
                         }
@@ -436,7 +444,7 @@ mod tests {
         /// it makes (the push term, bit for bit), on 1 and 3 threads, with
         /// coincident points, masks and a far outlier cutting the box.
         #[test]
-        fn pair_sums_are_the_visits_sums(pts in proptest::collection::vec((-60.0f32..60.0, -60.0f32..60.0, 0u8..4), 1..400), dupes in 0usize..20, radius in 0.5f32..3.0, mask in 0u16..16, outlier in proptest::option::of((-3e9f32..3e9, -3e9f32..3e9))) {
+        fn pair_sums_are_the_visits_sums(pts in proptest::collection::vec((-60.0f32..60.0, -60.0f32..60.0, 0u8..4), 1..400), dupes in 0usize..20, radius in 0.5f32..3.0, mask in 0u16..16, outlier in proptest::option::of((-3e9f32..3e9, -3e9f32..3e9)), every in 1usize..4) {
             let mut items: Vec<Item> = pts.iter().enumerate().map(|(i, &(x, z, a))| Item { handle: i as u64, archetype: a, x, z, index: i as u32 }).collect();
             // Coincident pairs (excluded both ways by the 1e-6 floor).
             for k in 0..dupes.min(items.len()) {
@@ -449,11 +457,18 @@ mod tests {
             let mut g = Grid::default();
             g.fill(items.len(), items.iter().copied(), 3.003);
             let term = crate::world::graphs::push_term;
+            // Every `every`th item queries (by handle); the others get no sum.
+            let mut querying = vec![false; g.len()];
+            for it in &items {
+                if let Some(&s) = g.slot_of.get(it.index as usize).filter(|&&s| s != u32::MAX) {
+                    querying[s as usize] = (it.handle as usize).is_multiple_of(every);
+                }
+            }
             for threads in [1, 3] {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
                 let (mut sums, mut parts) = (Vec::new(), Vec::new());
-                pool.install(|| g.pair_sums(radius, mask, term, &mut sums, &mut parts));
-                for it in &items {
+                pool.install(|| g.pair_sums(radius, mask, &querying, term, &mut sums, &mut parts));
+                for it in items.iter().filter(|it| (it.handle as usize).is_multiple_of(every)) {
                     let (mut sx, mut sz) = (0i64, 0i64);
                     g.visit([it.x, 0.0, it.z], radius, mask, |_, dx, dz| {
                         let t = term(-dx, -dz);
