@@ -311,6 +311,14 @@ impl Grid {
     pub(super) fn pair_sums(&self, radius: f32, mask: u16, querying: &[bool], term: impl Fn(f32, f32) -> (i64, i64) + Sync, out: &mut PairSums, parts: &mut Vec<PairSums>) {
         use rayon::prelude::*;
         let m = self.xs.len();
+        // One mark per slot (a short list: the rest do not query).
+        let padded: Vec<bool>;
+        let querying = if querying.len() >= m {
+            querying
+        } else {
+            padded = querying.iter().copied().chain(std::iter::repeat(false)).take(m).collect();
+            &padded
+        };
         let bands = crate::caller_threads().min(self.h.max(1) as usize).max(1);
         parts.resize_with(bands, Vec::new);
         let (h, per) = (self.h as usize, (self.h as usize).div_ceil(bands));
@@ -338,17 +346,20 @@ impl Grid {
     /// The querying items of row `row` against the 3 x 3 cells around
     /// them (three runs, as a visit): a pair of two querying items is
     /// summed from the lower slot, for both; a querying item's pair with
-    /// another item, for it alone.
+    /// another item, for it alone. Per block of candidates: the range test
+    /// over all of them (vectorised), the hits' offsets gathered without a
+    /// branch, then the terms for the hits alone.
     fn sweep_row(&self, row: usize, (radius, mask): (f32, u16), querying: &[bool], term: &impl Fn(f32, f32) -> (i64, i64), acc: &mut PairSums) {
         let r2max = radius * radius;
         let want = if mask == 0 { u32::MAX } else { u32::from(mask) };
         let (w, h) = (self.w as usize, self.h as usize);
         let (r_lo, r_hi) = (row.saturating_sub(1), (row + 1).min(h - 1));
+        let (mut flags, mut hits) = ([0u32; BLOCK], [0u8; BLOCK]);
         for col in 0..w {
             let c = row * w + col;
             let (first, last) = (col.saturating_sub(1), (col + 1).min(w - 1));
             for i in self.starts[c] as usize..self.starts[c + 1] as usize {
-                if !querying.get(i).copied().unwrap_or(false) {
+                if !querying[i] {
                     continue;
                 }
                 let (xi, zi, bi) = (self.xs[i], self.zs[i], self.bits[i]);
@@ -356,25 +367,26 @@ impl Grid {
                     let (mut at, hi) = (self.starts[r * w + first] as usize, self.starts[r * w + last + 1] as usize);
                     while at < hi {
                         let end = (at + BLOCK).min(hi);
-                        // Elementwise (vectorisable): which are in range and
-                        // not a querying item below this one (that one met
-                        // this pair first).
-                        let mut flags = [0u32; BLOCK];
-                        for (k, ((flag, &x), &z)) in flags.iter_mut().zip(&self.xs[at..end]).zip(&self.zs[at..end]).enumerate() {
+                        // In range, and not a querying item below this one
+                        // (that one met this pair first).
+                        let below = i.saturating_sub(at);
+                        for (k, ((flag, &x), (&z, &q))) in flags.iter_mut().zip(&self.xs[at..end]).zip(self.zs[at..end].iter().zip(&querying[at..end])).enumerate() {
                             let (dx, dz) = (x - xi, z - zi);
                             let r2 = dx * dx + dz * dz;
-                            *flag = u32::from((r2 >= 1e-6) & (r2 < r2max) & !(at + k < i && querying.get(at + k).copied().unwrap_or(false)));
+                            *flag = u32::from((r2 >= 1e-6) & (r2 < r2max) & !((k < below) & q));
                         }
+                        let mut n = 0;
                         for (k, &flag) in flags[..end - at].iter().enumerate() {
-                            if flag == 0 {
-                                continue;
-                            }
-                            let j = at + k;
+                            hits[n] = k as u8;
+                            n += flag as usize;
+                        }
+                        for &k in &hits[..n] {
+                            let j = at + usize::from(k);
                             let t = term(xi - self.xs[j], zi - self.zs[j]);
                             if self.bits[j] & want != 0 {
                                 acc[i] = (acc[i].0.wrapping_add(t.0), acc[i].1.wrapping_add(t.1));
                             }
-                            if bi & want != 0 && querying.get(j).copied().unwrap_or(false) {
+                            if bi & want != 0 && querying[j] {
                                 acc[j] = (acc[j].0.wrapping_sub(t.0), acc[j].1.wrapping_sub(t.1));
                             }
                         }
