@@ -319,6 +319,15 @@ impl Grid {
             padded = querying.iter().copied().chain(std::iter::repeat(false)).take(m).collect();
             &padded
         };
+        // Items that do not query, counted up to each slot: a stretch of
+        // candidates below an item with none of them is skipped.
+        let mut others = Vec::with_capacity(m + 1);
+        others.push(0u32);
+        let mut count = 0u32;
+        others.extend(querying[..m].iter().map(|&q| {
+            count += u32::from(!q);
+            count
+        }));
         let bands = crate::caller_threads().min(self.h.max(1) as usize).max(1);
         parts.resize_with(bands, Vec::new);
         let (h, per) = (self.h as usize, (self.h as usize).div_ceil(bands));
@@ -326,7 +335,7 @@ impl Grid {
             acc.clear();
             acc.resize(m, (0, 0));
             for row in b * per..((b + 1) * per).min(h) {
-                self.sweep_row(row, (radius, mask), querying, &term, acc);
+                self.sweep_row(row, (radius, mask), (querying, &others), &term, acc);
             }
         };
         if bands > 1 {
@@ -346,10 +355,11 @@ impl Grid {
     /// The querying items of row `row` against the 3 x 3 cells around
     /// them (three runs, as a visit): a pair of two querying items is
     /// summed from the lower slot, for both; a querying item's pair with
-    /// another item, for it alone. Per block of candidates: the range test
+    /// another item, for it alone (`others`: the items that do not query,
+    /// counted up to each slot). Per block of candidates: the range test
     /// over all of them (vectorised), the hits' offsets gathered without a
     /// branch, then the terms for the hits alone.
-    fn sweep_row(&self, row: usize, (radius, mask): (f32, u16), querying: &[bool], term: &impl Fn(f32, f32) -> (i64, i64), acc: &mut PairSums) {
+    fn sweep_row(&self, row: usize, (radius, mask): (f32, u16), (querying, others): (&[bool], &[u32]), term: &impl Fn(f32, f32) -> (i64, i64), acc: &mut PairSums) {
         let r2max = radius * radius;
         let want = if mask == 0 { u32::MAX } else { u32::from(mask) };
         let (w, h) = (self.w as usize, self.h as usize);
@@ -365,6 +375,13 @@ impl Grid {
                 let (xi, zi, bi) = (self.xs[i], self.zs[i], self.bits[i]);
                 for r in r_lo..=r_hi {
                     let (mut at, hi) = (self.starts[r * w + first] as usize, self.starts[r * w + last + 1] as usize);
+                    // The querying items below this one met their pairs
+                    // with it first: a stretch of only those is skipped (a
+                    // crowd of querying items scans half its stencil).
+                    let below_end = hi.min(i);
+                    if at < below_end && others[below_end] == others[at] {
+                        at = below_end;
+                    }
                     while at < hi {
                         let end = (at + BLOCK).min(hi);
                         // In range, and not a querying item below this one
