@@ -16,7 +16,7 @@
 
 use crate::bits::{BitError, BitReader, BitWriter};
 use crate::pack::{pack, rot_parts, Packed};
-use crate::apply::{apply_into, replace_into, seek};
+use crate::apply::{apply_into, patch_into, seek, PATCH_EVENTS};
 use crate::quant::QEntity;
 pub use crate::priority::Priorities;
 use crate::priority::weight;
@@ -117,7 +117,11 @@ fn key(p: u32, idx: usize, new: bool) -> u64 {
 /// gone from `current` into `removals`.
 #[inline]
 fn diff(base: &[QEntity], current: &[QEntity], prio: &mut Priorities, candidates: &mut Vec<u64>, base_of: &mut [u32], removals: &mut Vec<u64>, shift: impl Fn(usize) -> u32) -> usize {
-    candidates.resize(current.len(), 0);
+    // Every slot is written before it counts (the list is cut to `n`):
+    // only grown, never cleared and zeroed again.
+    if candidates.len() < current.len() {
+        candidates.resize(current.len(), 0);
+    }
     let mut n = 0;
     let (mut i, mut j) = (0, 0);
     while i < base.len() && j < current.len() {
@@ -172,7 +176,6 @@ pub fn encode(
     let empty: &[QEntity] = &[];
     let (base_seq, base, base_hash) = baseline.map_or((None, empty, 0), |(s, v, h)| (Some(s), v, h));
     let Scratch { candidates, base_of, removals, chosen, packs, by_handle, marks, info, updates, last_chosen } = scratch;
-    candidates.clear();
     removals.clear();
     chosen.clear();
     packs.clear();
@@ -317,13 +320,18 @@ fn encode_chosen(
 ) -> Encoded {
     // The view after applying: what the client will compute in `decode`.
     let mut view = spare;
-    // A snapshot that only replaces baseline entities (a settled world's)
-    // writes them in place; anything else takes the merge the decoder runs.
-    // (Hashes not aligned with `current` would be a caller's bug: the
-    // merge, which hashes what it sends itself, is right either way.)
+    // A snapshot whose updates mostly replace baseline entities (a settled
+    // world's, perhaps with a few removed or new) copies the baseline in a
+    // few runs and writes the replaced in place; one with many new
+    // entities (a resync) takes the merge the decoder runs. (Hashes not
+    // aligned with `current` would be a caller's bug: the merge, which
+    // hashes what it sends itself, is right either way.)
     debug_assert_eq!(hashes.len(), current.len(), "one hash per entity");
-    let delta = if removals.is_empty() && hashes.len() == current.len() && chosen.iter().all(|c| !c.1) {
-        replace_into(base, chosen.iter().map(|&(k, _, _)| (base_of[k] as usize, current[k], hashes[k])), &mut view)
+    let events = removals.len() + chosen.iter().filter(|c| c.1).count();
+    let delta = if hashes.len() == current.len() && events <= PATCH_EVENTS {
+        let inserted = chosen.iter().filter(|c| c.1).map(|&(k, _, _)| (current[k], hashes[k]));
+        let replaced = chosen.iter().filter(|c| !c.1).map(|&(k, _, _)| (base_of[k] as usize, current[k], hashes[k]));
+        patch_into(base, removals, inserted, replaced, &mut view)
     } else {
         updates.clear();
         updates.extend(chosen.iter().map(|&(k, _, _)| current[k]));

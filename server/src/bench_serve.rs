@@ -68,6 +68,11 @@ struct Row {
     /// Bodies in the world, and how many changed (quantized) per tick.
     entities: usize,
     changed_per_tick: f64,
+    /// Entities that appeared in (were not in the last tick's world) and
+    /// left the world, per tick: each makes every client's next encodes
+    /// insert or remove until an ack covers it.
+    new_per_tick: f64,
+    removed_per_tick: f64,
     /// Encode CPU per client per tick (summed over the pool's workers).
     replication_us_per_client_tick: f64,
     /// Wall time of one tick's whole replication round (all clients).
@@ -133,7 +138,7 @@ fn measure(a: &ServeBenchArgs, n: usize, pool: &rayon::ThreadPool) -> anyhow::Re
     let (mut tick_ns, mut shared_ns, mut round_ns) = (Vec::new(), 0u64, 0u64);
     let encode_ns = AtomicU64::new(0);
     let bytes_sent = AtomicU64::new(0);
-    let mut changed = 0u64;
+    let (mut changed, mut new, mut removed) = (0u64, 0u64, 0u64);
     let mut prev_view: Vec<net::quant::QEntity> = Vec::new();
     for _ in 0..a.ticks {
         let now = ms(world.tick().0, hz);
@@ -152,6 +157,11 @@ fn measure(a: &ServeBenchArgs, n: usize, pool: &rayon::ThreadPool) -> anyhow::Re
         let hashes = net::quant::entity_hashes(&view);
         shared_ns += t0.elapsed().as_nanos() as u64;
         changed += view.iter().filter(|e| prev_view.binary_search_by_key(&e.handle, |p| p.handle).ok().is_none_or(|k| prev_view[k] != **e)).count() as u64;
+        let absent = |of: &[net::quant::QEntity], from: &[net::quant::QEntity]| of.iter().filter(|e| from.binary_search_by_key(&e.handle, |p| p.handle).is_err()).count() as u64;
+        if !prev_view.is_empty() {
+            new += absent(&view, &prev_view);
+            removed += absent(&prev_view, &view);
+        }
         let (tick, now) = (world.tick().0, ms(world.tick().0, hz));
         let t0 = Instant::now();
         let out: Vec<Vec<u8>> = pool.install(|| {
@@ -186,6 +196,8 @@ fn measure(a: &ServeBenchArgs, n: usize, pool: &rayon::ThreadPool) -> anyhow::Re
         warmup_ticks: a.warmup,
         entities: world.entity_count(),
         changed_per_tick: changed as f64 / a.ticks.max(1) as f64,
+        new_per_tick: new as f64 / a.ticks.max(1) as f64,
+        removed_per_tick: removed as f64 / a.ticks.max(1) as f64,
         threads: pool.current_num_threads(),
         replication_us_per_client_tick: encode_ns.into_inner() as f64 / 1e3 / client_ticks,
         replication_ms_per_tick_wall: round_ns as f64 / 1e6 / a.ticks.max(1) as f64,
