@@ -74,7 +74,6 @@ pub(crate) fn patch_into(
     view: &mut Vec<QEntity>,
 ) -> u64 {
     view.clear();
-    view.reserve(base.len() + PATCH_EVENTS);
     let mut delta = 0u64;
     // Where each event fell in `base`, and whether it added an entry or
     // took one away, in order (no allocation without events).
