@@ -301,7 +301,7 @@ def churn(work, full):
     # same after 300 connects as after 1,000), and a leak grows with every
     # round while a high-water mark does not. The baseline follows it.
     warm_count, warm_over = count // 2, over // 2
-    steady = bots(s, 16, 5 + warm_over + settle + over + settle + 7, out)
+    steady = bots(s, 16, 5 + warm_over + settle + over + settle + 5, out)
     time.sleep(5)
     first = s.proc_sample()
     w = subprocess.run([BIN, "churn", "--server", s.addr, "--dev-dir", s.dev, "--count", str(warm_count), "--over", f"{warm_over}s",
