@@ -62,7 +62,10 @@ pub(crate) const PATCH_EVENTS: usize = 16;
 /// removes nothing, as in the merge); best for a few events.
 /// `base` is copied in as many runs as there are events (a settled
 /// world's snapshot: one), then the replaced are written over their
-/// entries in place, with no search. Returns the same hash change.
+/// entries in place, with no search. Returns the same hash change. No
+/// handle may be both replaced and removed (the encoder's removals are
+/// entities gone from the world, its replaced are in it). Allocates only
+/// when there are events.
 pub(crate) fn patch_into(
     base: &[QEntity],
     removals: &[u64],
@@ -71,7 +74,6 @@ pub(crate) fn patch_into(
     view: &mut Vec<QEntity>,
 ) -> u64 {
     view.clear();
-    view.reserve(base.len() + PATCH_EVENTS);
     let mut delta = 0u64;
     // Where each event fell in `base`, and whether it added an entry or
     // took one away, in order (no allocation without events).
@@ -108,7 +110,7 @@ pub(crate) fn patch_into(
     let (mut shift, mut k) = (0isize, 0);
     for (b, e, hash) in replaced {
         while let Some(&(at, added)) = events.get(k).filter(|ev| ev.0 <= b) {
-            debug_assert!(at <= b);
+            debug_assert!(added || at < b, "a replaced entry is never removed");
             shift += if added { 1 } else { -1 };
             k += 1;
         }

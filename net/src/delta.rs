@@ -118,7 +118,8 @@ fn key(p: u32, idx: usize, new: bool) -> u64 {
 #[inline]
 fn diff(base: &[QEntity], current: &[QEntity], prio: &mut Priorities, candidates: &mut Vec<u64>, base_of: &mut [u32], removals: &mut Vec<u64>, shift: impl Fn(usize) -> u32) -> usize {
     // Every slot is written before it counts (the list is cut to `n`):
-    // only grown, never cleared and zeroed again.
+    // resized only up to the world's size, so a call zeroes at most the
+    // slots past the last call's count, not the whole list.
     if candidates.len() < current.len() {
         candidates.resize(current.len(), 0);
     }

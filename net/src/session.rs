@@ -18,6 +18,12 @@ pub const RING: usize = 32;
 /// Send times kept for round trips (4 s at 60 Hz: a queue deeper than
 /// the baseline ring still yields round trips).
 const SENT_TIMES: usize = 256;
+/// View buffers kept for reuse beyond the ring: an ack that frees many at
+/// once (a client that went quiet for a while, then acked) would otherwise
+/// keep the deepest ring it ever had (up to `RING + 1` views, 1.4 MB at
+/// 1k bodies) for good. Acks free about one per encode in steady state,
+/// so a few cover the jitter.
+const SPARE_VIEWS: usize = 4;
 
 #[derive(Clone, Debug)]
 pub struct CoreConfig {
@@ -268,7 +274,9 @@ pub struct ServerSession {
     /// than the acked one, or evicted from the ring), reused by the next
     /// encodes: the most recently freed first, as it is the likeliest to
     /// still be in cache (a baseline read a tick or two ago). Buffers only
-    /// move between here and the ring: never more than `RING + 1`.
+    /// move between here and the ring; each encode frees all but
+    /// `SPARE_VIEWS` of them (on the replication thread, which allocates
+    /// them too: not on the connection tasks that take acks).
     free_views: Vec<QView>,
     last_heard_ms: u64,
     inputs: Bucket,
@@ -383,6 +391,10 @@ impl ServerSession {
         let player = self.role == Role::Player;
         let budget = if player { config.budget.saturating_sub(PLAYER_BLOCK_LEN) } else { config.budget };
         let spare = self.free_views.pop().unwrap_or_default();
+        // The most recently freed stay (the end of the list).
+        if self.free_views.len() > SPARE_VIEWS {
+            self.free_views.drain(..self.free_views.len() - SPARE_VIEWS);
+        }
         let enc = delta::encode(seq, tick, baseline, (view, hashes), &mut self.prio, budget, boost, spare, &mut self.scratch);
         self.prio.retain(view);
         if self.ring.len() == RING
@@ -688,3 +700,35 @@ pub fn admit(gate: &mut TokenGate, config: &CoreConfig, sessions: usize, hello: 
 }
 
 pub use crate::client::{slerp, ClientSession, ClientStats, ReplicatedColumns, INPUT_REDUNDANCY, MAX_EXTRAPOLATION_TICKS};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn world(n: u64, tick: u64) -> Vec<QEntity> {
+        (1..=n).map(|h| QEntity { handle: h, archetype: 0, shape: 0, pos: [h as i32, tick as i32, 0], rot: 0, vel: [0; 3] }).collect()
+    }
+
+    /// A client that stops acking fills its ring; one ack then frees the
+    /// lot, and the next encode keeps only `SPARE_VIEWS` of them.
+    #[test]
+    fn spare_views_are_capped_after_a_stall() {
+        let config = CoreConfig::default();
+        let mut s = ServerSession::new(7, 7, Role::Observer, Vec::new(), &config, 0);
+        let mut last = 0;
+        for tick in 1..=(RING as u64 + 4) {
+            let w = world(200, tick);
+            let _ = s.snapshot(tick * 16, tick, (&w, &crate::quant::entity_hashes(&w)), &[], None, &config);
+            last = s.seq;
+        }
+        assert_eq!(s.ring.len(), RING, "no acks: the ring is full");
+        let ack = Ack { latest: Some(last), hash_failures: 0, received: 0, inputs: Vec::new() }.encode();
+        s.on_datagram(1_000, RING as u64 + 4, &ack).expect("a valid ack");
+        assert_eq!(s.ring.len(), 1, "only the acked snapshot stays a baseline");
+        // The ring's 31 older views, and the one an eviction left.
+        assert_eq!(s.free_views.len(), RING, "freed views wait for reuse");
+        let w = world(200, 99);
+        let _ = s.snapshot(1_016, 99, (&w, &crate::quant::entity_hashes(&w)), &[], None, &config);
+        assert_eq!(s.free_views.len(), SPARE_VIEWS, "the next encode keeps a few spares");
+    }
+}

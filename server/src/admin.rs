@@ -38,6 +38,7 @@ pub struct Metrics {
     pub graph_ops: IntCounterVec,
     pub inputs: IntCounterVec,
     pub replay_bytes: IntGauge,
+    pub heap_live: IntGauge,
     pub recorder_queue: IntGauge,
     pub recorder_stalls: IntGauge,
     pub replay_failures: IntCounter,
@@ -97,6 +98,7 @@ impl Metrics {
             graph_ops: cv("dualplane_graph_ops_total", "Ops behaviour graphs emitted, by status (IDL status name: OK applied, else refused by validation).", &["status"]),
             inputs: cv("dualplane_inputs_total", "Client inputs by outcome.", &["outcome"]),
             replay_bytes: g("dualplane_replay_written_bytes", "Bytes written to the replay file."),
+            heap_live: g("dualplane_heap_live_bytes", "Heap bytes allocated and not yet freed, counted by the server's allocator at each scrape (0 where it is not installed). A leak grows it; allocator fragmentation grows RSS but not this."),
             recorder_queue: g("dualplane_recorder_queue_depth", "Replay records queued for the writer thread (recorder lag)."),
             recorder_stalls: g("dualplane_recorder_stalls", "Ticks that waited for the replay writer."),
             replay_failures: c("dualplane_replay_failures_total", "Replay recordings that failed and stopped (a write failed, e.g. a full disk); the match goes on."),
@@ -175,6 +177,7 @@ impl Metrics {
             Box::new(m.graph_ops.clone()),
             Box::new(m.inputs.clone()),
             Box::new(m.replay_bytes.clone()),
+            Box::new(m.heap_live.clone()),
             Box::new(m.recorder_queue.clone()),
             Box::new(m.recorder_stalls.clone()),
             Box::new(m.replay_failures.clone()),
@@ -212,6 +215,9 @@ impl Metrics {
     /// The Prometheus text exposition.
     #[must_use]
     pub fn render(&self) -> String {
+        if let Some(b) = crate::alloc_count::live_bytes() {
+            self.heap_live.set(i64::try_from(b).unwrap_or(i64::MAX));
+        }
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()

@@ -233,10 +233,24 @@ def slope(samples, key):
 def soak(work, full):
     secs, warm = (600, 120) if full else (120, 40)
     name = f"soak: 64 bots + 1 policy worker, {secs // 60} min"
-    # The 2% bound is the 10-minute soak's; 80 s after a 40 s warm-up the
-    # allocator is still settling (seen: +2.4%), so the short form allows 5%.
-    bound = 2.0 if full else 5.0
-    expected = f"RSS growth after the {warm} s warm-up <= {bound:g}%; fds and threads flat; 0 hash failures; overruns < 25% of ticks"
+    # Two measures, each the floor (lowest sample) of the second half of
+    # the window after the warm-up over the floor of the first half,
+    # sampled every 5 s: a leak raises the level a series falls back to; a
+    # swing does not.
+    # - Heap bytes live (`dualplane_heap_live_bytes`, counted by the
+    #   server's allocator: exact, no allocator noise): the leak test.
+    #   Bounded high-water marks still step it (a Vec doubling as the world
+    #   or a client's queue reaches a new size: seen +1 to +1.4 MB once in
+    #   a 150 s run), so the short form allows 5%.
+    # - RSS: also the allocator's fragmentation. At 64 bots it swings +-4
+    #   MiB from one sample to the next (seen 67 -> 73 -> 68 -> 71 MiB),
+    #   and glibc's arenas have grown it 10 MiB over minutes while the heap
+    #   stayed flat; the first-and-last-sample test this replaced failed
+    #   one CI run in four on code that passed at -2% elsewhere. The full
+    #   soak holds RSS to the lab issue's 2%; the short form to 10%.
+    heap_bound, rss_bound = (2.0, 2.0) if full else (5.0, 10.0)
+    expected = (f"after the {warm} s warm-up, floor growth (second half's lowest sample over the first half's): "
+                f"heap bytes live <= {heap_bound:g}%, RSS <= {rss_bound:g}%; fds and threads flat; 0 hash failures; overruns < 25% of ticks")
     if not os.access(PY, os.X_OK):
         return [failed(name, expected, f"{PY} missing (run tests/run-all.sh once: it makes the venv)")]
     rec = os.path.join(work, "soak-rec")
@@ -252,10 +266,11 @@ def soak(work, full):
     p = bots(s, 64, secs, out)
     samples, t0 = [], time.monotonic()
     while p.poll() is None and time.monotonic() - t0 < secs + 60:
-        time.sleep(10)
+        time.sleep(5)
         try:
             m = s.metrics()
             smp = {"t": round(time.monotonic() - t0, 1), **s.proc_sample(),
+                   "heap_kb": int(m.get("dualplane_heap_live_bytes", 0)) // 1024,
                    "recorder_queue": m.get("dualplane_recorder_queue_depth", 0),
                    "clients": sum(v for k, v in m.items() if k.startswith("dualplane_clients{"))}
             samples.append(smp)
@@ -266,23 +281,34 @@ def soak(work, full):
     wait(worker, 60)
     rc = s.stop()
     st, b, w = s.stats(), bot_summary(read_json(out)), read_json(wout) or {}
-    # Only samples taken while every client was on (not the last one, when
-    # the bots may already have left and freed their sessions).
-    after = [x for x in samples if x["t"] >= warm and x["clients"] >= 65]
-    if b["bots"] == 0 or len(after) < 2:
+    # Only samples taken while every client was on: not those of the last
+    # seconds, when the bots may be leaving and freeing their sessions
+    # (the clients gauge lags: seen at 65 beside a heap already 8 MiB down).
+    after = [x for x in samples if warm <= x["t"] <= secs - 3 and x["clients"] >= 65]
+    if b["bots"] == 0 or len(after) < 4:
         return [failed(name, expected, f"bots: {open(out + '.err').read()[-300:]} samples {len(after)}")]
-    growth = 100.0 * (after[-1]["rss_kb"] - after[0]["rss_kb"]) / after[0]["rss_kb"]
+    half = len(after) // 2
+
+    def floors(key):
+        f0, f1 = min(x[key] for x in after[:half]), min(x[key] for x in after[half:])
+        return f0, f1, 100.0 * (f1 - f0) / max(1, f0)
+
+    floor0, floor1, growth = floors("rss_kb")
+    heap0, heap1, heap_growth = floors("heap_kb")
     over = 100.0 * st.get("overruns", 0) / max(1, st.get("ticks", 1))
     fd_growth = after[-1]["fds"] - after[0]["fds"]
     th_growth = after[-1]["threads"] - after[0]["threads"]
     wc = (w.get("counters") or {})
-    ok = (growth <= bound and fd_growth <= 2 and th_growth <= 2 and b["hash_failures"] == 0 and b["errors"] == 0
+    ok = (growth <= rss_bound and heap0 > 0 and heap_growth <= heap_bound and fd_growth <= 2 and th_growth <= 2 and b["hash_failures"] == 0 and b["errors"] == 0
           and over < 25.0 and rc == 0 and wc.get("accepted", 0) > 0)
-    measured = (f"RSS {after[0]['rss_kb'] // 1024} -> {after[-1]['rss_kb'] // 1024} MiB ({growth:+.2f}%, slope {slope(after, 'rss_kb'):+.0f} KiB/min), "
+    measured = (f"heap live floor {heap0 / 1024:.1f} -> {heap1 / 1024:.1f} MiB ({heap_growth:+.2f}%), "
+                f"RSS floor {floor0 // 1024} -> {floor1 // 1024} MiB ({growth:+.2f}%; first and last sample "
+                f"{after[0]['rss_kb'] // 1024} -> {after[-1]['rss_kb'] // 1024} MiB, slope {slope(after, 'rss_kb'):+.0f} KiB/min), "
                 f"fds {after[0]['fds']} -> {after[-1]['fds']}, threads {after[0]['threads']} -> {after[-1]['threads']}, "
                 f"recorder queue max {max(x['recorder_queue'] for x in samples):.0f}, overruns {over:.1f}% of {st.get('ticks')}, "
                 f"hash failures {b['hash_failures']}, snap/s min {b['snapshots_per_s_min']}, worker plans accepted {wc.get('accepted')}")
-    return [row(name, expected, measured, ok, rss_growth_pct=round(growth, 3), rss_slope_kib_per_min=round(slope(after, "rss_kb"), 1),
+    return [row(name, expected, measured, ok, rss_growth_pct=round(growth, 3), rss_floor_kb=[floor0, floor1],
+                heap_growth_pct=round(heap_growth, 3), heap_floor_kb=[heap0, heap1], rss_slope_kib_per_min=round(slope(after, "rss_kb"), 1),
                 fd_growth=fd_growth, thread_growth=th_growth, overrun_pct=round(over, 2), samples=samples, **b)]
 
 
@@ -301,7 +327,7 @@ def churn(work, full):
     # same after 300 connects as after 1,000), and a leak grows with every
     # round while a high-water mark does not. The baseline follows it.
     warm_count, warm_over = count // 2, over // 2
-    steady = bots(s, 16, 5 + warm_over + settle + over + settle + 5, out)
+    steady = bots(s, 16, 5 + warm_over + settle + over + settle + 7, out)
     time.sleep(5)
     first = s.proc_sample()
     w = subprocess.run([BIN, "churn", "--server", s.addr, "--dev-dir", s.dev, "--count", str(warm_count), "--over", f"{warm_over}s",

@@ -341,6 +341,8 @@ pub(crate) struct GraphScratch {
     /// NPC's grid slot.
     pushes: Vec<((u32, u16), PairSums)>,
     push_parts: Vec<PairSums>,
+    /// Pair sums' count of the items that do not query, per slot.
+    push_others: Vec<u32>,
     slots: Vec<Option<u32>>,
     /// Per grid slot, whether a graph reading push drives it (the pairs
     /// of two others need no sum).
@@ -454,7 +456,7 @@ impl World {
             sc.pushes.resize_with(keys.len(), Default::default);
             for (key, (k, sums)) in keys.iter().zip(sc.pushes.iter_mut()) {
                 *k = *key;
-                sc.grid.pair_sums(f32::from_bits(key.0), key.1, &sc.querying, push_term, sums, &mut sc.push_parts);
+                sc.grid.pair_sums(f32::from_bits(key.0), key.1, &sc.querying, push_term, sums, (&mut sc.push_parts, &mut sc.push_others));
             }
             grid_ns = clock.now_ns().saturating_sub(t0).checked_div(readers).unwrap_or(0);
         }

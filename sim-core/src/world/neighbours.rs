@@ -308,10 +308,11 @@ impl Grid {
     /// two others is skipped. The rows are split among the caller's rayon
     /// threads, each summing into a buffer of `parts`; the sums are
     /// order-free, so the result is too.
-    pub(super) fn pair_sums(&self, radius: f32, mask: u16, querying: &[bool], term: impl Fn(f32, f32) -> (i64, i64) + Sync, out: &mut PairSums, parts: &mut Vec<PairSums>) {
+    pub(super) fn pair_sums(&self, radius: f32, mask: u16, querying: &[bool], term: impl Fn(f32, f32) -> (i64, i64) + Sync, out: &mut PairSums, (parts, others): (&mut Vec<PairSums>, &mut Vec<u32>)) {
         use rayon::prelude::*;
         let m = self.xs.len();
-        // One mark per slot (a short list: the rest do not query).
+        // One mark per slot (a short list, which the graphs never pass:
+        // the rest do not query).
         let padded: Vec<bool>;
         let querying = if querying.len() >= m {
             querying
@@ -321,7 +322,7 @@ impl Grid {
         };
         // Items that do not query, counted up to each slot: a stretch of
         // candidates below an item with none of them is skipped.
-        let mut others = Vec::with_capacity(m + 1);
+        others.clear();
         others.push(0u32);
         let mut count = 0u32;
         others.extend(querying[..m].iter().map(|&q| {
@@ -335,7 +336,7 @@ impl Grid {
             acc.clear();
             acc.resize(m, (0, 0));
             for row in b * per..((b + 1) * per).min(h) {
-                self.sweep_row(row, (radius, mask), (querying, &others), &term, acc);
+                self.sweep_row(row, (radius, mask), (querying, others), &term, acc);
             }
         };
         if bands > 1 {
@@ -495,8 +496,8 @@ mod tests {
             }
             for threads in [1, 3] {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
-                let (mut sums, mut parts) = (Vec::new(), Vec::new());
-                pool.install(|| g.pair_sums(radius, mask, &querying, term, &mut sums, &mut parts));
+                let (mut sums, mut parts, mut others) = (Vec::new(), Vec::new(), Vec::new());
+                pool.install(|| g.pair_sums(radius, mask, &querying, term, &mut sums, (&mut parts, &mut others)));
                 for it in items.iter().filter(|it| (it.handle as usize).is_multiple_of(every)) {
                     let (mut sx, mut sz) = (0i64, 0i64);
                     g.visit([it.x, 0.0, it.z], radius, mask, |_, dx, dz| {
