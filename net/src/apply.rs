@@ -64,8 +64,9 @@ pub(crate) const PATCH_EVENTS: usize = 16;
 /// world's snapshot: one), then the replaced are written over their
 /// entries in place, with no search. Returns the same hash change. No
 /// handle may be both replaced and removed (the encoder's removals are
-/// entities gone from the world, its replaced are in it). Allocates only
-/// when there are events.
+/// entities gone from the world, its replaced are in it). Allocates only to
+/// grow `view` (a fresh buffer, a bigger world) and when there are
+/// events.
 pub(crate) fn patch_into(
     base: &[QEntity],
     removals: &[u64],

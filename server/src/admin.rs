@@ -98,7 +98,7 @@ impl Metrics {
             graph_ops: cv("dualplane_graph_ops_total", "Ops behaviour graphs emitted, by status (IDL status name: OK applied, else refused by validation).", &["status"]),
             inputs: cv("dualplane_inputs_total", "Client inputs by outcome.", &["outcome"]),
             replay_bytes: g("dualplane_replay_written_bytes", "Bytes written to the replay file."),
-            heap_live: g("dualplane_heap_live_bytes", "Heap bytes allocated and not yet freed, counted by the server's allocator at each scrape (0 where it is not installed). A leak grows it; allocator fragmentation grows RSS but not this."),
+            heap_live: g("dualplane_heap_live_bytes", "Heap bytes allocated through Rust's allocator and not yet freed, read at each scrape (0 where the counting allocator is not installed; C libraries' own mallocs are not seen). A leak in Rust code grows it; allocator fragmentation grows RSS but not this."),
             recorder_queue: g("dualplane_recorder_queue_depth", "Replay records queued for the writer thread (recorder lag)."),
             recorder_stalls: g("dualplane_recorder_stalls", "Ticks that waited for the replay writer."),
             replay_failures: c("dualplane_replay_failures_total", "Replay recordings that failed and stopped (a write failed, e.g. a full disk); the match goes on."),

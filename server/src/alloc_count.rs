@@ -7,8 +7,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-/// Bytes allocated and not yet freed (wrapping: a free on one thread may
-/// land before the matching allocation's add on another is seen).
+/// Bytes allocated through Rust's allocator and not yet freed (C libraries'
+/// own mallocs, zstd's say, are not seen: RSS covers them). Never below
+/// zero: a block is freed only after its pointer reached the freeing thread,
+/// which orders its add first; a shrinking realloc adds a wrapped negative.
 static LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Debug)]

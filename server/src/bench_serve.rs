@@ -85,6 +85,12 @@ struct Row {
     hash_failures: u64,
     snapshots_applied: u64,
     resyncs: u64,
+    /// On the first 8 clients: entity values per client per tick that went
+    /// back in time in the client's view (see `bench_reverts`), their share
+    /// of the values that changed, and how many ticks back on average.
+    reverted_per_client_tick: f64,
+    reverted_share: f64,
+    revert_ticks_mean: f64,
 }
 
 /// A tiny seeded generator for ack loss (splitmix64).
@@ -140,6 +146,7 @@ fn measure(a: &ServeBenchArgs, n: usize, pool: &rayon::ThreadPool) -> anyhow::Re
     let bytes_sent = AtomicU64::new(0);
     let (mut changed, mut new, mut removed) = (0u64, 0u64, 0u64);
     let mut prev_view: Vec<net::quant::QEntity> = Vec::new();
+    let mut reverts = crate::bench_reverts::Reverts::new(n);
     for _ in 0..a.ticks {
         let now = ms(world.tick().0, hz);
         while acks.front().is_some_and(|(due, _, _)| *due <= world.tick().0) {
@@ -177,10 +184,14 @@ fn measure(a: &ServeBenchArgs, n: usize, pool: &rayon::ThreadPool) -> anyhow::Re
                 .collect()
         });
         round_ns += t0.elapsed().as_nanos() as u64;
+        reverts.frame(tick, &view);
         prev_view = view;
         // The clients (not timed: their CPU is not the server's).
         for (k, bytes) in out.iter().enumerate() {
             clients[k].on_datagram(bytes);
+            if let Some((_, v)) = clients[k].view() {
+                reverts.observe(k, v);
+            }
             if let Some(ack) = clients[k].poll_ack()
                 && chance(&mut rng[k]) >= a.ack_loss {
                     acks.push_back((tick + a.ack_delay, k, ack));
@@ -208,6 +219,9 @@ fn measure(a: &ServeBenchArgs, n: usize, pool: &rayon::ThreadPool) -> anyhow::Re
         hash_failures: clients.iter().map(|c| u64::from(c.stats.hash_failures)).sum(),
         snapshots_applied: clients.iter().map(|c| c.stats.snapshots_applied).sum(),
         resyncs: clients.iter().map(|c| c.stats.resyncs).sum(),
+        reverted_per_client_tick: reverts.reverted as f64 / reverts.client_ticks.max(1) as f64,
+        reverted_share: reverts.reverted as f64 / reverts.changed.max(1) as f64,
+        revert_ticks_mean: reverts.reverted_ticks as f64 / reverts.reverted.max(1) as f64,
     })
 }
 
@@ -220,8 +234,9 @@ pub fn run(a: &ServeBenchArgs) -> anyhow::Result<ExitCode> {
         let row = measure(a, n, &pool)?;
         if !a.json {
             println!(
-                "bench serve: {:>4} clients x {} ticks ({} bodies, {:.0} changed per tick) on {} threads: replication {:.2} us/client/tick ({:.3} ms/tick wall), shared {:.1} us/tick, tick p50 {:.2} ms p99 {:.2} ms, {:.0} B/client/tick, {} hash failures",
-                row.clients, row.ticks, row.entities, row.changed_per_tick, row.threads, row.replication_us_per_client_tick, row.replication_ms_per_tick_wall, row.shared_us_per_tick, row.tick_ms_p50, row.tick_ms_p99, row.bytes_per_client_tick, row.hash_failures
+                "bench serve: {:>4} clients x {} ticks ({} bodies, {:.0} changed per tick) on {} threads: replication {:.2} us/client/tick ({:.3} ms/tick wall), shared {:.1} us/tick, tick p50 {:.2} ms p99 {:.2} ms, {:.0} B/client/tick, {} hash failures; {:.1} entity values/client/tick went back in time ({:.1}% of those that changed, {:.1} ticks back on average)",
+                row.clients, row.ticks, row.entities, row.changed_per_tick, row.threads, row.replication_us_per_client_tick, row.replication_ms_per_tick_wall, row.shared_us_per_tick, row.tick_ms_p50, row.tick_ms_p99, row.bytes_per_client_tick, row.hash_failures,
+                row.reverted_per_client_tick, 100.0 * row.reverted_share, row.revert_ticks_mean
             );
         }
         rows.push(row);

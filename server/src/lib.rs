@@ -12,6 +12,7 @@ pub mod alloc_count;
 pub mod bench;
 pub mod bench_handshake;
 pub mod bench_record;
+pub mod bench_reverts;
 pub mod bench_serve;
 pub mod bot;
 pub mod churn;

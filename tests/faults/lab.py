@@ -241,14 +241,15 @@ def soak(work, full):
     #   server's allocator: exact, no allocator noise): the leak test.
     #   Bounded high-water marks still step it (a Vec doubling as the world
     #   or a client's queue reaches a new size: seen +1 to +1.4 MB once in
-    #   a 150 s run), so the short form allows 5%.
+    #   a 150 s run, 2-3% of its ~52 MB), so both forms allow 5%. Rust's
+    #   allocations only: C libraries' own mallocs (zstd's) show in RSS.
     # - RSS: also the allocator's fragmentation. At 64 bots it swings +-4
     #   MiB from one sample to the next (seen 67 -> 73 -> 68 -> 71 MiB),
     #   and glibc's arenas have grown it 10 MiB over minutes while the heap
     #   stayed flat; the first-and-last-sample test this replaced failed
     #   one CI run in four on code that passed at -2% elsewhere. The full
     #   soak holds RSS to the lab issue's 2%; the short form to 10%.
-    heap_bound, rss_bound = (2.0, 2.0) if full else (5.0, 10.0)
+    heap_bound, rss_bound = (5.0, 2.0) if full else (5.0, 10.0)
     expected = (f"after the {warm} s warm-up, floor growth (second half's lowest sample over the first half's): "
                 f"heap bytes live <= {heap_bound:g}%, RSS <= {rss_bound:g}%; fds and threads flat; 0 hash failures; overruns < 25% of ticks")
     if not os.access(PY, os.X_OK):
