@@ -189,6 +189,7 @@ pub fn encode(
         base_of.resize(current.len(), u32::MAX);
         info.resize(current.len(), (false, 0));
     }
+    prio.set_base(base_seq);
     let n = if boost.is_empty() {
         diff(base, current, prio, candidates, base_of, removals, |_| 0)
     } else {
@@ -272,7 +273,7 @@ pub fn encode(
         let enc = encode_chosen(seq, tick, (base_seq, base_hash), (base, base_of), (current, hashes), removals, (by_handle, packs), (budget, updates), spare);
         if enc.bytes.len() <= budget || chosen.is_empty() {
             for &(idx, _, _) in chosen.iter() {
-                prio.reset(current[idx].handle);
+                prio.sent(current[idx].handle, seq);
             }
             let deferred = (total_candidates - chosen.len() + deferred_removals) as u32;
             return Encoded { deferred, ..enc };
@@ -571,6 +572,28 @@ mod tests {
         assert_eq!(sent(&[0, 2], budget), vec![2], "the boosted entity goes first");
         assert_eq!(sent(&[3, 1], budget), vec![1]);
         assert_eq!(sent(&[0, 9], budget), vec![2], "boosts above 3 are clamped, not overflowing");
+    }
+
+    /// Snapshots in flight are deltas against the same acked view: what one
+    /// sent goes out again in the next until an ack covers it (else the
+    /// client's value would go back to the acked one); then the others.
+    #[test]
+    fn what_a_snapshot_in_flight_sent_is_sent_again_until_acked() {
+        let base: Vec<QEntity> = vec![ent(1, 0), ent(2, 0)];
+        let cur: Vec<QEntity> = vec![ent(1, 100), ent(2, 100)];
+        let hashes = crate::quant::entity_hashes(&cur);
+        let mut p = Priorities::default();
+        let enc = |seq: u32, (bseq, b): (u32, &[QEntity]), budget: usize, p: &mut Priorities| {
+            let e = encode(seq, u64::from(seq), Some((bseq, b, view_hash(b))), (&cur, &hashes), p, budget, &[], Vec::new(), &mut Scratch::default());
+            (e.view.iter().filter(|v| cur.contains(v)).map(|v| v.handle).collect::<Vec<u64>>(), e.view)
+        };
+        let budget = (16..200).find(|&b| enc(2, (1, &base), b, &mut Priorities::default()).0.len() == 1).expect("a budget that fits one update");
+        let (sent, v2) = enc(2, (1, &base), budget, &mut p);
+        assert_eq!(sent, vec![1]);
+        // No ack yet: snapshot 3 is against snapshot 1's view too.
+        assert_eq!(enc(3, (1, &base), budget, &mut p).0, vec![1], "entity 1 again: else the client's 1 goes back to 0");
+        // Snapshot 2 acked: entity 1 is in the baseline; entity 2's turn.
+        assert_eq!(enc(4, (2, &v2), budget, &mut p).0, vec![1, 2], "the baseline holds 1, the update sends 2");
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub struct Reverts {
     /// Per tracked client: the tick of each held value, and its last view.
     held: Vec<(BTreeMap<u64, u64>, Vec<QEntity>)>,
     /// Entity values that changed in a tracked client's view, and of them
-    /// those that moved back in time, and by how many ticks in all.
+    /// those that moved back in time, and by how many ticks in all (a
+    /// value older than the history counts as just older than it).
     pub changed: u64,
     pub reverted: u64,
     pub reverted_ticks: u64,
@@ -43,13 +44,16 @@ impl Reverts {
         self.history.push_back((tick, world.to_vec()));
     }
 
-    /// The newest tick whose frame holds exactly `e` (0: none kept does).
+    /// The newest tick whose frame holds exactly `e`; older than every
+    /// frame kept: the tick before the oldest (so a revert's depth counts
+    /// at most the history: "at least this far back").
     fn tick_of(&self, e: &QEntity) -> u64 {
+        let oldest = self.history.front().map_or(0, |(t, _)| t.saturating_sub(1));
         self.history
             .iter()
             .rev()
             .find(|(_, f)| f.binary_search_by_key(&e.handle, |x| x.handle).is_ok_and(|i| f[i] == *e))
-            .map_or(0, |(t, _)| *t)
+            .map_or(oldest, |(t, _)| *t)
     }
 
     /// Tracked client `k`'s view after this tick's snapshot.
