@@ -189,7 +189,7 @@ pub fn encode(
         base_of.resize(current.len(), u32::MAX);
         info.resize(current.len(), (false, 0));
     }
-    prio.set_base(base_seq);
+    prio.set_base(base_seq, seq);
     let n = if boost.is_empty() {
         diff(base, current, prio, candidates, base_of, removals, |_| 0)
     } else {
@@ -594,6 +594,22 @@ mod tests {
         assert_eq!(enc(3, (1, &base), budget, &mut p).0, vec![1], "entity 1 again: else the client's 1 goes back to 0");
         // Snapshot 2 acked: entity 1 is in the baseline; entity 2's turn.
         assert_eq!(enc(4, (2, &v2), budget, &mut p).0, vec![1, 2], "the baseline holds 1, the update sends 2");
+    }
+
+    /// A client whose acks never get through gets a resync every time;
+    /// what the first sent must not hold the budget for good.
+    #[test]
+    fn without_acks_every_entity_is_still_sent_in_turn() {
+        let cur: Vec<QEntity> = (0..300).map(|h| ent(h, h as i32)).collect();
+        let hashes = crate::quant::entity_hashes(&cur);
+        let (mut p, mut scratch) = (Priorities::default(), Scratch::default());
+        let mut seen = std::collections::BTreeSet::new();
+        for seq in 1..=400 {
+            let e = encode(seq, u64::from(seq), None, (&cur, &hashes), &mut p, 1100, &[], Vec::new(), &mut scratch);
+            assert!(e.view.len() < cur.len(), "a budget short of the whole world");
+            seen.extend(e.view.iter().map(|v| v.handle));
+        }
+        assert_eq!(seen.len(), cur.len(), "every entity reached the client at some point");
     }
 
     #[test]

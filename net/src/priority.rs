@@ -27,17 +27,25 @@ pub struct Priorities {
     /// first snapshot of the run of snapshots that sent it since its last
     /// ack; 0: none).
     acc: Vec<(u32, u32, u32)>,
-    /// The baseline of the encode under way (`None`: a resync).
+    /// The baseline of the encode under way (`None`: a resync), and its
+    /// sequence.
     base: Option<u32>,
+    seq: u32,
 }
 
 impl Priorities {
-    /// The baseline (acked snapshot) of the encode that follows: entities
-    /// sent since a snapshot it covers start again from zero at their next
-    /// bump (they are in it, at the value sent: sent again in every
-    /// snapshot since).
-    pub(crate) fn set_base(&mut self, base: Option<u32>) {
+    /// The baseline (acked snapshot) and sequence of the encode that
+    /// follows: an entity whose run of sends began at or before the
+    /// baseline starts again from zero at its next bump (the baseline holds
+    /// a value it sent, not always the newest: one that fell out of a later
+    /// snapshot still in flight goes back to it). So does one whose run
+    /// began more than `MAX_BASELINE_AGE` snapshots ago: that snapshot can
+    /// never be a baseline, and a client that never gets an ack through
+    /// (every encode a resync) would otherwise get the same entities
+    /// forever; it gets them in turns, as before acks gated the reset.
+    pub(crate) fn set_base(&mut self, base: Option<u32>, seq: u32) {
         self.base = base;
+        self.seq = seq;
     }
 
     /// Adds `by` to `handle`'s priority; returns the priority to sort on.
@@ -50,7 +58,7 @@ impl Priorities {
         if slot.0 != tag {
             *slot = (tag, 0, 0);
         }
-        if slot.2 != 0 && self.base.is_some_and(|b| b.wrapping_sub(slot.2) as i32 >= 0) {
+        if slot.2 != 0 && (self.base.is_some_and(|b| b.wrapping_sub(slot.2) as i32 >= 0) || self.seq.wrapping_sub(slot.2) > crate::delta::MAX_BASELINE_AGE) {
             slot.1 = 0;
             slot.2 = 0;
         }
