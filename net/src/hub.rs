@@ -3,7 +3,8 @@
 //! through plans and is replayable), and expires silent clients.
 
 use crate::proto::Frame;
-use crate::session::{admit, AvatarState, CoreConfig, Reject, ServerSession};
+use crate::proto::PROTOCOL_VERSION;
+use crate::session::{AvatarState, CoreConfig, Reject, ServerSession};
 use crate::token::{Claims, Role, TokenGate};
 use sim_core::{Archetype, ColumnId, Handle, MicroPlan, Op, PlanBuilder, SourceId, Tick, World};
 use std::collections::BTreeMap;
@@ -354,4 +355,23 @@ pub fn avatar_states(world: &World) -> Vec<AvatarState> {
         .collect();
     out.sort_unstable_by_key(|a| a.handle);
     out
+}
+
+/// Checks a Hello: protocol, schema, token (single use), capacity.
+pub fn admit(gate: &mut TokenGate, config: &CoreConfig, sessions: usize, hello: &Frame, now_unix: u64) -> Result<Claims, Reject> {
+    let Frame::Hello { version, schema_hash, role, token } = hello else { return Err(Reject::Protocol) };
+    if *version != PROTOCOL_VERSION {
+        return Err(Reject::ProtocolVersion);
+    }
+    if *schema_hash != config.schema_hash {
+        return Err(Reject::SchemaMismatch);
+    }
+    if token.is_empty() {
+        return Err(Reject::NoToken);
+    }
+    let claims = gate.admit(token, *role, now_unix).map_err(Reject::Token)?;
+    if sessions >= config.max_clients {
+        return Err(Reject::ServerFull);
+    }
+    Ok(claims)
 }

@@ -13,6 +13,14 @@ static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 /// which orders its add first; a shrinking realloc adds a wrapped negative.
 static LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
 
+/// Counts `size` bytes live if the allocation `p` succeeded.
+fn live(p: *mut u8, size: usize) -> *mut u8 {
+    if !p.is_null() {
+        LIVE_BYTES.fetch_add(size as u64, Ordering::Relaxed);
+    }
+    p
+}
+
 #[derive(Debug)]
 pub struct CountingAlloc;
 
@@ -21,11 +29,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         // SAFETY: same contract as ours.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            LIVE_BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
-        }
-        p
+        live(unsafe { System.alloc(layout) }, layout.size())
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -37,11 +41,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         // SAFETY: same contract as ours.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            LIVE_BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
-        }
-        p
+        live(unsafe { System.alloc_zeroed(layout) }, layout.size())
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
@@ -65,5 +65,5 @@ pub fn allocations() -> u64 {
 /// one (the `dualplane` binary); `None` in a process that does not install
 /// it (nothing counted).
 pub fn live_bytes() -> Option<u64> {
-    (allocations() > 0).then(|| LIVE_BYTES.load(Ordering::Relaxed).min(i64::MAX as u64))
+    (allocations() > 0).then(|| LIVE_BYTES.load(Ordering::Relaxed))
 }
