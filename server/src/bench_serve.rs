@@ -73,8 +73,9 @@ struct Row {
     /// insert or remove until an ack covers it.
     new_per_tick: f64,
     removed_per_tick: f64,
-    /// Encode CPU per client per tick: each encode's thread CPU time
-    /// (summed over the pool's workers).
+    /// Encode CPU per client per tick: the thread CPU time of each run of
+    /// `TIMED_RUN` encodes, summed over the pool's workers (wall time where
+    /// there is no thread CPU clock: off Linux).
     replication_us_per_client_tick: f64,
     /// The same in wall time per encode: above the CPU time when the
     /// scheduler time-slices two workers on one core.
@@ -185,10 +186,11 @@ fn measure(a: &ServeBenchArgs, n: usize, pool: &rayon::ThreadPool) -> anyhow::Re
             sessions
                 .par_chunks(TIMED_RUN)
                 .flat_map_iter(|run| {
-                    let (e0, c0) = (Instant::now(), crate::threads::thread_cpu_ns());
+                    let c0 = crate::threads::thread_cpu_ns();
+                    let e0 = Instant::now();
                     let out: Vec<Vec<u8>> = run.iter().map(|s| lock(s).snapshot(now, tick, (&view, &hashes), &avatars, grid.as_ref(), &config)).collect();
-                    encode_ns.fetch_add(crate::threads::thread_cpu_ns().saturating_sub(c0), Ordering::Relaxed);
                     encode_wall_ns.fetch_add(e0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    encode_ns.fetch_add(crate::threads::thread_cpu_ns().saturating_sub(c0), Ordering::Relaxed);
                     bytes_sent.fetch_add(out.iter().map(|b| b.len() as u64).sum(), Ordering::Relaxed);
                     out
                 })
@@ -212,6 +214,7 @@ fn measure(a: &ServeBenchArgs, n: usize, pool: &rayon::ThreadPool) -> anyhow::Re
     tick_ns.sort_unstable();
     let pct = |q: f64| tick_ns.get(((tick_ns.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0) as f64 / 1e6;
     let client_ticks = (n as u64 * a.ticks).max(1) as f64;
+    let (cpu_ns, wall_ns) = (encode_ns.into_inner(), encode_wall_ns.into_inner());
     Ok(Row {
         clients: n,
         ticks: a.ticks,
@@ -221,8 +224,8 @@ fn measure(a: &ServeBenchArgs, n: usize, pool: &rayon::ThreadPool) -> anyhow::Re
         new_per_tick: new as f64 / a.ticks.max(1) as f64,
         removed_per_tick: removed as f64 / a.ticks.max(1) as f64,
         threads: pool.current_num_threads(),
-        replication_us_per_client_tick: encode_ns.into_inner() as f64 / 1e3 / client_ticks,
-        replication_wall_us_per_client_tick: encode_wall_ns.into_inner() as f64 / 1e3 / client_ticks,
+        replication_us_per_client_tick: if cpu_ns > 0 { cpu_ns } else { wall_ns } as f64 / 1e3 / client_ticks,
+        replication_wall_us_per_client_tick: wall_ns as f64 / 1e3 / client_ticks,
         replication_ms_per_tick_wall: round_ns as f64 / 1e6 / a.ticks.max(1) as f64,
         shared_us_per_tick: shared_ns as f64 / 1e3 / a.ticks.max(1) as f64,
         tick_ms_p50: pct(0.5),
