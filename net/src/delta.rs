@@ -15,7 +15,7 @@
 //! or 32 bits], velocity changed (1) [+ per axis zigzag-gamma cm/s delta].
 
 use crate::bits::{BitError, BitReader, BitWriter};
-use crate::pack::{pack, rot_parts, Packed};
+use crate::pack::{rot_parts, update_bits, write_update};
 use crate::apply::{apply_into, patch_into, seek, PATCH_EVENTS};
 use crate::quant::QEntity;
 pub use crate::priority::Priorities;
@@ -84,16 +84,16 @@ pub struct Scratch {
     candidates: Vec<u64>,
     base_of: Vec<u32>,
     removals: Vec<u64>,
-    /// (index in current, new, its place in `packs`).
+    /// (index in current, new, its place in `sizes`).
     chosen: Vec<(usize, bool, usize)>,
-    /// The chosen's updates, packed when sized (in priority order).
-    packs: Vec<Packed>,
+    /// The chosen's update sizes in bits (in priority order).
+    sizes: Vec<u32>,
     /// `chosen` in handle order (= index order in current).
     by_handle: Vec<(usize, bool, usize)>,
     /// Bit k: entry k of current is chosen (orders `chosen` by handle
     /// without a sort).
     marks: Vec<u64>,
-    /// Per entry of current, its (new, place in `packs`) while it is chosen.
+    /// Per entry of current, its (new, place in `sizes`) while it is chosen.
     info: Vec<(bool, usize)>,
     /// The chosen entities' values, in handle order.
     updates: Vec<QEntity>,
@@ -176,10 +176,10 @@ pub fn encode(
 ) -> Encoded {
     let empty: &[QEntity] = &[];
     let (base_seq, base, base_hash) = baseline.map_or((None, empty, 0), |(s, v, h)| (Some(s), v, h));
-    let Scratch { candidates, base_of, removals, chosen, packs, by_handle, marks, info, updates, last_chosen } = scratch;
+    let Scratch { candidates, base_of, removals, chosen, sizes, by_handle, marks, info, updates, last_chosen } = scratch;
     removals.clear();
     chosen.clear();
-    packs.clear();
+    sizes.clear();
     debug_assert!(current.len() < 1 << 31, "indices fit the key");
     // For each candidate in `current`, its index in `base` (the merge-join
     // knows it; no later binary search). Only candidates' entries are read.
@@ -232,15 +232,15 @@ pub fn encode(
         let b = if is_new { None } else { base.get(base_of[idx] as usize) };
         // The real handle delta is known only once sorted: estimate 6 bits
         // here, exact below.
-        let p = pack(e, b);
-        if used + p.bits() + 6 > budget_bits {
+        let bits = update_bits(e, b);
+        if used + bits + 6 > budget_bits {
             misfits += 1;
             continue;
         }
         misfits = 0;
-        used += p.bits() + 6;
-        chosen.push((idx, is_new, packs.len()));
-        packs.push(p);
+        used += bits + 6;
+        chosen.push((idx, is_new, sizes.len()));
+        sizes.push(bits as u32);
     }
     *last_chosen = chosen.len() as u32;
     // Exact size before building anything: header, removals, and the
@@ -254,7 +254,7 @@ pub fn encode(
         let mut total = header_bits + removal_bits + gamma_bits(chosen.len() as u64);
         for &(idx, _, k) in by_handle.iter() {
             let h = current[idx].handle;
-            total += gamma_bits(h - prev) + packs[k].bits();
+            total += gamma_bits(h - prev) + sizes[k] as usize;
             prev = h;
         }
         if total.div_ceil(8) <= budget || chosen.is_empty() {
@@ -270,7 +270,7 @@ pub fn encode(
     // on it.)
     let mut spare = spare;
     loop {
-        let enc = encode_chosen(seq, tick, (base_seq, base_hash), (base, base_of), (current, hashes), removals, (by_handle, packs), (budget, updates), spare);
+        let enc = encode_chosen(seq, tick, (base_seq, base_hash), (base, base_of), (current, hashes), removals, by_handle, (budget, updates), spare);
         if enc.bytes.len() <= budget || chosen.is_empty() {
             for &(idx, _, _) in chosen.iter() {
                 prio.sent(current[idx].handle, seq);
@@ -307,7 +307,7 @@ fn in_handle_order(chosen: &[(usize, bool, usize)], n: usize, marks: &mut Vec<u6
 }
 
 /// Writes the snapshot of `chosen` ((index in current, new, place in
-/// `packs`), sorted by handle).
+/// `sizes`), sorted by handle).
 #[allow(clippy::too_many_arguments)]
 fn encode_chosen(
     seq: u32,
@@ -316,7 +316,7 @@ fn encode_chosen(
     (base, base_of): (&[QEntity], &[u32]),
     (current, hashes): (&[QEntity], &[u64]),
     removals: &[u64],
-    (chosen, packs): (&[(usize, bool, usize)], &[Packed]),
+    chosen: &[(usize, bool, usize)],
     (budget, updates): (usize, &mut Vec<QEntity>),
     spare: Vec<QEntity>,
 ) -> Encoded {
@@ -362,11 +362,12 @@ fn encode_chosen(
     let mut prev = 0u64;
     let mut changed_bits = 0u64;
     let mut new_entities = 0;
-    for &(idx, is_new, k) in chosen {
+    for &(idx, is_new, _) in chosen {
         let e = &current[idx];
         let before = w.bit_len();
         w.gamma(e.handle - prev);
-        packs[k].write_to(&mut w);
+        let b = if is_new { None } else { base.get(base_of[idx] as usize) };
+        write_update(&mut w, e, b);
         if is_new {
             new_entities += 1;
         } else {

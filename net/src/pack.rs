@@ -1,7 +1,8 @@
 //! One entity's update in a snapshot after its handle delta, as bits: the
-//! encoder sizes a candidate by packing it, and the datagram copies the
-//! packed bits of the chosen, so each entity is encoded once (the handle
-//! delta is known only once the chosen are in handle order).
+//! encoder sizes a candidate by counting the bits its update would take
+//! ([`update_bits`], the writing code run over a counter), and writes the
+//! chosen straight into the datagram once they are in handle order (the
+//! handle delta is known only then).
 //!
 //! Layout (LSB first): new (1); new: archetype (2), shape (gamma), position
 //! (3 x 32), rotation (32), velocity (3 x 16, cm/s); existing: per axis
@@ -9,56 +10,30 @@
 //! full) [+ deltas or 32 bits], velocity changed (1) [+ per axis
 //! zigzag-gamma cm/s delta].
 
-use crate::bits::{BitSink, BitWriter};
+use crate::bits::BitSink;
+#[cfg(test)]
+use crate::bits::BitWriter;
 use crate::quant::QEntity;
 
-/// Words [`Packed`] holds (384 bits). The most an update takes is 337:
-/// new, 244 (a 65-bit gamma of the shape); existing, 1 + 3 x 65 (gammas of
-/// deltas of i32s) + 2 + 39 (three rotation deltas of +-63, 13 bits each)
-/// + 1 + 3 x 33 (gammas of deltas of i16s).
-const WORDS: usize = 6;
-
-/// One entity's update, up to `64 * WORDS` bits, LSB first.
+/// A sink that only counts: an update's exact size from the very code
+/// that writes it (the values' bits are never assembled).
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Packed {
-    words: [u64; WORDS],
-    n: u32,
-}
+struct BitCount(u32);
 
-impl BitSink for Packed {
+impl BitSink for BitCount {
     #[inline(always)]
-    fn write(&mut self, v: u64, n: u32) {
-        debug_assert!(n <= 64);
-        if n == 0 {
-            return;
-        }
-        let v = if n >= 64 { v } else { v & ((1u64 << n) - 1) };
-        let (w, off) = ((self.n / 64) as usize, self.n % 64);
-        self.words[w] |= v << off;
-        if off + n > 64 {
-            self.words[w + 1] |= v >> (64 - off);
-        }
-        self.n += n;
+    fn write(&mut self, _v: u64, n: u32) {
+        self.0 += n;
     }
 }
 
-impl Packed {
-    /// Its length in bits.
-    pub(crate) fn bits(&self) -> usize {
-        self.n as usize
-    }
-
-    /// Appends the bits to a datagram.
-    #[inline]
-    pub(crate) fn write_to(&self, w: &mut BitWriter) {
-        let (full, tail) = ((self.n / 64) as usize, self.n % 64);
-        for &word in &self.words[..full] {
-            w.write(word, 64);
-        }
-        if tail > 0 {
-            w.write(self.words[full], tail);
-        }
-    }
+/// The bits `e`'s update against its baseline value (`None`: new to the
+/// client) takes.
+#[inline]
+pub(crate) fn update_bits(e: &QEntity, base: Option<&QEntity>) -> usize {
+    let mut c = BitCount(0);
+    write_update(&mut c, e, base);
+    c.0 as usize
 }
 
 /// A smallest-three rotation: (index of the dropped component, the three
@@ -69,17 +44,9 @@ pub(crate) fn rot_parts(r: u32) -> (u32, [i64; 3]) {
     (r >> 30, [i64::from((r >> (2 * b)) & m), i64::from((r >> b) & m), i64::from(r & m)])
 }
 
-/// `e`'s update against its baseline value (`None`: new to the client).
-#[inline]
-pub(crate) fn pack(e: &QEntity, base: Option<&QEntity>) -> Packed {
-    let mut p = Packed::default();
-    write_update(&mut p, e, base);
-    p
-}
-
 /// Writes `e`'s update against its baseline value into `w`.
 #[inline(always)]
-fn write_update<S: BitSink>(w: &mut S, e: &QEntity, base: Option<&QEntity>) {
+pub(crate) fn write_update<S: BitSink>(w: &mut S, e: &QEntity, base: Option<&QEntity>) {
     match base {
         None => {
             w.bit(true);
@@ -134,23 +101,17 @@ mod tests {
     }
 
     proptest! {
-        /// The packed bits are what writing each field into the datagram
-        /// writes, at any offset in it, for any values (extremes too: the
-        /// buffer holds the largest update).
+        /// The count is what writing takes, at any offset in the datagram,
+        /// for any values (extremes too).
         #[test]
-        fn packing_then_copying_is_writing_in_place(e in entity(), b in entity(), near in any::<bool>(), lead in 0u32..64, new in any::<bool>()) {
+        fn counting_is_writing(e in entity(), b in entity(), near in any::<bool>(), lead in 0u32..64, new in any::<bool>()) {
             // Near: small deltas, the common case (the rotation's index kept).
             let b = if near { QEntity { pos: [e.pos[0].wrapping_sub(3), e.pos[1], e.pos[2].wrapping_add(200)], rot: e.rot ^ 0x5, vel: [e.vel[0], e.vel[1].wrapping_add(1), e.vel[2]], ..e } } else { b };
             let base = if new { None } else { Some(&b) };
-            let (mut copied, mut direct) = (BitWriter::new(), BitWriter::new());
-            copied.write(0x5a5a, lead);
-            direct.write(0x5a5a, lead);
-            let p = pack(&e, base);
-            p.write_to(&mut copied);
-            // Each field straight into the datagram.
-            write_update(&mut direct, &e, base);
-            prop_assert_eq!(copied.bit_len(), lead as usize + p.bits());
-            prop_assert_eq!(copied.finish(), direct.finish());
+            let mut w = BitWriter::new();
+            w.write(0x5a5a, lead);
+            write_update(&mut w, &e, base);
+            prop_assert_eq!(w.bit_len(), lead as usize + update_bits(&e, base));
         }
     }
 
@@ -158,14 +119,12 @@ mod tests {
     fn the_largest_updates_fit() {
         let far = QEntity { handle: 1, archetype: 3, shape: u32::MAX, pos: [i32::MAX; 3], rot: 0x3fff_ffff, vel: [i16::MAX; 3] };
         let near = QEntity { pos: [i32::MIN; 3], rot: 0x4000_0000, vel: [i16::MIN; 3], ..far };
-        assert_eq!(pack(&far, None).bits(), 244);
-        assert_eq!(pack(&far, Some(&near)).bits(), 1 + 3 * 65 + 2 + 32 + 1 + 3 * 33);
-        assert!(pack(&far, Some(&near)).bits() <= 64 * WORDS);
+        assert_eq!(update_bits(&far, None), 244);
+        assert_eq!(update_bits(&far, Some(&near)), 1 + 3 * 65 + 2 + 32 + 1 + 3 * 33);
         // The same dropped component, each field 63 apart: the longest
         // rotation (per-component deltas, not the 32-bit form).
         let (a, b) = (0x4000_0000 | (70 << 20) | (70 << 10) | 70, 0x4000_0000 | (7 << 20) | (7 << 10) | 7);
-        let widest = pack(&QEntity { rot: a, ..far }, Some(&QEntity { rot: b, ..near }));
-        assert_eq!(widest.bits(), 1 + 3 * 65 + 2 + 3 * 13 + 1 + 3 * 33);
-        assert!(widest.bits() <= 64 * WORDS);
+        let widest = update_bits(&QEntity { rot: a, ..far }, Some(&QEntity { rot: b, ..near }));
+        assert_eq!(widest, 1 + 3 * 65 + 2 + 3 * 13 + 1 + 3 * 33);
     }
 }
