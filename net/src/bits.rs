@@ -68,8 +68,8 @@ impl BitWriter {
 }
 
 /// Where bits are written, LSB first: the datagram's [`BitWriter`], or a
-/// fixed buffer that holds one entity's update until it is copied in. The
-/// codes are defined once, here.
+/// counter that sizes one entity's update (`pack::update_bits`). The codes
+/// are defined once, here.
 pub trait BitSink {
     /// Writes the low `n` bits of `v` (n <= 64).
     fn write(&mut self, v: u64, n: u32);
