@@ -229,10 +229,9 @@ pub fn encode(
         k += 1;
         let (idx, is_new) = (((key >> 1) & 0x7fff_ffff) as usize, key & 1 != 0);
         let e = &current[idx];
-        let b = if is_new { None } else { base.get(base_of[idx] as usize) };
         // The real handle delta is known only once sorted: estimate 6 bits
         // here, exact below.
-        let bits = update_bits(e, b);
+        let bits = update_bits(e, baseline_value(base, base_of, idx, is_new));
         if used + bits + 6 > budget_bits {
             misfits += 1;
             continue;
@@ -283,6 +282,13 @@ pub fn encode(
         chosen.truncate(chosen.len() - 1);
         in_handle_order(chosen, current.len(), marks, info, by_handle);
     }
+}
+
+/// The client's value of entry `idx` of current, the one its update is a
+/// delta against (None: new to the client). Sizing and writing both take
+/// it from here, so the exact size is the written size.
+fn baseline_value<'a>(base: &'a [QEntity], base_of: &[u32], idx: usize, is_new: bool) -> Option<&'a QEntity> {
+    if is_new { None } else { base.get(base_of[idx] as usize) }
 }
 
 /// `chosen` (in priority order) into `out` in handle order: indices in
@@ -366,8 +372,7 @@ fn encode_chosen(
         let e = &current[idx];
         let before = w.bit_len();
         w.gamma(e.handle - prev);
-        let b = if is_new { None } else { base.get(base_of[idx] as usize) };
-        write_update(&mut w, e, b);
+        write_update(&mut w, e, baseline_value(base, base_of, idx, is_new));
         if is_new {
             new_entities += 1;
         } else {

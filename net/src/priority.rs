@@ -49,9 +49,6 @@ impl Priorities {
     }
 
     /// Adds `by` to `handle`'s priority; returns the priority to sort on.
-    /// (Inlined: the diff calls it once per entity of every client's
-    /// encode.)
-    #[inline(always)]
     pub(crate) fn bump(&mut self, handle: u64, by: u32) -> u32 {
         let (i, tag) = (handle as u32 as usize, (handle >> 32) as u32);
         if i >= self.acc.len() {
@@ -99,7 +96,6 @@ impl Priorities {
 }
 
 /// Weight per snapshot for an entity that differs from the baseline.
-#[inline]
 pub(crate) fn weight(e: &QEntity, is_new: bool) -> u32 {
     let base = if is_new { 64 } else { 8 };
     // Avatars and NPCs (archetypes 1, 2) are what players look at.
