@@ -19,6 +19,7 @@ use crate::schema::ColumnId;
 use crate::table::{EntityIndex, Location, RowInit, Table};
 
 mod graphs;
+mod cells;
 mod neighbours;
 mod rays;
 mod rules;

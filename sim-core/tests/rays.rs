@@ -44,6 +44,11 @@ fn grid_rays_equal_every_collider_tested_and_rapier() {
     let mut hits = 0;
     let mut exact = 0;
     for round in 0..5 {
+        if round == 2 {
+            // A collider far off cuts the grid's box of cells: from now on
+            // cells beyond its edge are clamped onto it.
+            w.physics_mut().add_fixed_box([1.0e5, 0.5, 3.0e4], [0.5, 0.5, 0.5], 0.5);
+        }
         for _ in 0..30 {
             w.step(&[], &mut NoClock);
         }

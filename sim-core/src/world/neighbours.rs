@@ -3,16 +3,15 @@
 //! laid out row by row (z rows, x along each), filled by a counting sort
 //! (O(entities), no sort, no allocation once warm), so a query's 3 x 3
 //! cells are 3 contiguous runs of items. The rows span the entities'
-//! cells; when that box would be far larger than the entities need (an
-//! outlier far away), it is cut to a box around the median cell and every
-//! cell outside is clamped onto its edge: clamping moves two cells at most
-//! as far apart as they were, so the 3 x 3 cells around a query still hold
-//! everything within its radius (the far ones only add candidates, each
+//! cells ([`CellBox`]: cut around the median, clamped onto its edge, when
+//! an outlier is far away), so the 3 x 3 cells around a query still hold
+//! everything within its radius (clamped ones only add candidates, each
 //! tested by distance). A query visits what it finds in row order, so
 //! every sensor built on it must be order-free (an exact fixed-point sum,
 //! a min by (distance, handle), a count): results never depend on the
 //! layout or row order.
 
+use super::cells::CellBox;
 use crate::schema::ColumnId;
 use crate::table::Table;
 
@@ -31,11 +30,8 @@ pub(super) struct Item {
 #[derive(Debug, Default)]
 pub(super) struct Grid {
     cell: f32,
-    /// The box of cells: its first cell and its width and height.
-    x0: i32,
-    z0: i32,
-    w: i32,
-    h: i32,
+    /// The box of cells the items are laid out in.
+    b: CellBox,
     /// `starts[c]..starts[c + 1]`: cell `c`'s items (`c = row * w + col`).
     starts: Vec<u32>,
     /// The items by cell, as columns (a query's first pass reads only
@@ -56,12 +52,6 @@ pub(super) struct Grid {
     cells: Vec<(i32, i32)>,
     scratch: Vec<i32>,
 }
-
-/// Cells a box may have per entity (plus [`SPARE_CELLS`]) before it is
-/// cut: sparse spreads (10,000 entities over 400 m x 400 m in 1 m cells)
-/// stay whole; only an outlier far away cuts the box.
-const CELLS_PER_ENTITY: i64 = 16;
-const SPARE_CELLS: i64 = 1 << 16;
 
 /// Items a query tests per pass: the first pass keeps those in range
 /// without branching on each, the second calls the visitor.
@@ -100,59 +90,7 @@ pub(super) fn counting_sort<T: Copy>(staged: &[(u32, T)], buckets: usize, starts
     starts[0] = 0;
 }
 
-/// The bucket of cell (cx, cz) in a spatial hash of `mask + 1` buckets.
-pub(super) fn bucket_of(cx: i32, cz: i32, mask: usize) -> usize {
-    let h = (cx as u32).wrapping_mul(0x9E37_79B1) ^ (cz as u32).wrapping_mul(0x85EB_CA77);
-    (h ^ (h >> 15)) as usize & mask
-}
-
-/// The median of `v` (reordered).
-fn median(v: &mut [i32]) -> i32 {
-    let mid = v.len() / 2;
-    *v.select_nth_unstable(mid).1
-}
-
-/// The span `[lo, lo + len)` of `len` cells (at most `max`) holding
-/// `min..=max_c` when it fits, else centred on `mid`.
-fn span(min: i32, max_c: i32, mid: i32, max: i64) -> (i32, i32) {
-    let full = i64::from(max_c) - i64::from(min) + 1;
-    if full <= max {
-        return (min, full as i32);
-    }
-    let lo = (i64::from(mid) - max / 2).max(i64::from(min));
-    (lo as i32, max as i32)
-}
-
-/// Sides (at most `wf` x `hf`) of a box of at most `limit` cells: a side
-/// shorter than the square's keeps its whole length and the other takes
-/// the rest (a corridor stays a corridor, and a crowd with one entity far
-/// off along z keeps all its columns); else a square.
-fn fit(wf: i64, hf: i64, limit: i64) -> (i64, i64) {
-    if wf.saturating_mul(hf) <= limit {
-        return (wf, hf);
-    }
-    let side = limit.isqrt().max(1);
-    if wf <= side {
-        return (wf, (limit / wf).min(hf));
-    }
-    if hf <= side {
-        return ((limit / hf).min(wf), hf);
-    }
-    (side, (limit / side).min(hf))
-}
-
 impl Grid {
-    /// The cell index of cell (cx, cz), clamped into the box.
-    #[inline]
-    fn col(&self, cx: i32) -> i32 {
-        (i64::from(cx) - i64::from(self.x0)).clamp(0, i64::from(self.w) - 1) as i32
-    }
-
-    #[inline]
-    fn row(&self, cz: i32) -> i32 {
-        (i64::from(cz) - i64::from(self.z0)).clamp(0, i64::from(self.h) - 1) as i32
-    }
-
     /// Fills the grid with every entity of `tables` whose x and z are
     /// finite (no query can find another one), cells `cell` metres wide.
     pub(super) fn build(&mut self, tables: &[Table], cell: f32) {
@@ -184,33 +122,9 @@ impl Grid {
             }
         }
         let m = self.staged.len();
-        let (mut lo, mut hi) = ((i32::MAX, i32::MAX), (i32::MIN, i32::MIN));
-        for &(cx, cz) in &self.cells {
-            (lo, hi) = ((lo.0.min(cx), lo.1.min(cz)), (hi.0.max(cx), hi.1.max(cz)));
-        }
-        if m == 0 {
-            (lo, hi) = ((0, 0), (0, 0));
-        }
-        let limit = CELLS_PER_ENTITY.saturating_mul(n.max(m) as i64).saturating_add(SPARE_CELLS).min(i64::from(i32::MAX));
-        // Widths in i64: cells span up to 2^32 (cell_of saturates).
-        let (wf, hf) = (i64::from(hi.0) - i64::from(lo.0) + 1, i64::from(hi.1) - i64::from(lo.1) + 1);
-        let (ws, hs) = fit(wf, hf, limit);
-        if (ws, hs) == (wf, hf) {
-            (self.x0, self.w) = (lo.0, wf as i32);
-            (self.z0, self.h) = (lo.1, hf as i32);
-        } else {
-            // Cut to a box of at most `limit` cells around the median.
-            self.scratch.clear();
-            self.scratch.extend(self.cells.iter().map(|c| c.0));
-            let mx = median(&mut self.scratch);
-            self.scratch.clear();
-            self.scratch.extend(self.cells.iter().map(|c| c.1));
-            let mz = median(&mut self.scratch);
-            (self.x0, self.w) = span(lo.0, hi.0, mx, ws);
-            (self.z0, self.h) = span(lo.1, hi.1, mz, hs);
-        }
+        self.b = CellBox::around(&self.cells, n.max(m), &mut self.scratch);
         for (k, &(cx, cz)) in self.cells.iter().enumerate() {
-            self.staged[k].0 = (self.row(cz) * self.w + self.col(cx)) as u32;
+            self.staged[k].0 = self.b.index(cx, cz) as u32;
         }
         for col in [&mut self.xs, &mut self.zs] {
             col.clear();
@@ -223,7 +137,7 @@ impl Grid {
         self.slot_of.clear();
         self.slot_of.resize(n, u32::MAX);
         let (xs, zs, bits, handles, slot_of) = (&mut self.xs, &mut self.zs, &mut self.bits, &mut self.handles, &mut self.slot_of);
-        let cells = self.w as usize * self.h as usize;
+        let cells = self.b.len();
         counting_sort(&self.staged, cells, &mut self.starts, |k, item| {
             (xs[k], zs[k], bits[k], handles[k]) = (item.x, item.z, 1u32.wrapping_shl(u32::from(item.archetype)), item.handle);
             if let Some(s) = slot_of.get_mut(item.index as usize) {
@@ -249,11 +163,11 @@ impl Grid {
         let (mut flags, mut hits) = ([0u32; BLOCK], [0u32; BLOCK]);
         // The 3 x 3 cells around p (clamped into the box, each once) cover
         // the radius: per row, one run of up to 3 cells.
-        let (c, r) = (i64::from(cx) - i64::from(self.x0), i64::from(cz) - i64::from(self.z0));
-        let clamp_c = |c: i64| c.clamp(0, i64::from(self.w) - 1) as usize;
+        let (c, r) = (i64::from(cx) - i64::from(self.b.x0), i64::from(cz) - i64::from(self.b.z0));
+        let clamp_c = |c: i64| c.clamp(0, i64::from(self.b.w) - 1) as usize;
         let (first, last) = (clamp_c(c - 1), clamp_c(c + 1));
-        let (r_lo, r_hi) = ((r - 1).clamp(0, i64::from(self.h) - 1), (r + 1).clamp(0, i64::from(self.h) - 1));
-        let w = self.w as usize;
+        let (r_lo, r_hi) = ((r - 1).clamp(0, i64::from(self.b.h) - 1), (r + 1).clamp(0, i64::from(self.b.h) - 1));
+        let w = self.b.w as usize;
         for row in r_lo as usize..=r_hi as usize {
             let (mut at, hi) = (self.starts[row * w + first] as usize, self.starts[row * w + last + 1] as usize);
             while at < hi {
@@ -329,9 +243,9 @@ impl Grid {
             count += u32::from(!q);
             count
         }));
-        let bands = crate::caller_threads().min(self.h.max(1) as usize).max(1);
+        let bands = crate::caller_threads().min(self.b.h.max(1) as usize).max(1);
         parts.resize_with(bands, Vec::new);
-        let (h, per) = (self.h as usize, (self.h as usize).div_ceil(bands));
+        let (h, per) = (self.b.h as usize, (self.b.h as usize).div_ceil(bands));
         let band = |b: usize, acc: &mut PairSums| {
             acc.clear();
             acc.resize(m, (0, 0));
@@ -363,7 +277,7 @@ impl Grid {
     fn sweep_row(&self, row: usize, (radius, mask): (f32, u16), (querying, others): (&[bool], &[u32]), term: &impl Fn(f32, f32) -> (i64, i64), acc: &mut PairSums) {
         let r2max = radius * radius;
         let want = if mask == 0 { u32::MAX } else { u32::from(mask) };
-        let (w, h) = (self.w as usize, self.h as usize);
+        let (w, h) = (self.b.w as usize, self.b.h as usize);
         let (r_lo, r_hi) = (row.saturating_sub(1), (row + 1).min(h - 1));
         let (mut flags, mut hits) = ([0u32; BLOCK], [0u8; BLOCK]);
         for col in 0..w {
@@ -418,7 +332,8 @@ impl Grid {
 
 #[cfg(test)]
 mod tests {
-    use super::{cell_of, fit, Grid, Item};
+    use super::{cell_of, Grid, Item};
+    use crate::world::cells::fit;
     use proptest::prelude::*;
 
     #[test]
@@ -447,7 +362,7 @@ mod tests {
         }
 
         /// Every query finds exactly what brute force over all items finds,
-        /// whatever the bucket collisions (few buckets, wide spread).
+        /// whatever the box (an outlier far away cuts it).
         #[test]
         fn around_is_brute_force(pts in proptest::collection::vec((-400.0f32..400.0, -400.0f32..400.0, 0u8..4), 1..300), radius in 0.5f32..6.0, mask in 0u16..16, outlier in proptest::option::of((-3e9f32..3e9, -3e9f32..3e9))) {
             let items: Vec<Item> = pts.iter().enumerate().map(|(i, &(x, z, a))| Item { handle: (i as u64 * 7919) % 1009, archetype: a, x, z, index: i as u32 }).collect();

@@ -12,8 +12,9 @@
 //! stop:
 //!
 //! - each collider's AABB, padded by [`PAD`], is entered into every square
-//!   xz cell it overlaps (a spatial hash; bucket collisions only add
-//!   candidates); colliders wider than [`BIG`] (ground, walls) are tested
+//!   xz cell it overlaps (cells in dense rows, [`CellBox`]: a ray's cells
+//!   and the next ray's are near in memory; cells clamped onto the box's
+//!   edge only add candidates); colliders wider than [`BIG`] (ground, walls) are tested
 //!   for every ray, and rays longer than [`WALK_MAX`] test every collider;
 //! - a ray walks the cells its xz projection crosses, in order (a 2D DDA),
 //!   and stops once its best hit is no farther than where it leaves the
@@ -24,7 +25,8 @@
 //! or the collider set's order; a test holds it equal to testing every
 //! collider, and within 1e-5 of rapier's `cast_ray`.
 
-use super::neighbours::{self, bucket_of, counting_sort};
+use super::cells::CellBox;
+use super::neighbours::{self, counting_sort};
 use crate::physics::RapierPhysics;
 use rapier3d::prelude::*;
 
@@ -53,12 +55,14 @@ struct Item {
 
 #[derive(Debug, Default)]
 pub(super) struct RayGrid {
-    /// Buckets - 1 (a power of two, minus one).
-    mask: usize,
+    /// The cells, and the corner cells of the boxes they are sized for.
+    b: CellBox,
+    corners: Vec<(i32, i32)>,
+    scratch: Vec<i32>,
     /// The enabled colliders this build, and their padded boxes.
     handles: Vec<ColliderHandle>,
     boxes: Vec<Item>,
-    /// `starts[b]..starts[b + 1]`: bucket `b`'s items.
+    /// `starts[c]..starts[c + 1]`: cell `c`'s items.
     starts: Vec<u32>,
     items: Vec<Item>,
     staged: Vec<(u32, Item)>,
@@ -80,17 +84,12 @@ fn v3(a: [f32; 3]) -> Vector {
 }
 
 impl RayGrid {
-    fn bucket(&self, cx: i32, cz: i32) -> usize {
-        bucket_of(cx, cz, self.mask)
-    }
-
     /// Enters every enabled collider of `physics` as it is now. The boxes
     /// are computed across the caller's rayon pool (serially outside one);
     /// they are entered in collider order either way.
     pub(super) fn build(&mut self, physics: &RapierPhysics) {
         use rayon::prelude::*;
         let colliders = &physics.rapier().colliders;
-        self.mask = (4 * colliders.len()).next_power_of_two().max(64) - 1;
         self.staged.clear();
         self.big.clear();
         self.handles.clear();
@@ -115,16 +114,25 @@ impl RayGrid {
                 *o = padded(h);
             }
         }
+        // The small boxes, by their corner cells, size the grid.
+        let small = |item: &Item| item.min.iter().chain(&item.max).all(|v| v.is_finite()) && item.max[0] - item.min[0] <= BIG && item.max[2] - item.min[2] <= BIG;
+        self.corners.clear();
+        for item in self.boxes.iter().filter(|it| small(it)) {
+            self.corners.push((cell_of(item.min[0]), cell_of(item.min[2])));
+            self.corners.push((cell_of(item.max[0]), cell_of(item.max[2])));
+        }
+        self.b = CellBox::around(&self.corners, self.corners.len(), &mut self.scratch);
         for &item in &self.boxes {
-            let finite = item.min.iter().chain(&item.max).all(|v| v.is_finite());
-            if !finite || item.max[0] - item.min[0] > BIG || item.max[2] - item.min[2] > BIG {
+            if !small(&item) {
                 self.big.push(item);
                 continue;
             }
-            for cx in cell_of(item.min[0])..=cell_of(item.max[0]) {
-                for cz in cell_of(item.min[2])..=cell_of(item.max[2]) {
-                    let b = self.bucket(cx, cz) as u32;
-                    self.staged.push((b, item));
+            // Clamping is monotone: the clamped range is each clamped cell once.
+            let (c0, c1) = (self.b.col(cell_of(item.min[0])), self.b.col(cell_of(item.max[0])));
+            let (r0, r1) = (self.b.row(cell_of(item.min[2])), self.b.row(cell_of(item.max[2])));
+            for r in r0..=r1 {
+                for c in c0..=c1 {
+                    self.staged.push(((r * self.b.w + c) as u32, item));
                 }
             }
         }
@@ -133,7 +141,7 @@ impl RayGrid {
             self.items.resize(self.staged.len(), first);
         }
         let items = &mut self.items;
-        counting_sort(&self.staged, self.mask + 1, &mut self.starts, |k, item| items[k] = item);
+        counting_sort(&self.staged, self.b.len(), &mut self.starts, |k, item| items[k] = item);
     }
 
     /// Distance along `d` (unit length) from `o` to the first hit within
@@ -191,7 +199,7 @@ impl RayGrid {
         // the walk whatever the floats do.
         let steps = (2.0 * max.max(0.0) / CELL) as usize + 4;
         for _ in 0..steps {
-            let b = self.bucket(cx, cz);
+            let b = self.b.index(cx, cz);
             for it in &self.items[self.starts[b] as usize..self.starts[b + 1] as usize] {
                 test(it, &mut best);
             }
