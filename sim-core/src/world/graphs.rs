@@ -19,7 +19,7 @@ use crate::physics::{PhysicsPort, RapierPhysics};
 use crate::plan::{finite_within, MAX_COORD};
 use crate::ports::Status;
 use crate::schema::ColumnId;
-use crate::table::Location;
+use crate::table::{Location, Table};
 use std::collections::BTreeMap;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -362,6 +362,69 @@ pub(crate) struct GraphScratch {
     interpret: bool,
 }
 
+/// The columns of one table a graph's inputs are gathered from.
+struct Cols<'t> {
+    owner: &'t [u32],
+    pos: [&'t [f32]; 3],
+    vel: [&'t [f32]; 3],
+    health: &'t [i32],
+    /// None: the table has no move target (read as zero).
+    target: Option<[&'t [f32]; 3]>,
+}
+
+impl<'t> Cols<'t> {
+    fn of(t: &'t Table) -> Cols<'t> {
+        let v3 = |a: ColumnId, b: ColumnId, c: ColumnId| [t.f32(a), t.f32(b), t.f32(c)];
+        Cols {
+            owner: t.u32(ColumnId::Owner),
+            pos: v3(ColumnId::PosX, ColumnId::PosY, ColumnId::PosZ),
+            vel: v3(ColumnId::LinvelX, ColumnId::LinvelY, ColumnId::LinvelZ),
+            health: t.i32(ColumnId::Health),
+            target: t.has(ColumnId::TargetX).then(|| v3(ColumnId::TargetX, ColumnId::TargetY, ColumnId::TargetZ)),
+        }
+    }
+}
+
+/// The neighbour grid of every entity (cells a hair over `radius`) and
+/// this tick's push sums, once per (radius, mask) any bound graph reads.
+fn build_neighbours(
+    store: &GraphStore,
+    tables: &[Table],
+    radius: f32,
+    locs: &[Option<Location>],
+    (grid, querying, pushes, (push_parts, push_others)): (&mut Grid, &mut Vec<bool>, &mut Vec<((u32, u16), PairSums)>, (&mut Vec<PairSums>, &mut Vec<u32>)),
+) {
+    // A hair over the largest radius: `floor(x / cell)` rounds, and
+    // a neighbour just inside the radius must never be two cells away.
+    grid.build(tables, radius.max(1.0) * 1.001);
+    // Every push any bound graph reads, once for all of them.
+    let mut keys: Vec<(u32, u16)> = store.graphs.values().filter(|l| !l.members.is_empty()).flat_map(|l| l.pushes.iter().copied()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    if !keys.is_empty() {
+        querying.clear();
+        querying.resize(grid.len(), false);
+        let mut at = 0;
+        for l in store.graphs.values() {
+            let locs = &locs[at..at + l.members.len()];
+            at += l.members.len();
+            if l.pushes.is_empty() {
+                continue;
+            }
+            for loc in locs.iter().flatten() {
+                if let Some(s) = grid.slot(loc.archetype as usize, loc.row as usize) {
+                    querying[s] = true;
+                }
+            }
+        }
+    }
+    pushes.resize_with(keys.len(), Default::default);
+    for (key, (k, sums)) in keys.iter().zip(pushes.iter_mut()) {
+        *k = *key;
+        grid.pair_sums(f32::from_bits(key.0), key.1, querying, push_term, sums, (push_parts, push_others));
+    }
+}
+
 impl World {
     /// The graph store (read access).
     #[must_use]
@@ -418,48 +481,29 @@ impl World {
             sc.locs.extend(l.members.keys().map(|&h| self.index.get(Handle::from_bits(h))));
         }
         let (radius, readers) = store.graphs.values().filter(|l| !l.members.is_empty() && l.radius > 0.0).fold((0.0f32, 0u64), |(r, n), l| (r.max(l.radius), n + 1));
-        // The grid's build is part of what the graphs that read it cost:
-        // shared evenly among them in the journal.
-        let mut grid_ns = 0;
-        let t0 = clock.now_ns();
+        // The sensors' grids are part of what the graphs that read them
+        // cost: the time to build both is shared evenly among the graphs
+        // that read either. The two are built side by side (each on its
+        // own, so the same either way).
         let rayers = store.graphs.values().filter(|l| !l.members.is_empty() && l.rays).count() as u64;
-        if rayers > 0 {
-            sc.rays.build(&self.physics);
-        }
-        let rays_ns = clock.now_ns().saturating_sub(t0).checked_div(rayers).unwrap_or(0);
-        if readers > 0 {
-            let t0 = clock.now_ns();
-            // A hair over the largest radius: `floor(x / cell)` rounds, and
-            // a neighbour just inside the radius must never be two cells away.
-            sc.grid.build(&self.tables, radius.max(1.0) * 1.001);
-            // Every push any bound graph reads, once for all of them.
-            let mut keys: Vec<(u32, u16)> = store.graphs.values().filter(|l| !l.members.is_empty()).flat_map(|l| l.pushes.iter().copied()).collect();
-            keys.sort_unstable();
-            keys.dedup();
-            if !keys.is_empty() {
-                sc.querying.clear();
-                sc.querying.resize(sc.grid.len(), false);
-                let mut at = 0;
-                for l in store.graphs.values() {
-                    let locs = &sc.locs[at..at + l.members.len()];
-                    at += l.members.len();
-                    if l.pushes.is_empty() {
-                        continue;
-                    }
-                    for loc in locs.iter().flatten() {
-                        if let Some(s) = sc.grid.slot(loc.archetype as usize, loc.row as usize) {
-                            sc.querying[s] = true;
-                        }
-                    }
-                }
+        let users = store.graphs.values().filter(|l| !l.members.is_empty() && (l.rays || l.radius > 0.0)).count() as u64;
+        let t0 = clock.now_ns();
+        let (rays, physics) = (&mut sc.rays, &self.physics);
+        let build_rays = || {
+            if rayers > 0 {
+                rays.build(physics);
             }
-            sc.pushes.resize_with(keys.len(), Default::default);
-            for (key, (k, sums)) in keys.iter().zip(sc.pushes.iter_mut()) {
-                *k = *key;
-                sc.grid.pair_sums(f32::from_bits(key.0), key.1, &sc.querying, push_term, sums, (&mut sc.push_parts, &mut sc.push_others));
+        };
+        let (grid, querying, pushes, parts, locs) = (&mut sc.grid, &mut sc.querying, &mut sc.pushes, (&mut sc.push_parts, &mut sc.push_others), &sc.locs);
+        let build_grid = || {
+            if readers > 0 {
+                build_neighbours(&store, &self.tables, radius, locs, (grid, querying, pushes, parts));
             }
-            grid_ns = clock.now_ns().saturating_sub(t0).checked_div(readers).unwrap_or(0);
-        }
+        };
+        rayon::join(build_rays, build_grid);
+        let sensors_ns = clock.now_ns().saturating_sub(t0).checked_div(users).unwrap_or(0);
+        // Each table's columns the inputs are gathered from, looked up once.
+        let cols: Vec<Cols<'_>> = self.tables.iter().map(Cols::of).collect();
         // Each run's outputs reuse last tick's buffers (no allocation once warm).
         let mut outs = std::mem::take(&mut sc.out);
         let mut ran = 0;
@@ -486,18 +530,17 @@ impl World {
                     sc.dead.push(h);
                     continue;
                 };
-                let t = &self.tables[loc.archetype as usize];
-                let r = loc.row as usize;
-                if m.source != SourceId::SERVER.0 && t.u32(ColumnId::Owner)[r] != m.source {
+                let (c, r) = (&cols[loc.archetype as usize], loc.row as usize);
+                if m.source != SourceId::SERVER.0 && c.owner[r] != m.source {
                     sc.dead.push(h);
                     continue;
                 }
-                let v3 = |a: ColumnId, b: ColumnId, c: ColumnId| [t.f32(a)[r], t.f32(b)[r], t.f32(c)[r]];
+                let at = |v: &[&[f32]; 3]| [v[0][r], v[1][r], v[2][r]];
                 sc.handles.push(h);
-                sc.pos.push(v3(ColumnId::PosX, ColumnId::PosY, ColumnId::PosZ));
-                sc.vel.push(v3(ColumnId::LinvelX, ColumnId::LinvelY, ColumnId::LinvelZ));
-                sc.health.push(t.i32(ColumnId::Health)[r] as f32);
-                sc.target.push(if t.has(ColumnId::TargetX) { v3(ColumnId::TargetX, ColumnId::TargetY, ColumnId::TargetZ) } else { [0.0; 3] });
+                sc.pos.push(at(&c.pos));
+                sc.vel.push(at(&c.vel));
+                sc.health.push(c.health[r] as f32);
+                sc.target.push(c.target.as_ref().map_or([0.0; 3], at));
                 sc.state.extend_from_slice(&m.state);
                 sc.slots.push(sc.grid.slot(loc.archetype as usize, r).map(|s| s as u32));
             }
@@ -519,7 +562,7 @@ impl World {
             } else {
                 l.kernel.run_par(&inp, || sensors, out, &mut sc.parts);
             }
-            let shared = if l.radius > 0.0 { grid_ns } else { 0 } + if l.rays { rays_ns } else { 0 };
+            let shared = if l.radius > 0.0 || l.rays { sensors_ns } else { 0 };
             journal.graphs.push(GraphRun { graph: hash, npcs: sc.handles.len() as u32, exec_ns: clock.now_ns().saturating_sub(t0) + shared, ..GraphRun::default() });
         }
         outs.truncate(ran);
