@@ -335,18 +335,10 @@ pub(crate) struct GraphScratch {
     out: Vec<(u64, Vec<u64>, Outputs)>,
     /// The kernels' per-worker buffers.
     parts: Vec<Part>,
-    grid: Grid,
-    /// This tick's push sums ([`Grid::pair_sums`]) per (radius bits, mask)
-    /// a bound graph reads, their per-thread buffers, and each gathered
-    /// NPC's grid slot.
-    pushes: Vec<((u32, u16), PairSums)>,
-    push_parts: Vec<PairSums>,
-    /// Pair sums' count of the items that do not query, per slot.
-    push_others: Vec<u32>,
+    /// The neighbour grid and this tick's push sums.
+    nb: Neighbours,
+    /// Each gathered NPC's slot in the neighbour grid.
     slots: Vec<Option<u32>>,
-    /// Per grid slot, whether a graph reading push drives it (the pairs
-    /// of two others need no sum).
-    querying: Vec<bool>,
     /// Every bound member's location this tick (graphs in order, members
     /// in order), looked up once.
     locs: Vec<Option<Location>>,
@@ -385,15 +377,25 @@ impl<'t> Cols<'t> {
     }
 }
 
+/// The neighbour sensors' grid and sums, rebuilt every tick.
+#[derive(Debug, Default)]
+struct Neighbours {
+    grid: Grid,
+    /// This tick's push sums ([`Grid::pair_sums`]) per (radius bits, mask)
+    /// a bound graph reads, and their per-thread buffers.
+    pushes: Vec<((u32, u16), PairSums)>,
+    push_parts: Vec<PairSums>,
+    /// Pair sums' count of the items that do not query, per slot.
+    push_others: Vec<u32>,
+    /// Per grid slot, whether a graph reading push drives it (the pairs
+    /// of two others need no sum).
+    querying: Vec<bool>,
+}
+
 /// The neighbour grid of every entity (cells a hair over `radius`) and
 /// this tick's push sums, once per (radius, mask) any bound graph reads.
-fn build_neighbours(
-    store: &GraphStore,
-    tables: &[Table],
-    radius: f32,
-    locs: &[Option<Location>],
-    (grid, querying, pushes, (push_parts, push_others)): (&mut Grid, &mut Vec<bool>, &mut Vec<((u32, u16), PairSums)>, (&mut Vec<PairSums>, &mut Vec<u32>)),
-) {
+fn build_neighbours(store: &GraphStore, tables: &[Table], radius: f32, locs: &[Option<Location>], nb: &mut Neighbours) {
+    let Neighbours { grid, pushes, push_parts, push_others, querying } = nb;
     // A hair over the largest radius: `floor(x / cell)` rounds, and
     // a neighbour just inside the radius must never be two cells away.
     grid.build(tables, radius.max(1.0) * 1.001);
@@ -494,10 +496,10 @@ impl World {
                 rays.build(physics);
             }
         };
-        let (grid, querying, pushes, parts, locs) = (&mut sc.grid, &mut sc.querying, &mut sc.pushes, (&mut sc.push_parts, &mut sc.push_others), &sc.locs);
+        let (nb, locs) = (&mut sc.nb, &sc.locs);
         let build_grid = || {
             if readers > 0 {
-                build_neighbours(&store, &self.tables, radius, locs, (grid, querying, pushes, parts));
+                build_neighbours(&store, &self.tables, radius, locs, nb);
             }
         };
         rayon::join(build_rays, build_grid);
@@ -542,13 +544,13 @@ impl World {
                 sc.health.push(c.health[r] as f32);
                 sc.target.push(c.target.as_ref().map_or([0.0; 3], at));
                 sc.state.extend_from_slice(&m.state);
-                sc.slots.push(sc.grid.slot(loc.archetype as usize, r).map(|s| s as u32));
+                sc.slots.push(sc.nb.grid.slot(loc.archetype as usize, r).map(|s| s as u32));
             }
             if sc.handles.is_empty() {
                 continue;
             }
             let inp = Inputs { tick: self.tick.0, pos: &sc.pos, vel: &sc.vel, health: &sc.health, target: &sc.target, state: &sc.state };
-            let sensors = WorldSensors { physics: &self.physics, rays: &sc.rays, grid: &sc.grid, pos: &sc.pos, pushes: &sc.pushes, slots: &sc.slots };
+            let sensors = WorldSensors { physics: &self.physics, rays: &sc.rays, grid: &sc.nb.grid, pos: &sc.pos, pushes: &sc.nb.pushes, slots: &sc.slots };
             if outs.len() == ran {
                 outs.push((0, Vec::new(), Outputs::default()));
             }
