@@ -22,6 +22,7 @@ mod graphs;
 mod cells;
 mod neighbours;
 mod rays;
+mod sensors;
 mod rules;
 mod validate;
 

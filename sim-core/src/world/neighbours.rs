@@ -401,7 +401,7 @@ mod tests {
             }
             let mut g = Grid::default();
             g.fill(items.len(), items.iter().copied(), 3.003);
-            let term = crate::world::graphs::push_term;
+            let term = crate::world::sensors::push_term;
             // Every `every`th item queries (by handle); the others get no sum.
             let mut querying = vec![false; g.len()];
             for it in &items {
