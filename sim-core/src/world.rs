@@ -18,12 +18,12 @@ use crate::scenario::{BodyKind, NpcLayout, Scenario, ShapeKind};
 use crate::schema::ColumnId;
 use crate::table::{EntityIndex, Location, RowInit, Table};
 
-mod graphs;
 mod cells;
+mod graphs;
 mod neighbours;
 mod rays;
-mod sensors;
 mod rules;
+mod sensors;
 mod validate;
 
 pub use graphs::{GraphOp, GraphStore, MAX_BOUND_COST_PER_SOURCE, MAX_GRAPHS};

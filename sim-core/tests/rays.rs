@@ -33,6 +33,10 @@ impl Gen {
     }
 }
 
+/// Where a cluster of colliders goes, far off the pile (outside the cut
+/// grid box).
+const FAR: [f32; 3] = [600.0, 0.0, 450.0];
+
 #[test]
 fn grid_rays_equal_every_collider_tested_and_rapier() {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().expect("pool");
@@ -43,11 +47,16 @@ fn grid_rays_equal_every_collider_tested_and_rapier() {
     let mut checked = 0;
     let mut hits = 0;
     let mut exact = 0;
+    let mut far_hits = 0;
     for round in 0..5 {
         if round == 2 {
-            // A collider far off cuts the grid's box of cells: from now on
-            // cells beyond its edge are clamped onto it.
-            w.physics_mut().add_fixed_box([1.0e5, 0.5, 3.0e4], [0.5, 0.5, 0.5], 0.5);
+            // A cluster of colliders far off cuts the grid's box of cells
+            // (about 360 x 360 around the pile): from now on they all clamp
+            // onto its corner cell, which rays around them look up.
+            for k in 0..12 {
+                let (x, z) = ((k % 4) as f32 * 1.5, (k / 4) as f32 * 1.5);
+                w.physics_mut().add_fixed_box([FAR[0] + x, 0.5 + (k % 3) as f32 * 0.5, FAR[2] + z], [0.5, 0.5, 0.5], 0.5);
+            }
         }
         for _ in 0..30 {
             w.step(&[], &mut NoClock);
@@ -67,6 +76,10 @@ fn grid_rays_equal_every_collider_tested_and_rapier() {
                 }
                 4 => o = [o[0].round(), o[1], o[2].round()],
                 _ => {}
+            }
+            if round >= 2 && k % 4 == 0 {
+                // Among the far cluster, outside the box.
+                o = [FAR[0] + g.next(-8.0, 12.0), g.next(0.0, 2.0), FAR[2] + g.next(-8.0, 12.0)];
             }
             let len = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
             if len > 1e-3 {
@@ -89,8 +102,10 @@ fn grid_rays_equal_every_collider_tested_and_rapier() {
             exact += usize::from(t.to_bits() == rapier.to_bits());
             checked += 1;
             hits += usize::from(t.is_finite());
+            far_hits += usize::from(t.is_finite() && o[0] > FAR[0] - 100.0);
         }
     }
     assert!(hits > checked / 10 && hits < checked, "a mix of hits and misses: {hits} of {checked}");
+    assert!(far_hits > 20, "rays hit the far cluster (clamped cells): {far_hits}");
     eprintln!("{checked} rays, {hits} hits; bit-equal to rapier: {exact}");
 }

@@ -9,13 +9,15 @@
 //! tests exactly. Dense rows keep neighbouring cells neighbouring in
 //! memory, where a spatial hash scatters them.
 
-/// Cells a box may have per entity (plus [`SPARE_CELLS`]) before it is
+/// Cells a box may have per point (plus [`SPARE_CELLS`]) before it is
 /// cut: sparse spreads (10,000 entities over 400 m x 400 m in 1 m cells)
-/// stay whole; only an outlier far away cuts the box.
+/// stay whole; only an outlier far away cuts the box. (The ray grid
+/// passes two corners per collider: 32 cells per collider.)
 const CELLS_PER_ENTITY: i64 = 16;
 const SPARE_CELLS: i64 = 1 << 16;
 
-/// The box of cells: its first cell and its width and height.
+/// The box of cells: its first cell and its width and height (at least
+/// 1 x 1 once built by [`CellBox::around`]; nothing looks up a default).
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct CellBox {
     pub(super) x0: i32,

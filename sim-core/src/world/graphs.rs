@@ -337,23 +337,30 @@ impl World {
         // The sensors' grids are part of what the graphs that read them
         // cost: the time to build both is shared evenly among the graphs
         // that read either. The two are built side by side (each on its
-        // own, so the same either way).
+        // own, so the same either way); outside a pool, one after the
+        // other (sim-core starts no threads: `rayon::join` outside a pool
+        // would run on rayon's global one).
         let rayers = store.graphs.values().filter(|l| !l.members.is_empty() && l.rays).count() as u64;
         let users = store.graphs.values().filter(|l| !l.members.is_empty() && (l.rays || l.radius > 0.0)).count() as u64;
         let t0 = clock.now_ns();
         let (rays, physics) = (&mut sc.rays, &self.physics);
-        let build_rays = || {
+        let mut build_rays = || {
             if rayers > 0 {
                 rays.build(physics);
             }
         };
         let (nb, locs) = (&mut sc.nb, &sc.locs);
-        let build_grid = || {
+        let mut build_grid = || {
             if readers > 0 {
                 build_neighbours(&store, &self.tables, radius, locs, nb);
             }
         };
-        rayon::join(build_rays, build_grid);
+        if crate::caller_threads() > 1 {
+            rayon::join(build_rays, build_grid);
+        } else {
+            build_rays();
+            build_grid();
+        }
         let sensors_ns = clock.now_ns().saturating_sub(t0).checked_div(users).unwrap_or(0);
         // Each table's columns the inputs are gathered from, looked up once.
         let cols: Vec<Cols<'_>> = self.tables.iter().map(Cols::of).collect();
@@ -388,12 +395,12 @@ impl World {
                     sc.dead.push(h);
                     continue;
                 }
-                let at = |v: &[&[f32]; 3]| [v[0][r], v[1][r], v[2][r]];
+                let row_of = |v: &[&[f32]; 3]| [v[0][r], v[1][r], v[2][r]];
                 sc.handles.push(h);
-                sc.pos.push(at(&c.pos));
-                sc.vel.push(at(&c.vel));
+                sc.pos.push(row_of(&c.pos));
+                sc.vel.push(row_of(&c.vel));
                 sc.health.push(c.health[r] as f32);
-                sc.target.push(c.target.as_ref().map_or([0.0; 3], at));
+                sc.target.push(c.target.as_ref().map_or([0.0; 3], row_of));
                 sc.state.extend_from_slice(&m.state);
                 sc.slots.push(sc.nb.grid.slot(loc.archetype as usize, r).map(|s| s as u32));
             }
