@@ -362,8 +362,9 @@ impl World {
             build_grid();
         }
         let sensors_ns = clock.now_ns().saturating_sub(t0).checked_div(users).unwrap_or(0);
-        // Each table's columns the inputs are gathered from, looked up once.
-        let cols: Vec<Cols<'_>> = self.tables.iter().map(Cols::of).collect();
+        // The columns the inputs are gathered from, looked up again only
+        // when the archetype changes (a graph's NPCs are mostly one).
+        let mut cols: Option<(Archetype, Cols<'_>)> = None;
         // Each run's outputs reuse last tick's buffers (no allocation once warm).
         let mut outs = std::mem::take(&mut sc.out);
         let mut ran = 0;
@@ -390,7 +391,11 @@ impl World {
                     sc.dead.push(h);
                     continue;
                 };
-                let (c, r) = (&cols[loc.archetype as usize], loc.row as usize);
+                if cols.as_ref().is_none_or(|(a, _)| *a != loc.archetype) {
+                    cols = Some((loc.archetype, Cols::of(&self.tables[loc.archetype as usize])));
+                }
+                let Some((_, c)) = &cols else { continue };
+                let r = loc.row as usize;
                 if m.source != SourceId::SERVER.0 && c.owner[r] != m.source {
                     sc.dead.push(h);
                     continue;
