@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-20}
 if ! cargo fuzz --version >/dev/null 2>&1; then
-    cargo install cargo-fuzz --locked
+    # A build tool: unoptimized (--debug) is fast enough and builds sooner.
+    cargo install --debug cargo-fuzz --locked
 fi
 # cargo-fuzz needs nightly-only flags; the stable toolchain accepts them
 # with RUSTC_BOOTSTRAP (see shared/FACTS.md).
