@@ -6,21 +6,25 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use super::*;
 
 /// Called on the tick thread every N ticks with the world; must not block.
 pub(crate) type FrameSink = Box<dyn FnMut(&World) + Send>;
 
-/// Starts the verification-frame thread; returns the tick thread's sink.
+/// Starts the verification-frame thread; returns the tick thread's sink
+/// and the thread. Dropping the sink ends the thread once it has rendered
+/// what is queued ([`finish`]).
 #[cfg(feature = "render")]
-pub(crate) fn frame_sink(stats: Arc<Stats>, dir: Option<PathBuf>) -> anyhow::Result<FrameSink> {
+pub(crate) fn frame_sink(stats: Arc<Stats>, dir: Option<PathBuf>) -> anyhow::Result<(FrameSink, JoinHandle<()>)> {
     use replays::render::{camera, write_png, Renderer, Scene};
     if let Some(d) = &dir {
         std::fs::create_dir_all(d).with_context(|| format!("{}: cannot create", d.display()))?;
     }
     let (tx, rx) = sync_channel::<Scene>(2);
     let st = Arc::clone(&stats);
-    std::thread::Builder::new().name("frames".into()).spawn(move || {
+    let thread = std::thread::Builder::new().name("frames".into()).spawn(move || {
         let renderer = match Renderer::new() {
             Ok(r) => Some(r),
             Err(e) => {
@@ -55,14 +59,31 @@ pub(crate) fn frame_sink(stats: Arc<Stats>, dir: Option<PathBuf>) -> anyhow::Res
             }
         }
     })?;
-    Ok(Box::new(move |w: &World| {
+    let sink: FrameSink = Box::new(move |w: &World| {
         if tx.try_send(Scene::from_world(w)).is_err() {
             stats.frames_skipped.fetch_add(1, Ordering::Relaxed);
         }
-    }))
+    });
+    Ok((sink, thread))
+}
+
+/// Waits, at most `limit`, for the frame thread to render what was queued
+/// before its sink was dropped (at most the channel's two scenes and the
+/// one in hand), so the run's counts include them; a render that hangs
+/// is left behind (the process exits anyway).
+pub(crate) fn finish(thread: JoinHandle<()>, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !thread.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if thread.is_finished() {
+        // The thread's loop catches render errors; a panic there is
+        // counted nowhere else, and is not the run's failure.
+        let _ = thread.join();
+    }
 }
 
 #[cfg(not(feature = "render"))]
-pub(crate) fn frame_sink(_stats: Arc<Stats>, _dir: Option<PathBuf>) -> anyhow::Result<FrameSink> {
+pub(crate) fn frame_sink(_stats: Arc<Stats>, _dir: Option<PathBuf>) -> anyhow::Result<(FrameSink, JoinHandle<()>)> {
     anyhow::bail!("--verify-frames-every needs a build with the `render` feature")
 }

@@ -144,7 +144,12 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
         spawn_key_watch(d, ring, Arc::clone(&hub), metrics.clone(), Arc::clone(&shutdown_flag));
     }
     let stats = Arc::new(Stats::default());
-    let frames = if frames_every > 0 { Some(frame_sink(Arc::clone(&stats), frames_dir)?) } else { None };
+    let (frames, frames_thread) = if frames_every > 0 {
+        let (sink, thread) = frame_sink(Arc::clone(&stats), frames_dir)?;
+        (Some(sink), Some(thread))
+    } else {
+        (None, None)
+    };
     let shutdown = shutdown_flag;
     let (join_tx, join_rx) = sync_channel::<JoinReq>(256);
     let (leave_tx, leave_rx) = sync_channel::<Departed>(1024);
@@ -289,6 +294,11 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<ExitCode> {
     shutdown.store(true, Ordering::Relaxed);
     let tick_result = tick_thread.join().map_err(|_| anyhow::anyhow!("tick thread panicked"))?;
     replication.join().map_err(|_| anyhow::anyhow!("replication thread panicked"))?;
+    // The tick thread dropped the frame sink: the frames queued before it
+    // are rendered and counted before the summary is written.
+    if let Some(t) = frames_thread {
+        frames::finish(t, Duration::from_secs(10));
+    }
     result?;
     tick_result?;
     let summary = summary(&stats, &hub, tick_rate);
