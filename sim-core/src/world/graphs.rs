@@ -391,10 +391,10 @@ impl World {
                     sc.dead.push(h);
                     continue;
                 };
-                if cols.as_ref().is_none_or(|(a, _)| *a != loc.archetype) {
-                    cols = Some((loc.archetype, Cols::of(&self.tables[loc.archetype as usize])));
+                if cols.as_ref().is_some_and(|(a, _)| *a != loc.archetype) {
+                    cols = None;
                 }
-                let Some((_, c)) = &cols else { continue };
+                let (_, c) = cols.get_or_insert_with(|| (loc.archetype, Cols::of(&self.tables[loc.archetype as usize])));
                 let r = loc.row as usize;
                 if m.source != SourceId::SERVER.0 && c.owner[r] != m.source {
                     sc.dead.push(h);
